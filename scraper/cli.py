@@ -1,0 +1,181 @@
+"""The ``scraper`` command line: parses arguments, sets up logging, runs one command inside
+one ``asyncio.run``, and turns expected errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from scraper import __version__
+from scraper.demo_site import build_catalog, make_app, serve
+from scraper.engine import CrawlResult, Engine
+from scraper.errors import ScraperError
+from scraper.progress import live_progress, summary
+from scraper.project import Project
+from scraper.query import run_query
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+out = Console()
+err = Console(stderr=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        code: int = args.command(args)
+        return code
+    except ScraperError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scraper", description="An asyncio-native scraping framework.")
+    parser.add_argument("--version", action="version", version=f"scraper {__version__}")
+    parser.add_argument("--config", type=Path, help="project config file (default: ./config.yaml)")
+    parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="crawl with a spider and store what it finds")
+    run.add_argument("spider")
+    _add_crawl_options(run)
+    run.add_argument("-a", dest="arguments", action="append", default=[], metavar="K=V", help="spider argument")
+    run.set_defaults(command=command_run)
+
+    listing = commands.add_parser("list", help="spiders with their start URLs")
+    listing.set_defaults(command=command_list)
+
+    query = commands.add_parser("query", help="read-only SQL on a crawl database, printed as a table")
+    query.add_argument("target", nargs="+", metavar="SPIDER SQL | --db PATH SQL")
+    query.add_argument("--db", type=Path, help="database file (instead of a spider name)")
+    query.set_defaults(command=command_query)
+
+    demo = commands.add_parser("demo", help="serve the bundled demo shop offline and crawl it")
+    _add_crawl_options(demo)
+    demo.add_argument("--products", type=int, default=600, help="size of the demo shop (default 600)")
+    demo.set_defaults(command=command_demo)
+    return parser
+
+
+def _add_crawl_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-s", dest="settings", action="append", default=[], metavar="KEY=VALUE", help="setting")
+    parser.add_argument("--db", type=Path, help="database file (default: setting 'database')")
+    parser.add_argument("--fresh", action="store_true", help="start a new crawl (every run does, until resume lands)")
+
+
+def _configure_logging(level: str) -> None:
+    handler = RichHandler(console=err, show_path=False, show_time=False, markup=False)
+    logging.basicConfig(level=level.upper(), format="%(name)s: %(message)s", handlers=[handler], force=True)
+
+
+def _parse_arguments(pairs: Sequence[str]) -> dict[str, str]:
+    arguments = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ScraperError(f"-a {pair!r}: expected KEY=VALUE")
+        arguments[key] = value
+    return arguments
+
+
+def command_run(args: argparse.Namespace) -> int:
+    project = Project.load(args.config, args.settings)
+    spider_class = project.spider_class(args.spider)
+    settings = project.settings(spider_class)
+    spider = spider_class(**_parse_arguments(args.arguments))
+    engine = Engine(spider=spider, settings=settings, database=args.db or project.database(spider_class))
+    return _report(asyncio.run(_crawl(engine)), spider.name)
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    project = Project.load(args.config, args.settings)
+    spider_class = project.spider_class("demo_shop")
+    settings = project.settings(spider_class)
+    database = args.db or project.database(spider_class)
+
+    async def serve_and_crawl() -> tuple[CrawlResult, int]:
+        catalog = build_catalog(args.products)
+        async with serve(make_app(catalog)) as base_url:
+            err.print(f"demo shop with {len(catalog.products):,} products at {base_url}", highlight=False)
+            engine = Engine(spider=spider_class(base_url=base_url), settings=settings, database=database)
+            return await _crawl(engine), len(catalog.products)
+
+    result, expected = asyncio.run(serve_and_crawl())
+    code = _report(result, "demo_shop")
+    stored = result.stats.get("items/product")
+    out.print(f"stored {stored:,} of the shop's {expected:,} products", highlight=False)
+    return code
+
+
+async def _crawl(engine: Engine) -> CrawlResult:
+    """Run the engine with live progress; the first SIGINT/SIGTERM drains, the second cancels."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    received: list[signal.Signals] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            err.print(f"\n{signum.name}: finishing requests in flight (again to stop at once)")
+            engine.stop(signum.name)
+        elif task is not None:
+            task.cancel()
+
+    for signum in _SIGNAL_EXIT:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        async with live_progress(engine.stats, engine.scheduler, err):
+            result = await engine.run()
+    except asyncio.CancelledError:
+        raise SystemExit(_SIGNAL_EXIT[received[-1]] if received else EXIT_FAILED) from None
+    finally:
+        for signum in _SIGNAL_EXIT:
+            loop.remove_signal_handler(signum)
+    if received:
+        raise SystemExit(_SIGNAL_EXIT[received[0]]) from None
+    return result
+
+
+def _report(result: CrawlResult, spider: str) -> int:
+    out.print(summary(spider=spider, status=result.status, reason=result.reason, stats=result.stats, database=result.database))
+    return EXIT_OK if result.status == "finished" else EXIT_FAILED
+
+
+def command_list(args: argparse.Namespace) -> int:
+    spiders = Project.load(args.config).spiders()
+    table = Table("spider", "start URLs", "defined in")
+    for name, spider_class in sorted(spiders.items()):
+        table.add_row(name, "\n".join(spider_class.start_urls) or "(start_requests)", spider_class.__module__)
+    out.print(table if spiders else "no spiders found")
+    return EXIT_OK
+
+
+def command_query(args: argparse.Namespace) -> int:
+    if args.db is not None:
+        if len(args.target) != 1:
+            raise ScraperError('query --db PATH takes one SQL argument: query --db PATH "SELECT ..."')
+        database, sql = args.db, args.target[0]
+    else:
+        if len(args.target) != 2:
+            raise ScraperError('query takes a spider and one SQL argument: query SPIDER "SELECT ..."')
+        project = Project.load(args.config)
+        database, sql = project.database(project.spider_class(args.target[0])), args.target[1]
+    columns, rows = asyncio.run(run_query(database, sql))
+    table = Table(*columns, show_lines=False)
+    for row in rows:
+        table.add_row(*("NULL" if value is None else str(value) for value in row))
+    out.print(table)
+    out.print(f"{len(rows):,} rows", style="dim")
+    return EXIT_OK

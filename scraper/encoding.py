@@ -1,0 +1,74 @@
+"""Turns a response body into text without ever crashing on a wrong or missing charset.
+
+Order (the WHATWG sniffing order, plus a detector): Content-Type charset, byte-order mark,
+``<meta>`` prescan of the first 1,024 bytes, strict UTF-8, charset detection, cp1252.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+import charset_normalizer
+
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+_HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
+_META_CHARSET = re.compile(
+    rb"<meta[^>]+?charset\s*=\s*[\"']?\s*([\w.:-]+)", re.IGNORECASE
+)
+_DETECTION_BYTES = 64 * 1024
+
+
+def _known(name: str | None) -> str | None:
+    """The codec's canonical name, or None when Python does not know it."""
+    if not name:
+        return None
+    try:
+        return codecs.lookup(name.strip()).name
+    except LookupError:
+        return None
+
+
+def charset_from_header(content_type: str | None) -> str | None:
+    if not content_type:
+        return None
+    match = _HEADER_CHARSET.search(content_type)
+    return _known(match.group(1)) if match else None
+
+
+def charset_from_bom(body: bytes) -> str | None:
+    for bom, name in _BOMS:
+        if body.startswith(bom):
+            return name
+    return None
+
+
+def charset_from_meta(body: bytes) -> str | None:
+    match = _META_CHARSET.search(body[:1024])
+    if not match:
+        return None
+    name = _known(match.group(1).decode("ascii", "replace"))
+    # A page that says utf-16 in ASCII bytes cannot be utf-16 (HTML spec): it is utf-8.
+    return "utf-8" if name and name.startswith("utf-16") else name
+
+
+def detect_encoding(body: bytes, content_type: str | None = None) -> str:
+    """The encoding to decode ``body`` with; never raises."""
+    declared = charset_from_header(content_type) or charset_from_bom(body) or charset_from_meta(body)
+    if declared:
+        return declared
+    try:
+        body.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    best = charset_normalizer.from_bytes(body[:_DETECTION_BYTES]).best()
+    return _known(best.encoding if best else None) or "cp1252"
+
+
+def decode(body: bytes, content_type: str | None = None) -> tuple[str, str]:
+    """``(text, encoding)``; undecodable bytes become U+FFFD instead of an exception."""
+    encoding = detect_encoding(body, content_type)
+    if encoding in ("utf-8", "utf-16-le", "utf-16-be") and charset_from_bom(body):
+        encoding = {"utf-8": "utf-8-sig", "utf-16-le": "utf-16", "utf-16-be": "utf-16"}[encoding]
+    return body.decode(encoding, errors="replace"), encoding

@@ -1,0 +1,192 @@
+"""The value objects that flow through a crawl: a ``Request`` going out, a ``Response`` back.
+
+Both are immutable; derive new ones with ``Request.replace()`` and ``Response.follow()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json as jsonlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from multidict import CIMultiDict, CIMultiDictProxy
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+from yarl import URL
+
+from scraper import encoding
+
+Link = str | LexborNode
+"""What ``follow()`` accepts: a URL (relative or absolute) or an element with an ``href``."""
+
+_FOLLOWABLE_SCHEMES = frozenset({"http", "https"})
+
+
+def check_url(url: str) -> str:
+    """Return ``url`` when it is an absolute http(s) URL with a host, else raise ValueError."""
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"malformed URL {url!r}: {exc}") from None
+    if parsed.scheme not in _FOLLOWABLE_SCHEMES or not parsed.host:
+        raise ValueError(f"not an absolute http(s) URL: {url!r}")
+    return url
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class Request:
+    """One HTTP request to make, and what to do with its response.
+
+    ``callback`` is a spider method (``None`` means ``spider.parse``); ``meta`` travels with the
+    request to its response; ``cb_kwargs`` are passed to the callback as keyword arguments.
+    ``depth`` is set by the scheduler: start requests are 0, links found on them 1, and so on.
+    """
+
+    url: str
+    callback: Callable[..., Any] | None = None
+    method: str = "GET"
+    headers: Mapping[str, str] | None = None
+    data: bytes | str | Mapping[str, Any] | None = None
+    json: Any = None
+    meta: Mapping[str, Any] | None = None
+    cb_kwargs: Mapping[str, Any] | None = None
+    priority: int = 0
+    dont_filter: bool = False
+    depth: int = 0
+
+    def __post_init__(self) -> None:
+        check_url(self.url)
+        object.__setattr__(self, "method", self.method.upper())
+        if self.data is not None and self.json is not None:
+            raise ValueError(f"Request({self.url!r}) takes data or json, not both")
+
+    def replace(self, **changes: Any) -> Request:
+        """A copy with ``changes`` applied (the request itself never changes)."""
+        return dataclasses.replace(self, **changes)
+
+    def body(self) -> bytes | None:
+        """The body as bytes: form data is URL-encoded, ``json`` is serialised."""
+        if self.json is not None:
+            return jsonlib.dumps(self.json, sort_keys=True, separators=(",", ":")).encode()
+        if self.data is None:
+            return None
+        if isinstance(self.data, bytes):
+            return self.data
+        if isinstance(self.data, str):
+            return self.data.encode()
+        return urlencode(list(self.data.items()), doseq=True).encode()
+
+    def content_type(self) -> str | None:
+        """The Content-Type the body implies, unless the user set one in ``headers``."""
+        if self.json is not None:
+            return "application/json"
+        if isinstance(self.data, Mapping):
+            return "application/x-www-form-urlencoded"
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.url}>"
+
+
+class Response:
+    """A fetched page. Text is decoded and HTML parsed lazily, each at most once."""
+
+    __slots__ = ("_base", "_encoding", "_parser", "_text", "body", "headers", "request", "status", "url")
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        status: int,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        request: Request,
+    ) -> None:
+        self.url = url
+        self.status = status
+        self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict(headers or {}))
+        self.body = body
+        self.request = request
+        self._text: str | None = None
+        self._encoding: str | None = None
+        self._parser: LexborHTMLParser | None = None
+        self._base: URL | None = None
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.url}>"
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        return self.request.meta or {}
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text, self._encoding = encoding.decode(self.body, self.headers.get("Content-Type"))
+        return self._text
+
+    @property
+    def encoding(self) -> str:
+        if self._encoding is None:
+            _ = self.text
+        assert self._encoding is not None
+        return self._encoding
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.text)
+
+    @property
+    def html(self) -> LexborHTMLParser:
+        """The parsed document (selectolax Lexbor), built on first use."""
+        if self._parser is None:
+            self._parser = LexborHTMLParser(self.text)
+        return self._parser
+
+    def css(self, selector: str) -> list[LexborNode]:
+        return self.html.css(selector)
+
+    def css_first(self, selector: str) -> LexborNode | None:
+        return self.html.css_first(selector)
+
+    def urljoin(self, url: str) -> str:
+        """Resolve ``url`` against this page (honouring a ``<base href>``)."""
+        return str(self._base_url().join(URL(url.strip())))
+
+    def _base_url(self) -> URL:
+        if self._base is None:
+            base = self.css_first("base[href]") if b"<base" in self.body[:4096].lower() else None
+            href = base.attributes.get("href") if base is not None else None
+            self._base = URL(self.url).join(URL(href)) if href else URL(self.url)
+        return self._base
+
+    def follow(self, link: Link, callback: Callable[..., Any] | None = None, **kwargs: Any) -> Request:
+        """A request for ``link`` (relative URLs resolved); ValueError for a non-http(s) link."""
+        href = link.attributes.get("href") if isinstance(link, LexborNode) else link
+        if not href:
+            raise ValueError(f"link without href on {self.url}")
+        return Request(self.urljoin(href), callback=callback, **kwargs)
+
+    def follow_all(
+        self,
+        links: Iterable[Link] | None = None,
+        callback: Callable[..., Any] | None = None,
+        *,
+        css: str | None = None,
+        **kwargs: Any,
+    ) -> list[Request]:
+        """Requests for every followable link; ``javascript:``, ``mailto:`` and the like are skipped."""
+        if links is None:
+            if css is None:
+                raise TypeError("follow_all() needs links or css=")
+            links = self.css(css)
+        return list(self._followable(links, callback, kwargs))
+
+    def _followable(
+        self, links: Iterable[Link], callback: Callable[..., Any] | None, kwargs: dict[str, Any]
+    ) -> Iterator[Request]:
+        for link in links:
+            try:
+                yield self.follow(link, callback, **kwargs)
+            except ValueError:
+                continue

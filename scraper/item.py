@@ -1,0 +1,144 @@
+"""``Item``, the typed record a spider yields, and its mapping to an SQLite table.
+
+Each item class gets one table, named in snake_case; fields become typed columns; lists,
+dicts and nested models are stored as JSON text. Plain dicts go to the table ``item``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from decimal import Decimal
+from enum import Enum
+from typing import Any, ClassVar
+
+import pydantic
+
+DICT_TABLE = "item"
+RESERVED_PREFIX = "scraper_"
+META_COLUMNS = {"_crawl_id": "INTEGER", "_url": "TEXT", "_scraped_at": "TEXT"}
+
+_invalid_items: ContextVar[dict[int, pydantic.ValidationError] | None] = ContextVar(
+    "scraper_invalid_items", default=None
+)
+
+_SQL_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "INTEGER"),  # before int: bool is an int
+    (int, "INTEGER"),
+    (float, "REAL"),
+    (Decimal, "REAL"),  # SQLite has no decimal type; NUMERIC would turn 12.00 into 12
+    (str, "TEXT"),
+    (dt.datetime, "TEXT"),
+    (dt.date, "TEXT"),
+    (Enum, "TEXT"),
+)
+
+
+class Item(pydantic.BaseModel):
+    """Base of a spider's records. Subclass it with typed fields.
+
+    ``key`` names the fields that identify a record: the table gets a UNIQUE index on them and
+    a record with the same key replaces the stored one (upsert). ``table`` overrides the name.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    key: ClassVar[tuple[str, ...]] = ()
+    table: ClassVar[str] = ""
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except pydantic.ValidationError as exc:
+            invalid = _invalid_items.get()
+            if invalid is None:
+                raise
+            # Inside a callback: keep the page going, report this item instead (see deferred_validation).
+            invalid[id(self)] = exc
+            object.__setattr__(self, "__dict__", dict(data))
+            object.__setattr__(self, "__pydantic_fields_set__", set(data))
+            object.__setattr__(self, "__pydantic_extra__", None)
+            object.__setattr__(self, "__pydantic_private__", None)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.table = cls.__dict__.get("table") or snake_case(cls.__name__)
+        if cls.table.startswith(RESERVED_PREFIX):
+            raise TypeError(f"{cls.__name__}: table names starting with {RESERVED_PREFIX!r} are reserved")
+        missing = [name for name in cls.key if name not in cls.model_fields]
+        if missing:
+            raise TypeError(f"{cls.__name__}.key names unknown fields: {', '.join(missing)}")
+
+
+@contextmanager
+def deferred_validation() -> Iterator[dict[int, pydantic.ValidationError]]:
+    """While active, an ``Item`` that fails validation is created anyway and its error is
+    put in the yielded dict (by ``id``), so one bad item does not abort the rest of a page."""
+    invalid: dict[int, pydantic.ValidationError] = {}
+    token = _invalid_items.set(invalid)
+    try:
+        yield invalid
+    finally:
+        _invalid_items.reset(token)
+
+
+def snake_case(name: str) -> str:
+    """``ProductPage`` → ``product_page``, ``HTTPHeader`` → ``http_header``."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def sql_type(annotation: Any) -> str:
+    """The SQLite column type of a field annotation; anything structured is JSON text."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return sql_type(members[0]) if len(members) == 1 else "TEXT"
+    if origin is typing.Annotated:
+        return sql_type(typing.get_args(annotation)[0])
+    if isinstance(annotation, type):
+        for python_type, column_type in _SQL_TYPES:
+            if issubclass(annotation, python_type):
+                return column_type
+    return "TEXT"
+
+
+def columns_of(item_class: type[Item]) -> dict[str, str]:
+    """Column name → SQLite type, in field order."""
+    return {name: sql_type(field.annotation) for name, field in item_class.model_fields.items()}
+
+
+def columns_of_dict(record: Mapping[str, Any]) -> dict[str, str]:
+    """Column types inferred from a plain dict's values (its keys become columns)."""
+    return {str(name): sql_type(type(value)) for name, value in record.items()}
+
+
+def to_row(record: Item | Mapping[str, Any]) -> dict[str, Any]:
+    """Values ready for sqlite3: scalars as they are, structures as JSON text."""
+    values = record.model_dump(mode="json") if isinstance(record, Item) else dict(record)
+    return {str(name): _to_column_value(value) for name, value in values.items()}
+
+
+def _to_column_value(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bytes)):
+        return value
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, (Decimal, Enum)):
+        return str(value.value if isinstance(value, Enum) else value)
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def table_of(record: Item | Mapping[str, Any]) -> str:
+    return record.table if isinstance(record, Item) else DICT_TABLE
+
+
+def key_of(record: Item | Mapping[str, Any]) -> tuple[str, ...]:
+    return record.key if isinstance(record, Item) else ()

@@ -1,0 +1,83 @@
+"""Item pipeline: stages that each receive an item and return it (possibly changed), or raise
+``DropItem``. Stages run in the order ``settings.pipelines`` lists them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from scraper.errors import ConfigError, DropItem
+from scraper.item import Item
+from scraper.loading import load_object
+from scraper.spider import Spider
+
+Record = Item | dict[str, Any]
+
+
+@runtime_checkable
+class Stage(Protocol):
+    async def open(self, spider: Spider) -> None: ...
+
+    async def process(self, item: Record, spider: Spider) -> Record:
+        """The item to pass on; raise ``DropItem`` to discard it."""
+        ...
+
+    async def close(self, spider: Spider) -> None: ...
+
+
+class BaseStage:
+    """A convenient base: no-op ``open``/``close``, and ``process`` passes items through."""
+
+    async def open(self, spider: Spider) -> None:
+        return None
+
+    async def process(self, item: Record, spider: Spider) -> Record:
+        return item
+
+    async def close(self, spider: Spider) -> None:
+        return None
+
+
+class StageFailed(Exception):
+    """A stage raised something other than ``DropItem``; carries the stage's name."""
+
+    def __init__(self, stage: str, error: Exception) -> None:
+        super().__init__(f"{stage}: {type(error).__name__}: {error}")
+        self.stage = stage
+        self.error = error
+
+
+class Pipeline:
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        self.stages = list(stages)
+
+    @classmethod
+    def from_settings(cls, paths: Sequence[str]) -> Pipeline:
+        """Instantiate each ``"module:Class"``; a class that is not a ``Stage`` is a ``ConfigError``."""
+        stages = []
+        for path in paths:
+            stage_class = load_object(path, setting="pipelines")
+            stage = stage_class() if callable(stage_class) else stage_class
+            if not isinstance(stage, Stage):
+                raise ConfigError(f"pipelines: {path} is not a Stage (needs async open, process, close)")
+            stages.append(stage)
+        return cls(stages)
+
+    async def open(self, spider: Spider) -> None:
+        for stage in self.stages:
+            await stage.open(spider)
+
+    async def close(self, spider: Spider) -> None:
+        for stage in reversed(self.stages):
+            await stage.close(spider)
+
+    async def process(self, item: Record, spider: Spider) -> Record:
+        """Run every stage; raises ``DropItem`` or ``StageFailed`` (never anything else)."""
+        for stage in self.stages:
+            try:
+                item = await stage.process(item, spider)
+            except DropItem:
+                raise
+            except Exception as exc:  # the stage boundary: a bug in one stage fails one item
+                raise StageFailed(type(stage).__name__, exc) from exc
+        return item

@@ -1,0 +1,78 @@
+"""The live terminal view of a running crawl (pages, items, errors, rate, queue), refreshed a
+few times a second on a terminal and silent elsewhere, plus the summary printed at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from scraper.scheduler import Scheduler
+from scraper.stats import Stats
+
+_REFRESH_SECONDS = 0.25
+
+
+def status_line(stats: Stats, scheduler: Scheduler) -> Text:
+    elapsed = max(stats.elapsed, 1e-9)
+    pages = stats.get("pages")
+    return Text.assemble(
+        ("crawling ", "bold"),
+        f"{pages:,} pages ({pages / elapsed:,.0f}/s) · ",
+        (f"{stats.get('items/scraped'):,} items", "green"),
+        " · ",
+        (f"{stats.total('errors'):,} errors", "red" if stats.total("errors") else ""),
+        f" · {scheduler.pending:,} pending · {scheduler.in_flight:,} in flight · {elapsed:,.1f}s",
+    )
+
+
+@asynccontextmanager
+async def live_progress(stats: Stats, scheduler: Scheduler, console: Console) -> AsyncIterator[None]:
+    """Show ``status_line`` while the body runs, if ``console`` is a terminal."""
+    if not console.is_terminal:
+        yield
+        return
+    with Live(status_line(stats, scheduler), console=console, transient=True, auto_refresh=False) as live:
+        async with asyncio.TaskGroup() as group:
+            refresher = group.create_task(_refresh(live, stats, scheduler))
+            try:
+                yield
+            finally:
+                refresher.cancel()
+
+
+async def _refresh(live: Live, stats: Stats, scheduler: Scheduler) -> None:
+    while True:
+        live.update(status_line(stats, scheduler), refresh=True)
+        await asyncio.sleep(_REFRESH_SECONDS)
+
+
+def summary(
+    *, spider: str, status: str, reason: str, stats: Stats, database: Path, elapsed: float | None = None
+) -> Group:
+    """What a user wants to see when a crawl ends: counts, rates, errors, and where to look."""
+    seconds = elapsed if elapsed is not None else stats.elapsed
+    pages = stats.get("pages")
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("crawl", f"{spider}: {status} ({reason})")
+    table.add_row("pages", f"{pages:,} in {seconds:,.1f}s = {pages / max(seconds, 1e-9):,.0f} pages/s")
+    stored = stats.under("items")
+    tables = {name: count for name, count in stored.items() if name not in {"scraped", "dropped"}}
+    table.add_row("items", ", ".join(f"{name}: {count:,}" for name, count in tables.items()) or "none")
+    if stored.get("dropped"):
+        table.add_row("dropped", f"{stored['dropped']:,} items (by pipeline stages)")
+    errors = stats.under("errors")
+    table.add_row("errors", ", ".join(f"{kind}: {count:,}" for kind, count in errors.items()) or "none")
+    table.add_row("database", str(database))
+    query = f"SELECT * FROM {next(iter(tables), 'scraper_errors')} LIMIT 5"
+    table.add_row("look", f"python -m scraper query --db {shlex.quote(str(database))} {shlex.quote(query)}")
+    return Group(table)

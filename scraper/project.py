@@ -1,0 +1,52 @@
+"""The user's project as the command line sees it: the folder holding ``config.yaml``, its
+spiders, and the settings of one spider with every layer applied."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from scraper.errors import SettingsError
+from scraper.registry import find_spiders, load_spider_class
+from scraper.settings import Settings, load_settings, read_config
+from scraper.spider import Spider
+
+CONFIG_FILE = "config.yaml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Project:
+    directory: Path
+    config: dict[str, Any]
+    overrides: Sequence[str] = ()
+
+    @classmethod
+    def load(cls, config_path: Path | None = None, overrides: Sequence[str] = ()) -> Project:
+        """The project around ``config_path`` (default: ./config.yaml, which may be absent)."""
+        if config_path is not None and not config_path.is_file():
+            raise SettingsError(f"config file {config_path} does not exist")
+        path = config_path or Path.cwd() / CONFIG_FILE
+        config = read_config(path) if path.is_file() else {}
+        project = cls(path.parent.resolve(), config, tuple(overrides))
+        project.settings()  # a bad config.yaml or -s fails here, before anything else
+        return project
+
+    def settings(self, spider_class: type[Spider] | None = None) -> Settings:
+        spider_settings = dict(spider_class.settings) if spider_class is not None else {}
+        try:
+            return load_settings(config=self.config, spider=spider_settings, overrides=self.overrides)
+        except SettingsError as exc:
+            where = f" (with {spider_class.__name__}.settings)" if spider_settings and spider_class else ""
+            raise SettingsError(f"{exc}{where}") from None
+
+    def spiders(self) -> dict[str, type[Spider]]:
+        return find_spiders(self.settings().spiders, project_dir=self.directory)
+
+    def spider_class(self, name: str) -> type[Spider]:
+        return load_spider_class(name, self.settings().spiders, project_dir=self.directory)
+
+    def database(self, spider_class: type[Spider]) -> Path:
+        path = self.settings(spider_class).database_path(spider_class.name)
+        return path if path.is_absolute() else self.directory / path

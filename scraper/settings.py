@@ -1,0 +1,166 @@
+"""The crawl's settings: one frozen, typed model, loaded in layers.
+
+Precedence, lowest first: built-in defaults → config.yaml → the spider's ``settings`` →
+``-s KEY=VALUE`` (dotted keys for nested values). Any mistake fails here, before a request.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+
+from scraper import __version__
+from scraper.errors import SettingsError
+
+
+class _Strict(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class HostPolicy(_Strict):
+    """How hard one host may be hit."""
+
+    concurrency: PositiveInt = 8
+    delay: NonNegativeFloat = 0.0
+
+
+class HostOverride(_Strict):
+    """A partial ``HostPolicy`` for hosts matching a glob; unset fields keep ``per_host``."""
+
+    concurrency: PositiveInt | None = None
+    delay: NonNegativeFloat | None = None
+
+
+class RetryPolicy(_Strict):
+    times: NonNegativeInt = 3
+    backoff: NonNegativeFloat = 0.5
+    max_backoff: NonNegativeFloat = 60.0
+    statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504, 522, 524})
+
+
+class CloseLimits(_Strict):
+    """Stop the crawl when a count is reached; 0 means no limit."""
+
+    max_items: NonNegativeInt = 0
+    max_pages: NonNegativeInt = 0
+    max_duration: NonNegativeFloat = 0.0
+    max_errors: NonNegativeInt = 0
+
+
+class Settings(_Strict):
+    spiders: list[str] = ["spiders"]
+    database: str = "data/{spider}.db"
+    concurrency: PositiveInt = 32
+    per_host: HostPolicy = HostPolicy()
+    hosts: dict[str, HostOverride] = {}
+    retry: RetryPolicy = RetryPolicy()
+    timeout: PositiveFloat = 30.0
+    max_response_bytes: PositiveInt = 16 * 1024 * 1024
+    max_depth: NonNegativeInt = 0
+    close: CloseLimits = CloseLimits()
+    user_agent: str = f"scraper/{__version__}"
+    default_headers: dict[str, str] = {
+        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        "Accept-Language": "en",
+    }
+    pipelines: list[str] = []
+    middlewares: list[str] = ["scraper.middleware:Retry"]
+    write_batch: PositiveInt = Field(default=500, description="rows per SQLite transaction")
+    log_level: str = "INFO"
+
+    def policy_for(self, host: str) -> HostPolicy:
+        """``per_host`` with the first matching ``hosts`` glob applied."""
+        for pattern, override in self.hosts.items():
+            if fnmatch.fnmatchcase(host, pattern.lower()):
+                return self.per_host.model_copy(update=override.model_dump(exclude_none=True))
+        return self.per_host
+
+    def database_path(self, spider: str) -> Path:
+        return Path(self.database.format(spider=spider))
+
+
+def load_settings(
+    *,
+    config: Mapping[str, Any] | None = None,
+    spider: Mapping[str, Any] | None = None,
+    overrides: Iterable[str] = (),
+) -> Settings:
+    """Merge the layers and validate once; a bad key or type raises ``SettingsError``."""
+    merged: dict[str, Any] = {}
+    for layer in (config or {}, spider or {}, parse_overrides(overrides)):
+        merged = deep_merge(merged, layer)
+    try:
+        return Settings.model_validate(merged)
+    except pydantic.ValidationError as exc:
+        raise SettingsError(describe_error(exc)) from None
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The mapping in a YAML file; an unreadable or non-mapping file is a ``SettingsError``."""
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise SettingsError(f"{path} must hold a mapping of settings, not {type(loaded).__name__}")
+    return loaded
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
+    """``["per_host.delay=1", "robots_txt=false"]`` → nested dict; values are parsed as YAML."""
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise SettingsError(f"-s {pair!r}: expected KEY=VALUE")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        *parents, leaf = key.strip().split(".")
+        node = result
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return result
+
+
+def deep_merge(base: Mapping[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in layer.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def describe_error(exc: pydantic.ValidationError) -> str:
+    """One line naming the first offending key and what was expected."""
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting {key!r}{_suggestion(error['loc'])}"
+    return f"setting {key!r}: {error['msg'].lower()}, got {error['input']!r}"
+
+
+def _suggestion(loc: tuple[int | str, ...]) -> str:
+    model: type[pydantic.BaseModel] = Settings
+    for part in loc[:-1]:
+        annotation = model.model_fields[str(part)].annotation if str(part) in model.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel)):
+            return ""
+        model = annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,111 @@
+"""``Spider``, the class users subclass, and the runner that drives one of its callbacks.
+
+A callback's output is collected in full before anything is applied (a page is atomic): a
+callback that raises halfway enqueues and stores nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import pydantic
+
+from scraper.errors import ConfigError
+from scraper.http import Request, Response
+from scraper.item import Item, deferred_validation
+
+Output = Request | Item | dict[str, Any]
+"""What a callback may yield."""
+
+Callback = Callable[..., AsyncIterator[Output] | Awaitable[Iterable[Output] | None] | Iterable[Output] | None]
+"""``async def parse(self, response, **cb_kwargs)``: an async generator, or a (async) function
+returning an iterable of requests and items."""
+
+
+class Spider:
+    """Subclass with a unique ``name``; yield ``Request``s and ``Item``s from callbacks.
+
+    ``settings`` override config.yaml for this spider. Arguments given with ``-a key=value``
+    become attributes before ``opened()`` runs.
+    """
+
+    name: ClassVar[str] = ""
+    start_urls: ClassVar[Sequence[str]] = ()
+    settings: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, **arguments: str) -> None:
+        for key, value in arguments.items():
+            if not key.isidentifier() or callable(getattr(type(self), key, None)):
+                raise ConfigError(f"spider argument -a {key}=...: not a usable attribute name")
+            setattr(self, key, value)
+        self.logger = logging.getLogger(f"spider.{self.name}")
+
+    async def start_requests(self) -> AsyncIterator[Request]:
+        """The first requests of a crawl; by default one per ``start_urls`` entry."""
+        for url in self.start_urls:
+            yield Request(url)
+
+    async def parse(self, response: Response) -> AsyncIterator[Output]:
+        """The default callback. Override it."""
+        raise NotImplementedError(f"{type(self).__name__}.parse is not defined")
+        yield  # pragma: no cover - makes this an async generator like the overrides
+
+    async def opened(self) -> None:
+        """Called once before the first request."""
+
+    async def closed(self, reason: str) -> None:
+        """Called once after the last response, with the finish reason."""
+
+
+def callback_of(spider: Spider, request: Request) -> Callable[..., Any]:
+    return request.callback if request.callback is not None else spider.parse
+
+
+def callback_name(request: Request) -> str:
+    return getattr(request.callback, "__name__", "parse") if request.callback else "parse"
+
+
+@dataclasses.dataclass(slots=True)
+class CallbackResult:
+    """What one callback produced: requests and valid items, and the items that failed
+    validation (with their errors), kept apart so that one bad item spoils nothing else."""
+
+    requests: list[Request]
+    items: list[Item | dict[str, Any]]
+    invalid: list[tuple[Item, pydantic.ValidationError]]
+
+
+async def run_callback(callback: Callable[..., Any], response: Response) -> CallbackResult:
+    """Everything ``callback`` produces for ``response``, whatever style it is written in.
+
+    Raises what the callback raises; a ``TypeError`` for output that is not a request or item.
+    """
+    with deferred_validation() as invalid:
+        outputs = await _collect(callback(response, **(response.request.cb_kwargs or {})))
+    result = CallbackResult([], [], [])
+    for output in outputs:
+        if isinstance(output, Request):
+            result.requests.append(output)
+        elif isinstance(output, Item) and id(output) in invalid:
+            result.invalid.append((output, invalid[id(output)]))
+        elif isinstance(output, (Item, dict)):
+            result.items.append(output)
+        else:
+            raise TypeError(f"callback yielded {type(output).__name__}; expected Request, Item or dict")
+    return result
+
+
+async def _collect(result: Any) -> list[Any]:
+    if inspect.isasyncgen(result):
+        return [output async for output in result]
+    if inspect.isawaitable(result):
+        result = await result
+    if result is None:
+        return []
+    if isinstance(result, (Request, Item, dict)):
+        return [result]
+    return list(result)

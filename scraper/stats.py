@@ -1,0 +1,38 @@
+"""Counters of a crawl, named by slash-separated paths (``items/product``,
+``errors/fetch/FetchTimeout``); written to ``scraper_crawls.stats`` at the end."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.started = time.monotonic()
+
+    def increment(self, key: str, amount: int = 1) -> None:
+        self.counts[key] += amount
+
+    def get(self, key: str) -> int:
+        return self.counts.get(key, 0)
+
+    def total(self, prefix: str) -> int:
+        """Sum of every counter under ``prefix/``."""
+        start = prefix.rstrip("/") + "/"
+        return sum(value for key, value in self.counts.items() if key.startswith(start))
+
+    def under(self, prefix: str) -> dict[str, int]:
+        """Counters under ``prefix/``, keyed by the rest of their name."""
+        start = prefix.rstrip("/") + "/"
+        return {key[len(start) :]: value for key, value in sorted(self.counts.items()) if key.startswith(start)}
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def snapshot(self) -> dict[str, int | float]:
+        result: dict[str, int | float] = dict(sorted(self.counts.items()))
+        result["elapsed_seconds"] = round(self.elapsed, 3)
+        return result

@@ -1,0 +1,191 @@
+"""End-to-end crawls of real local aiohttp sites, checked in the SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from aiohttp import web
+
+from scraper import Item, Request, Response, Spider
+from scraper.demo_site import build_catalog, make_app, serve
+from scraper.engine import CrawlResult, Engine
+from spiders.demo_shop import DemoShopSpider
+from tests.conftest import make_settings, rows
+
+DEMO_PIPELINES = ["pipelines.clean:Normalize", "pipelines.dedup:DedupByKey"]
+
+
+async def crawl(spider: Spider, database: Path, **settings: Any) -> CrawlResult:
+    return await Engine(spider=spider, settings=make_settings(**settings), database=database).run()
+
+
+@pytest.fixture
+async def shop_2000() -> AsyncIterator[tuple[str, int]]:
+    catalog = build_catalog(2000)
+    async with serve(make_app(catalog)) as base_url:
+        yield base_url, len(catalog.products)
+
+
+@pytest.mark.timeout(120)
+async def test_2000_product_crawl_stores_every_item_once_with_types(
+    shop_2000: tuple[str, int], database: Path
+) -> None:
+    base_url, products = shop_2000
+    result = await crawl(DemoShopSpider(base_url=base_url), database, pipelines=DEMO_PIPELINES)
+
+    assert (result.status, result.reason) == ("finished", "finished")
+    assert rows(database, "SELECT count(*), count(DISTINCT url) FROM product") == [(products, products)]
+    assert rows(
+        database,
+        "SELECT DISTINCT typeof(price), typeof(rating), typeof(in_stock), typeof(stock), typeof(title) FROM product",
+    ) == [("real", "integer", "integer", "integer", "text")]
+    assert rows(database, "SELECT count(*) FROM product WHERE title != trim(title) OR title LIKE '%  %'") == [(0,)]
+    states = dict(rows(database, "SELECT state, count(*) FROM scraper_requests GROUP BY state"))
+    assert states == {"done": result.stats.get("pages")}
+    assert result.stats.get("pages") > products  # product pages plus home and listings
+    assert rows(database, "SELECT count(*) FROM scraper_errors") == [(0,)]
+
+
+@pytest.mark.timeout(120)
+async def test_rerun_does_not_duplicate_keyed_items(shop_2000: tuple[str, int], database: Path) -> None:
+    base_url, products = shop_2000
+    await crawl(DemoShopSpider(base_url=base_url), database, close={"max_pages": 300})
+    second = await crawl(DemoShopSpider(base_url=base_url), database)
+    assert second.status == "finished"
+    assert rows(database, "SELECT count(*), count(DISTINCT url), max(_crawl_id) FROM product") == [
+        (products, products, 2)
+    ]
+    assert rows(database, "SELECT id, status FROM scraper_crawls") == [(1, "finished"), (2, "finished")]
+
+
+class Thing(Item):
+    key: ClassVar[tuple[str, ...]] = ("name",)
+    name: str
+    size: int
+
+
+class FaultySpider(Spider):
+    """Home links to good pages, a page whose callback raises, a page with one invalid item
+    among valid ones, and a URL that always answers 500."""
+
+    name = "faulty"
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self.base_url = base_url
+
+    async def start_requests(self) -> AsyncIterator[Request]:
+        yield Request(f"{self.base_url}/")
+
+    async def parse(self, response: Response) -> AsyncIterator[Any]:
+        for link in response.css("a"):
+            yield response.follow(link, callback=self.parse_page)
+
+    async def parse_page(self, response: Response) -> AsyncIterator[Any]:
+        if response.url.endswith("/boom"):
+            yield Thing(name="never stored", size=1)
+            raise RuntimeError("spider bug on this page")
+        for node in response.css("li"):
+            yield Thing(name=node.text(), size=node.attributes.get("data-size"))  # type: ignore[arg-type]
+
+
+def faulty_site() -> tuple[web.Application, dict[str, int]]:
+    hits: dict[str, int] = {}
+
+    async def page(request: web.Request) -> web.Response:
+        hits[request.path] = hits.get(request.path, 0) + 1
+        bodies = {
+            "/": '<a href="/good">g</a><a href="/boom">b</a><a href="/invalid">i</a><a href="/down">d</a>',
+            "/good": '<li data-size="1">alpha</li><li data-size="2">beta</li>',
+            "/boom": "<p>boom</p>",
+            "/invalid": '<li data-size="3">gamma</li><li data-size="huge">delta</li><li data-size="4">eps</li>',
+        }
+        if request.path == "/down":
+            return web.Response(status=500, text="down")
+        return web.Response(text=bodies[request.path], content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    return app, hits
+
+
+async def test_failures_become_error_rows_and_the_crawl_finishes(database: Path) -> None:
+    app, hits = faulty_site()
+    async with serve(app) as base_url:
+        result = await crawl(FaultySpider(base_url), database, retry={"times": 2, "backoff": 0})
+
+    assert result.status == "finished"
+    errors = rows(database, "SELECT stage, error_type, url FROM scraper_errors ORDER BY stage")
+    assert errors == [
+        ("fetch", "HttpStatusError", f"{base_url}/down"),
+        ("parse", "RuntimeError", f"{base_url}/boom"),
+        ("validate", "ValidationError", f"{base_url}/invalid"),
+    ]
+    # the page with one invalid item keeps its valid ones; the raising page stores nothing
+    assert rows(database, "SELECT name FROM thing ORDER BY name") == [("alpha",), ("beta",), ("eps",), ("gamma",)]
+    assert hits["/down"] == 3  # first try plus two retries
+    states = dict(rows(database, "SELECT url, state FROM scraper_requests"))
+    assert states[f"{base_url}/down"] == "failed" and states[f"{base_url}/boom"] == "failed"
+    assert states[f"{base_url}/good"] == "done" and states[f"{base_url}/invalid"] == "done"
+    assert result.stats.get("errors/fetch/HttpStatusError") == 1
+
+
+class CountingSpider(Spider):
+    name = "counting"
+
+    def __init__(self, base_url: str, pages: int) -> None:
+        super().__init__()
+        self.base_url, self.pages = base_url, pages
+
+    async def start_requests(self) -> AsyncIterator[Request]:
+        for number in range(self.pages):
+            yield Request(f"{self.base_url}/p/{number}")
+
+    async def parse(self, response: Response) -> AsyncIterator[Any]:
+        yield {"path": response.url.rsplit("/", 1)[-1], "agent": response.request.url}
+
+
+def slow_site(delay: float) -> tuple[web.Application, dict[str, Any]]:
+    seen: dict[str, Any] = {"active": 0, "peak": 0, "agents": set()}
+
+    async def page(request: web.Request) -> web.Response:
+        seen["active"] += 1
+        seen["peak"] = max(seen["peak"], seen["active"])
+        seen["agents"].add(request.headers.get("User-Agent"))
+        await asyncio.sleep(delay)
+        seen["active"] -= 1
+        return web.Response(text="<p>ok</p>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/p/{n}", page)
+    return app, seen
+
+
+@pytest.mark.parametrize(("per_host", "expect_peak_at_most"), [(3, 3), (20, 20)])
+async def test_per_host_concurrency_is_respected_at_the_server(
+    database: Path, per_host: int, expect_peak_at_most: int
+) -> None:
+    app, seen = slow_site(0.05)
+    async with serve(app) as base_url:
+        result = await crawl(
+            CountingSpider(base_url, 60), database, concurrency=32, per_host={"concurrency": per_host},
+            user_agent="testbot/9",
+        )
+    assert result.stats.get("pages") == 60
+    assert seen["peak"] <= expect_peak_at_most
+    # negative control: with a high limit the server does see more than 3 at once
+    assert (seen["peak"] > 3) == (per_host > 3)
+    assert seen["agents"] == {"testbot/9"}
+    assert rows(database, "SELECT count(*) FROM item") == [(60,)]
+
+
+async def test_max_pages_stops_the_crawl_early(database: Path) -> None:
+    app, _ = slow_site(0.0)
+    async with serve(app) as base_url:
+        result = await crawl(CountingSpider(base_url, 200), database, concurrency=4, close={"max_pages": 20})
+    assert (result.status, result.reason) == ("finished", "max_pages")
+    assert 20 <= result.stats.get("pages") < 200

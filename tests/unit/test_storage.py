@@ -1,0 +1,142 @@
+"""The SQLite writer: typed tables, upserts, new columns, group commits, crawl bookkeeping."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from scraper.errors import StorageError
+from scraper.frontier import Scheduled
+from scraper.http import Request
+from scraper.item import Item
+from scraper.stats import Stats
+from scraper.storage import Commit, ErrorRecord, Outcome, Storage
+from scraper.worker import stored_item
+from tests.conftest import rows
+
+
+class Book(Item):
+    key: ClassVar[tuple[str, ...]] = ("url",)
+    url: str
+    title: str
+    price: Decimal
+    pages: int
+    in_print: bool
+    rating: float
+    published: dt.date
+    tags: list[str] = []
+
+
+def book(url: str = "http://b.test/1", title: str = "Dune", **changes: object) -> Book:
+    values: dict[str, object] = dict(
+        url=url, title=title, price=Decimal("9.99"), pages=412, in_print=True, rating=4.5,
+        published=dt.date(1965, 8, 1), tags=["sf", "classic"],
+    )
+    values.update(changes)
+    return Book.model_validate(values)
+
+
+async def write(path: Path, *commits: Commit, stats: Stats | None = None) -> Stats:
+    stats = stats or Stats()
+    async with Storage(path, stats=stats) as storage:
+        await storage.begin_crawl("books")
+        for commit in commits:
+            await storage.submit(commit)
+        await storage.finish_crawl(status="finished", reason="finished")
+    return stats
+
+
+async def test_items_get_a_typed_table_with_meta_columns(database: Path) -> None:
+    stats = await write(database, Commit(items=[stored_item(book(), "http://b.test/list")]))
+    columns = {name: kind for _, name, kind, *_ in rows(database, "PRAGMA table_info(book)")}
+    assert columns["title"] == "TEXT" and columns["pages"] == "INTEGER" and columns["rating"] == "REAL"
+    assert columns["in_print"] == "INTEGER" and columns["price"] == "REAL" and columns["published"] == "TEXT"
+    assert {"_crawl_id", "_url", "_scraped_at"} <= set(columns)
+    stored = rows(database, "SELECT title, price, typeof(price), pages, in_print, published, tags, _url FROM book")
+    assert stored == [("Dune", 9.99, "real", 412, 1, "1965-08-01", '["sf", "classic"]', "http://b.test/list")]
+    assert stats.get("items/book") == 1
+
+
+async def test_keyed_items_upsert_across_commits_and_crawls(database: Path) -> None:
+    await write(database, Commit(items=[stored_item(book(title="Dune"), "u")]))
+    await write(
+        database,
+        Commit(items=[stored_item(book(title="Dune (2nd ed.)"), "u")]),
+        Commit(items=[stored_item(book(url="http://b.test/2", title="Emma"), "u")]),
+    )
+    assert rows(database, "SELECT url, title, _crawl_id FROM book ORDER BY url") == [
+        ("http://b.test/1", "Dune (2nd ed.)", 2),
+        ("http://b.test/2", "Emma", 2),
+    ]
+
+
+async def test_new_field_adds_a_column_and_keeps_old_rows(database: Path) -> None:
+    await write(database, Commit(items=[stored_item({"name": "a"}, "u")]))
+    await write(database, Commit(items=[stored_item({"name": "b", "size": 3}, "u")]))
+    assert rows(database, "SELECT name, size FROM item ORDER BY name") == [("a", None), ("b", 3)]
+
+
+async def test_page_commit_records_requests_outcome_and_errors(database: Path) -> None:
+    start = Scheduled(Request("http://b.test/"), "fp-start")
+    child = Scheduled(Request("http://b.test/next", priority=5, depth=1), "fp-child")
+    error = ErrorRecord("http://b.test/", "validate", "ValidationError", "price missing", "trace")
+    await write(
+        database,
+        Commit(requests=[start]),
+        Commit(outcome=Outcome("fp-start", "done", status=200), requests=[child], errors=[error]),
+    )
+    assert rows(database, "SELECT fingerprint, state, last_status, depth, priority, host, callback FROM scraper_requests ORDER BY id") == [
+        ("fp-start", "done", 200, 0, 0, "b.test", "parse"),
+        ("fp-child", "pending", None, 1, 5, "b.test", "parse"),
+    ]
+    assert rows(database, "SELECT crawl_id, url, stage, error_type, message FROM scraper_errors") == [
+        (1, "http://b.test/", "validate", "ValidationError", "price missing")
+    ]
+
+
+async def test_crawl_row_holds_status_reason_and_final_stats(database: Path) -> None:
+    await write(database, *[Commit(items=[stored_item(book(url=f"http://b.test/{n}"), "u")]) for n in range(50)])
+    (status, reason, started, finished, stats), = rows(
+        database, "SELECT status, finish_reason, started_at, finished_at, stats FROM scraper_crawls"
+    )
+    assert (status, reason) == ("finished", "finished")
+    assert started <= finished
+    assert json.loads(stats)["items/book"] == 50  # counted after the last commit, not before
+
+
+async def test_database_is_in_wal_mode(database: Path) -> None:
+    await write(database)
+    assert rows(database, "PRAGMA journal_mode") == [("wal",)]
+
+
+async def test_many_commits_are_grouped_into_few_transactions(database: Path) -> None:
+    stats = Stats()
+    transactions = 0
+    async with Storage(database, stats=stats, batch_size=1000) as storage:
+        await storage.begin_crawl("books")
+        original = storage._write  # count transactions without changing behaviour
+
+        async def counting(batch: list[Commit]) -> None:
+            nonlocal transactions
+            transactions += 1
+            await original(batch)
+
+        storage._write = counting  # type: ignore[method-assign]
+        for n in range(300):
+            await storage.submit(Commit(items=[stored_item(book(url=f"http://b.test/{n}"), "u")]))
+        await storage.finish_crawl(status="finished", reason="finished")
+    assert rows(database, "SELECT count(*) FROM book") == [(300,)]
+    assert transactions < 30  # queued commits share transactions (group commit)
+
+
+async def test_unopenable_path_is_a_storage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StorageError, match="cannot open database"):
+        async with Storage(blocker / "crawl.db", stats=Stats()):
+            pass
