@@ -96,7 +96,9 @@ def command_run(args: argparse.Namespace) -> int:
     settings = project.settings(spider_class)
     spider = spider_class(**_parse_arguments(args.arguments))
     engine = Engine(spider=spider, settings=settings, database=args.db or project.database(spider_class))
-    return _report(asyncio.run(_crawl(engine)), spider.name)
+    result, code = asyncio.run(_crawl(engine))
+    _report(result, spider.name)
+    return code
 
 
 def command_demo(args: argparse.Namespace) -> int:
@@ -105,22 +107,24 @@ def command_demo(args: argparse.Namespace) -> int:
     settings = project.settings(spider_class)
     database = args.db or project.database(spider_class)
 
-    async def serve_and_crawl() -> tuple[CrawlResult, int]:
+    async def serve_and_crawl() -> tuple[tuple[CrawlResult, int], int]:
         catalog = build_catalog(args.products)
         async with serve(make_app(catalog)) as base_url:
             err.print(f"demo shop with {len(catalog.products):,} products at {base_url}", highlight=False)
             engine = Engine(spider=spider_class(base_url=base_url), settings=settings, database=database)
             return await _crawl(engine), len(catalog.products)
 
-    result, expected = asyncio.run(serve_and_crawl())
-    code = _report(result, "demo_shop")
+    (result, code), expected = asyncio.run(serve_and_crawl())
+    _report(result, "demo_shop")
     stored = result.stats.get("items/product")
     out.print(f"stored {stored:,} of the shop's {expected:,} products", highlight=False)
     return code
 
 
-async def _crawl(engine: Engine) -> CrawlResult:
-    """Run the engine with live progress; the first SIGINT/SIGTERM drains, the second cancels."""
+async def _crawl(engine: Engine) -> tuple[CrawlResult, int]:
+    """Run the engine with live progress; the first SIGINT/SIGTERM drains, the second cancels.
+
+    Returns the result and the exit code (130/143 after a signal)."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     received: list[signal.Signals] = []
@@ -144,13 +148,12 @@ async def _crawl(engine: Engine) -> CrawlResult:
         for signum in _SIGNAL_EXIT:
             loop.remove_signal_handler(signum)
     if received:
-        raise SystemExit(_SIGNAL_EXIT[received[0]]) from None
-    return result
+        return result, _SIGNAL_EXIT[received[0]]
+    return result, EXIT_OK if result.status == "finished" else EXIT_FAILED
 
 
-def _report(result: CrawlResult, spider: str) -> int:
+def _report(result: CrawlResult, spider: str) -> None:
     out.print(summary(spider=spider, status=result.status, reason=result.reason, stats=result.stats, database=result.database))
-    return EXIT_OK if result.status == "finished" else EXIT_FAILED
 
 
 def command_list(args: argparse.Namespace) -> int:

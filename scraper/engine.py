@@ -12,6 +12,7 @@ import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from scraper.errors import ConfigError
 from scraper.fetcher import Fetcher
 from scraper.frontier import MemoryFrontier
 from scraper.middleware import load_middlewares
@@ -93,11 +94,14 @@ class Engine:
 
     async def _crawl(self, worker: Worker, storage: Storage) -> None:
         queue: asyncio.Queue[object] = asyncio.Queue(maxsize=self.settings.concurrency * 2)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._seed(storage), name="start-requests")
-            for number in range(self.settings.concurrency):
-                group.create_task(worker.run(queue), name=f"worker-{number}")
-            group.create_task(self._feed(queue), name="feeder")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._seed(storage), name="start-requests")
+                for number in range(self.settings.concurrency):
+                    group.create_task(worker.run(queue), name=f"worker-{number}")
+                group.create_task(self._feed(queue), name="feeder")
+        except BaseExceptionGroup as failures:
+            raise failures.exceptions[0] from None  # the first cause; the rest were cancelled by it
 
     async def _seed(self, storage: Storage) -> None:
         """Admit the spider's start requests in batches while the crawl already runs."""
@@ -111,6 +115,8 @@ class Engine:
                     if len(batch) >= _START_BATCH:
                         await storage.submit(Commit(requests=await self.scheduler.add(batch)))
                         batch = []
+            except ConfigError:
+                raise  # the spider says it cannot run as configured: end the crawl, loudly
             except Exception as exc:  # the callback boundary: a bad start generator ends seeding only
                 await storage.submit(Commit(errors=[error_record("start", exc, None, self.stats)]))
             await storage.submit(Commit(requests=await self.scheduler.add(batch)))

@@ -9,7 +9,6 @@ middleware (a class whose instances are callable fits).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,8 +29,15 @@ logger = logging.getLogger(__name__)
 def build_chain(handler: Handler, middlewares: Sequence[Middleware]) -> Handler:
     """Wrap ``handler`` so the first middleware listed runs outermost."""
     for middleware in reversed(middlewares):
-        handler = functools.partial(middleware, handler=handler)
+        handler = _bind(middleware, handler)
     return handler
+
+
+def _bind(middleware: Middleware, handler: Handler) -> Handler:
+    async def handle(request: Request) -> Response:
+        return await middleware(request, handler)
+
+    return handle
 
 
 def load_middlewares(*, settings: Settings, stats: Stats) -> list[Middleware]:

@@ -1,0 +1,1 @@
+"""Reusable item pipeline stages, listed in ``config.yaml`` as ``"pipelines.MODULE:Class"``."""

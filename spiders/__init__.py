@@ -1,0 +1,1 @@
+"""The project's spiders; ``python -m scraper run NAME`` finds them here by ``name``."""

@@ -1,0 +1,124 @@
+"""Spider for the bundled offline demo shop (``scraper.demo_site``): home → category listings
+(paginated) → product pages, one ``Product`` per product page.
+
+Texts are kept as the page has them (the ``pipelines.clean:Normalize`` stage tidies
+whitespace); only price, rating and stock are parsed here, into numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import ClassVar
+
+from pydantic import Field
+from selectolax.lexbor import LexborNode
+
+from scraper import Item, Request, Response, Spider
+from scraper.errors import ConfigError
+from scraper.spider import Output
+
+CURRENCIES = {"£": "GBP", "€": "EUR", "$": "USD"}
+_AMOUNT = re.compile(r"\d[\d,]*(?:\.\d+)?")
+_IN_STOCK = re.compile(r"in stock\s*\(\s*(\d+)\s+available\s*\)", re.IGNORECASE)
+_CENTS = Decimal("0.01")
+
+
+class Product(Item):
+    key: ClassVar[tuple[str, ...]] = ("url",)
+
+    url: str
+    title: str
+    price: Decimal = Field(decimal_places=2)
+    currency: str
+    rating: int = Field(ge=1, le=5)
+    in_stock: bool
+    stock: int = Field(ge=0)
+    category: str
+    sku: str
+    description: str
+
+
+class DemoShopSpider(Spider):
+    """Run it with ``-a base_url=http://127.0.0.1:PORT`` (``python -m scraper demo`` does)."""
+
+    name = "demo_shop"
+    base_url: str | None = None
+
+    async def start_requests(self) -> AsyncIterator[Request]:
+        if not self.base_url:
+            raise ConfigError(
+                "demo_shop needs -a base_url=URL; "
+                "run `python -m scraper demo` to serve and crawl the demo shop"
+            )
+        yield Request(self.base_url.rstrip("/") + "/", callback=self.parse)
+
+    async def parse(self, response: Response) -> AsyncIterator[Output]:
+        for request in response.follow_all(css="ul.categories a", callback=self.parse_listing):
+            yield request
+
+    async def parse_listing(self, response: Response) -> AsyncIterator[Output]:
+        links = response.css("section.products article.product h3 a")
+        for request in response.follow_all(links, callback=self.parse_product):
+            yield request
+        if (next_link := response.css_first("ul.pager li.next a")) is not None:
+            yield response.follow(next_link, callback=self.parse_listing)
+
+    async def parse_product(self, response: Response) -> AsyncIterator[Output]:
+        price, currency = parse_price(text_of(response, "p.price"))
+        in_stock, stock = parse_stock(text_of(response, "p.stock"))
+        yield Product(
+            url=response.url,
+            title=text_of(response, "h1"),
+            price=price,
+            currency=currency,
+            rating=int(attribute_of(response, "p.rating", "data-rating")),
+            in_stock=in_stock,
+            stock=stock,
+            category=text_of(response, "table.product-info td.category"),
+            sku=text_of(response, "table.product-info td.sku"),
+            description=text_of(response, "p.description"),
+        )
+
+
+def _first(root: Response | LexborNode, selector: str) -> LexborNode:
+    node = root.css_first(selector)
+    if node is None:
+        where = root.url if isinstance(root, Response) else f"<{root.tag}>"
+        raise ValueError(f"no {selector!r} in {where}")
+    return node
+
+
+def text_of(root: Response | LexborNode, selector: str) -> str:
+    """The text of the first match, as the page has it; ValueError when nothing matches."""
+    return _first(root, selector).text()
+
+
+def attribute_of(root: Response | LexborNode, selector: str, name: str) -> str:
+    value = _first(root, selector).attributes.get(name)
+    if value is None:
+        raise ValueError(f"{selector!r} has no {name!r} attribute")
+    return value
+
+
+def parse_price(text: str) -> tuple[Decimal, str]:
+    """``" £1,234.5 "`` → ``(Decimal("1234.50"), "GBP")``; the symbol may sit either side."""
+    match = _AMOUNT.search(text)
+    if match is None:
+        raise ValueError(f"no amount in price {text!r}")
+    symbols = [code for symbol, code in CURRENCIES.items() if symbol in text]
+    if len(symbols) != 1:
+        raise ValueError(f"no single known currency symbol in price {text!r}")
+    return Decimal(match.group().replace(",", "")).quantize(_CENTS), symbols[0]
+
+
+def parse_stock(text: str) -> tuple[bool, int]:
+    """``"In stock (22 available)"`` → ``(True, 22)``; ``"Out of stock"`` → ``(False, 0)``.
+
+    "In stock" without a count (as on some listings) is in stock with an unknown count, 0.
+    """
+    if (match := _IN_STOCK.search(text)) is not None:
+        count = int(match.group(1))
+        return count > 0, count
+    return text.strip().lower().startswith("in stock"), 0

@@ -1,0 +1,164 @@
+"""The command line as a user runs it: a subprocess, its exit code, its output, its database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from scraper.demo_site import serve
+from tests.conftest import rows
+from tests.integration.test_crawl import faulty_site
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+
+
+def scraper(*args: str, cwd: Path = REPO, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scraper", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def make_project(root: Path, spider_source: str, config: str = "") -> Path:
+    (root / "myspiders").mkdir()
+    (root / "myspiders" / "__init__.py").write_text("")
+    (root / "myspiders" / "site.py").write_text(textwrap.dedent(spider_source))
+    (root / "config.yaml").write_text("spiders: [myspiders]\n" + textwrap.dedent(config))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["run", "no_such_spider"], "no spider named 'no_such_spider'"),
+        (["run", "demo_shop", "-s", "concurrency=abc"], "setting 'concurrency'"),
+        (["run", "demo_shop", "-s", "no_such_key=1"], "unknown setting 'no_such_key'"),
+        (["run", "demo_shop", "-s", "per_host.dealy=1"], "did you mean 'delay'"),
+    ],
+)
+def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(
+    tmp_path: Path, arguments: list[str], expected: str
+) -> None:
+    database = tmp_path / "never.db"
+    result = scraper(*arguments, "--db", str(database))
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not database.exists()
+
+
+def test_demo_crawls_the_bundled_shop_and_prints_a_summary(tmp_path: Path) -> None:
+    database = tmp_path / "demo.db"
+    result = scraper("demo", "--products", "40", "--db", str(database))
+    assert result.returncode == 0, result.stderr
+    assert "stored 40 of the shop's 40 products" in result.stdout
+    assert "pages/s" in result.stdout and "product: 40" in result.stdout
+    assert "python -m scraper query --db" in result.stdout
+    assert rows(database, "SELECT count(DISTINCT url) FROM product") == [(40,)]
+    assert rows(database, "SELECT status FROM scraper_crawls") == [("finished",)]
+
+
+def test_query_prints_a_table_and_is_read_only(tmp_path: Path) -> None:
+    database = tmp_path / "demo.db"
+    assert scraper("demo", "--products", "20", "--db", str(database)).returncode == 0
+    counted = scraper("query", "--db", str(database), "SELECT count(*) AS products FROM product")
+    assert counted.returncode == 0
+    assert "products" in counted.stdout and "20" in counted.stdout
+    refused = scraper("query", "--db", str(database), "DELETE FROM product")
+    assert refused.returncode == 2 and "readonly" in refused.stderr
+    assert rows(database, "SELECT count(*) FROM product") == [(20,)]
+
+
+def test_query_of_a_missing_database_is_one_clear_line(tmp_path: Path) -> None:
+    result = scraper("query", "--db", str(tmp_path / "nope.db"), "SELECT 1")
+    assert result.returncode == 2
+    assert "no database at" in result.stderr
+    assert not (tmp_path / "nope.db").exists()
+
+
+SPIDER = """
+    from scraper import Spider, Request
+
+    class SiteSpider(Spider):
+        name = "site"
+        start_urls = ["http://127.0.0.1:1/"]
+
+        async def start_requests(self):
+            yield Request(self.base_url + "/")
+
+        async def parse(self, response):
+            for link in response.css("a"):
+                yield response.follow(link, callback=self.parse_page)
+
+        async def parse_page(self, response):
+            if response.url.endswith("/boom"):
+                raise RuntimeError("broken page")
+            for node in response.css("li"):
+                yield {"name": node.text(), "size": int(node.attributes["data-size"])}
+"""
+
+
+def test_list_shows_the_project_spiders(tmp_path: Path) -> None:
+    project = make_project(tmp_path, SPIDER)
+    result = scraper("list", cwd=project)
+    assert result.returncode == 0
+    assert "site" in result.stdout and "myspiders.site" in result.stdout
+
+
+def test_two_spiders_with_one_name_is_an_error(tmp_path: Path) -> None:
+    project = make_project(tmp_path, SPIDER + SPIDER.replace("class SiteSpider", "class Other"))
+    result = scraper("list", cwd=project)
+    assert result.returncode == 2 and "two spiders are named 'site'" in result.stderr
+
+
+async def test_run_records_failures_and_exits_zero(tmp_path: Path) -> None:
+    project = make_project(tmp_path, SPIDER, "retry: {times: 1, backoff: 0}\n")
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "scraper", "run", "site", "-a", f"base_url={base_url}",
+            cwd=project, env=ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    database = project / "data" / "site.db"
+    assert sorted(rows(database, "SELECT stage, error_type FROM scraper_errors")) == [
+        ("fetch", "HttpStatusError"),
+        ("parse", "RuntimeError"),
+        ("parse", "ValueError"),  # int("huge") in the /invalid page's dict items
+    ]
+    assert rows(database, "SELECT name FROM item ORDER BY name") == [("alpha",), ("beta",)]
+    assert "errors" in stdout.decode() and "HttpStatusError" in stdout.decode()
+
+
+def test_sigint_drains_records_interrupted_and_exits_130(tmp_path: Path) -> None:
+    database = tmp_path / "demo.db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scraper", "demo", "--products", "3000", "--db", str(database),
+         "-s", "per_host.delay=0.005"],
+        cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not _has_items(database) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert rows(database, "SELECT status, finish_reason FROM scraper_crawls") == [("interrupted", "SIGINT")]
+    stored = rows(database, "SELECT count(*) FROM product")[0][0]
+    assert 0 < stored < 3000
+
+
+def _has_items(database: Path) -> bool:
+    try:
+        return bool(database.exists() and rows(database, "SELECT count(*) FROM product")[0][0] > 0)
+    except Exception:
+        return False

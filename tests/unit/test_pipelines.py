@@ -1,0 +1,184 @@
+"""Tests for the reusable stages in ``pipelines/``: Normalize, DedupByKey, RequireFields."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+from pydantic import Field
+
+from pipelines.clean import Normalize, clean_text
+from pipelines.dedup import DedupByKey
+from pipelines.require import RequireFields
+from scraper import DropItem, Item, Spider
+from scraper.pipeline import Pipeline, Stage
+
+
+class Page(Item):
+    key: ClassVar[tuple[str, ...]] = ("url",)
+
+    url: str
+    title: str
+    tags: list[str] = Field(default_factory=list)
+    views: int = 0
+    note: str | None = None
+
+
+class Mirror(Item):
+    """Another table keyed the same way: its keys never collide with ``Page``'s."""
+
+    key: ClassVar[tuple[str, ...]] = ("url",)
+
+    url: str
+
+
+class Tagged(Item):
+    key: ClassVar[tuple[str, ...]] = ("name", "tags")
+
+    name: str
+    tags: list[str]
+
+
+class Note(Item):  # no key
+    text: str
+    subtitle: str = ""
+
+
+class DemoSpider(Spider):
+    name = "demo"
+
+
+SPIDER = DemoSpider()
+
+
+# ---------------------------------------------------------------- Normalize
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("  Brass \n\t Lamp  ", "Brass Lamp"),
+        ("no\u00a0break\u2003space", "no break space"),
+        ("\n\n", ""),
+        ("tidy", "tidy"),
+    ],
+)
+def test_clean_text(raw: str, clean: str) -> None:
+    assert clean_text(raw) == clean
+
+
+async def test_normalize_item_cleans_str_fields_and_lists_of_str() -> None:
+    item = Page(
+        url=" https://example.com/a ",
+        title="\n   Brass   Lamp\n ",
+        tags=[" home ", "garden\n  tools"],
+        views=3,
+        note="  kept  ",
+    )
+    cleaned = await Normalize().process(item, SPIDER)
+
+    assert cleaned == Page(
+        url="https://example.com/a",
+        title="Brass Lamp",
+        tags=["home", "garden tools"],
+        views=3,
+        note="kept",
+    )
+    assert item.title == "\n   Brass   Lamp\n "  # a copy: the original is untouched
+
+
+async def test_normalize_leaves_non_text_and_clean_items_alone() -> None:
+    item = Page(url="https://example.com/a", title="Lamp", views=7, note=None)
+    assert await Normalize().process(item, SPIDER) is item
+
+
+async def test_normalize_dict() -> None:
+    record = {"name": "  a   b ", "count": 2, "tags": [" x ", 5], "nested": {"k": " v "}}
+    cleaned = await Normalize().process(record, SPIDER)
+
+    assert cleaned == {"name": "a b", "count": 2, "tags": ["x", 5], "nested": {"k": " v "}}
+    assert record["name"] == "  a   b "
+
+
+# ---------------------------------------------------------------- DedupByKey
+
+
+async def test_dedup_drops_a_repeated_key_naming_its_values() -> None:
+    stage = DedupByKey()
+    await stage.open(SPIDER)
+    first = Page(url="https://example.com/a", title="A")
+
+    assert await stage.process(first, SPIDER) is first
+    assert await stage.process(Page(url="https://example.com/b", title="A"), SPIDER)
+    with pytest.raises(DropItem, match=r"duplicate Page \(url='https://example.com/a'\)"):
+        await stage.process(Page(url="https://example.com/a", title="other title"), SPIDER)
+
+
+async def test_dedup_keys_are_per_table() -> None:
+    stage = DedupByKey()
+    await stage.open(SPIDER)
+    await stage.process(Page(url="https://example.com/a", title="A"), SPIDER)
+
+    mirror = Mirror(url="https://example.com/a")
+    assert await stage.process(mirror, SPIDER) is mirror
+
+
+async def test_dedup_compound_key_with_a_list() -> None:
+    stage = DedupByKey()
+    await stage.open(SPIDER)
+    await stage.process(Tagged(name="n", tags=["a", "b"]), SPIDER)
+    await stage.process(Tagged(name="n", tags=["b", "a"]), SPIDER)  # order matters in a list
+
+    with pytest.raises(DropItem, match=r"name='n', tags=\['a', 'b'\]"):
+        await stage.process(Tagged(name="n", tags=["a", "b"]), SPIDER)
+
+
+async def test_dedup_passes_unkeyed_items_and_dicts() -> None:
+    stage = DedupByKey()
+    await stage.open(SPIDER)
+    note, record = Note(text="same"), {"url": "https://example.com/a"}
+
+    for _ in range(2):
+        assert await stage.process(note, SPIDER) is note
+        assert await stage.process(record, SPIDER) is record
+
+
+async def test_dedup_forgets_on_open() -> None:
+    stage = DedupByKey()
+    item = Page(url="https://example.com/a", title="A")
+    await stage.open(SPIDER)
+    await stage.process(item, SPIDER)
+    with pytest.raises(DropItem):
+        await stage.process(item, SPIDER)
+    await stage.close(SPIDER)
+
+    await stage.open(SPIDER)  # a new crawl
+    assert await stage.process(item, SPIDER) is item
+
+
+async def test_normalize_before_dedup_catches_whitespace_duplicates() -> None:
+    pipeline = Pipeline.from_settings(["pipelines.clean:Normalize", "pipelines.dedup:DedupByKey"])
+    assert all(isinstance(stage, Stage) for stage in pipeline.stages)
+    await pipeline.open(SPIDER)
+
+    await pipeline.process(Page(url="https://example.com/a", title="A"), SPIDER)
+    with pytest.raises(DropItem):
+        await pipeline.process(Page(url="\n https://example.com/a ", title="A"), SPIDER)
+
+
+# ---------------------------------------------------------------- RequireFields
+
+
+async def test_require_fields_drops_blank_required_text() -> None:
+    stage = RequireFields()
+    with pytest.raises(DropItem, match=r"Page with empty required field\(s\): url, title"):
+        await stage.process(Page(url="", title=" \n "), SPIDER)
+
+
+async def test_require_fields_passes_filled_items_optional_blanks_and_dicts() -> None:
+    stage = RequireFields()
+    note = Note(text="hello", subtitle="")
+    record = {"text": ""}
+
+    assert await stage.process(note, SPIDER) is note
+    assert await stage.process(record, SPIDER) is record
