@@ -73,7 +73,6 @@ class Settings(_Strict):
     pipelines: list[str] = []
     middlewares: list[str] = ["scraper.middleware:Retry"]
     write_batch: PositiveInt = Field(default=500, description="rows per SQLite transaction")
-    log_level: str = "INFO"
 
     def policy_for(self, host: str) -> HostPolicy:
         """``per_host`` with the first matching ``hosts`` glob applied."""
