@@ -2,10 +2,10 @@
 
 __version__ = "0.1.0"
 
-from scraper.errors import DropItem  # noqa: E402
-from scraper.http import Request, Response  # noqa: E402
-from scraper.item import Item  # noqa: E402
-from scraper.settings import Settings  # noqa: E402
-from scraper.spider import Spider  # noqa: E402
+from scraper.errors import DropItem
+from scraper.http import Request, Response
+from scraper.item import Item
+from scraper.settings import Settings
+from scraper.spider import Spider
 
 __all__ = ["DropItem", "Item", "Request", "Response", "Settings", "Spider", "__version__"]

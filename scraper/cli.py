@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -153,7 +152,9 @@ async def _crawl(engine: Engine) -> tuple[CrawlResult, int]:
 
 
 def _report(result: CrawlResult, spider: str) -> None:
-    out.print(summary(spider=spider, status=result.status, reason=result.reason, stats=result.stats, database=result.database))
+    out.print(
+        summary(spider=spider, status=result.status, reason=result.reason, stats=result.stats, database=result.database)
+    )
 
 
 def command_list(args: argparse.Namespace) -> int:

@@ -97,9 +97,7 @@ def build_catalog(
     rng = random.Random(seed)
     names = [*_CATEGORY_NAMES, *(f"Category {i}" for i in range(13, categories + 1))]
     cats = tuple((slugify(name), name) for name in names[:categories])
-    items = tuple(
-        _make_product(rng, i, cats[(i - 1) % categories][0]) for i in range(1, products + 1)
-    )
+    items = tuple(_make_product(rng, i, cats[(i - 1) % categories][0]) for i in range(1, products + 1))
     return Catalog(categories=cats, products=items, per_page=per_page, padding=padding)
 
 
@@ -132,10 +130,7 @@ def _page(title: str, body: str) -> str:
 
 
 def _render_home(catalog: Catalog) -> str:
-    items = "".join(
-        f'<li><a href="/category/{slug}/">{escape(name)}</a></li>\n'
-        for slug, name in catalog.categories
-    )
+    items = "".join(f'<li><a href="/category/{slug}/">{escape(name)}</a></li>\n' for slug, name in catalog.categories)
     return _page("Home", f'<h1>Demo Shop</h1>\n<ul class="categories">\n{items}</ul>')
 
 
@@ -148,10 +143,7 @@ def _render_listing(name: str, products: tuple[Product, ...], page: int, pages: 
     pager = f'<li class="current">Page {page} of {pages}</li>'
     if page < pages:
         pager += f'<li class="next"><a href="page-{page + 1}.html">next</a></li>'
-    body = (
-        f'<h1>{escape(name)}</h1>\n<section class="products">\n{articles}</section>\n'
-        f'<ul class="pager">{pager}</ul>'
-    )
+    body = f'<h1>{escape(name)}</h1>\n<section class="products">\n{articles}</section>\n<ul class="pager">{pager}</ul>'
     return _page(f"{name} - page {page}", body)
 
 

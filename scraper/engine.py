@@ -78,8 +78,13 @@ class Engine:
                 await self.spider.opened()
                 await self._pipeline.open(self.spider)
                 worker = Worker(
-                    spider=self.spider, fetcher=fetcher, scheduler=self.scheduler,
-                    pipeline=self._pipeline, storage=storage, stats=self.stats, on_progress=self._check_limits,
+                    spider=self.spider,
+                    fetcher=fetcher,
+                    scheduler=self.scheduler,
+                    pipeline=self._pipeline,
+                    storage=storage,
+                    stats=self.stats,
+                    on_progress=self._check_limits,
                 )
                 await self._crawl(worker, storage)
                 reason = self._stop_reason or "finished"

@@ -64,5 +64,5 @@ class ResponseTooLarge(FetchError):
     """The (decompressed) body grew past ``max_response_bytes``; reading stopped there."""
 
 
-class DropItem(ScraperError):  # noqa: N818 - the name Scrapy users know
+class DropItem(ScraperError):
     """Raised by a pipeline stage to discard an item on purpose."""

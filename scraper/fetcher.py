@@ -6,7 +6,6 @@ aiohttp's exceptions stop here: callers only see ``FetchError`` subclasses.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from types import TracebackType
 
@@ -72,7 +71,7 @@ class Fetcher:
         async with self._limiter.acquire(host):
             try:
                 return await self._exchange(self._session, request)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise FetchTimeout(f"no complete response within {self._settings.timeout}s", url=request.url) from None
             except (aiohttp.ClientError, OSError) as exc:  # OSError: resets aiohttp does not wrap
                 message = str(exc) or type(exc).__name__

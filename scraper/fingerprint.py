@@ -1,7 +1,7 @@
 """Request identity for deduplication: method + canonical URL + body, hashed.
 
 Canonical URL: lower-case scheme and host, default port dropped, fragment dropped, query
-parameters sorted (order of repeated keys kept), as yarl normalises percent-encoding.
+parameters sorted (order of repeated keys kept), empty path as ``/``, as yarl normalises percent-encoding.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from scraper.http import Request
 
 
 def canonical_url(url: str) -> str:
-    parsed = URL(url).with_fragment(None)
-    if parsed.query_string:
-        parsed = parsed.with_query(sorted(parsed.query.items(), key=lambda pair: pair[0]))
-    return str(parsed)
+    original = URL(url)
+    # with_path drops query and fragment, and spells an empty path as "/"
+    canonical = original.with_path(original.raw_path or "/", encoded=True)
+    if original.query_string:
+        canonical = canonical.with_query(sorted(original.query.items(), key=lambda pair: pair[0]))
+    return str(canonical)
 
 
 def fingerprint(request: Request) -> str:

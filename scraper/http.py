@@ -113,6 +113,11 @@ class Response:
         self._parser: LexborHTMLParser | None = None
         self._base: URL | None = None
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_") and hasattr(self, name):
+            raise AttributeError(f"Response is immutable: cannot set {name!r}")
+        object.__setattr__(self, name, value)
+
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.url}>"
 

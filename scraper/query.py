@@ -4,6 +4,7 @@ The file is opened with ``mode=ro``: a query can never change or lock a crawl's 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -17,10 +18,11 @@ from scraper.errors import StorageError
 
 @asynccontextmanager
 async def read_only(path: Path) -> AsyncIterator[aiosqlite.Connection]:
-    if not path.is_file():
+    if not await asyncio.to_thread(path.is_file):
         raise StorageError(f"no database at {path} (has the spider run yet?)")
+    uri = (await asyncio.to_thread(path.resolve)).as_uri()
     try:
-        db = await aiosqlite.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        db = await aiosqlite.connect(f"{uri}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open database {path}: {exc}") from None
     try:

@@ -24,8 +24,7 @@ def find_spiders(modules: Iterable[str], *, project_dir: Path | None = None) -> 
             other = found.setdefault(spider_class.name, spider_class)
             if other is not spider_class:
                 raise ConfigError(
-                    f"two spiders are named {spider_class.name!r}: "
-                    f"{_where(other)} and {_where(spider_class)}"
+                    f"two spiders are named {spider_class.name!r}: {_where(other)} and {_where(spider_class)}"
                 )
     return found
 
@@ -67,12 +66,7 @@ def _import(name: str) -> ModuleType:
 
 def _spiders_in(module: ModuleType) -> Iterator[type[Spider]]:
     for value in vars(module).values():
-        if (
-            inspect.isclass(value)
-            and issubclass(value, Spider)
-            and value.__module__ == module.__name__
-            and value.name
-        ):
+        if inspect.isclass(value) and issubclass(value, Spider) and value.__module__ == module.__name__ and value.name:
             yield value
 
 

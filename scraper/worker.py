@@ -23,9 +23,7 @@ from scraper.storage import Commit, ErrorRecord, Outcome, Storage, StoredItem
 logger = logging.getLogger(__name__)
 
 
-def error_record(
-    stage: str, error: BaseException, url: str | None, stats: Stats, *, context: str = ""
-) -> ErrorRecord:
+def error_record(stage: str, error: BaseException, url: str | None, stats: Stats, *, context: str = "") -> ErrorRecord:
     """Describe ``error`` for ``scraper_errors`` and count it. Expected fetch failures carry
     no traceback: the message says it all."""
     stats.increment(f"errors/{stage}/{type(error).__name__}")
@@ -71,7 +69,9 @@ class Worker:
         except FetchError as exc:
             status = exc.status
             error = error_record("fetch", exc, entry.request.url, self._stats)
-            return Commit(outcome=Outcome(entry.fingerprint, "failed", status=status, reason=error.message), errors=[error])
+            return Commit(
+                outcome=Outcome(entry.fingerprint, "failed", status=status, reason=error.message), errors=[error]
+            )
         self._stats.increment("pages")
         return await self._parse(entry, response)
 
@@ -80,14 +80,18 @@ class Worker:
             result = await run_callback(callback_of(self._spider, entry.request), response)
         except Exception as exc:  # the callback boundary: a broken page must not stop the crawl
             error = error_record("parse", exc, response.url, self._stats)
-            outcome = Outcome(entry.fingerprint, "failed", status=response.status, reason=f"callback: {error.error_type}")
+            outcome = Outcome(
+                entry.fingerprint, "failed", status=response.status, reason=f"callback: {error.error_type}"
+            )
             return Commit(outcome=outcome, errors=[error])
         items, errors = await self._process_items(result, response)
         requests = await self._scheduler.add(result.requests, parent=entry.request)
         outcome = Outcome(entry.fingerprint, "done", status=response.status)
         return Commit(outcome=outcome, items=items, requests=requests, errors=errors)
 
-    async def _process_items(self, result: CallbackResult, response: Response) -> tuple[list[StoredItem], list[ErrorRecord]]:
+    async def _process_items(
+        self, result: CallbackResult, response: Response
+    ) -> tuple[list[StoredItem], list[ErrorRecord]]:
         errors = [error_record("validate", error, response.url, self._stats) for _, error in result.invalid]
         items: list[StoredItem] = []
         for item in result.items:
@@ -97,9 +101,7 @@ class Worker:
                 self._stats.increment("items/dropped")
                 logger.debug("dropped item from %s: %s", response.url, exc)
             except StageFailed as exc:
-                errors.append(
-                    error_record("pipeline", exc.error, response.url, self._stats, context=f"{exc.stage}: ")
-                )
+                errors.append(error_record("pipeline", exc.error, response.url, self._stats, context=f"{exc.stage}: "))
             else:
                 items.append(stored_item(processed, response.url))
                 self._stats.increment("items/scraped")

@@ -49,8 +49,7 @@ class DemoShopSpider(Spider):
     async def start_requests(self) -> AsyncIterator[Request]:
         if not self.base_url:
             raise ConfigError(
-                "demo_shop needs -a base_url=URL; "
-                "run `python -m scraper demo` to serve and crawl the demo shop"
+                "demo_shop needs -a base_url=URL; run `python -m scraper demo` to serve and crawl the demo shop"
             )
         yield Request(self.base_url.rstrip("/") + "/", callback=self.parse)
 

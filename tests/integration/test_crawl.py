@@ -31,9 +31,7 @@ async def shop_2000() -> AsyncIterator[tuple[str, int]]:
 
 
 @pytest.mark.timeout(120)
-async def test_2000_product_crawl_stores_every_item_once_with_types(
-    shop_2000: tuple[str, int], database: Path
-) -> None:
+async def test_2000_product_crawl_stores_every_item_once_with_types(shop_2000: tuple[str, int], database: Path) -> None:
     base_url, products = shop_2000
     result = await crawl(DemoShopSpider(base_url=base_url), database, pipelines=DEMO_PIPELINES)
 
@@ -172,7 +170,10 @@ async def test_per_host_concurrency_is_respected_at_the_server(
     app, seen = slow_site(0.05)
     async with serve(app) as base_url:
         result = await crawl(
-            CountingSpider(base_url, 60), database, concurrency=32, per_host={"concurrency": per_host},
+            CountingSpider(base_url, 60),
+            database,
+            concurrency=32,
+            per_host={"concurrency": per_host},
             user_agent="testbot/9",
         )
     assert result.stats.get("pages") == 60

@@ -73,8 +73,7 @@ def test_build_catalog_is_deterministic_and_seed_dependent() -> None:
 
 def test_build_catalog_does_not_depend_on_hash_seed() -> None:
     code = (
-        "import hashlib, scraper.demo_site as d;"
-        "print(hashlib.sha256(repr(d.build_catalog(300)).encode()).hexdigest())"
+        "import hashlib, scraper.demo_site as d;print(hashlib.sha256(repr(d.build_catalog(300)).encode()).hexdigest())"
     )
     root = Path(scraper.demo_site.__file__).resolve().parents[1]
     digests = {
@@ -124,10 +123,7 @@ async def test_walking_listings_from_home_finds_exactly_the_catalog(
                 status, page = await _get(session, url)
                 assert status == 200, url
                 tree = LexborHTMLParser(page)
-                found += [
-                    str(url.join(URL(a.attributes["href"] or "")))
-                    for a in tree.css("article.product h3 a")
-                ]
+                found += [str(url.join(URL(a.attributes["href"] or ""))) for a in tree.css("article.product h3 a")]
                 assert len(tree.css("article.product p.price")) == len(tree.css("article.product"))
                 nxt = tree.css_first("li.next a")
                 url = url.join(URL(nxt.attributes["href"] or "")) if nxt else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import pytest
@@ -101,7 +100,7 @@ async def test_connection_error_is_retried_then_translated() -> None:
 
 async def test_timeout_is_translated_to_fetch_timeout() -> None:
     with aioresponses() as mock:
-        mock.get(URL, exception=asyncio.TimeoutError(), repeat=True)
+        mock.get(URL, exception=TimeoutError(), repeat=True)
         async with fetcher_for(make_settings(retry={"times": 0})) as fetcher:
             with pytest.raises(FetchTimeout):
                 await fetcher.fetch(Request(URL))

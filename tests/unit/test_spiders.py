@@ -98,9 +98,7 @@ async def test_quotes_last_page_has_no_next_request() -> None:
 
 
 async def test_quotes_a_broken_quote_fails_alone() -> None:
-    body = fixture("quotes_page1.html").replace(
-        b'<small class="author" itemprop="author">Ada Testwright</small>', b""
-    )
+    body = fixture("quotes_page1.html").replace(b'<small class="author" itemprop="author">Ada Testwright</small>', b"")
     result = await parse(QuotesSpider().parse, QUOTES_URL, body)
 
     assert [quote.author for quote in result.items if isinstance(quote, Quote)] == [
@@ -125,8 +123,7 @@ async def test_books_listing_follows_each_book_once_and_the_next_page() -> None:
         (f"{catalogue}the-lantern-keepers-almanac_1000/index.html", spider.parse_book),
         (f"{catalogue}creme-brulee-for-beginners_999/index.html", spider.parse_book),
         (
-            f"{catalogue}a-very-long-title-about-asynchronous-crawling"
-            "-and-the-art-of-waiting-politely_998/index.html",
+            f"{catalogue}a-very-long-title-about-asynchronous-crawling-and-the-art-of-waiting-politely_998/index.html",
             spider.parse_book,
         ),
         (f"{catalogue}page-2.html", spider.parse),
@@ -149,8 +146,7 @@ async def test_books_product_page_yields_one_parsed_book() -> None:
         upc="f00dcafe12345678",
         category="Food and Drink",
         description=(
-            "A gentle introduction to custard, flame and patience. "
-            "Twelve recipes, one blowtorch, no excuses. ...more"
+            "A gentle introduction to custard, flame and patience. Twelve recipes, one blowtorch, no excuses. ...more"
         ),
     )
     assert result.requests == [] and result.invalid == []
@@ -158,9 +154,7 @@ async def test_books_product_page_yields_one_parsed_book() -> None:
 
 async def test_books_product_served_without_charset_decodes_by_meta() -> None:
     spider = BooksSpider()
-    response = page(
-        BOOK_URL, fixture("books_product.html"), spider.parse_book, {"Content-Type": "text/html"}
-    )
+    response = page(BOOK_URL, fixture("books_product.html"), spider.parse_book, {"Content-Type": "text/html"})
     [book] = (await run_callback(spider.parse_book, response)).items
 
     assert isinstance(book, Book)
@@ -313,9 +307,7 @@ async def test_demo_shop_home_and_listings(session: aiohttp.ClientSession) -> No
 
 
 @pytest.mark.parametrize("product", HANDMADE.products, ids=lambda p: p.slug)
-async def test_demo_shop_product_page(
-    session: aiohttp.ClientSession, product: CatalogProduct
-) -> None:
+async def test_demo_shop_product_page(session: aiohttp.ClientSession, product: CatalogProduct) -> None:
     async with serve(make_app(HANDMADE)) as base_url:
         spider = DemoShopSpider(base_url=base_url)
         request = Request(base_url + product.path, callback=spider.parse_product)

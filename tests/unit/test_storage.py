@@ -34,8 +34,14 @@ class Book(Item):
 
 def book(url: str = "http://b.test/1", title: str = "Dune", **changes: object) -> Book:
     values: dict[str, object] = dict(
-        url=url, title=title, price=Decimal("9.99"), pages=412, in_print=True, rating=4.5,
-        published=dt.date(1965, 8, 1), tags=["sf", "classic"],
+        url=url,
+        title=title,
+        price=Decimal("9.99"),
+        pages=412,
+        in_print=True,
+        rating=4.5,
+        published=dt.date(1965, 8, 1),
+        tags=["sf", "classic"],
     )
     values.update(changes)
     return Book.model_validate(values)
@@ -90,7 +96,10 @@ async def test_page_commit_records_requests_outcome_and_errors(database: Path) -
         Commit(requests=[start]),
         Commit(outcome=Outcome("fp-start", "done", status=200), requests=[child], errors=[error]),
     )
-    assert rows(database, "SELECT fingerprint, state, last_status, depth, priority, host, callback FROM scraper_requests ORDER BY id") == [
+    assert rows(
+        database,
+        "SELECT fingerprint, state, last_status, depth, priority, host, callback FROM scraper_requests ORDER BY id",
+    ) == [
         ("fp-start", "done", 200, 0, 0, "b.test", "parse"),
         ("fp-child", "pending", None, 1, 5, "b.test", "parse"),
     ]
@@ -101,7 +110,7 @@ async def test_page_commit_records_requests_outcome_and_errors(database: Path) -
 
 async def test_crawl_row_holds_status_reason_and_final_stats(database: Path) -> None:
     await write(database, *[Commit(items=[stored_item(book(url=f"http://b.test/{n}"), "u")]) for n in range(50)])
-    (status, reason, started, finished, stats), = rows(
+    ((status, reason, started, finished, stats),) = rows(
         database, "SELECT status, finish_reason, started_at, finished_at, stats FROM scraper_crawls"
     )
     assert (status, reason) == ("finished", "finished")

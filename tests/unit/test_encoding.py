@@ -1,0 +1,170 @@
+"""Tests for body decoding: declared charsets first (header, BOM, <meta>), then detection."""
+
+from __future__ import annotations
+
+import codecs
+
+import pytest
+
+from scraper.encoding import decode, detect_encoding
+
+RUSSIAN = (
+    "Москва — столица России, крупнейший по численности населения город страны и её "
+    "политический, экономический и культурный центр. Город расположен на реке Москве в центре "
+    "Восточно-Европейской равнины. Впервые упоминается в летописи под 1147 годом, когда князь "
+    "Юрий Долгорукий пригласил сюда своих союзников."
+)
+JAPANESE = (
+    "東京は日本の首都であり、世界有数の大都市である。人口は約千四百万人で、政治、経済、"
+    "文化の中心地として知られている。江戸時代には徳川幕府が置かれ、明治維新の後に東京と改称された。"
+)
+CHINESE = (
+    "北京是中华人民共和国的首都，是全国的政治中心、文化中心，也是国际交往中心和科技创新中心。"  # noqa: RUF001
+    "北京历史悠久，有着三千多年的建城史和八百多年的建都史。"  # noqa: RUF001
+)
+GERMAN = (
+    "Über die Brücke gehen wir später in die Altstadt. Grüße aus Köln! Die Bäckerei öffnet früh, "
+    "und die Straßenbahn fährt pünktlich zum Dom. Schöne Grüße von Jürgen und Bärbel. Der Rhein "
+    "ist einer der längsten Flüsse Europas; er fließt durch den Bodensee und mündet in die Nordsee."
+)
+FRENCH_SHORT = (
+    "Le château de Versailles, où résidèrent les rois de France, est célèbre pour sa galerie des "
+    "Glaces. Les élèves étudient l'histoire française à l'école : ça leur plaît beaucoup, même "
+    "s'ils préfèrent les vacances d'été."
+)
+FRENCH_LONG = (
+    FRENCH_SHORT + " Noël approche, et l'on prépare déjà la bûche.\n"
+    "La Bretagne est une région de l'ouest de la France, réputée pour ses côtes découpées, ses "
+    "phares et ses crêpes. Chaque été, des milliers de touristes y découvrent les forêts "
+    "mystérieuses, les menhirs de Carnac et les ports de pêche où l'on déguste huîtres et "
+    "galettes de sarrasin.\n"
+    "À Paris, le musée du Louvre accueille chaque année près de neuf millions de visiteurs. On y "
+    "admire la Joconde, la Vénus de Milo et la Victoire de Samothrace, mais aussi des oeuvres "
+    "moins connues qui méritent qu'on s'y arrête.\n"
+    "Le fromage occupe une place privilégiée dans la gastronomie française : camembert, "
+    "roquefort, comté ou reblochon, chaque région possède ses spécialités."
+)
+
+
+def page(text: str, head: str = "") -> str:
+    paragraphs = "".join(f"<p>{line}</p>" for line in text.split("\n"))
+    return f"<html><head>{head}<title>Page</title></head><body>{paragraphs}</body></html>"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        ("text/html; charset=windows-1251", "cp1251"),
+        ('text/html; charset="UTF-8"', "utf-8"),
+        ("text/html;charset='koi8-r'", "koi8-r"),
+        ("text/html; Charset = Shift_JIS", "shift_jis"),
+    ],
+)
+def test_header_charset_is_used(content_type: str, expected: str) -> None:
+    assert detect_encoding(b"<p>plain</p>", content_type) == expected
+
+
+def test_header_charset_wins_over_meta() -> None:
+    html = page(RUSSIAN, head='<meta charset="koi8-r">')
+    text, used = decode(html.encode("cp1251"), "text/html; charset=windows-1251")
+    assert used == "cp1251"
+    assert text == html
+
+
+@pytest.mark.parametrize(
+    ("bom", "codec"),
+    [
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ],
+)
+def test_bom_decodes_and_is_stripped(bom: bytes, codec: str) -> None:
+    html = page(RUSSIAN)
+    text, _ = decode(bom + html.encode(codec))
+    assert text == html
+    assert detect_encoding(bom + html.encode(codec)) == codec
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        '<meta charset="windows-1251">',
+        "<meta charset=windows-1251>",
+        '<meta http-equiv="Content-Type" content="text/html; charset=windows-1251">',
+        "<META HTTP-EQUIV='content-type' CONTENT='text/html;charset=windows-1251'>",
+    ],
+)
+def test_meta_prescan(meta: str) -> None:
+    html = page(RUSSIAN, head=meta)
+    text, used = decode(html.encode("cp1251"))
+    assert used == "cp1251"
+    assert text == html
+
+
+def test_meta_after_first_kilobyte_is_not_read() -> None:
+    body = b"<!--" + b" " * 1100 + b'--><meta charset="koi8-r"><p>ascii</p>'
+    assert detect_encoding(body) == "utf-8"
+
+
+def test_meta_claiming_utf16_means_utf8() -> None:
+    html = page("Grüße, Мир", head='<meta charset="utf-16">')
+    text, used = decode(html.encode("utf-8"))
+    assert used == "utf-8"
+    assert text == html
+
+
+@pytest.mark.parametrize("text", [RUSSIAN, JAPANESE, FRENCH_LONG, "plain ascii"])
+def test_undeclared_utf8(text: str) -> None:
+    html = page(text)
+    assert decode(html.encode("utf-8")) == (html, "utf-8")
+
+
+@pytest.mark.parametrize(
+    ("text", "codec"),
+    [
+        pytest.param(RUSSIAN, "cp1251", id="russian-cp1251"),
+        pytest.param(JAPANESE, "shift_jis", id="japanese-shift_jis"),
+        pytest.param(CHINESE, "gbk", id="chinese-gbk"),
+        pytest.param(GERMAN, "cp1252", id="german-cp1252"),
+        pytest.param(GERMAN, "latin-1", id="german-latin-1"),
+        pytest.param(FRENCH_SHORT, "cp1252", id="french-cp1252"),
+        pytest.param(FRENCH_SHORT, "latin-1", id="french-latin-1"),
+    ],
+)
+def test_undeclared_legacy_encoding_is_detected(text: str, codec: str) -> None:
+    html = page(text)
+    decoded, _ = decode(html.encode(codec))
+    assert decoded == html
+
+
+@pytest.mark.parametrize(
+    ("text", "codec"),
+    [
+        pytest.param(FRENCH_LONG, "cp1252", id="paragraphs-cp1252"),
+        pytest.param(FRENCH_LONG, "latin-1", id="paragraphs-latin-1"),
+        pytest.param(FRENCH_SHORT + " « Citation » — 20 € “net”", "cp1252", id="quotes-cp1252"),
+    ],
+)
+def test_undeclared_french_text(text: str, codec: str) -> None:
+    html = page(text)
+    decoded, _ = decode(html.encode(codec))
+    assert decoded == html
+
+
+def test_wrong_header_charset_replaces_instead_of_raising() -> None:
+    html = page(RUSSIAN)
+    text, used = decode(html.encode("cp1251"), "text/html; charset=utf-8")
+    assert used == "utf-8"
+    assert "\ufffd" in text
+    assert text.startswith("<html><head><title>Page</title>")
+
+
+@pytest.mark.parametrize("content_type", ["text/html; charset=x-no-such-charset", "text/html"])
+def test_unknown_or_missing_header_charset_is_ignored(content_type: str) -> None:
+    html = page(RUSSIAN, head='<meta charset="windows-1251">')
+    assert decode(html.encode("cp1251"), content_type) == (html, "cp1251")
+
+
+def test_empty_body() -> None:
+    assert decode(b"") == ("", "utf-8")

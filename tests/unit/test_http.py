@@ -1,0 +1,266 @@
+"""Tests for Request (validation, body, immutability) and Response (text, selectors, links)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import pytest
+from selectolax.lexbor import LexborNode
+
+from scraper.http import Request, Response
+
+PAGE_URL = "https://shop.example.com/catalog/page2.html"
+
+LINKS = """<html><body>
+<a href="item-1.html">one</a>
+<a href="/about">about</a>
+<a href="https://other.example.org/x">other</a>
+<a href="mailto:sales@example.com">mail</a>
+<a href="javascript:void(0)">js</a>
+<a href="tel:+15551234">call</a>
+<a>no href</a>
+<a href="  ../up.html  ">spaces</a>
+</body></html>"""
+
+
+def make_response(
+    body: bytes | str = b"",
+    *,
+    url: str = PAGE_URL,
+    headers: dict[str, str] | None = None,
+    request: Request | None = None,
+) -> Response:
+    return Response(
+        url=url,
+        status=200,
+        headers=headers,
+        body=body.encode() if isinstance(body, str) else body,
+        request=request or Request(url),
+    )
+
+
+def callback(response: Response) -> None:
+    """A stand-in spider callback."""
+
+
+# Request
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/relative/path",
+        "page.html",
+        "javascript:void(0)",
+        "mailto:a@example.com",
+        "ftp://example.com/f",
+    ],
+)
+def test_request_rejects_non_http_urls(url: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(url))):
+        Request(url)
+
+
+def test_request_rejects_data_with_json() -> None:
+    with pytest.raises(ValueError, match="data or json"):
+        Request("https://example.com/", data=b"x", json={"a": 1})
+
+
+def test_request_upper_cases_method() -> None:
+    assert Request("https://example.com/", method="post").method == "POST"
+
+
+def test_request_defaults() -> None:
+    request = Request("https://example.com/")
+    assert (request.method, request.callback, request.priority, request.dont_filter) == (
+        "GET",
+        None,
+        0,
+        False,
+    )
+
+
+def test_replace_returns_a_new_request() -> None:
+    original = Request("https://example.com/a", meta={"page": 1})
+    changed = original.replace(url="https://example.com/b", priority=5)
+    assert changed is not original
+    assert (changed.url, changed.priority, changed.meta) == (
+        "https://example.com/b",
+        5,
+        {"page": 1},
+    )
+    assert (original.url, original.priority) == ("https://example.com/a", 0)
+
+
+def test_replace_validates_again() -> None:
+    with pytest.raises(ValueError, match=re.escape("mailto:x@example.com")):
+        Request("https://example.com/").replace(url="mailto:x@example.com")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "body", "content_type"),
+    [
+        ({}, None, None),
+        ({"data": b"\x00raw"}, b"\x00raw", None),
+        ({"data": "café"}, "café".encode(), None),
+        (
+            {"data": {"q": "a b&c", "tag": ["x", "y"]}},
+            b"q=a+b%26c&tag=x&tag=y",
+            "application/x-www-form-urlencoded",
+        ),
+        ({"json": {"b": 1, "a": [1, "é"]}}, b'{"a":[1,"\\u00e9"],"b":1}', "application/json"),
+        ({"json": []}, b"[]", "application/json"),
+    ],
+)
+def test_body_and_content_type(kwargs: dict[str, Any], body: bytes | None, content_type: str | None) -> None:
+    request = Request("https://example.com/", method="POST", **kwargs)
+    assert request.body() == body
+    assert request.content_type() == content_type
+
+
+@pytest.mark.parametrize(("name", "value"), [("url", "https://example.com/x"), ("method", "PUT")])
+def test_request_is_immutable(name: str, value: str) -> None:
+    request = Request("https://example.com/")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(request, name, value)
+    assert getattr(request, name) != value
+
+
+def test_request_is_slotted() -> None:
+    assert not hasattr(Request("https://example.com/"), "__dict__")
+
+
+# Response
+
+
+def test_text_decodes_with_header_charset() -> None:
+    response = make_response(
+        "<p>Привет, мир</p>".encode("cp1251"),
+        headers={"Content-Type": "text/html; charset=windows-1251"},
+    )
+    assert response.text == "<p>Привет, мир</p>"
+    assert response.encoding == "cp1251"
+
+
+def test_headers_are_case_insensitive() -> None:
+    response = make_response(headers={"Content-Type": "text/html"})
+    assert response.headers["content-type"] == "text/html"
+
+
+def test_css_returns_lexbor_nodes() -> None:
+    response = make_response("<ul><li class=a>one</li><li class=a>two</li></ul>")
+    nodes = response.css("li.a")
+    assert all(isinstance(node, LexborNode) for node in nodes)
+    assert [node.text() for node in nodes] == ["one", "two"]
+
+
+def test_css_first() -> None:
+    response = make_response("<h1 id=t>Title</h1><h1>Second</h1>")
+    first = response.css_first("h1")
+    assert first is not None
+    assert first.text() == "Title"
+    assert response.css_first("h2") is None
+
+
+def test_document_is_parsed_once() -> None:
+    response = make_response("<p>x</p>")
+    parser = response.html
+    response.css("p")
+    response.css_first("p")
+    assert response.html is parser
+    assert response.text is response.text
+
+
+def test_json() -> None:
+    response = make_response(b'{"items": [1, 2], "name": "\xc3\xa9"}')
+    assert response.json() == {"items": [1, 2], "name": "é"}
+
+
+@pytest.mark.parametrize(
+    ("link", "expected"),
+    [
+        ("item.html", "https://shop.example.com/catalog/item.html"),
+        ("../up.html", "https://shop.example.com/up.html"),
+        ("/root?q=1", "https://shop.example.com/root?q=1"),
+        ("//cdn.example.net/a.png", "https://cdn.example.net/a.png"),
+        ("https://other.example.org/x", "https://other.example.org/x"),
+        ("?page=3", "https://shop.example.com/catalog/page2.html?page=3"),
+        ("  spaced.html\n", "https://shop.example.com/catalog/spaced.html"),
+    ],
+)
+def test_urljoin(link: str, expected: str) -> None:
+    assert make_response("<p>no base</p>").urljoin(link) == expected
+
+
+@pytest.mark.parametrize(
+    ("base", "expected"),
+    [
+        ("https://static.example.net/assets/", "https://static.example.net/assets/item.html"),
+        ("/other/dir/", "https://shop.example.com/other/dir/item.html"),
+    ],
+)
+def test_urljoin_honours_base_href(base: str, expected: str) -> None:
+    response = make_response(f'<html><head><base href="{base}"></head><body></body></html>')
+    assert response.urljoin("item.html") == expected
+
+
+def test_follow_with_string() -> None:
+    response = make_response("<p>x</p>")
+    request = response.follow("next.html", callback, meta={"page": 3}, priority=2)
+    assert request.url == "https://shop.example.com/catalog/next.html"
+    assert (request.callback, request.meta, request.priority) == (callback, {"page": 3}, 2)
+
+
+def test_follow_with_node() -> None:
+    response = make_response('<li class="next"><a href="?page=3">next</a></li>')
+    node = response.css_first("li.next a")
+    assert node is not None
+    request = response.follow(node)
+    assert request.url == "https://shop.example.com/catalog/page2.html?page=3"
+    assert request.callback is None
+
+
+@pytest.mark.parametrize("link", ["mailto:a@example.com", "javascript:void(0)", ""])
+def test_follow_rejects_unfollowable_links(link: str) -> None:
+    with pytest.raises(ValueError):
+        make_response("<p>x</p>").follow(link)
+
+
+def test_follow_all_with_css_skips_unfollowable_links() -> None:
+    requests = make_response(LINKS).follow_all(css="a", callback=callback)
+    assert [request.url for request in requests] == [
+        "https://shop.example.com/catalog/item-1.html",
+        "https://shop.example.com/about",
+        "https://other.example.org/x",
+        "https://shop.example.com/up.html",
+    ]
+    assert {request.callback for request in requests} == {callback}
+
+
+def test_follow_all_with_links() -> None:
+    response = make_response("<p>x</p>")
+    requests = response.follow_all(["a.html", "mailto:x@example.com", "/b"], meta={"k": 1})
+    assert [request.url for request in requests] == [
+        "https://shop.example.com/catalog/a.html",
+        "https://shop.example.com/b",
+    ]
+    assert all(request.meta == {"k": 1} for request in requests)
+
+
+def test_follow_all_needs_links_or_css() -> None:
+    with pytest.raises(TypeError):
+        make_response("<p>x</p>").follow_all()
+
+
+def test_meta_comes_from_the_request() -> None:
+    request = Request(PAGE_URL, meta={"category": "books"})
+    assert make_response(request=request).meta == {"category": "books"}
+    assert make_response().meta == {}
+
+
+def test_response_is_immutable() -> None:
+    response = make_response("<p>x</p>")
+    with pytest.raises(AttributeError):
+        response.status = 500

@@ -1,0 +1,386 @@
+"""Tests for Item classes, their mapping to SQLite columns, and the SQL built in schema.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import sqlite3
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Optional
+
+import pydantic
+import pytest
+from pydantic import Field
+
+from scraper import schema
+from scraper.item import (
+    META_COLUMNS,
+    Item,
+    columns_of,
+    columns_of_dict,
+    deferred_validation,
+    key_of,
+    snake_case,
+    sql_type,
+    table_of,
+    to_row,
+)
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Dimensions(pydantic.BaseModel):
+    width: float
+    height: float
+
+
+class Product(Item):
+    key: ClassVar[tuple[str, ...]] = ("sku",)
+    sku: str
+    title: str
+    price: Decimal
+    stock: int = 0
+    in_stock: bool = True
+    rating: float | None = None
+    color: Color = Color.RED
+    tags: list[str] = Field(default_factory=list)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    size: Dimensions | None = None
+    released: dt.date | None = None
+    seen_at: dt.datetime | None = None
+
+
+class ProductPage(Item):
+    url: str
+
+
+class HTTPHeader(Item):
+    name: str
+
+
+class Renamed(Item):
+    table: ClassVar[str] = "things"
+    name: str
+
+
+@pytest.fixture
+def db() -> Iterator[sqlite3.Connection]:
+    connection = sqlite3.connect(":memory:")
+    yield connection
+    connection.close()
+
+
+# Item classes
+
+
+@pytest.mark.parametrize(
+    ("item_class", "table"),
+    [
+        (ProductPage, "product_page"),
+        (HTTPHeader, "http_header"),
+        (Product, "product"),
+        (Renamed, "things"),
+    ],
+)
+def test_table_names(item_class: type[Item], table: str) -> None:
+    assert item_class.table == table
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Quote", "quote"),
+        ("ProductPage", "product_page"),
+        ("HTTPHeader", "http_header"),
+        ("PageV2Item", "page_v2_item"),
+        ("getHTTPResponse", "get_http_response"),
+    ],
+)
+def test_snake_case(name: str, expected: str) -> None:
+    assert snake_case(name) == expected
+
+
+def test_subclass_gets_its_own_table() -> None:
+    class SpecialProduct(Product):
+        pass
+
+    assert (SpecialProduct.table, Product.table) == ("special_product", "product")
+
+
+def test_reserved_table_prefix_is_rejected() -> None:
+    with pytest.raises(TypeError, match="scraper_"):
+
+        class ScraperRequests(Item):
+            url: str
+
+
+def test_reserved_custom_table_is_rejected() -> None:
+    with pytest.raises(TypeError, match="reserved"):
+
+        class Sneaky(Item):
+            table: ClassVar[str] = "scraper_errors"
+            url: str
+
+
+def test_key_naming_unknown_field_is_rejected() -> None:
+    with pytest.raises(TypeError, match="unknown fields: sku"):
+
+        class Broken(Item):
+            key: ClassVar[tuple[str, ...]] = ("url", "sku")
+            url: str
+
+
+def test_unknown_field_is_rejected() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        ProductPage(url="https://example.com/", price=1)
+
+
+def test_table_and_key_of() -> None:
+    product = Product(sku="A1", title="Lamp", price=Decimal("9.99"))
+    assert (table_of(product), key_of(product)) == ("product", ("sku",))
+    assert (table_of({"a": 1}), key_of({"a": 1})) == ("item", ())
+
+
+# Column types
+
+
+@pytest.mark.parametrize(
+    ("annotation", "expected"),
+    [
+        (str, "TEXT"),
+        (int, "INTEGER"),
+        (bool, "INTEGER"),
+        (float, "REAL"),
+        (Decimal, "REAL"),
+        (dt.datetime, "TEXT"),
+        (dt.date, "TEXT"),
+        (Optional[int], "INTEGER"),  # noqa: UP045 - the old spelling must work too
+        (float | None, "REAL"),
+        (int | str, "TEXT"),
+        (list[str], "TEXT"),
+        (dict[str, int], "TEXT"),
+        (Dimensions, "TEXT"),
+        (Color, "TEXT"),
+        (Annotated[int, "note"], "INTEGER"),
+        (Any, "TEXT"),
+    ],
+)
+def test_sql_type(annotation: Any, expected: str) -> None:
+    assert sql_type(annotation) == expected
+
+
+def test_columns_of_in_field_order() -> None:
+    assert columns_of(Product) == {
+        "sku": "TEXT",
+        "title": "TEXT",
+        "price": "REAL",
+        "stock": "INTEGER",
+        "in_stock": "INTEGER",
+        "rating": "REAL",
+        "color": "TEXT",
+        "tags": "TEXT",
+        "attributes": "TEXT",
+        "size": "TEXT",
+        "released": "TEXT",
+        "seen_at": "TEXT",
+    }
+
+
+def test_columns_of_dict() -> None:
+    record = {
+        "name": "x",
+        "count": 3,
+        "ok": False,
+        "score": 1.5,
+        "tags": ["a"],
+        "when": dt.date.today(),
+    }
+    assert columns_of_dict(record) == {
+        "name": "TEXT",
+        "count": "INTEGER",
+        "ok": "INTEGER",
+        "score": "REAL",
+        "tags": "TEXT",
+        "when": "TEXT",
+    }
+
+
+# Rows
+
+
+def test_to_row_of_item() -> None:
+    product = Product(
+        sku="A1",
+        title="Lampe à huile",
+        price=Decimal("12.50"),
+        color=Color.BLUE,
+        tags=["home", "déco"],
+        attributes={"material": "brass", "sizes": [1, 2]},
+        size=Dimensions(width=1.5, height=2),
+        released=dt.date(2024, 5, 1),
+        seen_at=dt.datetime(2024, 5, 1, 12, 30, 5),
+    )
+    row = to_row(product)
+    assert row["sku"] == "A1"
+    assert row["title"] == "Lampe à huile"
+    assert row["price"] == "12.50"
+    assert row["in_stock"] is True
+    assert row["rating"] is None
+    assert row["color"] == "blue"
+    assert row["tags"] == '["home", "déco"]'
+    assert json.loads(row["attributes"]) == {"material": "brass", "sizes": [1, 2]}
+    assert json.loads(row["size"]) == {"width": 1.5, "height": 2.0}
+    assert row["released"] == "2024-05-01"
+    assert row["seen_at"] == "2024-05-01T12:30:05"
+    assert list(row) == list(columns_of(Product))
+
+
+def test_to_row_of_dict() -> None:
+    row = to_row(
+        {
+            "when": dt.datetime(2024, 1, 2, 3, 4, tzinfo=dt.UTC),
+            "day": dt.date(2024, 1, 2),
+            "amount": Decimal("1.10"),
+            "color": Color.RED,
+            "nested": {"a": [1, "ü"]},
+            "n": 3,
+        }
+    )
+    assert row == {
+        "when": "2024-01-02T03:04:00+00:00",
+        "day": "2024-01-02",
+        "amount": "1.10",
+        "color": "red",
+        "nested": '{"a": [1, "ü"]}',
+        "n": 3,
+    }
+
+
+# Deferred validation
+
+
+def test_invalid_item_raises_outside_deferred_validation() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        Product(sku="A1", title="Lamp", price="cheap")
+
+
+def test_deferred_validation_records_invalid_items() -> None:
+    with deferred_validation() as invalid:
+        bad = Product(sku="A1", title="Lamp", price="cheap")
+        good = Product(sku="A2", title="Lamp", price="3")
+    assert set(invalid) == {id(bad)}
+    assert isinstance(invalid[id(bad)], pydantic.ValidationError)
+    assert invalid[id(bad)].errors()[0]["loc"] == ("price",)
+    assert bad.sku == "A1"
+    assert good.price == Decimal("3")
+
+
+def test_deferred_validation_ends_with_its_block() -> None:
+    with deferred_validation():
+        pass
+    with pytest.raises(pydantic.ValidationError):
+        Product(sku="A1", title="Lamp", price="cheap")
+
+
+def test_discarded_invalid_item_does_not_taint_a_later_one() -> None:
+    with deferred_validation() as invalid:
+        for _ in range(50):
+            Product(sku="draft", title="x", price="n/a")
+        kept = [Product(sku=str(n), title="x", price=n) for n in range(50)]
+    assert not any(id(item) in invalid for item in kept)
+
+
+# SQL
+
+
+def table_columns(db: sqlite3.Connection, table: str) -> dict[str, str]:
+    return {row[1]: row[2] for row in db.execute(f"PRAGMA table_info({schema.quote(table)})")}
+
+
+def insert(db: sqlite3.Connection, table: str, key: tuple[str, ...], row: dict[str, Any]) -> None:
+    db.execute(schema.insert_item(table, list(row), key), list(row.values()))
+
+
+def test_framework_tables_are_idempotent(db: sqlite3.Connection) -> None:
+    db.executescript(schema.FRAMEWORK_TABLES)
+    db.executescript(schema.FRAMEWORK_TABLES)
+    names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert names == {"scraper_crawls", "scraper_requests", "scraper_errors"}
+
+
+def test_create_item_table(db: sqlite3.Connection) -> None:
+    db.execute(schema.create_item_table(Product.table, columns_of(Product)))
+    db.execute(schema.create_item_table(Product.table, columns_of(Product)))  # IF NOT EXISTS
+    assert table_columns(db, "product") == {"_id": "INTEGER", **columns_of(Product), **META_COLUMNS}
+
+
+def test_add_column(db: sqlite3.Connection) -> None:
+    db.execute(schema.create_item_table("quote", {"text": "TEXT"}))
+    insert(db, "quote", (), {"text": "old"})
+    db.execute(schema.add_column("quote", "likes", "INTEGER"))
+    insert(db, "quote", (), {"text": "new", "likes": 3})
+    assert table_columns(db, "quote")["likes"] == "INTEGER"
+    assert db.execute("SELECT text, likes FROM quote ORDER BY _id").fetchall() == [
+        ("old", None),
+        ("new", 3),
+    ]
+
+
+def test_keyed_insert_upserts(db: sqlite3.Connection) -> None:
+    db.execute(schema.create_item_table("product", {"sku": "TEXT", "title": "TEXT", "stock": "INTEGER"}))
+    db.execute(schema.create_key_index("product", ("sku",)))
+    insert(db, "product", ("sku",), {"sku": "A1", "title": "Lamp", "stock": 5})
+    insert(db, "product", ("sku",), {"sku": "A2", "title": "Book", "stock": 1})
+    insert(db, "product", ("sku",), {"sku": "A1", "title": "Brass lamp", "stock": 4})
+    assert db.execute("SELECT sku, title, stock FROM product ORDER BY sku").fetchall() == [
+        ("A1", "Brass lamp", 4),
+        ("A2", "Book", 1),
+    ]
+
+
+def test_unkeyed_insert_appends(db: sqlite3.Connection) -> None:
+    db.execute(schema.create_item_table("item", {"a": "TEXT"}))
+    insert(db, "item", (), {"a": "x"})
+    insert(db, "item", (), {"a": "x"})
+    assert db.execute("SELECT count(*) FROM item").fetchone() == (2,)
+
+
+def test_key_index_is_unique(db: sqlite3.Connection) -> None:
+    db.execute(schema.create_item_table("page", {"url": "TEXT", "lang": "TEXT"}))
+    db.execute(schema.create_key_index("page", ("url", "lang")))
+    db.execute(schema.create_key_index("page", ("url", "lang")))  # IF NOT EXISTS
+    insert(db, "page", (), {"url": "u", "lang": "en"})
+    insert(db, "page", (), {"url": "u", "lang": "fr"})
+    with pytest.raises(sqlite3.IntegrityError):
+        insert(db, "page", (), {"url": "u", "lang": "en"})
+
+
+def test_odd_names_are_quoted(db: sqlite3.Connection) -> None:
+    table = 'order "items"'
+    columns = {"select": "TEXT", 'we"ird': "INTEGER", "has space": "TEXT", "group": "TEXT"}
+    db.execute(schema.create_item_table(table, columns))
+    db.execute(schema.create_key_index(table, ("select", "has space")))
+    db.execute(schema.add_column(table, "from", "REAL"))
+    key = ("select", "has space")
+    insert(db, table, key, {"select": "a", 'we"ird': 1, "has space": "b", "group": "g", "from": 1.5})
+    insert(db, table, key, {"select": "a", 'we"ird': 2, "has space": "b", "group": "h", "from": 2.5})
+    rows = db.execute(f'SELECT "we""ird", "group", "from" FROM {schema.quote(table)}').fetchall()
+    assert rows == [(2, "h", 2.5)]
+
+
+def test_quote() -> None:
+    assert schema.quote('a"b') == '"a""b"'
+
+
+def test_item_row_round_trips_through_sqlite(db: sqlite3.Connection) -> None:
+    db.execute(schema.create_item_table(Product.table, columns_of(Product)))
+    db.execute(schema.create_key_index(Product.table, Product.key))
+    product = Product(sku="A1", title="Lamp", price=Decimal("12.50"), tags=["x"])
+    insert(db, Product.table, Product.key, to_row(product))
+    stored = db.execute("SELECT price, in_stock, tags FROM product WHERE price > 12").fetchone()
+    assert stored == (12.5, 1, '["x"]')

@@ -1,0 +1,195 @@
+"""Tests for the Spider base class and run_callback, whatever style a callback is written in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pydantic
+import pytest
+
+from scraper.errors import ConfigError
+from scraper.http import Request, Response
+from scraper.item import Item
+from scraper.spider import CallbackResult, Spider, callback_name, callback_of, run_callback
+
+URL = "https://example.com/list"
+
+
+class Quote(Item):
+    text: str
+    likes: int = 0
+
+
+class QuotesSpider(Spider):
+    name = "quotes"
+    start_urls = ("https://example.com/page/1", "https://example.com/page/2")
+
+    async def parse(self, response: Response) -> AsyncIterator[Request | Item]:
+        yield Quote(text="hi")
+
+    async def parse_detail(self, response: Response) -> AsyncIterator[Request | Item]:
+        yield Quote(text="detail")
+
+
+def make_response(request: Request | None = None) -> Response:
+    return Response(url=URL, status=200, body=b"<p>x</p>", request=request or Request(URL))
+
+
+def summary(result: CallbackResult) -> tuple[list[str], list[Any]]:
+    return [request.url for request in result.requests], result.items
+
+
+NEXT = "https://example.com/next"
+
+
+async def async_generator(response: Response) -> AsyncIterator[Any]:
+    yield Quote(text="a")
+    yield Request(NEXT)
+    yield {"plain": "dict"}
+
+
+async def async_returning_list(response: Response) -> list[Any]:
+    return [Quote(text="a"), Request(NEXT), {"plain": "dict"}]
+
+
+def plain_generator(response: Response) -> Iterator[Any]:
+    yield Quote(text="a")
+    yield Request(NEXT)
+    yield {"plain": "dict"}
+
+
+def plain_returning_tuple(response: Response) -> tuple[Any, ...]:
+    return (Quote(text="a"), Request(NEXT), {"plain": "dict"})
+
+
+@pytest.mark.parametrize("callback", [async_generator, async_returning_list, plain_generator, plain_returning_tuple])
+async def test_run_callback_accepts_every_style(callback: Any) -> None:
+    result = await run_callback(callback, make_response())
+    assert summary(result) == ([NEXT], [Quote(text="a"), {"plain": "dict"}])
+    assert result.invalid == []
+
+
+async def returns_none(response: Response) -> None:
+    return None
+
+
+def plain_returns_none(response: Response) -> None:
+    return None
+
+
+@pytest.mark.parametrize("callback", [returns_none, plain_returns_none])
+async def test_run_callback_with_no_output(callback: Any) -> None:
+    assert summary(await run_callback(callback, make_response())) == ([], [])
+
+
+@pytest.mark.parametrize("single", [Quote(text="only"), {"only": 1}])
+async def test_run_callback_with_a_single_item(single: Any) -> None:
+    async def callback(response: Response) -> Any:
+        return single
+
+    assert summary(await run_callback(callback, make_response())) == ([], [single])
+
+
+async def test_run_callback_with_a_single_request() -> None:
+    def callback(response: Response) -> Request:
+        return Request(NEXT)
+
+    assert summary(await run_callback(callback, make_response())) == ([NEXT], [])
+
+
+async def test_cb_kwargs_are_passed() -> None:
+    async def callback(response: Response, *, category: str, page: int) -> AsyncIterator[Any]:
+        yield {"category": category, "page": page, "url": response.url}
+
+    request = Request(URL, cb_kwargs={"category": "books", "page": 2})
+    result = await run_callback(callback, make_response(request))
+    assert result.items == [{"category": "books", "page": 2, "url": URL}]
+
+
+async def test_invalid_items_are_kept_apart() -> None:
+    async def callback(response: Response) -> AsyncIterator[Any]:
+        yield Quote(text="good", likes=1)
+        yield Quote(text="bad", likes="many")
+        yield Request(NEXT)
+        yield Quote(text="also good")
+
+    result = await run_callback(callback, make_response())
+    assert summary(result) == ([NEXT], [Quote(text="good", likes=1), Quote(text="also good")])
+    [(item, error)] = result.invalid
+    assert isinstance(error, pydantic.ValidationError)
+    assert error.errors()[0]["loc"] == ("likes",)
+    assert item.text == "bad"
+
+
+async def test_items_built_outside_the_callback_are_still_validated() -> None:
+    await run_callback(async_generator, make_response())
+    with pytest.raises(pydantic.ValidationError):
+        Quote(text="bad", likes="many")
+
+
+@pytest.mark.parametrize("output", ["a string", 42, b"bytes", None])
+async def test_other_output_is_a_type_error(output: Any) -> None:
+    async def callback(response: Response) -> AsyncIterator[Any]:
+        yield Quote(text="fine")
+        yield output
+
+    with pytest.raises(TypeError, match="expected Request, Item or dict"):
+        await run_callback(callback, make_response())
+
+
+async def test_callback_errors_propagate() -> None:
+    async def callback(response: Response) -> AsyncIterator[Any]:
+        yield Quote(text="half")
+        raise LookupError("selector missing")
+
+    with pytest.raises(LookupError, match="selector missing"):
+        await run_callback(callback, make_response())
+
+
+# Spider
+
+
+def test_arguments_become_attributes() -> None:
+    spider = QuotesSpider(category="humor", pages="3")
+    assert (spider.category, spider.pages) == ("humor", "3")  # type: ignore[attr-defined]
+    assert not hasattr(QuotesSpider, "category")
+
+
+@pytest.mark.parametrize("name", ["parse", "start_requests", "opened", "closed", "parse_detail", "not-an-id"])
+def test_argument_shadowing_a_method_is_a_config_error(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"-a {name}="):
+        QuotesSpider(**{name: "x"})
+
+
+async def test_default_start_requests() -> None:
+    requests = [request async for request in QuotesSpider().start_requests()]
+    assert [request.url for request in requests] == list(QuotesSpider.start_urls)
+    assert all(request.callback is None and request.method == "GET" for request in requests)
+
+
+async def test_start_requests_of_a_spider_without_start_urls() -> None:
+    assert [request async for request in Spider().start_requests()] == []
+
+
+def test_callback_of_defaults_to_parse() -> None:
+    spider = QuotesSpider()
+    assert callback_of(spider, Request(URL)) == spider.parse
+    assert callback_of(spider, Request(URL, callback=spider.parse_detail)) == spider.parse_detail
+
+
+def test_callback_name() -> None:
+    spider = QuotesSpider()
+    assert callback_name(Request(URL)) == "parse"
+    assert callback_name(Request(URL, callback=spider.parse_detail)) == "parse_detail"
+
+
+async def test_base_parse_is_not_implemented() -> None:
+    with pytest.raises(NotImplementedError, match=r"Spider\.parse"):
+        await run_callback(Spider().parse, make_response())
+
+
+async def test_run_callback_with_a_spider_method() -> None:
+    spider = QuotesSpider()
+    result = await run_callback(callback_of(spider, Request(URL)), make_response())
+    assert result.items == [Quote(text="hi")]
