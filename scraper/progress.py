@@ -29,7 +29,7 @@ def status_line(stats: Stats, scheduler: Scheduler) -> Text:
         (f"{stats.get('items/scraped'):,} items", "green"),
         " · ",
         (f"{stats.total('errors'):,} errors", "red" if stats.total("errors") else ""),
-        f" · {scheduler.pending:,} pending · {scheduler.in_flight:,} in flight · {elapsed:,.1f}s",
+        f" · {scheduler.pending:,} pending · {scheduler.in_flight:,} handed out · {elapsed:,.1f}s",
     )
 
 

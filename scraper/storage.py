@@ -85,6 +85,7 @@ class Storage:
         self._db: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[Commit | None] = asyncio.Queue(_QUEUE_SIZE)
         self._writer: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
         self._tables: dict[str, set[str]] = {}
         self.crawl_id = 0
 
@@ -109,10 +110,12 @@ class Storage:
 
     async def close(self) -> None:
         """Write what is queued, then close the connection."""
-        await self._stop_writer()
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        try:
+            await self._stop_writer()
+        finally:
+            if self._db is not None:
+                await self._db.close()
+                self._db = None
 
     async def begin_crawl(self, spider: str) -> int:
         """Record a new crawl as running and start the writer; returns its id."""
@@ -126,16 +129,24 @@ class Storage:
 
     async def finish_crawl(self, *, status: str, reason: str) -> None:
         """Drain the writer, then close the crawl's row with its status and final statistics."""
-        await self._stop_writer()
+        failure: StorageError | None = None
+        try:
+            await self._stop_writer()
+        except StorageError as exc:
+            failure, status, reason = exc, "failed", str(exc)
         await self._connection.execute(
             "UPDATE scraper_crawls SET finished_at = ?, status = ?, finish_reason = ?, stats = ? WHERE id = ?",
             (utc_now(), status, reason, json.dumps(self._stats.snapshot()), self.crawl_id),
         )
+        if failure is not None:
+            raise failure
 
     async def submit(self, commit: Commit) -> None:
-        """Queue ``commit`` for the next transaction (waits while the queue is full)."""
-        if self._writer is None or self._writer.done():
-            self._raise_writer_failure()
+        """Queue ``commit`` for the next transaction (waits while the queue is full).
+
+        Raises ``StorageError`` once the writer has failed: the crawl must stop, not lose data."""
+        if self._failure is not None or self._writer is None:
+            raise StorageError(f"cannot write to {self.path}: {self._failure or 'writer not running'}")
         await self._queue.put(commit)
 
     @property
@@ -144,25 +155,32 @@ class Storage:
             raise StorageError(f"database {self.path} is not open")
         return self._db
 
-    def _raise_writer_failure(self) -> None:
-        failure = self._writer.exception() if self._writer is not None and self._writer.done() else None
-        raise StorageError(f"the writer of {self.path} stopped: {failure!r}")
-
     async def _stop_writer(self) -> None:
         if self._writer is None:
             return
         writer, self._writer = self._writer, None
-        if not writer.done():
-            await self._queue.put(None)
-        await writer  # re-raises a write failure: losing data must never be silent
+        await self._queue.put(None)
+        await writer
+        if self._failure is not None:
+            raise StorageError(f"writing to {self.path} failed: {self._failure}") from self._failure
 
     async def _write_loop(self) -> None:
-        while True:
-            batch, stop = await self._next_batch()
-            if batch:
-                await self._write(batch)
-            if stop:
-                return
+        try:
+            while True:
+                batch, stop = await self._next_batch()
+                if batch:
+                    await self._write(batch)
+                if stop:
+                    return
+        except (sqlite3.Error, OSError, StorageError) as exc:
+            self._failure = exc
+            logger.error("writing to %s failed: %s", self.path, exc)
+            await self._discard_until_stopped()
+
+    async def _discard_until_stopped(self) -> None:
+        """After a failure, keep taking from the queue so that no submitter waits forever."""
+        while await self._queue.get() is not None:
+            pass
 
     async def _next_batch(self) -> tuple[list[Commit], bool]:
         """The commits that queued up while the last transaction ran (group commit)."""

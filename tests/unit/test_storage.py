@@ -149,3 +149,19 @@ async def test_unopenable_path_is_a_storage_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="cannot open database"):
         async with Storage(blocker / "crawl.db", stats=Stats()):
             pass
+
+
+async def test_a_failing_writer_stops_submitters_instead_of_hanging(database: Path) -> None:
+    storage = Storage(database, stats=Stats())
+    await storage.open()
+    await storage.begin_crawl("books")
+
+    async def broken(batch: list[Commit]) -> None:
+        raise StorageError("disk full")
+
+    storage._write = broken  # type: ignore[method-assign]
+    with pytest.raises(StorageError, match="disk full"):
+        for n in range(20_000):  # more than the queue holds: a hang here would time the test out
+            await storage.submit(Commit(items=[stored_item({"n": n}, "u")]))
+    with pytest.raises(StorageError, match=r"writing to .* failed: disk full"):
+        await storage.close()
