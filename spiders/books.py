@@ -3,7 +3,6 @@ page (price, stock count, star rating, UPC, category from the breadcrumb)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import ClassVar
@@ -13,11 +12,9 @@ from selectolax.lexbor import LexborNode
 
 from scraper import Item, Response, Spider
 from scraper.spider import Output
+from spiders._parsing import first_node, parse_amount, parse_stock, text_of
 
 RATINGS = {"One": 1, "Two": 2, "Three": 3, "Four": 4, "Five": 5}
-_AMOUNT = re.compile(r"\d[\d,]*(?:\.\d+)?")
-_IN_STOCK = re.compile(r"in stock\s*\(\s*(\d+)\s+available\s*\)", re.IGNORECASE)
-_CENTS = Decimal("0.01")
 
 
 class Book(Item):
@@ -48,8 +45,8 @@ class BooksSpider(Spider):
             yield response.follow(next_link, callback=self.parse)
 
     async def parse_book(self, response: Response) -> AsyncIterator[Output]:
-        main = _first(response, "div.product_main")
-        availability = _first(main, "p.availability").text()
+        main = first_node(response, "div.product_main")
+        availability = text_of(main, "p.availability")
         in_stock, stock = parse_stock(availability)
         crumbs = response.css("ul.breadcrumb li a")  # Home, Books, <category>; then the title
         if len(crumbs) < 3:
@@ -57,24 +54,16 @@ class BooksSpider(Spider):
         description = response.css_first("#product_description ~ p")
         yield Book(
             url=response.url,
-            title=_first(main, "h1").text(),
-            price=parse_price(_first(main, "p.price_color").text()),
+            title=text_of(main, "h1"),
+            price=parse_amount(text_of(main, "p.price_color")),
             availability=availability,
             in_stock=in_stock,
             stock=stock,
-            rating=parse_rating(_first(main, "p.star-rating")),
+            rating=parse_rating(first_node(main, "p.star-rating")),
             upc=product_information(response)["UPC"],
             category=crumbs[-1].text(),
             description=description.text() if description is not None else "",
         )
-
-
-def _first(root: Response | LexborNode, selector: str) -> LexborNode:
-    node = root.css_first(selector)
-    if node is None:
-        where = root.url if isinstance(root, Response) else f"<{root.tag}>"
-        raise ValueError(f"no {selector!r} in {where}")
-    return node
 
 
 def product_information(response: Response) -> dict[str, str]:
@@ -87,22 +76,6 @@ def product_information(response: Response) -> dict[str, str]:
     if "UPC" not in rows:
         raise ValueError(f"no UPC in the product information of {response.url}")
     return rows
-
-
-def parse_price(text: str) -> Decimal:
-    """``"£51.77"`` → ``Decimal("51.77")``; tolerates whitespace and a mis-decoded ``Â£``."""
-    match = _AMOUNT.search(text)
-    if match is None:
-        raise ValueError(f"no amount in price {text!r}")
-    return Decimal(match.group().replace(",", "")).quantize(_CENTS)
-
-
-def parse_stock(text: str) -> tuple[bool, int]:
-    """``"In stock (22 available)"`` → ``(True, 22)``; "In stock" alone → ``(True, 0)``."""
-    if (match := _IN_STOCK.search(text)) is not None:
-        count = int(match.group(1))
-        return count > 0, count
-    return text.strip().lower().startswith("in stock"), 0
 
 
 def parse_rating(node: LexborNode) -> int:

@@ -7,22 +7,18 @@ whitespace); only price, rating and stock are parsed here, into numbers.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import ClassVar
 
 from pydantic import Field
-from selectolax.lexbor import LexborNode
 
 from scraper import Item, Request, Response, Spider
 from scraper.errors import ConfigError
 from scraper.spider import Output
+from spiders._parsing import attribute_of, parse_amount_and_symbol, parse_stock, text_of
 
 CURRENCIES = {"£": "GBP", "€": "EUR", "$": "USD"}
-_AMOUNT = re.compile(r"\d[\d,]*(?:\.\d+)?")
-_IN_STOCK = re.compile(r"in stock\s*\(\s*(\d+)\s+available\s*\)", re.IGNORECASE)
-_CENTS = Decimal("0.01")
 
 
 class Product(Item):
@@ -81,43 +77,9 @@ class DemoShopSpider(Spider):
         )
 
 
-def _first(root: Response | LexborNode, selector: str) -> LexborNode:
-    node = root.css_first(selector)
-    if node is None:
-        where = root.url if isinstance(root, Response) else f"<{root.tag}>"
-        raise ValueError(f"no {selector!r} in {where}")
-    return node
-
-
-def text_of(root: Response | LexborNode, selector: str) -> str:
-    """The text of the first match, as the page has it; ValueError when nothing matches."""
-    return _first(root, selector).text()
-
-
-def attribute_of(root: Response | LexborNode, selector: str, name: str) -> str:
-    value = _first(root, selector).attributes.get(name)
-    if value is None:
-        raise ValueError(f"{selector!r} has no {name!r} attribute")
-    return value
-
-
 def parse_price(text: str) -> tuple[Decimal, str]:
     """``" £1,234.5 "`` → ``(Decimal("1234.50"), "GBP")``; the symbol may sit either side."""
-    match = _AMOUNT.search(text)
-    if match is None:
-        raise ValueError(f"no amount in price {text!r}")
-    symbols = [code for symbol, code in CURRENCIES.items() if symbol in text]
-    if len(symbols) != 1:
-        raise ValueError(f"no single known currency symbol in price {text!r}")
-    return Decimal(match.group().replace(",", "")).quantize(_CENTS), symbols[0]
-
-
-def parse_stock(text: str) -> tuple[bool, int]:
-    """``"In stock (22 available)"`` → ``(True, 22)``; ``"Out of stock"`` → ``(False, 0)``.
-
-    "In stock" without a count (as on some listings) is in stock with an unknown count, 0.
-    """
-    if (match := _IN_STOCK.search(text)) is not None:
-        count = int(match.group(1))
-        return count > 0, count
-    return text.strip().lower().startswith("in stock"), 0
+    amount, symbol = parse_amount_and_symbol(text)
+    if (code := CURRENCIES.get(symbol)) is None:
+        raise ValueError(f"unknown currency {symbol!r} in price {text!r}")
+    return amount, code

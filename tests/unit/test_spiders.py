@@ -18,7 +18,8 @@ from scraper.demo_site import Catalog, build_catalog, make_app, serve
 from scraper.demo_site import Product as CatalogProduct
 from scraper.errors import ConfigError
 from scraper.spider import CallbackResult, run_callback
-from spiders import books, demo_shop
+from spiders import demo_shop
+from spiders._parsing import attribute_of, parse_amount, parse_amount_and_symbol, parse_stock, text_of
 from spiders.books import Book, BooksSpider
 from spiders.demo_shop import DemoShopSpider, Product
 from spiders.quotes import Quote, QuotesSpider
@@ -181,7 +182,7 @@ async def test_books_product_without_description() -> None:
     [("£51.77", "51.77"), ("\n  £1,203.1 \n", "1203.10"), ("Â£0.5", "0.50")],
 )
 def test_books_parse_price(text: str, expected: str) -> None:
-    price = books.parse_price(text)
+    price = parse_amount(text)
     assert price == Decimal(expected)
     assert str(price) == expected  # always two places
 
@@ -195,7 +196,7 @@ def test_books_parse_price(text: str, expected: str) -> None:
     ],
 )
 def test_books_parse_stock(text: str, expected: tuple[bool, int]) -> None:
-    assert books.parse_stock(text) == expected
+    assert parse_stock(text) == expected
 
 
 # ---------------------------------------------------------------- demo shop (scraper.demo_site)
@@ -370,3 +371,47 @@ async def test_demo_shop_product_page_missing_a_part_names_the_selector() -> Non
     body = b"<html><body><h1>Lamp</h1><p class='stock'>Out of stock</p></body></html>"
     with pytest.raises(ValueError, match=r"no 'p.price' in http://127.0.0.1:1/product/1-x.html"):
         await parse(spider.parse_product, "http://127.0.0.1:1/product/1-x.html", body)
+
+
+# ---------------------------------------------------------------- spiders._parsing
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1.234,56 €", ("1234.56", "€")), ("€1,5", ("1.50", "€")), ("$1.234.567,89", ("1234567.89", "$"))],
+)
+def test_parse_amount_and_symbol_reads_either_decimal_mark(text: str, expected: tuple[str, str]) -> None:
+    amount, symbol = parse_amount_and_symbol(text)
+    assert (str(amount), symbol) == expected
+
+
+@pytest.mark.parametrize("text", ["free", "In stock", "£"])
+def test_parse_amount_without_digits_names_the_text(text: str) -> None:
+    with pytest.raises(ValueError, match=f"no amount in price {re.escape(repr(text))}"):
+        parse_amount(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("1.00", "no currency in price '1.00'"), ("£€1", "more than one currency in price '£€1'")],
+)
+def test_parse_amount_and_symbol_rejects_unclear_currency(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_amount_and_symbol(text)
+
+
+def test_demo_shop_parse_price_rejects_an_unmapped_symbol() -> None:
+    with pytest.raises(ValueError, match=r"unknown currency '¥' in price '¥500'"):
+        demo_shop.parse_price("¥500")
+
+
+def test_node_helpers_name_what_is_missing() -> None:
+    body = b"<html><body><div class='main'><p class='rating' data-rating='4'>x</p></div></body></html>"
+    response = page("https://example.com/p", body, BooksSpider().parse_book)
+    [main] = response.css("div.main")
+
+    assert attribute_of(main, "p.rating", "data-rating") == "4"
+    with pytest.raises(ValueError, match=r"no 'h1' in <div>"):
+        text_of(main, "h1")
+    with pytest.raises(ValueError, match=r"'p.rating' has no 'title' attribute"):
+        attribute_of(response, "p.rating", "title")
