@@ -5,19 +5,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
+import math
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 from scraper.errors import ConfigError
 from scraper.fetcher import Fetcher
-from scraper.frontier import MemoryFrontier
-from scraper.middleware import load_middlewares
+from scraper.frontier import MemoryFrontier, Scheduled
+from scraper.http import Request
+from scraper.loading import load_object
+from scraper.middleware import Middleware
 from scraper.pipeline import Pipeline
 from scraper.ratelimit import HostLimiter
+from scraper.robots import RobotsTxt
 from scraper.scheduler import Scheduler
 from scraper.settings import Settings
 from scraper.spider import Spider
@@ -47,9 +50,16 @@ class Engine:
         self.settings = settings
         self.database = database
         self.stats = Stats()
-        self.scheduler = Scheduler(frontier=MemoryFrontier(), max_depth=settings.max_depth, stats=self.stats)
+        self.limiter = HostLimiter(settings=settings, stats=self.stats)
+        self.scheduler = Scheduler(
+            frontier=MemoryFrontier(),
+            limiter=self.limiter,
+            settings=settings,
+            stats=self.stats,
+            allowed_domains=spider.allowed_domains,
+        )
         self._pipeline = Pipeline.from_settings(settings.pipelines)
-        self._middlewares = load_middlewares(settings=settings, stats=self.stats)
+        self._middlewares = load_middlewares(settings=settings, stats=self.stats, limiter=self.limiter)
         self._stop_reason: str | None = None
 
     def stop(self, reason: str) -> None:
@@ -65,12 +75,7 @@ class Engine:
                 Storage(self.database, stats=self.stats, batch_size=self.settings.write_batch)
             )
             fetcher = await stack.enter_async_context(
-                Fetcher(
-                    settings=self.settings,
-                    limiter=HostLimiter(settings=self.settings),
-                    middlewares=self._middlewares,
-                    stats=self.stats,
-                )
+                Fetcher(settings=self.settings, limiter=self.limiter, middlewares=self._middlewares, stats=self.stats)
             )
             crawl_id = await storage.begin_crawl(self.spider.name)
             status, reason = "failed", "error"
@@ -81,8 +86,10 @@ class Engine:
                     spider=self.spider,
                     fetcher=fetcher,
                     scheduler=self.scheduler,
+                    limiter=self.limiter,
                     pipeline=self._pipeline,
                     storage=storage,
+                    settings=self.settings,
                     stats=self.stats,
                     on_progress=self._check_limits,
                 )
@@ -98,7 +105,7 @@ class Engine:
         return CrawlResult(crawl_id, status, reason, self.stats, self.database)
 
     async def _crawl(self, worker: Worker, storage: Storage) -> None:
-        queue: asyncio.Queue[object] = asyncio.Queue(maxsize=self.settings.concurrency * 2)
+        queue: asyncio.Queue[Scheduled | None] = asyncio.Queue(maxsize=self.settings.concurrency * 2)
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._seed(storage), name="start-requests")
@@ -118,27 +125,32 @@ class Engine:
                         break
                     batch.append(request)
                     if len(batch) >= _START_BATCH:
-                        await storage.submit(Commit(requests=await self.scheduler.add(batch)))
+                        await self._admit_start(batch, storage)
                         batch = []
             except ConfigError:
                 raise  # the spider says it cannot run as configured: end the crawl, loudly
             except Exception as exc:  # the callback boundary: a bad start generator ends seeding only
                 await storage.submit(Commit(errors=[error_record("start", exc, None, self.stats)]))
-            await storage.submit(Commit(requests=await self.scheduler.add(batch)))
+            await self._admit_start(batch, storage)
 
-    async def _feed(self, queue: asyncio.Queue[object]) -> None:
-        """Keep the bounded queue topped up until nothing is pending or in flight."""
-        deadline = self.settings.close.max_duration and time.monotonic() + self.settings.close.max_duration
+    async def _admit_start(self, batch: list[Request], storage: Storage) -> None:
+        admission = await self.scheduler.add(batch)
+        await storage.submit(Commit(requests=admission.admitted, refused=admission.refused))
+
+    async def _feed(self, queue: asyncio.Queue[Scheduled | None]) -> None:
+        """Keep the bounded queue topped up until nothing is pending, parked or in flight;
+        between hand-outs, sleep until the next host is ready or something changes."""
+        limit = self.settings.close.max_duration
+        deadline = time.monotonic() + limit if limit else math.inf
         while not self.scheduler.finished:
-            if deadline and time.monotonic() >= deadline:
+            if time.monotonic() >= deadline:
                 self.stop("max_duration")
             entry = await self.scheduler.next()
             if entry is not None:
                 await queue.put(entry)
                 continue
-            timeout = max(0.0, deadline - time.monotonic()) if deadline else None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.scheduler.wait_for_change(), timeout)
+            wake = min(self.scheduler.wake_time() or math.inf, deadline)
+            await self.scheduler.wait_for_change(until=None if wake == math.inf else wake)
         for _ in range(self.settings.concurrency):
             await queue.put(None)  # one stop signal per worker
 
@@ -165,3 +177,19 @@ class Engine:
 
 
 _LIMIT_REASONS = frozenset({"max_pages", "max_items", "max_errors", "max_duration"})
+
+
+def load_middlewares(*, settings: Settings, stats: Stats, limiter: HostLimiter) -> list[Middleware]:
+    """The built-ins the settings ask for (robots.txt first), then ``settings.middlewares``,
+    each made by ``factory(settings=..., stats=..., limiter=...)``. A wrong path or a factory
+    that does not return a callable is a ``ConfigError``."""
+    middlewares: list[Middleware] = []
+    if settings.robots_txt:
+        middlewares.append(RobotsTxt(settings=settings, stats=stats, limiter=limiter))
+    for path in settings.middlewares:
+        factory = load_object(path, setting="middlewares")
+        middleware = factory(settings=settings, stats=stats, limiter=limiter)
+        if not callable(middleware):
+            raise ConfigError(f"middlewares: {path} did not produce a callable middleware")
+        middlewares.append(middleware)
+    return middlewares

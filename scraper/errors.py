@@ -11,8 +11,14 @@ configuration errors stop the run before any request is made::
     ├── FetchError             one request failed; recorded with stage "fetch"
     │   ├── FetchTimeout       no complete response within the timeout
     │   ├── ConnectionFailed   DNS, refused, reset, TLS: the transport failed
+    │   │   └── IncompleteBody the body ended early or its encoding was corrupt
     │   ├── HttpStatusError    a non-2xx status that retries did not cure
-    │   └── ResponseTooLarge   the body passed max_response_bytes
+    │   ├── ResponseTooLarge   the (decompressed) body passed max_response_bytes
+    │   ├── ContentTypeRefused the Content-Type is not in the content_types setting
+    │   └── RedirectRefused    too many hops, a loop, or a target that is not http(s)
+    ├── Filtered               a request not to fetch (robots.txt, scope, traps); not an error
+    ├── TryLater               a request to park until a time (host paused, robots.txt down)
+    ├── CallbackTimeout        a callback ran past callback_timeout; recorded with stage "parse"
     └── DropItem               raised by a pipeline stage to drop an item (counted, not an error)
 """
 
@@ -57,11 +63,51 @@ class ConnectionFailed(FetchError):
 
 
 class HttpStatusError(FetchError):
-    """The server answered with a status that counts as failure after all retries."""
+    """The server answered with a status that counts as failure; ``retry_after`` is the raw
+    ``Retry-After`` header, if any."""
+
+    def __init__(self, message: str, *, url: str, status: int, retry_after: str | None = None) -> None:
+        super().__init__(message, url=url, status=status)
+        self.retry_after = retry_after
+
+
+class IncompleteBody(ConnectionFailed):
+    """The body was cut short (connection reset, truncated chunked encoding) or could not be
+    decompressed. Retried like other transport failures."""
 
 
 class ResponseTooLarge(FetchError):
-    """The (decompressed) body grew past ``max_response_bytes``; reading stopped there."""
+    """The (decompressed) body grew past ``max_response_bytes``, or ``Content-Length`` said it
+    would; reading stopped there and the connection was closed."""
+
+
+class ContentTypeRefused(FetchError):
+    """The response's ``Content-Type`` is not one the ``content_types`` setting allows."""
+
+
+class RedirectRefused(FetchError):
+    """A redirect that is not followed: too many hops, a loop, or a target that is not http(s)."""
+
+
+class Filtered(ScraperError):
+    """A request the crawl decided not to fetch; ``reason`` goes to ``scraper_requests``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TryLater(ScraperError):
+    """Park the request until ``until`` (``time.monotonic()`` seconds) without counting an attempt."""
+
+    def __init__(self, reason: str, *, until: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.until = until
+
+
+class CallbackTimeout(ScraperError):
+    """A callback did not finish within ``callback_timeout`` seconds."""
 
 
 class DropItem(ScraperError):

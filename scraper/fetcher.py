@@ -1,25 +1,32 @@
-"""Turns a ``Request`` into a ``Response``: owns the crawl's one ``aiohttp.ClientSession``,
-applies per-host limits, and runs the middleware chain around the actual send.
+"""Turns a ``Request`` into a ``Response``: owns the crawl's one ``aiohttp.ClientSession`` and
+runs the middleware chain around one attempt on the wire.
 
-aiohttp's exceptions stop here: callers only see ``FetchError`` subclasses.
+One attempt = wait for the host's turn, send (no automatic redirects), refuse by headers
+(Content-Length, Content-Type), then read and decompress the body under a size cap, all within
+one deadline. aiohttp's exceptions stop here: callers only see ``FetchError`` subclasses.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from types import TracebackType
 
 import aiohttp
 from yarl import URL
 
-from scraper.errors import ConnectionFailed, FetchTimeout, HttpStatusError, ResponseTooLarge
+from scraper.body import ACCEPT_ENCODING, check_headers, read_body
+from scraper.cookies import CrawlCookieJar
+from scraper.errors import ConnectionFailed, FetchError, FetchTimeout, HttpStatusError
 from scraper.http import Request, Response
 from scraper.middleware import Handler, Middleware, build_chain
 from scraper.ratelimit import HostLimiter
+from scraper.redirect import is_redirect
 from scraper.settings import Settings
 from scraper.stats import Stats
 
 _READ_CHUNK = 64 * 1024
+_REDIRECT_BODY_LIMIT = 64 * 1024
 
 
 class Fetcher:
@@ -39,12 +46,19 @@ class Fetcher:
 
     async def __aenter__(self) -> Fetcher:
         connector = aiohttp.TCPConnector(limit=self._settings.concurrency, limit_per_host=0, ttl_dns_cache=300)
+        jar: aiohttp.abc.AbstractCookieJar = (
+            CrawlCookieJar(unsafe=True) if self._settings.cookies else aiohttp.DummyCookieJar()
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
-            headers={"User-Agent": self._settings.user_agent, **self._settings.default_headers},
-            cookie_jar=aiohttp.CookieJar(),
-            auto_decompress=True,
+            timeout=aiohttp.ClientTimeout(total=None, connect=self._settings.timeout),
+            headers={
+                "User-Agent": self._settings.user_agent,
+                "Accept-Encoding": ACCEPT_ENCODING,
+                **self._settings.default_headers,
+            },
+            cookie_jar=jar,
+            auto_decompress=False,
         )
         return self
 
@@ -56,48 +70,70 @@ class Fetcher:
             self._session = None
 
     async def fetch(self, request: Request) -> Response:
-        """The response to ``request`` after middlewares; a non-2xx status raises
-        ``HttpStatusError`` unless ``request.meta["allow_statuses"]`` lists it."""
+        """The response to ``request`` after middlewares. A redirect is returned as it is (the
+        worker follows it); another non-2xx status raises ``HttpStatusError`` unless
+        ``request.meta["allow_statuses"]`` lists it."""
         response = await self._handle(request)
-        if not 200 <= response.status < 300 and response.status not in response.meta.get("allow_statuses", ()):
-            raise HttpStatusError(f"HTTP {response.status}", url=response.url, status=response.status)
-        return response
+        status = response.status
+        if 200 <= status < 300 or is_redirect(response) or status in response.meta.get("allow_statuses", ()):
+            return response
+        retry_after = response.headers.get("Retry-After")
+        raise HttpStatusError(f"HTTP {status}", url=response.url, status=status, retry_after=retry_after)
 
     async def _send(self, request: Request) -> Response:
-        """One attempt on the wire, inside the host's slot."""
+        """One attempt on the wire, within the request's total deadline."""
         assert self._session is not None, "Fetcher used outside 'async with'"
-        host = URL(request.url).host or ""
+        await self._limiter.wait_turn(URL(request.url).host or "")
         self._stats.increment("requests/sent")
-        async with self._limiter.acquire(host):
-            try:
+        try:
+            async with asyncio.timeout(self._settings.timeout):
                 return await self._exchange(self._session, request)
-            except TimeoutError:
-                raise FetchTimeout(f"no complete response within {self._settings.timeout}s", url=request.url) from None
-            except (aiohttp.ClientError, OSError) as exc:  # OSError: resets aiohttp does not wrap
-                message = str(exc) or type(exc).__name__
-                raise ConnectionFailed(f"{type(exc).__name__}: {message}", url=request.url) from exc
+        except TimeoutError:
+            raise FetchTimeout(f"no complete response within {self._settings.timeout:g}s", url=request.url) from None
+        except (aiohttp.ClientError, OSError) as exc:  # OSError: resets aiohttp does not wrap
+            raise ConnectionFailed(f"{type(exc).__name__}: {exc or 'connection failed'}", url=request.url) from exc
 
     async def _exchange(self, session: aiohttp.ClientSession, request: Request) -> Response:
+        async with session.request(
+            request.method,
+            request.url,
+            headers=self._headers(request),
+            data=request.body(),
+            allow_redirects=False,
+            proxy=(request.meta or {}).get("proxy") or self._settings.proxy,
+        ) as reply:
+            self._stats.increment(f"responses/{reply.status}")
+            try:
+                body = await self._read(reply, request)
+            except FetchError:
+                reply.close()  # never leave an abandoned body on a pooled connection
+                raise
+            return Response(url=str(reply.url), status=reply.status, headers=reply.headers, body=body, request=request)
+
+    async def _read(self, reply: aiohttp.ClientResponse, request: Request) -> bytes:
+        limit = int((request.meta or {}).get("max_response_bytes", self._settings.max_response_bytes))
+        if 300 <= reply.status < 400:
+            limit = min(limit, _REDIRECT_BODY_LIMIT)  # a redirect's body is never used
+        check_headers(reply.headers, url=request.url, limit=limit, content_types=self._content_types(reply, request))
+        body = await read_body(
+            reply.content.iter_chunked(_READ_CHUNK),
+            content_encoding=reply.headers.get("Content-Encoding"),
+            limit=limit,
+            url=request.url,
+        )
+        self._stats.increment("bytes/received", len(body))
+        return body
+
+    def _content_types(self, reply: aiohttp.ClientResponse, request: Request) -> Sequence[str]:
+        """Error pages and redirects are read whatever their type; so are robots.txt files."""
+        if not 200 <= reply.status < 300 or (request.meta or {}).get("robots_txt"):
+            return ()
+        return self._settings.content_types
+
+    @staticmethod
+    def _headers(request: Request) -> dict[str, str]:
         headers = dict(request.headers or {})
         content_type = request.content_type()
         if content_type and not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = content_type
-        async with session.request(
-            request.method, request.url, headers=headers, data=request.body(), max_redirects=10
-        ) as reply:
-            body = await self._read_body(reply, request)
-            self._stats.increment(f"responses/{reply.status}")
-            return Response(url=str(reply.url), status=reply.status, headers=reply.headers, body=body, request=request)
-
-    async def _read_body(self, reply: aiohttp.ClientResponse, request: Request) -> bytes:
-        """The decompressed body, refused once it grows past ``max_response_bytes``."""
-        limit = self._settings.max_response_bytes
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in reply.content.iter_chunked(_READ_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise ResponseTooLarge(f"body larger than max_response_bytes={limit}", url=request.url)
-            chunks.append(chunk)
-        self._stats.increment("bytes/received", size)
-        return b"".join(chunks)
+        return headers

@@ -1,16 +1,19 @@
 """Request identity for deduplication: method + canonical URL + body, hashed.
 
 Canonical URL: lower-case scheme and host, default port dropped, fragment dropped, query
-parameters sorted (order of repeated keys kept), empty path as ``/``, as yarl normalises percent-encoding.
+parameters sorted (order of repeated keys kept), empty path as ``/``; session ids
+can be left out, as yarl normalises percent-encoding.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 
 from yarl import URL
 
 from scraper.http import Request
+from scraper.links import strip_session_ids
 
 
 def canonical_url(url: str) -> str:
@@ -22,12 +25,14 @@ def canonical_url(url: str) -> str:
     return str(canonical)
 
 
-def fingerprint(request: Request) -> str:
-    """A 32-hex-digit digest; equal for requests that fetch the same thing."""
+def fingerprint(request: Request, session_parameters: Collection[str] = ()) -> str:
+    """A 32-hex-digit digest; equal for requests that fetch the same thing. Session ids named
+    in ``session_parameters`` are ignored, so they do not make every URL look new."""
+    url = strip_session_ids(request.url, session_parameters) if session_parameters else request.url
     digest = hashlib.blake2b(digest_size=16)
     digest.update(request.method.encode())
     digest.update(b" ")
-    digest.update(canonical_url(request.url).encode())
+    digest.update(canonical_url(url).encode())
     body = request.body()
     if body:
         digest.update(b"\n")

@@ -1,7 +1,6 @@
-"""Where admitted requests wait until a worker is free: one protocol, several stores.
-
-The memory frontier is a priority heap (higher ``priority`` first, then first in, first out).
-The SQLite and Redis stores implement the same protocol.
+"""Where admitted requests wait: one queue per host (higher ``priority`` first, then first
+in, first out) and a parking area for requests with a not-before time (retries, paused
+hosts). One protocol; the memory store is here, SQLite and Redis stores implement the same.
 """
 
 from __future__ import annotations
@@ -9,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+from collections.abc import Iterator
 from typing import Protocol
 
 from scraper.http import Request
@@ -16,34 +16,89 @@ from scraper.http import Request
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Scheduled:
-    """A request the scheduler admitted, with its dedup fingerprint."""
+    """A request the scheduler admitted, with its dedup fingerprint and host."""
 
     request: Request
     fingerprint: str
+    host: str
+    attempts: int = 0  # fetches already made (retries park the request with attempts + 1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refused:
+    """A request admission turned away, and why (``scraper_requests.reason``)."""
+
+    request: Request
+    fingerprint: str
+    host: str
+    reason: str
 
 
 class Frontier(Protocol):
-    async def push(self, entry: Scheduled) -> None: ...
-
-    async def pop(self) -> Scheduled | None:
-        """The next entry to fetch, or None when nothing is pending."""
+    async def push(self, entry: Scheduled, *, not_before: float = 0.0) -> None:
+        """Store ``entry``; with ``not_before`` (monotonic seconds) it waits until then."""
         ...
 
-    def __len__(self) -> int: ...
+    async def pop(self, host: str) -> Scheduled | None:
+        """The next entry for ``host``, or None."""
+        ...
+
+    def release_due(self, now: float) -> Iterator[str]:
+        """Move parked entries whose time has come to their host queues; yields those hosts."""
+        ...
+
+    def next_due(self) -> float | None:
+        """The earliest not-before time among parked entries."""
+        ...
+
+    def has_pending(self, host: str) -> bool: ...
+
+    def __len__(self) -> int:
+        """Every entry, ready or parked."""
+        ...
 
 
 class MemoryFrontier:
-    """Pending requests in a heap in memory: fast, gone when the process ends."""
+    """Pending requests in memory: fast, gone when the process ends."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[int, int, Scheduled]] = []
+        self._queues: dict[str, list[tuple[int, int, Scheduled]]] = {}
+        self._parked: list[tuple[float, int, Scheduled]] = []
         self._order = itertools.count()
+        self._size = 0
 
-    async def push(self, entry: Scheduled) -> None:
-        heapq.heappush(self._heap, (-entry.request.priority, next(self._order), entry))
+    async def push(self, entry: Scheduled, *, not_before: float = 0.0) -> None:
+        self._size += 1
+        if not_before:
+            heapq.heappush(self._parked, (not_before, next(self._order), entry))
+        else:
+            self._enqueue(entry)
 
-    async def pop(self) -> Scheduled | None:
-        return heapq.heappop(self._heap)[2] if self._heap else None
+    async def pop(self, host: str) -> Scheduled | None:
+        queue = self._queues.get(host)
+        if not queue:
+            return None
+        entry = heapq.heappop(queue)[2]
+        if not queue:
+            del self._queues[host]
+        self._size -= 1
+        return entry
+
+    def release_due(self, now: float) -> Iterator[str]:
+        while self._parked and self._parked[0][0] <= now:
+            entry = heapq.heappop(self._parked)[2]
+            self._enqueue(entry)
+            yield entry.host
+
+    def next_due(self) -> float | None:
+        return self._parked[0][0] if self._parked else None
+
+    def has_pending(self, host: str) -> bool:
+        return bool(self._queues.get(host))
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return self._size
+
+    def _enqueue(self, entry: Scheduled) -> None:
+        queue = self._queues.setdefault(entry.host, [])
+        heapq.heappush(queue, (-entry.request.priority, next(self._order), entry))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json as jsonlib
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -20,17 +21,17 @@ from scraper import encoding
 Link = str | LexborNode
 """What ``follow()`` accepts: a URL (relative or absolute) or an element with an ``href``."""
 
-_FOLLOWABLE_SCHEMES = frozenset({"http", "https"})
+_ABSOLUTE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 
 def check_url(url: str) -> str:
-    """Return ``url`` when it is an absolute http(s) URL with a host, else raise ValueError."""
-    try:
-        parsed = URL(url)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"malformed URL {url!r}: {exc}") from None
-    if parsed.scheme not in _FOLLOWABLE_SCHEMES or not parsed.host:
-        raise ValueError(f"not an absolute http(s) URL: {url!r}")
+    """Return ``url`` when it is absolute (has a scheme), else raise ValueError.
+
+    Anything more (http(s) only, a host, a sane length) is checked when the scheduler admits
+    the request, so that ``mailto:`` or malformed links are filtered and counted there
+    instead of failing the callback that found them."""
+    if not isinstance(url, str) or not _ABSOLUTE.match(url):
+        raise ValueError(f"not an absolute URL: {url!r}")
     return url
 
 
@@ -166,7 +167,8 @@ class Response:
         return self._base
 
     def follow(self, link: Link, callback: Callable[..., Any] | None = None, **kwargs: Any) -> Request:
-        """A request for ``link`` (relative URLs resolved); ValueError for a non-http(s) link."""
+        """A request for ``link``, relative URLs resolved. Links the crawl will not fetch
+        (``mailto:``, ``javascript:``...) are filtered and counted by the scheduler."""
         href = link.attributes.get("href") if isinstance(link, LexborNode) else link
         if not href:
             raise ValueError(f"link without href on {self.url}")
@@ -180,7 +182,7 @@ class Response:
         css: str | None = None,
         **kwargs: Any,
     ) -> list[Request]:
-        """Requests for every followable link; ``javascript:``, ``mailto:`` and the like are skipped."""
+        """Requests for every link that has an ``href`` (resolved against this page)."""
         if links is None:
             if css is None:
                 raise TypeError("follow_all() needs links or css=")

@@ -1,46 +1,178 @@
-"""Per-host politeness: at most N requests in flight to one host, and a minimum delay
-between the starts of two requests to it."""
+"""Per-host politeness: how many requests may be in flight to a host, how far apart they
+start, and when a host must rest.
+
+The scheduler asks ``ready_at`` before handing out a host's request and calls ``begin``; the
+fetcher calls ``wait_turn`` at the actual start (queue time can bunch starts) and the worker
+reports how the fetch went with ``end``. An AIMD controller slows a host down on 429/503 and
+timeouts (halve concurrency, double delay) and speeds it up slowly on success; a circuit
+breaker rests a host after K consecutive failures.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import enum
+import logging
+import math
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-from scraper.settings import Settings
+from scraper.settings import HostPolicy, Settings
+from scraper.stats import Stats
+
+logger = logging.getLogger(__name__)
+
+_FIRST_BACKOFF_DELAY = 0.25  # seconds: the first slow-down of a host that had no delay
+_RECOVERY = 0.8  # each good window shrinks the extra delay by this factor
+_MAX_TRIP_FACTOR = 16
 
 
-class _HostSlot:
-    __slots__ = ("delay", "next_start", "semaphore")
+class Signal(enum.Enum):
+    """How a fetch went, as far as the host's health is concerned."""
 
-    def __init__(self, concurrency: int, delay: float) -> None:
-        self.semaphore = asyncio.Semaphore(concurrency)
-        self.delay = delay
-        self.next_start = 0.0
+    OK = "ok"  # an answer the server was happy to give (2xx-4xx except 429)
+    THROTTLED = "throttled"  # 429, 503, or a timeout: the host wants us slower
+    FAILED = "failed"  # connection error or 5xx: the host may be down
+    SKIPPED = "skipped"  # nothing reached the host (robots.txt said no, or try later)
+
+
+class HostState:
+    __slots__ = (
+        "active",
+        "crawl_delay",
+        "delay",
+        "failures",
+        "last_start",
+        "limit",
+        "next_start",
+        "paused_until",
+        "policy",
+        "successes",
+        "trips",
+    )
+
+    def __init__(self, policy: HostPolicy) -> None:
+        self.policy = policy
+        self.limit = policy.concurrency  # live concurrency, moved by AIMD
+        self.delay = policy.delay  # live delay between starts, moved by AIMD
+        self.crawl_delay = 0.0  # from robots.txt
+        self.active = 0
+        self.next_start = 0.0  # reservation time of the next hand-out
+        self.last_start = -math.inf  # when the last request really started
+        self.paused_until = 0.0
+        self.failures = 0  # consecutive
+        self.successes = 0  # since the last change of rate
+        self.trips = 0  # consecutive breaker trips
+
+    @property
+    def floor_delay(self) -> float:
+        return max(self.policy.delay, self.crawl_delay)
 
 
 class HostLimiter:
-    def __init__(self, *, settings: Settings) -> None:
+    def __init__(self, *, settings: Settings, stats: Stats) -> None:
         self._settings = settings
-        self._slots: dict[str, _HostSlot] = {}
+        self._stats = stats
+        self._hosts: dict[str, HostState] = {}
 
-    def _slot(self, host: str) -> _HostSlot:
-        slot = self._slots.get(host)
-        if slot is None:
-            policy = self._settings.policy_for(host)
-            slot = self._slots[host] = _HostSlot(policy.concurrency, policy.delay)
-        return slot
+    def state(self, host: str) -> HostState:
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._hosts[host] = HostState(self._settings.policy_for(host))
+        return state
 
-    @asynccontextmanager
-    async def acquire(self, host: str) -> AsyncIterator[None]:
-        """Hold one of the host's slots, starting no sooner than its delay allows."""
-        slot = self._slot(host)
-        async with slot.semaphore:
-            if slot.delay:
-                now = time.monotonic()
-                start = max(now, slot.next_start)
-                slot.next_start = start + slot.delay  # reserve before sleeping: order is kept
-                if start > now:
-                    await asyncio.sleep(start - now)
-            yield
+    def ready_at(self, host: str) -> float:
+        """When a new request to ``host`` may be handed out (``inf`` while its slots are full)."""
+        state = self.state(host)
+        if state.active >= state.limit:
+            return math.inf
+        return max(state.next_start, state.paused_until)
+
+    def begin(self, host: str, now: float) -> None:
+        """A request to ``host`` is handed out: take a slot and reserve the next start time."""
+        state = self.state(host)
+        state.active += 1
+        state.next_start = max(now, state.next_start) + state.delay
+
+    async def wait_turn(self, host: str) -> None:
+        """Sleep until ``delay`` has passed since the last real start to ``host``."""
+        state = self.state(host)
+        if not state.delay:
+            return
+        now = time.monotonic()
+        start = max(now, state.last_start + state.delay)
+        state.last_start = start  # reserved before sleeping, so turns keep their order
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    def end(self, host: str, signal: Signal) -> None:
+        """Release the slot and adapt the host's rate to how the fetch went."""
+        state = self.state(host)
+        state.active = max(0, state.active - 1)
+        if signal is Signal.SKIPPED:
+            return
+        if signal is Signal.OK:
+            self._recover(state)
+            return
+        state.failures += 1
+        if signal is Signal.THROTTLED and state.policy.adaptive:
+            self._slow_down(host, state)
+        if state.failures >= self._settings.breaker.failures:
+            self._trip(host, state)
+
+    def pause(self, host: str, until: float, reason: str) -> None:
+        """Rest ``host`` until ``until`` (monotonic seconds); other hosts go on."""
+        state = self.state(host)
+        if until > state.paused_until:
+            state.paused_until = until
+            self._stats.increment("hosts/paused")
+            logger.info("pausing %s for %.1fs: %s", host, until - time.monotonic(), reason)
+
+    def set_crawl_delay(self, host: str, seconds: float) -> None:
+        """robots.txt's Crawl-delay: a floor for the host's delay."""
+        state = self.state(host)
+        state.crawl_delay = seconds
+        state.delay = max(state.delay, seconds)
+
+    def _slow_down(self, host: str, state: HostState) -> None:
+        state.limit = max(1, state.limit // 2)
+        state.delay = min(state.policy.max_delay, max(state.delay * 2, _FIRST_BACKOFF_DELAY))
+        state.successes = 0
+        self._stats.increment("hosts/slowed_down")
+        logger.info("slowing down %s: %d in flight, %.2fs apart", host, state.limit, state.delay)
+
+    def _recover(self, state: HostState) -> None:
+        state.failures = 0
+        state.trips = 0
+        state.successes += 1
+        if state.successes < state.limit:
+            return  # one good window at the current rate before speeding up
+        state.successes = 0
+        state.limit = min(state.policy.concurrency, state.limit + 1)
+        extra = (state.delay - state.floor_delay) * _RECOVERY
+        state.delay = state.floor_delay + (extra if extra > 0.01 else 0.0)
+
+    def _trip(self, host: str, state: HostState) -> None:
+        pause = self._settings.breaker.pause * min(2**state.trips, _MAX_TRIP_FACTOR)
+        state.trips += 1
+        state.failures = 0
+        state.limit = 1  # half-open: one request probes the host when the pause ends
+        self._stats.increment("hosts/breaker_trips")
+        self.pause(host, time.monotonic() + pause, f"{self._settings.breaker.failures} failures in a row")
+
+
+def describe_policy(settings: Settings) -> str:
+    """The effective politeness policy in one paragraph, printed when a crawl starts."""
+    host = settings.per_host
+    lines = [
+        f"concurrency {settings.concurrency}; per host {host.concurrency} in flight, "
+        f"{host.delay:g}s apart" + (f", adaptive up to {host.max_delay:g}s" if host.adaptive else ", fixed"),
+        f"retry {settings.retry.times}x (back-off {settings.retry.backoff:g}s..{settings.retry.max_backoff:g}s, "
+        f"Retry-After up to {settings.retry.max_retry_after:g}s); breaker after {settings.breaker.failures} "
+        f"failures rests a host {settings.breaker.pause:g}s",
+        f"robots.txt {'obeyed' if settings.robots_txt else 'ignored'}; timeout {settings.timeout:g}s; "
+        f"body cap {settings.max_response_bytes / 2**20:g} MiB; redirects up to {settings.redirect.max_hops}",
+    ]
+    for pattern, override in settings.hosts.items():
+        changes = override.model_dump(exclude_none=True)
+        lines.append(f"hosts {pattern}: " + ", ".join(f"{key}={value}" for key, value in changes.items()))
+    return "\n".join(lines)

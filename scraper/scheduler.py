@@ -1,65 +1,180 @@
-"""Admission and hand-out of requests: dedup, depth and scope checks in; next request out.
+"""Admission and hand-out of requests.
 
-The scheduler also knows when a crawl is over: nothing pending and nothing in flight.
+In: dedup by fingerprint, depth, scope (``allowed_domains``), link hygiene and traps, host
+page budgets; a request that fails a check is *filtered* with a reason. Out: the next request
+of a host that may take one now (free slot, delay passed, not paused), so that a slow or
+resting host never holds the workers. The crawl is over when nothing is pending, parked,
+in flight or still being produced.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+import dataclasses
+import heapq
+import itertools
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
+from yarl import URL
+
 from scraper.fingerprint import fingerprint
-from scraper.frontier import Frontier, Scheduled
+from scraper.frontier import Frontier, Refused, Scheduled
 from scraper.http import Request
+from scraper.links import filter_reason
+from scraper.ratelimit import HostLimiter, Signal
+from scraper.settings import Settings
 from scraper.stats import Stats
 
 
+@dataclasses.dataclass(slots=True)
+class Admission:
+    admitted: list[Scheduled] = dataclasses.field(default_factory=list)
+    refused: list[Refused] = dataclasses.field(default_factory=list)
+
+
 class Scheduler:
-    def __init__(self, *, frontier: Frontier, max_depth: int, stats: Stats) -> None:
+    def __init__(
+        self,
+        *,
+        frontier: Frontier,
+        limiter: HostLimiter,
+        settings: Settings,
+        stats: Stats,
+        allowed_domains: Sequence[str] = (),
+    ) -> None:
         self._frontier = frontier
-        self._max_depth = max_depth
+        self._limiter = limiter
+        self._settings = settings
         self._stats = stats
+        self._allowed = tuple(domain.lower().lstrip(".") for domain in allowed_domains)
         self._seen: set[str] = set()
+        self._per_host: Counter[str] = Counter()  # admitted requests, for per_host.max_pages
+        self._hosts: list[tuple[float, int, str]] = []  # (ready time, order, host) of hosts with work
+        self._queued_hosts: set[str] = set()  # hosts in _hosts
+        self._full_hosts: set[str] = set()  # hosts with work whose slots are all taken
+        self._order = itertools.count()
         self._in_flight = 0
+        self._producers = 0
         self._changed = asyncio.Event()
         self._closed = False
-        self._producers = 0
 
-    async def add(self, requests: Iterable[Request], *, parent: Request | None = None) -> list[Scheduled]:
-        """Admit the new requests into the frontier; returns those admitted."""
-        depth = parent.depth + 1 if parent is not None else 0
-        admitted: list[Scheduled] = []
+    # -- admission ---------------------------------------------------------------------------
+
+    async def add(
+        self, requests: Iterable[Request], *, parent: Request | None = None, depth: int | None = None
+    ) -> Admission:
+        """Admit new requests (links found on ``parent`` are one level deeper; redirect hops
+        pass ``depth``). Duplicates are only counted; other refusals are returned."""
+        if depth is None:
+            depth = parent.depth + 1 if parent is not None else 0
+        admission = Admission()
         for request in requests:
-            if self._max_depth and depth > self._max_depth:
-                self._stats.increment("requests/filtered/depth")
-                continue
-            key = fingerprint(request)
-            if key in self._seen and not request.dont_filter:
-                self._stats.increment("requests/filtered/duplicate")
-                continue
-            self._seen.add(key)
-            entry = Scheduled(request if request.depth == depth else request.replace(depth=depth), key)
-            await self._frontier.push(entry)
-            admitted.append(entry)
-        if admitted:
-            self._stats.increment("requests/admitted", len(admitted))
+            await self._admit(request, depth, admission)
+        if admission.admitted:
+            self._stats.increment("requests/admitted", len(admission.admitted))
             self._changed.set()
-        return admitted
+        return admission
+
+    async def _admit(self, request: Request, depth: int, admission: Admission) -> None:
+        reason = filter_reason(request.url, self._settings.links)
+        if reason is not None:
+            self._stats.increment(f"requests/filtered/{reason}")  # unparseable: no fingerprint, no row
+            return
+        key = fingerprint(request, self._settings.links.session_parameters)
+        if key in self._seen and not request.dont_filter:
+            self._stats.increment("requests/filtered/duplicate")
+            return
+        self._seen.add(key)
+        host = URL(request.url).host or ""
+        reason = self._scope_reason(host, depth)
+        if reason is not None:
+            self._stats.increment(f"requests/filtered/{reason}")
+            admission.refused.append(Refused(request, key, host, reason))
+            return
+        entry = Scheduled(request if request.depth == depth else request.replace(depth=depth), key, host)
+        await self._frontier.push(entry)
+        self._per_host[host] += 1
+        self._schedule_host(host)
+        admission.admitted.append(entry)
+
+    def _scope_reason(self, host: str, depth: int) -> str | None:
+        if self._allowed and not any(host == domain or host.endswith(f".{domain}") for domain in self._allowed):
+            return "offsite"
+        if self._settings.max_depth and depth > self._settings.max_depth:
+            return "depth"
+        budget = self._limiter.state(host).policy.max_pages
+        if budget and self._per_host[host] >= budget:
+            return "host_budget"
+        return None
+
+    # -- hand-out ----------------------------------------------------------------------------
 
     async def next(self) -> Scheduled | None:
-        """The next request to fetch (counted as in flight), or None if none is ready."""
+        """The next request of a host that may take one now (counted as in flight), or None."""
         if self._closed:
             return None
-        entry = await self._frontier.pop()
-        if entry is not None:
+        now = time.monotonic()
+        for host in self._frontier.release_due(now):
+            self._schedule_host(host)
+        while self._hosts and self._hosts[0][0] <= now:
+            _, _, host = heapq.heappop(self._hosts)
+            self._queued_hosts.discard(host)
+            ready = self._limiter.ready_at(host)
+            if ready > now:
+                self._schedule_host(host, ready)  # paused, delayed or full since it was queued
+                continue
+            entry = await self._frontier.pop(host)
+            if entry is None:
+                continue
+            self._limiter.begin(host, now)
+            self._schedule_host(host)
             self._in_flight += 1
-        return entry
+            return entry
+        return None
+
+    def wake_time(self) -> float | None:
+        """When ``next`` may have something again without any other event (monotonic)."""
+        times = [t for t in (self._hosts[0][0] if self._hosts else None, self._frontier.next_due()) if t is not None]
+        return min(times) if times else None
+
+    def _schedule_host(self, host: str, ready: float | None = None) -> None:
+        """Queue ``host`` for hand-out at its ready time, if it has work and is not queued."""
+        if host in self._queued_hosts or not self._frontier.has_pending(host):
+            return
+        ready = self._limiter.ready_at(host) if ready is None else ready
+        if ready == math.inf:
+            self._full_hosts.add(host)  # comes back in fetched() when a slot frees
+            return
+        self._full_hosts.discard(host)
+        self._queued_hosts.add(host)
+        heapq.heappush(self._hosts, (ready, next(self._order), host))
+
+    # -- completion --------------------------------------------------------------------------
+
+    def fetched(self, entry: Scheduled, signal: Signal) -> None:
+        """The fetch of ``entry`` ended: free its host slot and adapt the host's rate."""
+        self._limiter.end(entry.host, signal)
+        if entry.host in self._full_hosts:
+            self._full_hosts.discard(entry.host)
+            self._schedule_host(entry.host)
+        self._changed.set()
+
+    async def retry(self, entry: Scheduled, *, delay: float, count_attempt: bool = True) -> Scheduled:
+        """Park ``entry`` for ``delay`` seconds; no worker waits for it."""
+        parked = dataclasses.replace(entry, attempts=entry.attempts + 1) if count_attempt else entry
+        await self._frontier.push(parked, not_before=time.monotonic() + delay)
+        return parked
 
     def done(self, entry: Scheduled) -> None:
-        """A handed-out request is finished, whatever its outcome."""
+        """A handed-out request is finished (or parked again), whatever its outcome."""
         self._in_flight -= 1
         self._changed.set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
 
     @contextmanager
     def producing(self) -> Iterator[None]:
@@ -77,15 +192,15 @@ class Scheduler:
         self._changed.set()
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def finished(self) -> bool:
         """True when no request is in flight and none will be handed out."""
         if self._in_flight:
             return False
         return self._closed or (len(self._frontier) == 0 and self._producers == 0)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     @property
     def pending(self) -> int:
@@ -95,7 +210,12 @@ class Scheduler:
     def in_flight(self) -> int:
         return self._in_flight
 
-    async def wait_for_change(self) -> None:
-        """Sleep until a request is added or finished (or the scheduler closes)."""
+    async def wait_for_change(self, until: float | None = None) -> None:
+        """Sleep until a request is added or finished, the scheduler closes, or the monotonic
+        time ``until``."""
         self._changed.clear()
-        await self._changed.wait()
+        try:
+            async with asyncio.timeout_at(until):
+                await self._changed.wait()
+        except TimeoutError:
+            pass

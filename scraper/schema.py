@@ -26,10 +26,11 @@ CREATE TABLE IF NOT EXISTS scraper_requests (
     depth       INTEGER NOT NULL,
     priority    INTEGER NOT NULL,
     callback    TEXT,
-    state       TEXT NOT NULL,            -- pending / done / failed
+    state       TEXT NOT NULL,            -- pending / done / failed / filtered
     attempts    INTEGER NOT NULL DEFAULT 0,
     last_status INTEGER,
-    reason      TEXT,
+    reason      TEXT,                     -- why failed or filtered; for pending: the last retry's cause
+    not_before  REAL,                     -- unix time before which a parked request is not fetched
     crawl_id    INTEGER NOT NULL,
     added_at    TEXT NOT NULL,
     updated_at  TEXT NOT NULL
@@ -51,17 +52,17 @@ CREATE INDEX IF NOT EXISTS scraper_errors_crawl ON scraper_errors (crawl_id, sta
 
 INSERT_REQUEST = """
 INSERT INTO scraper_requests
-    (fingerprint, url, method, host, depth, priority, callback, state, crawl_id, added_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+    (fingerprint, url, method, host, depth, priority, callback, state, reason, crawl_id, added_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (fingerprint) DO UPDATE SET
-    state = 'pending', attempts = 0, last_status = NULL, reason = NULL,
+    state = excluded.state, attempts = 0, last_status = NULL, reason = excluded.reason, not_before = NULL,
     crawl_id = excluded.crawl_id, depth = excluded.depth, priority = excluded.priority,
     callback = excluded.callback, updated_at = excluded.updated_at
 """
 
 FINISH_REQUEST = """
 UPDATE scraper_requests
-SET state = ?, attempts = attempts + ?, last_status = ?, reason = ?, updated_at = ?
+SET state = ?, attempts = ?, last_status = ?, reason = ?, not_before = ?, updated_at = ?
 WHERE fingerprint = ?
 """
 

@@ -25,10 +25,14 @@ class _Strict(pydantic.BaseModel):
 
 
 class HostPolicy(_Strict):
-    """How hard one host may be hit."""
+    """How hard one host may be hit. The adaptive controller moves the live rate between
+    these bounds: slower on 429/503/timeouts, back towards them on success."""
 
     concurrency: PositiveInt = 8
     delay: NonNegativeFloat = 0.0
+    max_delay: NonNegativeFloat = 30.0  # the adaptive controller never waits longer
+    adaptive: bool = True
+    max_pages: NonNegativeInt = 0  # page budget per host; 0 = none
 
 
 class HostOverride(_Strict):
@@ -36,13 +40,51 @@ class HostOverride(_Strict):
 
     concurrency: PositiveInt | None = None
     delay: NonNegativeFloat | None = None
+    max_delay: NonNegativeFloat | None = None
+    adaptive: bool | None = None
+    max_pages: NonNegativeInt | None = None
 
 
 class RetryPolicy(_Strict):
+    """Retries park the request with a not-before time; no worker waits for them."""
+
     times: NonNegativeInt = 3
     backoff: NonNegativeFloat = 0.5
     max_backoff: NonNegativeFloat = 60.0
     statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504, 522, 524})
+    max_retry_after: NonNegativeFloat = 600.0  # longer Retry-After values are capped to this
+
+
+class BreakerPolicy(_Strict):
+    """The circuit breaker: pause a host after ``failures`` consecutive failures."""
+
+    failures: PositiveInt = 5
+    pause: NonNegativeFloat = 30.0  # doubles on each re-trip, up to 16 times this
+
+
+class RobotsPolicy(_Strict):
+    max_bytes: PositiveInt = 512 * 1024  # larger robots.txt bodies are cut here (RFC 9309: >= 500 KiB)
+    unavailable_retry: NonNegativeFloat = 60.0  # 5xx/unreachable: disallow all this long, then retry
+    max_crawl_delay: NonNegativeFloat = 60.0  # a larger Crawl-delay is capped
+
+
+class RedirectPolicy(_Strict):
+    max_hops: NonNegativeInt = 10
+    # dropped when scheme, host or port change (with Authorization, Cookie, Proxy-Authorization)
+    secret_headers: frozenset[str] = frozenset({"X-Api-Key", "X-Auth-Token"})
+
+
+class LinkPolicy(_Strict):
+    """Which discovered URLs are worth admitting: traps end as filtered, not as endless crawls."""
+
+    max_url_length: PositiveInt = 2083
+    max_per_page: NonNegativeInt = 0  # 0 = no cap
+    max_repeated_segments: PositiveInt = 3  # /a/b/a/b/a/b/a: a segment seen more often is a trap
+    max_path_segments: PositiveInt = 32
+    date_window_years: NonNegativeInt = 10  # URLs naming a year further from today are traps; 0 = off
+    session_parameters: frozenset[str] = frozenset(
+        {"jsessionid", "phpsessid", "sid", "sessionid", "session_id", "aspsessionid", "cfid", "cftoken"}
+    )
 
 
 class CloseLimits(_Strict):
@@ -61,8 +103,22 @@ class Settings(_Strict):
     per_host: HostPolicy = HostPolicy()
     hosts: dict[str, HostOverride] = {}
     retry: RetryPolicy = RetryPolicy()
+    breaker: BreakerPolicy = BreakerPolicy()
     timeout: PositiveFloat = 30.0
+    callback_timeout: PositiveFloat = 60.0
     max_response_bytes: PositiveInt = 16 * 1024 * 1024
+    content_types: list[str] = [
+        "text/*",
+        "application/xhtml+xml",
+        "application/xml",
+        "application/json",
+        "application/*+xml",
+        "application/*+json",
+    ]
+    robots_txt: bool = True
+    robots: RobotsPolicy = RobotsPolicy()
+    redirect: RedirectPolicy = RedirectPolicy()
+    links: LinkPolicy = LinkPolicy()
     max_depth: NonNegativeInt = 0
     close: CloseLimits = CloseLimits()
     user_agent: str = f"scraper/{__version__}"
@@ -70,8 +126,10 @@ class Settings(_Strict):
         "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
         "Accept-Language": "en",
     }
+    cookies: bool = True
+    proxy: str | None = None
     pipelines: list[str] = []
-    middlewares: list[str] = ["scraper.middleware:Retry"]
+    middlewares: list[str] = []
     write_batch: PositiveInt = Field(default=500, description="rows per SQLite transaction")
 
     def policy_for(self, host: str) -> HostPolicy:

@@ -35,6 +35,7 @@ class Spider:
 
     name: ClassVar[str] = ""
     start_urls: ClassVar[Sequence[str]] = ()
+    allowed_domains: ClassVar[Sequence[str]] = ()  # empty: any host; else these and their subdomains
     settings: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, **arguments: str) -> None:

@@ -14,16 +14,16 @@ import json
 import logging
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
-from yarl import URL
 
 from scraper import schema
 from scraper.errors import StorageError
-from scraper.frontier import Scheduled
+from scraper.frontier import Refused, Scheduled
+from scraper.http import Request
 from scraper.spider import callback_name
 from scraper.stats import Stats
 
@@ -58,13 +58,15 @@ class ErrorRecord:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
-    """How a fetched request ended: ``done`` or ``failed``, with attempts and last status."""
+    """Where a handed-out request stands: ``done``, ``failed`` or ``filtered`` (with a reason),
+    or ``pending`` again when parked for a retry until ``not_before`` (unix time)."""
 
     fingerprint: str
     state: str
     attempts: int = 1
     status: int | None = None
     reason: str | None = None
+    not_before: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ class Commit:
     outcome: Outcome | None = None
     items: Sequence[StoredItem] = ()
     requests: Sequence[Scheduled] = ()
+    refused: Sequence[Refused] = ()
     errors: Sequence[ErrorRecord] = ()
 
 
@@ -200,7 +203,8 @@ class Storage:
         now = utc_now()
         await db.execute("BEGIN IMMEDIATE")
         try:
-            await self._insert_requests(db, (entry for commit in batch for entry in commit.requests), now)
+            await self._insert_requests(db, [entry for commit in batch for entry in commit.requests], now)
+            await self._insert_refused(db, [refused for commit in batch for refused in commit.refused], now)
             stored = await self._insert_items(db, [item for commit in batch for item in commit.items], now)
             await self._insert_errors(db, [error for commit in batch for error in commit.errors], now)
             await self._finish_requests(db, [commit.outcome for commit in batch if commit.outcome], now)
@@ -211,27 +215,36 @@ class Storage:
         for table, count in stored.items():
             self._stats.increment(f"items/{table}", count)
 
-    async def _insert_requests(self, db: aiosqlite.Connection, entries: Iterable[Scheduled], now: str) -> None:
-        rows = [
-            (
-                entry.fingerprint,
-                entry.request.url,
-                entry.request.method,
-                URL(entry.request.url).host or "",
-                entry.request.depth,
-                entry.request.priority,
-                callback_name(entry.request),
-                self.crawl_id,
-                now,
-                now,
-            )
-            for entry in entries
-        ]
+    async def _insert_requests(self, db: aiosqlite.Connection, entries: list[Scheduled], now: str) -> None:
+        rows = [self._request_row(e.request, e.fingerprint, e.host, "pending", None, now) for e in entries]
         if rows:
             await db.executemany(schema.INSERT_REQUEST, rows)
 
+    async def _insert_refused(self, db: aiosqlite.Connection, refused: list[Refused], now: str) -> None:
+        rows = [self._request_row(r.request, r.fingerprint, r.host, "filtered", r.reason, now) for r in refused]
+        if rows:
+            await db.executemany(schema.INSERT_REQUEST, rows)
+
+    def _request_row(
+        self, request: Request, fingerprint: str, host: str, state: str, reason: str | None, now: str
+    ) -> tuple[Any, ...]:
+        return (
+            fingerprint,
+            request.url,
+            request.method,
+            host,
+            request.depth,
+            request.priority,
+            callback_name(request),
+            state,
+            reason,
+            self.crawl_id,
+            now,
+            now,
+        )
+
     async def _finish_requests(self, db: aiosqlite.Connection, outcomes: list[Outcome], now: str) -> None:
-        rows = [(o.state, o.attempts, o.status, o.reason, now, o.fingerprint) for o in outcomes]
+        rows = [(o.state, o.attempts, o.status, o.reason, o.not_before, now, o.fingerprint) for o in outcomes]
         if rows:
             await db.executemany(schema.FINISH_REQUEST, rows)
 

@@ -1,21 +1,36 @@
-"""One worker coroutine's job, layered: handle = fetch, then run the callback, then pass its
-items through the pipeline and its requests to the scheduler, then hand the page's outcome to
-storage as one commit. Every failure becomes an ``ErrorRecord``; none escapes a page."""
+"""One worker coroutine's job, layered: handle = fetch, then either park it for a retry,
+follow its redirect, or run the callback, pass the items through the pipeline and the new
+requests to the scheduler; then hand the outcome to storage as one commit. Every failure
+becomes an ``ErrorRecord``; none escapes a page."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import traceback
 from collections.abc import Callable
 
-from scraper.errors import DropItem, FetchError
+from scraper.errors import (
+    CallbackTimeout,
+    ConnectionFailed,
+    DropItem,
+    FetchError,
+    FetchTimeout,
+    Filtered,
+    RedirectRefused,
+    TryLater,
+)
 from scraper.fetcher import Fetcher
 from scraper.frontier import Scheduled
-from scraper.http import Response
+from scraper.http import Request, Response
 from scraper.item import Item, columns_of, columns_of_dict, key_of, table_of, to_row
 from scraper.pipeline import Pipeline, Record, StageFailed
+from scraper.ratelimit import HostLimiter, Signal
+from scraper.redirect import is_redirect, next_hop
+from scraper.retry import PAUSING_STATUSES, backoff_delay, is_retryable, retry_after_delay
 from scraper.scheduler import Scheduler
+from scraper.settings import Settings
 from scraper.spider import CallbackResult, Spider, callback_of, run_callback
 from scraper.stats import Stats
 from scraper.storage import Commit, ErrorRecord, Outcome, Storage, StoredItem
@@ -27,9 +42,21 @@ def error_record(stage: str, error: BaseException, url: str | None, stats: Stats
     """Describe ``error`` for ``scraper_errors`` and count it. Expected fetch failures carry
     no traceback: the message says it all."""
     stats.increment(f"errors/{stage}/{type(error).__name__}")
-    trace = None if isinstance(error, FetchError) else "".join(traceback.format_exception(error))
+    trace = None if isinstance(error, (FetchError, CallbackTimeout)) else "".join(traceback.format_exception(error))
     message = str(error) or type(error).__name__
     return ErrorRecord(url, stage, type(error).__name__, f"{context}{message}", trace)
+
+
+def signal_of(error: BaseException | None, response: Response | None = None) -> Signal:
+    """What a fetch's result says about its host's health (for the adaptive rate)."""
+    status = response.status if response is not None else getattr(error, "status", None)
+    if isinstance(error, (Filtered, TryLater)):
+        return Signal.SKIPPED
+    if isinstance(error, FetchTimeout) or status in PAUSING_STATUSES:
+        return Signal.THROTTLED
+    if isinstance(error, ConnectionFailed) or (status is not None and status >= 500):
+        return Signal.FAILED
+    return Signal.OK
 
 
 class Worker:
@@ -39,23 +66,26 @@ class Worker:
         spider: Spider,
         fetcher: Fetcher,
         scheduler: Scheduler,
+        limiter: HostLimiter,
         pipeline: Pipeline,
         storage: Storage,
+        settings: Settings,
         stats: Stats,
         on_progress: Callable[[], None],
     ) -> None:
         self._spider = spider
         self._fetcher = fetcher
         self._scheduler = scheduler
+        self._limiter = limiter
         self._pipeline = pipeline
         self._storage = storage
+        self._settings = settings
         self._stats = stats
         self._on_progress = on_progress
 
-    async def run(self, queue: asyncio.Queue[object]) -> None:
+    async def run(self, queue: asyncio.Queue[Scheduled | None]) -> None:
         """Handle requests from ``queue`` until a ``None`` arrives."""
         while (entry := await queue.get()) is not None:
-            assert isinstance(entry, Scheduled)
             try:
                 await self._storage.submit(await self.handle(entry))
             finally:
@@ -65,29 +95,98 @@ class Worker:
     async def handle(self, entry: Scheduled) -> Commit:
         """Fetch, parse and process one request; returns what storage must write for it."""
         try:
-            response = await self._fetcher.fetch(entry.request)
+            response = await self._fetch(entry)
+        except Filtered as exc:
+            self._stats.increment(f"requests/filtered/{exc.reason}")
+            return Commit(outcome=Outcome(entry.fingerprint, "filtered", entry.attempts, reason=exc.reason))
+        except TryLater as exc:
+            return await self._park(entry, until=exc.until, reason=exc.reason, count_attempt=False)
         except FetchError as exc:
-            status = exc.status
-            error = error_record("fetch", exc, entry.request.url, self._stats)
-            return Commit(
-                outcome=Outcome(entry.fingerprint, "failed", status=status, reason=error.message), errors=[error]
-            )
+            return await self._fetch_failed(entry, exc)
+        if is_redirect(response):
+            return await self._redirect(entry, response)
         self._stats.increment("pages")
         return await self._parse(entry, response)
 
-    async def _parse(self, entry: Scheduled, response: Response) -> Commit:
+    async def _fetch(self, entry: Scheduled) -> Response:
+        """Fetch and report to the host limiter how it went (exactly once)."""
         try:
-            result = await run_callback(callback_of(self._spider, entry.request), response)
+            response = await self._fetcher.fetch(entry.request)
+        except BaseException as exc:
+            self._scheduler.fetched(entry, signal_of(exc))
+            raise
+        self._scheduler.fetched(entry, signal_of(None, response))
+        return response
+
+    async def _fetch_failed(self, entry: Scheduled, error: FetchError) -> Commit:
+        """Park a retryable failure for later, else record it as the request's end."""
+        pause = retry_after_delay(error, self._settings.retry)
+        if pause is not None:
+            self._limiter.pause(entry.host, time.monotonic() + pause, f"Retry-After on HTTP {error.status}")
+        attempt = entry.attempts + 1
+        if is_retryable(error, self._settings.retry) and attempt <= self._settings.retry.times:
+            delay = pause if pause is not None else backoff_delay(attempt, self._settings.retry)
+            self._stats.increment(f"retries/{error.status or type(error).__name__}")
+            return await self._park(entry, until=time.monotonic() + delay, reason=f"retry after {error}")
+        failure = error_record("fetch", error, entry.request.url, self._stats)
+        outcome = Outcome(entry.fingerprint, "failed", attempt, status=error.status, reason=failure.message)
+        return Commit(outcome=outcome, errors=[failure])
+
+    async def _park(self, entry: Scheduled, *, until: float, reason: str, count_attempt: bool = True) -> Commit:
+        delay = max(0.0, until - time.monotonic())
+        parked = await self._scheduler.retry(entry, delay=delay, count_attempt=count_attempt)
+        not_before = time.time() + delay
+        return Commit(
+            outcome=Outcome(entry.fingerprint, "pending", parked.attempts, reason=reason, not_before=not_before)
+        )
+
+    async def _redirect(self, entry: Scheduled, response: Response) -> Commit:
+        """Admit the next hop as a new request (it passes every check again)."""
+        attempts = entry.attempts + 1
+        try:
+            hop = next_hop(response, self._settings.redirect)
+        except RedirectRefused as exc:
+            failure = error_record("fetch", exc, response.url, self._stats)
+            outcome = Outcome(entry.fingerprint, "failed", attempts, status=response.status, reason=failure.message)
+            return Commit(outcome=outcome, errors=[failure])
+        admission = await self._scheduler.add([hop], depth=entry.request.depth)
+        self._stats.increment("redirects")
+        outcome = Outcome(entry.fingerprint, "done", attempts, status=response.status, reason=f"redirect to {hop.url}")
+        return Commit(outcome=outcome, requests=admission.admitted, refused=admission.refused)
+
+    async def _parse(self, entry: Scheduled, response: Response) -> Commit:
+        attempts = entry.attempts + 1
+        try:
+            result = await self._run_callback(entry, response)
         except Exception as exc:  # the callback boundary: a broken page must not stop the crawl
             error = error_record("parse", exc, response.url, self._stats)
-            outcome = Outcome(
-                entry.fingerprint, "failed", status=response.status, reason=f"callback: {error.error_type}"
+            reason = f"callback: {error.error_type}"
+            return Commit(
+                outcome=Outcome(entry.fingerprint, "failed", attempts, response.status, reason), errors=[error]
             )
-            return Commit(outcome=outcome, errors=[error])
         items, errors = await self._process_items(result, response)
-        requests = await self._scheduler.add(result.requests, parent=entry.request)
-        outcome = Outcome(entry.fingerprint, "done", status=response.status)
-        return Commit(outcome=outcome, items=items, requests=requests, errors=errors)
+        admission = await self._scheduler.add(self._capped(result, response), parent=entry.request)
+        outcome = Outcome(entry.fingerprint, "done", attempts, status=response.status)
+        return Commit(
+            outcome=outcome, items=items, requests=admission.admitted, refused=admission.refused, errors=errors
+        )
+
+    async def _run_callback(self, entry: Scheduled, response: Response) -> CallbackResult:
+        callback = callback_of(self._spider, entry.request)
+        limit = self._settings.callback_timeout
+        try:
+            async with asyncio.timeout(limit):
+                return await run_callback(callback, response)
+        except TimeoutError:
+            raise CallbackTimeout(f"{getattr(callback, '__name__', 'callback')} ran past {limit:g}s") from None
+
+    def _capped(self, result: CallbackResult, response: Response) -> list[Request]:
+        cap = self._settings.links.max_per_page
+        if cap and len(result.requests) > cap:
+            self._stats.increment("requests/filtered/links_per_page", len(result.requests) - cap)
+            logger.info("%s yielded %d requests; keeping the first %d", response.url, len(result.requests), cap)
+            return result.requests[:cap]
+        return result.requests
 
     async def _process_items(
         self, result: CallbackResult, response: Response

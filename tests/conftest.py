@@ -13,8 +13,9 @@ from scraper.settings import Settings, load_settings
 
 
 def make_settings(**overrides: Any) -> Settings:
-    """Test settings: no back-off waits, short timeouts, no pipelines unless given."""
+    """Test settings: no back-off waits, short timeouts; robots.txt and pipelines only when asked."""
     base: dict[str, Any] = {
+        "robots_txt": False,
         "retry": {"times": 2, "backoff": 0.0, "max_backoff": 0.0},
         "timeout": 5,
         "pipelines": [],

@@ -104,6 +104,8 @@ def faulty_site() -> tuple[web.Application, dict[str, int]]:
         }
         if request.path == "/down":
             return web.Response(status=500, text="down")
+        if request.path not in bodies:
+            return web.Response(status=404, text="not here")  # robots.txt too: allow all
         return web.Response(text=bodies[request.path], content_type="text/html")
 
     app = web.Application()

@@ -7,10 +7,18 @@ import re
 import pytest
 from aioresponses import aioresponses
 
-from scraper.errors import ConnectionFailed, FetchTimeout, HttpStatusError, ResponseTooLarge
+from scraper.engine import load_middlewares
+from scraper.errors import (
+    ConfigError,
+    ConnectionFailed,
+    ContentTypeRefused,
+    FetchTimeout,
+    HttpStatusError,
+    ResponseTooLarge,
+)
 from scraper.fetcher import Fetcher
 from scraper.http import Request, Response
-from scraper.middleware import Handler, Retry, build_chain, load_middlewares
+from scraper.middleware import Handler, build_chain
 from scraper.ratelimit import HostLimiter
 from scraper.settings import Settings
 from scraper.stats import Stats
@@ -21,12 +29,7 @@ URL = "http://shop.test/page"
 
 def fetcher_for(settings: Settings, stats: Stats | None = None) -> Fetcher:
     stats = stats or Stats()
-    return Fetcher(
-        settings=settings,
-        limiter=HostLimiter(settings=settings),
-        middlewares=load_middlewares(settings=settings, stats=stats),
-        stats=stats,
-    )
+    return Fetcher(settings=settings, limiter=HostLimiter(settings=settings, stats=stats), middlewares=[], stats=stats)
 
 
 async def test_fetch_returns_response_with_body_headers_and_request() -> None:
@@ -51,51 +54,43 @@ async def test_request_headers_are_sent() -> None:
     assert sent["X-Token"] == "abc"
 
 
-async def test_retry_cures_a_503_then_succeeds() -> None:
+async def test_a_503_raises_with_its_retry_after_and_is_not_retried_here() -> None:
     stats = Stats()
     with aioresponses() as mock:
-        mock.get(URL, status=503)
-        mock.get(URL, status=503)
-        mock.get(URL, status=200, body="finally")
-        async with fetcher_for(make_settings(retry={"times": 2, "backoff": 0}), stats) as fetcher:
-            response = await fetcher.fetch(Request(URL))
-    assert response.body == b"finally"
-    assert stats.get("retries/503") == 2
-
-
-async def test_status_error_after_retries_are_exhausted() -> None:
-    with aioresponses() as mock:
-        for _ in range(3):
-            mock.get(URL, status=500)
-        async with fetcher_for(make_settings(retry={"times": 2, "backoff": 0})) as fetcher:
+        mock.get(URL, status=503, headers={"Retry-After": "7"})
+        async with fetcher_for(make_settings(), stats) as fetcher:
             with pytest.raises(HttpStatusError) as caught:
                 await fetcher.fetch(Request(URL))
-    assert caught.value.status == 500
-    assert caught.value.url == URL
+    assert (caught.value.status, caught.value.retry_after) == (503, "7")
+    assert stats.get("requests/sent") == 1  # retries are parked by the worker, never inline
 
 
-async def test_404_is_not_retried_and_raises_unless_allowed() -> None:
-    stats = Stats()
+async def test_404_raises_unless_allowed() -> None:
     with aioresponses() as mock:
         mock.get(URL, status=404, repeat=True)
-        async with fetcher_for(make_settings(), stats) as fetcher:
+        async with fetcher_for(make_settings()) as fetcher:
             with pytest.raises(HttpStatusError):
                 await fetcher.fetch(Request(URL))
             allowed = await fetcher.fetch(Request(URL, meta={"allow_statuses": [404]}))
     assert allowed.status == 404
-    assert stats.total("retries") == 0
 
 
-async def test_connection_error_is_retried_then_translated() -> None:
-    stats = Stats()
+async def test_a_redirect_is_returned_not_followed() -> None:
     with aioresponses() as mock:
-        mock.get(URL, exception=ConnectionResetError("reset by peer"), repeat=True)
-        async with fetcher_for(make_settings(retry={"times": 1, "backoff": 0}), stats) as fetcher:
+        mock.get(URL, status=302, headers={"Location": "/elsewhere"})
+        async with fetcher_for(make_settings()) as fetcher:
+            response = await fetcher.fetch(Request(URL))
+    assert response.status == 302
+    assert response.headers["Location"] == "/elsewhere"
+
+
+async def test_connection_error_is_translated() -> None:
+    with aioresponses() as mock:
+        mock.get(URL, exception=ConnectionResetError("reset by peer"))
+        async with fetcher_for(make_settings()) as fetcher:
             with pytest.raises(ConnectionFailed) as caught:
                 await fetcher.fetch(Request(URL))
     assert "reset by peer" in str(caught.value)
-    assert stats.get("retries/ConnectionFailed") == 1
-    assert stats.get("requests/sent") == 2
 
 
 async def test_timeout_is_translated_to_fetch_timeout() -> None:
@@ -112,6 +107,35 @@ async def test_body_over_the_cap_is_refused() -> None:
         async with fetcher_for(make_settings(max_response_bytes=1000)) as fetcher:
             with pytest.raises(ResponseTooLarge):
                 await fetcher.fetch(Request(URL))
+
+
+async def test_content_length_over_the_cap_is_refused_before_the_body() -> None:
+    with aioresponses() as mock:
+        mock.get(URL, status=200, body=b"x", headers={"Content-Length": "10000000000"})
+        async with fetcher_for(make_settings()) as fetcher:
+            with pytest.raises(ResponseTooLarge):
+                await fetcher.fetch(Request(URL))
+
+
+async def test_content_type_outside_the_allowlist_is_refused_on_success_only() -> None:
+    with aioresponses() as mock:
+        mock.get(URL, status=200, body=b"PK..", content_type="application/zip")
+        mock.get(URL, status=404, body=b"gone", content_type="application/zip")
+        async with fetcher_for(make_settings()) as fetcher:
+            with pytest.raises(ContentTypeRefused):
+                await fetcher.fetch(Request(URL))
+            error_page = await fetcher.fetch(Request(URL, meta={"allow_statuses": [404]}))
+    assert error_page.body == b"gone"
+
+
+async def test_proxy_comes_from_the_request_then_the_settings() -> None:
+    with aioresponses() as mock:
+        mock.get(URL, status=200, body="ok", repeat=True)
+        async with fetcher_for(make_settings(proxy="http://proxy.test:3128")) as fetcher:
+            await fetcher.fetch(Request(URL))
+            await fetcher.fetch(Request(URL, meta={"proxy": "http://other.test:8080"}))
+        proxies = [call.kwargs["proxy"] for call in next(iter(mock.requests.values()))]
+    assert proxies == ["http://proxy.test:3128", "http://other.test:8080"]
 
 
 async def test_post_sends_json_body() -> None:
@@ -145,22 +169,7 @@ async def test_chain_runs_middlewares_outermost_first() -> None:
     assert calls == ["a>", "b>", "send a,b", "<b", "<a"]
 
 
-async def test_retry_middleware_gives_up_after_times() -> None:
-    attempts = 0
-
-    async def flaky(request: Request) -> Response:
-        nonlocal attempts
-        attempts += 1
-        return Response(url=request.url, status=502, request=request)
-
-    retry = Retry(settings=make_settings(retry={"times": 3, "backoff": 0}), stats=Stats())
-    response = await retry(Request(URL), flaky)
-    assert response.status == 502
-    assert attempts == 4
-
-
 def test_unknown_middleware_path_is_a_config_error() -> None:
-    from scraper.errors import ConfigError
-
     with pytest.raises(ConfigError, match=re.escape("middlewares: cannot import 'nowhere'")):
-        load_middlewares(settings=make_settings(middlewares=["nowhere:thing"]), stats=Stats())
+        settings = make_settings(middlewares=["nowhere:thing"])
+        load_middlewares(settings=settings, stats=Stats(), limiter=HostLimiter(settings=settings, stats=Stats()))

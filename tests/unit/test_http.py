@@ -48,19 +48,15 @@ def callback(response: Response) -> None:
 # Request
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "/relative/path",
-        "page.html",
-        "javascript:void(0)",
-        "mailto:a@example.com",
-        "ftp://example.com/f",
-    ],
-)
-def test_request_rejects_non_http_urls(url: str) -> None:
+@pytest.mark.parametrize("url", ["/relative/path", "page.html", "//no-scheme.example.com/"])
+def test_request_rejects_relative_urls(url: str) -> None:
     with pytest.raises(ValueError, match=re.escape(repr(url))):
         Request(url)
+
+
+@pytest.mark.parametrize("url", ["javascript:void(0)", "mailto:a@example.com", "ftp://example.com/f"])
+def test_request_accepts_other_schemes_for_the_scheduler_to_filter(url: str) -> None:
+    assert Request(url).url == url
 
 
 def test_request_rejects_data_with_json() -> None:
@@ -95,8 +91,8 @@ def test_replace_returns_a_new_request() -> None:
 
 
 def test_replace_validates_again() -> None:
-    with pytest.raises(ValueError, match=re.escape("mailto:x@example.com")):
-        Request("https://example.com/").replace(url="mailto:x@example.com")
+    with pytest.raises(ValueError, match=re.escape("x/y.html")):
+        Request("https://example.com/").replace(url="x/y.html")
 
 
 @pytest.mark.parametrize(
@@ -222,20 +218,21 @@ def test_follow_with_node() -> None:
     assert request.callback is None
 
 
-@pytest.mark.parametrize("link", ["mailto:a@example.com", "javascript:void(0)", ""])
-def test_follow_rejects_unfollowable_links(link: str) -> None:
+def test_follow_rejects_a_link_without_href() -> None:
     with pytest.raises(ValueError):
-        make_response("<p>x</p>").follow(link)
+        make_response("<p>x</p>").follow("")
 
 
-def test_follow_all_with_css_skips_unfollowable_links() -> None:
+def test_follow_all_with_css_keeps_every_link_with_an_href() -> None:
     requests = make_response(LINKS).follow_all(css="a", callback=callback)
-    assert [request.url for request in requests] == [
+    urls = [request.url for request in requests]
+    assert urls[:3] == [
         "https://shop.example.com/catalog/item-1.html",
         "https://shop.example.com/about",
         "https://other.example.org/x",
-        "https://shop.example.com/up.html",
     ]
+    assert "mailto:sales@example.com" in urls and "javascript:void(0)" in urls  # filtered by the scheduler
+    assert urls[-1] == "https://shop.example.com/up.html"
     assert {request.callback for request in requests} == {callback}
 
 
@@ -244,6 +241,7 @@ def test_follow_all_with_links() -> None:
     requests = response.follow_all(["a.html", "mailto:x@example.com", "/b"], meta={"k": 1})
     assert [request.url for request in requests] == [
         "https://shop.example.com/catalog/a.html",
+        "mailto:x@example.com",
         "https://shop.example.com/b",
     ]
     assert all(request.meta == {"k": 1} for request in requests)

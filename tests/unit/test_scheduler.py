@@ -1,41 +1,138 @@
-"""Admission (dedup, depth), hand-out order and the end-of-crawl condition."""
+"""Admission (dedup, depth, scope, hygiene, budgets), per-host hand-out and the end condition."""
 
 from __future__ import annotations
 
-from scraper.frontier import MemoryFrontier
+import asyncio
+import time
+from typing import Any
+
+from scraper.frontier import MemoryFrontier, Scheduled
 from scraper.http import Request
+from scraper.ratelimit import HostLimiter, Signal
 from scraper.scheduler import Scheduler
 from scraper.stats import Stats
+from tests.conftest import make_settings
 
 
-def scheduler(max_depth: int = 0) -> tuple[Scheduler, Stats]:
+def scheduler(allowed_domains: tuple[str, ...] = (), **settings: Any) -> tuple[Scheduler, Stats]:
     stats = Stats()
-    return Scheduler(frontier=MemoryFrontier(), max_depth=max_depth, stats=stats), stats
+    config = make_settings(**settings)
+    limiter = HostLimiter(settings=config, stats=stats)
+    sched = Scheduler(
+        frontier=MemoryFrontier(), limiter=limiter, settings=config, stats=stats, allowed_domains=allowed_domains
+    )
+    return sched, stats
+
+
+async def take(sched: Scheduler) -> Scheduled:
+    entry = await sched.next()
+    assert entry is not None
+    return entry
 
 
 async def test_duplicates_are_filtered_unless_dont_filter() -> None:
     sched, stats = scheduler()
     first = await sched.add([Request("http://a.test/x?b=1&a=2"), Request("HTTP://A.test:80/x?a=2&b=1#frag")])
     again = await sched.add([Request("http://a.test/x?a=2&b=1", dont_filter=True)])
-    assert len(first) == 1 and len(again) == 1
+    assert len(first.admitted) == 1 and len(again.admitted) == 1
+    assert stats.get("requests/filtered/duplicate") == 1
+
+
+async def test_session_ids_do_not_make_urls_new() -> None:
+    sched, stats = scheduler()
+    admission = await sched.add(
+        [Request("http://a.test/p?id=1&PHPSESSID=abc"), Request("http://a.test/p?id=1&PHPSESSID=xyz")]
+    )
+    assert len(admission.admitted) == 1
     assert stats.get("requests/filtered/duplicate") == 1
 
 
 async def test_depth_is_assigned_and_limited() -> None:
     sched, stats = scheduler(max_depth=1)
-    (root,) = await sched.add([Request("http://a.test/")])
-    (child,) = await sched.add([Request("http://a.test/1")], parent=root.request)
-    grandchildren = await sched.add([Request("http://a.test/2")], parent=child.request)
+    (root,) = (await sched.add([Request("http://a.test/")])).admitted
+    (child,) = (await sched.add([Request("http://a.test/1")], parent=root.request)).admitted
+    deeper = await sched.add([Request("http://a.test/2")], parent=child.request)
     assert (root.request.depth, child.request.depth) == (0, 1)
-    assert grandchildren == []
+    assert deeper.admitted == [] and [refused.reason for refused in deeper.refused] == ["depth"]
     assert stats.get("requests/filtered/depth") == 1
 
 
-async def test_higher_priority_first_then_fifo() -> None:
+async def test_unfollowable_links_are_counted_not_admitted() -> None:
+    sched, stats = scheduler()
+    links = ["mailto:a@b.test", "javascript:void(0)", "tel:+1", "http://a.test/" + "x" * 3000, "http://a.test/ok"]
+    admission = await sched.add([Request(url) for url in links])
+    assert [entry.request.url for entry in admission.admitted] == ["http://a.test/ok"]
+    assert stats.get("requests/filtered/scheme") == 3
+    assert stats.get("requests/filtered/url_too_long") == 1
+
+
+async def test_offsite_and_host_budget_are_refused_with_a_reason() -> None:
+    sched, _ = scheduler(allowed_domains=("a.test",), per_host={"max_pages": 2})
+    admission = await sched.add(
+        [
+            Request(url)
+            for url in (
+                "http://a.test/1",
+                "http://www.a.test/1",
+                "http://b.test/1",
+                "http://a.test/2",
+                "http://a.test/3",
+            )
+        ]
+    )
+    assert [entry.request.url for entry in admission.admitted] == [
+        "http://a.test/1",
+        "http://www.a.test/1",
+        "http://a.test/2",
+    ]
+    assert [(refused.request.url, refused.reason) for refused in admission.refused] == [
+        ("http://b.test/1", "offsite"),
+        ("http://a.test/3", "host_budget"),
+    ]
+
+
+async def test_higher_priority_first_then_fifo_within_a_host() -> None:
     sched, _ = scheduler()
     await sched.add([Request("http://a.test/1"), Request("http://a.test/2"), Request("http://a.test/3", priority=9)])
-    order = [(await sched.next()).request.url for _ in range(3)]  # type: ignore[union-attr]
+    order = [(await take(sched)).request.url for _ in range(3)]
     assert order == ["http://a.test/3", "http://a.test/1", "http://a.test/2"]
+
+
+async def test_a_full_host_does_not_block_other_hosts() -> None:
+    sched, _ = scheduler(per_host={"concurrency": 1})
+    await sched.add([Request(f"http://slow.test/{n}") for n in range(3)] + [Request("http://fast.test/1")])
+    first = await take(sched)
+    second = await take(sched)
+    assert {first.host, second.host} == {"slow.test", "fast.test"}
+    assert await sched.next() is None  # slow.test has its one slot taken
+    sched.fetched(first if first.host == "slow.test" else second, Signal.OK)
+    assert (await take(sched)).host == "slow.test"
+
+
+async def test_host_delay_spaces_hand_outs_and_wake_time_says_when() -> None:
+    sched, _ = scheduler(per_host={"delay": 0.2, "adaptive": False})
+    await sched.add([Request("http://a.test/1"), Request("http://a.test/2")])
+    entry = await take(sched)
+    sched.fetched(entry, Signal.OK)
+    assert await sched.next() is None
+    wake = sched.wake_time()
+    assert wake is not None and 0.1 < wake - time.monotonic() <= 0.2
+    await asyncio.sleep(0.2)
+    assert (await take(sched)).request.url == "http://a.test/2"
+
+
+async def test_a_parked_retry_comes_back_after_its_delay() -> None:
+    sched, _ = scheduler()
+    await sched.add([Request("http://a.test/1")])
+    entry = await take(sched)
+    sched.fetched(entry, Signal.FAILED)
+    parked = await sched.retry(entry, delay=0.1)
+    sched.done(entry)
+    assert parked.attempts == 1
+    assert await sched.next() is None and not sched.finished
+    await asyncio.sleep(0.12)
+    again = await take(sched)
+    assert (again.request.url, again.attempts) == ("http://a.test/1", 1)
 
 
 async def test_finished_only_when_nothing_pending_in_flight_or_producing() -> None:
@@ -45,17 +142,17 @@ async def test_finished_only_when_nothing_pending_in_flight_or_producing() -> No
         assert not sched.finished
     await sched.add([Request("http://a.test/")])
     assert not sched.finished
-    entry = await sched.next()
-    assert entry is not None and sched.in_flight == 1 and not sched.finished
+    entry = await take(sched)
+    assert sched.in_flight == 1 and not sched.finished
+    sched.fetched(entry, Signal.OK)
     sched.done(entry)
     assert sched.finished
 
 
 async def test_close_stops_hand_out_but_waits_for_in_flight() -> None:
     sched, _ = scheduler()
-    await sched.add([Request("http://a.test/1"), Request("http://a.test/2")])
-    entry = await sched.next()
-    assert entry is not None
+    await sched.add([Request("http://a.test/1"), Request("http://b.test/2")])
+    entry = await take(sched)
     sched.close()
     assert await sched.next() is None
     assert not sched.finished

@@ -181,9 +181,9 @@ def test_database_path() -> None:
     assert custom.database_path("books") == Path("/tmp/crawls/books-main.db")
 
 
-@pytest.mark.xfail(strict=True, reason="GAP: DESIGN lists robots_txt as a core setting; Settings has no such key")
 def test_robots_txt_is_a_setting() -> None:
-    assert load_settings(overrides=["robots_txt=false"]).robots_txt is False  # type: ignore[attr-defined]
+    assert load_settings().robots_txt is True
+    assert load_settings(overrides=["robots_txt=false"]).robots_txt is False
 
 
 def test_settings_model_forbids_extra_keys() -> None:

@@ -88,8 +88,8 @@ async def test_new_field_adds_a_column_and_keeps_old_rows(database: Path) -> Non
 
 
 async def test_page_commit_records_requests_outcome_and_errors(database: Path) -> None:
-    start = Scheduled(Request("http://b.test/"), "fp-start")
-    child = Scheduled(Request("http://b.test/next", priority=5, depth=1), "fp-child")
+    start = Scheduled(Request("http://b.test/"), "fp-start", "b.test")
+    child = Scheduled(Request("http://b.test/next", priority=5, depth=1), "fp-child", "b.test")
     error = ErrorRecord("http://b.test/", "validate", "ValidationError", "price missing", "trace")
     await write(
         database,

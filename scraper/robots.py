@@ -1,0 +1,170 @@
+"""robots.txt (RFC 9309) as a fetch middleware: a request passes on to the handler only once its
+origin's robots.txt is known and allows it. The file itself is fetched through the same inner
+chain (same session, same host limits), once per origin, and cached for the crawl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+import time
+from typing import Protocol
+
+from protego import Protego
+from yarl import URL
+
+from scraper.errors import FetchError, Filtered, TryLater
+from scraper.http import Request, Response
+from scraper.middleware import Handler
+from scraper.settings import Settings
+from scraper.stats import Stats
+
+logger = logging.getLogger(__name__)
+
+ALL_STATUSES = range(100, 600)
+"""``allow_statuses`` for robots.txt fetches: every status is an answer here, not an error."""
+
+MAX_REDIRECTS = 5  # RFC 9309 2.3.1.2: follow at least five; beyond that the file is "unavailable"
+MAX_UNAVAILABLE = 3  # consecutive 5xx/unreachable outcomes before an origin is given up
+
+
+class CrawlDelaySink(Protocol):
+    """Where a Crawl-delay goes (the host limiter); kept narrow so robots knows nothing else of it."""
+
+    def set_crawl_delay(self, host: str, seconds: float) -> None: ...
+
+
+class _Verdict(enum.Enum):
+    ALLOW_ALL = "allow all"  # 4xx, or too many redirects: RFC 9309 says crawl freely
+    UNAVAILABLE = "unavailable"  # 5xx or unreachable: RFC 9309 says assume complete disallow
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class _Policy:
+    """What is known of one origin's robots.txt: parsed rules or a verdict; while unavailable,
+    when to fetch again and how many times in a row it failed."""
+
+    rules: Protego | _Verdict
+    failures: int = 0
+    retry_at: float = 0.0
+    reason: str = ""
+
+    def stale(self, now: float) -> bool:
+        """An unavailable file is refetched after its window, until the origin is given up."""
+        return self.rules is _Verdict.UNAVAILABLE and self.failures < MAX_UNAVAILABLE and now >= self.retry_at
+
+
+class RobotsTxt:
+    """Fetch middleware obeying robots.txt (RFC 9309), one cached policy per origin (scheme://host:port).
+
+    Stats: ``robots/fetched`` (a file parsed), ``robots/allow_all`` (4xx or a redirect maze),
+    ``robots/unavailable`` (each 5xx/unreachable outcome), ``robots/disallowed`` (requests filtered).
+    """
+
+    def __init__(self, *, settings: Settings, stats: Stats, limiter: CrawlDelaySink) -> None:
+        self._settings = settings
+        self._stats = stats
+        self._limiter = limiter
+        # RFC 9309 2.2.1: groups match the product token, the user agent up to its first "/"
+        self._token = settings.user_agent.split("/", 1)[0].strip()
+        self._policies: dict[str, _Policy] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        # every status is an answer (judged below); the body cap keeps a huge file cheap
+        self._robots_meta = {
+            "robots_txt": True,
+            "allow_statuses": ALL_STATUSES,
+            "max_response_bytes": settings.robots.max_bytes,
+        }
+
+    async def __call__(self, request: Request, handler: Handler) -> Response:
+        if (request.meta or {}).get("robots_txt"):
+            return await handler(request)
+        policy = await self._policy_for(URL(request.url), handler)
+        self._check(policy, request.url)
+        return await handler(request)
+
+    async def _policy_for(self, url: URL, handler: Handler) -> _Policy:
+        """The origin's policy, fetching robots.txt if unknown or due again. One fetch per origin
+        at a time: latecomers wait on the lock, then find the cache filled."""
+        origin = str(url.origin())
+        policy = self._policies.get(origin)
+        if policy is not None and not policy.stale(time.monotonic()):
+            return policy
+        async with self._locks.setdefault(origin, asyncio.Lock()):
+            policy = self._policies.get(origin)
+            if policy is None or policy.stale(time.monotonic()):
+                policy = await self._load(origin, url.host or "", handler, policy)
+                self._policies[origin] = policy
+            return policy
+
+    def _check(self, policy: _Policy, url: str) -> None:
+        """Return if ``url`` may be fetched; else raise ``Filtered`` or, while the file is down, ``TryLater``."""
+        rules = policy.rules
+        if rules is _Verdict.ALLOW_ALL:
+            return
+        if isinstance(rules, Protego):
+            if rules.can_fetch(url, self._token):
+                return
+            self._stats.increment("robots/disallowed")
+            raise Filtered("robots.txt")
+        if policy.failures >= MAX_UNAVAILABLE:
+            self._stats.increment("robots/disallowed")
+            raise Filtered("robots.txt unavailable")
+        raise TryLater(f"robots.txt unavailable ({policy.reason})", until=policy.retry_at)
+
+    async def _load(self, origin: str, host: str, handler: Handler, previous: _Policy | None) -> _Policy:
+        """Fetch and judge the file by RFC 9309's status rules."""
+        try:
+            response = await self._fetch(origin + "/robots.txt", handler)
+        except FetchError as exc:
+            return self._unavailable(origin, type(exc).__name__, previous)
+        unavailable = response is not None and (response.status >= 500 or response.status == 429)
+        if response is None or not (200 <= response.status < 300 or unavailable):
+            logger.debug("robots.txt of %s: allow all (%s)", origin, response and response.status)
+            self._stats.increment("robots/allow_all")
+            return _Policy(_Verdict.ALLOW_ALL)
+        if unavailable:  # 429 too: a server asking us to slow down is not saying "allow all"
+            return self._unavailable(origin, f"HTTP {response.status}", previous)
+        rules = Protego.parse(self._decode(response.body))
+        self._stats.increment("robots/fetched")
+        delay = rules.crawl_delay(self._token)
+        if delay is not None:
+            self._limiter.set_crawl_delay(host, min(delay, self._settings.robots.max_crawl_delay))
+        return _Policy(rules)
+
+    async def _fetch(self, url: str, handler: Handler) -> Response | None:
+        """The final response after up to ``MAX_REDIRECTS`` hops, each through ``handler``;
+        ``None`` when the redirects go on longer or lead somewhere not fetchable (no file, as RFC 9309
+        treats a redirect maze)."""
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await handler(Request(url, meta=dict(self._robots_meta)))
+            location = response.headers.get("Location")
+            if not (300 <= response.status < 400 and location):
+                return response
+            try:
+                target = URL(response.url).join(URL(location))
+            except ValueError:
+                return None
+            if target.scheme not in ("http", "https") or not target.host:
+                return None
+            url = str(target)
+        return None
+
+    def _unavailable(self, origin: str, reason: str, previous: _Policy | None) -> _Policy:
+        """Disallow the origin for ``unavailable_retry`` seconds; failures count only while consecutive."""
+        failures = previous.failures + 1 if previous is not None else 1
+        self._stats.increment("robots/unavailable")
+        logger.info("robots.txt of %s unavailable (%s), failure %d of %d", origin, reason, failures, MAX_UNAVAILABLE)
+        retry_at = time.monotonic() + self._settings.robots.unavailable_retry
+        return _Policy(_Verdict.UNAVAILABLE, failures=failures, retry_at=retry_at, reason=reason)
+
+    def _decode(self, body: bytes) -> str:
+        """The first ``max_bytes`` as UTF-8 (a BOM ignored). A cut line is dropped whole, so that
+        ``Disallow: /private`` cut to ``Disallow: /`` cannot shut the whole site."""
+        limit = self._settings.robots.max_bytes
+        if len(body) > limit:
+            body = body[:limit]
+            body = body[: body.rfind(b"\n") + 1]
+        return body.decode("utf-8-sig", errors="replace")

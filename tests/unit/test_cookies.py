@@ -1,0 +1,110 @@
+"""Tests for the crawl's cookie jar: public-suffix Domains refused, everything else as aiohttp."""
+
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+
+import aiohttp
+from yarl import URL
+
+from scraper.cookies import CrawlCookieJar
+
+SHOP = URL("http://shop.example.co.uk/basket")
+
+
+def set_cookie(header: str) -> SimpleCookie:
+    """One ``Set-Cookie`` header value as aiohttp hands it to the jar."""
+    cookie = SimpleCookie()
+    cookie.load(header)
+    return cookie
+
+
+def sent_to(jar: aiohttp.CookieJar, url: str) -> dict[str, str]:
+    return {name: morsel.value for name, morsel in jar.filter_cookies(URL(url)).items()}
+
+
+async def test_refuses_public_suffix_domain() -> None:
+    jar = CrawlCookieJar()
+    jar.update_cookies(set_cookie("tracker=1; Domain=co.uk; Path=/"), SHOP)
+    jar.update_cookies(set_cookie("dotted=1; Domain=.CO.UK; Path=/"), SHOP)
+    assert len(jar) == 0
+    assert sent_to(jar, "http://other.co.uk/") == {}
+    assert sent_to(jar, "http://shop.example.co.uk/") == {}
+
+
+async def test_plain_aiohttp_jar_would_have_kept_it() -> None:
+    # negative control: the refusal above is ours, not aiohttp's
+    jar = aiohttp.CookieJar()
+    jar.update_cookies(set_cookie("tracker=1; Domain=co.uk; Path=/"), SHOP)
+    assert sent_to(jar, "http://other.co.uk/") == {"tracker": "1"}
+
+
+async def test_keeps_registrable_domain() -> None:
+    jar = CrawlCookieJar()
+    jar.update_cookies(set_cookie("session=abc; Domain=example.co.uk; Path=/"), SHOP)
+    assert sent_to(jar, "http://www.example.co.uk/") == {"session": "abc"}
+    assert sent_to(jar, "http://example.co.uk/") == {"session": "abc"}
+    assert sent_to(jar, "http://example2.co.uk/") == {}
+
+
+async def test_keeps_host_only_cookie_for_its_host() -> None:
+    jar = CrawlCookieJar()
+    jar.update_cookies(set_cookie("cart=7; Path=/"), SHOP)
+    assert sent_to(jar, "http://shop.example.co.uk/checkout") == {"cart": "7"}
+    assert sent_to(jar, "http://www.example.co.uk/") == {}
+    assert sent_to(jar, "http://sub.shop.example.co.uk/") == {}
+
+
+async def test_filters_each_cookie_of_a_response() -> None:
+    jar = CrawlCookieJar()
+    cookies = set_cookie("good=1; Domain=example.co.uk; Path=/")
+    cookies.update(set_cookie("bad=2; Domain=uk; Path=/"))
+    cookies.update(set_cookie("local=3; Path=/"))
+    jar.update_cookies(cookies, SHOP)
+    assert sent_to(jar, "http://shop.example.co.uk/") == {"good": "1", "local": "3"}
+
+
+async def test_refuses_private_suffix_domain() -> None:
+    jar = CrawlCookieJar()
+    jar.update_cookies(set_cookie("pages=1; Domain=github.io; Path=/"), URL("https://x.github.io/"))
+    jar.update_cookies(set_cookie("mine=2; Domain=x.github.io; Path=/"), URL("https://x.github.io/"))
+    assert sent_to(jar, "https://y.github.io/") == {}
+    assert sent_to(jar, "https://x.github.io/") == {"mine": "2"}
+
+
+async def test_public_suffix_that_is_the_host_becomes_host_only() -> None:
+    jar = CrawlCookieJar()
+    header = set_cookie("site=1; Domain=github.io; Path=/")
+    jar.update_cookies(header, URL("https://github.io/"))
+    assert sent_to(jar, "https://github.io/") == {"site": "1"}
+    assert sent_to(jar, "https://x.github.io/") == {}
+    assert header["site"]["domain"] == "github.io"  # the caller's morsel is left as it came
+
+
+async def test_accepts_pairs_and_plain_values() -> None:
+    jar = CrawlCookieJar()
+    morsels = set_cookie("bad=1; Domain=com; Path=/")
+    good = set_cookie("good=2; Domain=example.com; Path=/")
+    jar.update_cookies([("bad", morsels["bad"]), ("good", good["good"])], URL("http://www.example.com/"))
+    jar.update_cookies({"plain": "3"}, URL("http://www.example.com/"))
+    assert sent_to(jar, "http://www.example.com/") == {"good": "2", "plain": "3"}
+    assert sent_to(jar, "http://other.com/") == {}
+
+
+async def test_ip_host_cookies_kept_when_unsafe() -> None:
+    jar = CrawlCookieJar(unsafe=True)
+    jar.update_cookies(set_cookie("session=ip; Path=/"), URL("http://127.0.0.1:8765/login"))
+    assert sent_to(jar, "http://127.0.0.1:8765/account") == {"session": "ip"}
+    assert sent_to(jar, "http://127.0.0.2:8765/account") == {}
+
+
+async def test_ip_host_with_its_own_domain_attribute_kept_when_unsafe() -> None:
+    jar = CrawlCookieJar(unsafe=True)
+    jar.update_cookies(set_cookie("session=ip; Domain=127.0.0.1; Path=/"), URL("http://127.0.0.1:8765/"))
+    assert sent_to(jar, "http://127.0.0.1:8765/") == {"session": "ip"}
+
+
+async def test_ip_host_cookies_refused_by_default() -> None:
+    jar = CrawlCookieJar()
+    jar.update_cookies(set_cookie("session=ip; Path=/"), URL("http://127.0.0.1:8765/login"))
+    assert sent_to(jar, "http://127.0.0.1:8765/account") == {}
