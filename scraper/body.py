@@ -155,19 +155,26 @@ def check_headers(headers: Mapping[str, str], *, url: str, limit: int, content_t
         raise ContentTypeRefused(f"Content-Type {media_type!r} is not in content_types", url=url)
 
 
-async def read_body(chunks: AsyncIterable[bytes], *, content_encoding: str | None, limit: int, url: str) -> bytes:
+async def read_body(
+    chunks: AsyncIterable[bytes], *, content_encoding: str | None, limit: int, url: str, truncate: bool = False
+) -> bytes:
     """The decoded body; ``ResponseTooLarge`` as soon as it (or the raw stream) passes ``limit``,
-    so memory stays O(limit) whatever the compression ratio. An empty body is accepted as is,
-    whatever its Content-Encoding (HEAD, 204 and 304 replies often keep the header)."""
+    so memory stays O(limit) whatever the compression ratio. With ``truncate`` the first
+    ``limit`` bytes are returned instead (robots.txt: parse what fits). An empty body is
+    accepted as is, whatever its Content-Encoding (HEAD, 204 and 304 replies often keep it)."""
     decoders = _decoders_for(content_encoding, url)
     body = bytearray()
     received = 0
     async for chunk in chunks:
         received += len(chunk)
         if received > limit:
+            if truncate:
+                return bytes(body)[:limit]
             raise ResponseTooLarge(f"raw body larger than max_response_bytes={limit}", url=url)
         for piece in _decoded(decoders, chunk, url):
             if len(body) + len(piece) > limit:
+                if truncate:
+                    return bytes(body + piece[: limit - len(body)])
                 raise ResponseTooLarge(f"decoded body larger than max_response_bytes={limit}", url=url)
             body += piece
     for decoder in decoders if received else ():

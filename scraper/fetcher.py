@@ -9,6 +9,7 @@ one deadline. aiohttp's exceptions stop here: callers only see ``FetchError`` su
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 from types import TracebackType
 
@@ -114,13 +115,19 @@ class Fetcher:
         limit = int((request.meta or {}).get("max_response_bytes", self._settings.max_response_bytes))
         if 300 <= reply.status < 400:
             limit = min(limit, _REDIRECT_BODY_LIMIT)  # a redirect's body is never used
-        check_headers(reply.headers, url=request.url, limit=limit, content_types=self._content_types(reply, request))
+        truncate = bool((request.meta or {}).get("truncate_body"))
+        content_types = self._content_types(reply, request)
+        length_cap = sys.maxsize if truncate else limit  # a truncated read never needs the whole body
+        check_headers(reply.headers, url=request.url, limit=length_cap, content_types=content_types)
         body = await read_body(
             reply.content.iter_chunked(_READ_CHUNK),
             content_encoding=reply.headers.get("Content-Encoding"),
             limit=limit,
             url=request.url,
+            truncate=truncate,
         )
+        if truncate:
+            reply.close()  # the rest of the body is not wanted
         self._stats.increment("bytes/received", len(body))
         return body
 

@@ -75,6 +75,7 @@ class RobotsTxt:
         self._robots_meta = {
             "robots_txt": True,
             "allow_statuses": ALL_STATUSES,
+            "truncate_body": True,
             "max_response_bytes": settings.robots.max_bytes,
         }
 
