@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from rich.text import Text
 
 from scraper import __version__
 from scraper.demo_site import build_catalog, make_app, serve
@@ -21,6 +22,7 @@ from scraper.errors import ScraperError
 from scraper.progress import live_progress, summary
 from scraper.project import Project
 from scraper.query import run_query
+from scraper.ratelimit import describe_policy
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -138,6 +140,8 @@ async def _crawl(engine: Engine) -> tuple[CrawlResult, int]:
 
     for signum in _SIGNAL_EXIT:
         loop.add_signal_handler(signum, on_signal, signum)
+    policy = describe_policy(engine.settings).replace("\n", "\n        ")
+    err.print(Text("policy  ", style="bold") + Text(policy), style="dim", soft_wrap=True)
     try:
         async with live_progress(engine.stats, engine.scheduler, err):
             result = await engine.run()
