@@ -7,6 +7,7 @@ dicts and nested models are stored as JSON text. Plain dicts go to the table ``i
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 import types
@@ -110,8 +111,9 @@ def sql_type(annotation: Any) -> str:
     return "TEXT"
 
 
+@functools.cache
 def columns_of(item_class: type[Item]) -> dict[str, str]:
-    """Column name → SQLite type, in field order."""
+    """Column name → SQLite type, in field order (computed once per class; do not mutate)."""
     return {name: sql_type(field.annotation) for name, field in item_class.model_fields.items()}
 
 
