@@ -137,7 +137,10 @@ class Scheduler:
         return None
 
     def wake_time(self) -> float | None:
-        """When ``next`` may have something again without any other event (monotonic)."""
+        """When ``next`` may have something again without any other event (monotonic); None
+        when only an event can help (nothing waiting, or closed)."""
+        if self._closed:
+            return None
         times = [t for t in (self._hosts[0][0] if self._hosts else None, self._frontier.next_due()) if t is not None]
         return min(times) if times else None
 
