@@ -159,7 +159,8 @@ async def read_body(
     chunks: AsyncIterable[bytes], *, content_encoding: str | None, limit: int, url: str, truncate: bool = False
 ) -> bytes:
     """The decoded body; ``ResponseTooLarge`` as soon as it (or the raw stream) passes ``limit``,
-    so memory stays O(limit) whatever the compression ratio. With ``truncate`` the first
+    so memory stays the limit plus the decompressor's window (up to 16 MiB for brotli, 8 MiB
+    for zstd) whatever the compression ratio. With ``truncate`` the first
     ``limit`` bytes are returned instead (robots.txt: parse what fits). An empty body is
     accepted as is, whatever its Content-Encoding (HEAD, 204 and 304 replies often keep it)."""
     decoders = _decoders_for(content_encoding, url)

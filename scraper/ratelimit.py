@@ -16,6 +16,7 @@ import logging
 import math
 import time
 
+from scraper.errors import TryLater
 from scraper.settings import HostPolicy, Settings
 from scraper.stats import Stats
 
@@ -94,11 +95,14 @@ class HostLimiter:
         state.next_start = max(now, state.next_start) + state.delay
 
     async def wait_turn(self, host: str) -> None:
-        """Sleep until ``delay`` has passed since the last real start to ``host``."""
+        """Sleep until ``delay`` has passed since the last real start to ``host``. A host paused
+        since the request was handed out raises ``TryLater``: the request is parked, not sent."""
         state = self.state(host)
+        now = time.monotonic()
+        if state.paused_until > now:
+            raise TryLater(f"{host} is paused", until=state.paused_until)
         if not state.delay:
             return
-        now = time.monotonic()
         start = max(now, state.last_start + state.delay)
         state.last_start = start  # reserved before sleeping, so turns keep their order
         if start > now:
@@ -135,7 +139,8 @@ class HostLimiter:
 
     def _slow_down(self, host: str, state: HostState) -> None:
         state.limit = max(1, state.limit // 2)
-        state.delay = min(state.policy.max_delay, max(state.delay * 2, _FIRST_BACKOFF_DELAY))
+        slower = min(state.policy.max_delay, max(state.delay * 2, _FIRST_BACKOFF_DELAY))
+        state.delay = max(state.floor_delay, slower)  # never faster than configured or Crawl-delay
         state.successes = 0
         self._stats.increment("hosts/slowed_down")
         logger.info("slowing down %s: %d in flight, %.2fs apart", host, state.limit, state.delay)

@@ -82,7 +82,7 @@ class RobotsTxt:
     async def __call__(self, request: Request, handler: Handler) -> Response:
         if (request.meta or {}).get("robots_txt"):
             return await handler(request)
-        policy = await self._policy_for(URL(request.url), handler)
+        policy = await self._policy_for(URL(request.url), _through_same_proxy(request, handler))
         self._check(policy, request.url)
         return await handler(request)
 
@@ -169,3 +169,16 @@ class RobotsTxt:
             body = body[:limit]
             body = body[: body.rfind(b"\n") + 1]
         return body.decode("utf-8-sig", errors="replace")
+
+
+def _through_same_proxy(request: Request, handler: Handler) -> Handler:
+    """A handler that sends robots.txt through the proxy ``request`` uses, if it names one:
+    a spider that routes a site through a proxy must not reveal its own address there."""
+    proxy = (request.meta or {}).get("proxy")
+    if not proxy:
+        return handler
+
+    async def via_proxy(robots_request: Request) -> Response:
+        return await handler(robots_request.replace(meta={**(robots_request.meta or {}), "proxy": proxy}))
+
+    return via_proxy
