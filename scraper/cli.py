@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_crawl_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-s", dest="settings", action="append", default=[], metavar="KEY=VALUE", help="setting")
     parser.add_argument("--db", type=Path, help="database file (default: setting 'database')")
-    parser.add_argument("--fresh", action="store_true", help="start a new crawl (every run does, until resume lands)")
+    parser.add_argument("--fresh", action="store_true", help="start a new crawl instead of resuming an unfinished one")
 
 
 def _configure_logging(level: str) -> None:
@@ -96,7 +96,8 @@ def command_run(args: argparse.Namespace) -> int:
     spider_class = project.spider_class(args.spider)
     settings = project.settings(spider_class)
     spider = spider_class(**_parse_arguments(args.arguments))
-    engine = Engine(spider=spider, settings=settings, database=args.db or project.database(spider_class))
+    database = args.db or project.database(spider_class)
+    engine = Engine(spider=spider, settings=settings, database=database, fresh=args.fresh, notify=_notify)
     result, code = asyncio.run(_crawl(engine))
     _report(result, spider.name)
     return code
@@ -112,7 +113,9 @@ def command_demo(args: argparse.Namespace) -> int:
         catalog = build_catalog(args.products)
         async with serve(make_app(catalog)) as base_url:
             err.print(f"demo shop with {len(catalog.products):,} products at {base_url}", highlight=False)
-            engine = Engine(spider=spider_class(base_url=base_url), settings=settings, database=database)
+            spider = spider_class(base_url=base_url)
+            # the shop gets a new port each time, so an old demo crawl cannot be resumed
+            engine = Engine(spider=spider, settings=settings, database=database, fresh=True, notify=_notify)
             return await _crawl(engine), len(catalog.products)
 
     (result, code), expected = asyncio.run(serve_and_crawl())
@@ -143,7 +146,7 @@ async def _crawl(engine: Engine) -> tuple[CrawlResult, int]:
     policy = describe_policy(engine.settings).replace("\n", "\n        ")
     err.print(Text("policy  ", style="bold") + Text(policy), style="dim", soft_wrap=True)
     try:
-        async with live_progress(engine.stats, engine.scheduler, err):
+        async with live_progress(engine, err):
             result = await engine.run()
     except asyncio.CancelledError:
         raise SystemExit(_SIGNAL_EXIT[received[-1]] if received else EXIT_FAILED) from None
@@ -153,6 +156,10 @@ async def _crawl(engine: Engine) -> tuple[CrawlResult, int]:
     if received:
         return result, _SIGNAL_EXIT[received[0]]
     return result, EXIT_OK if result.status == "finished" else EXIT_FAILED
+
+
+def _notify(message: str) -> None:
+    err.print(message, style="bold", highlight=False, soft_wrap=True)
 
 
 def _report(result: CrawlResult, spider: str) -> None:

@@ -1,36 +1,42 @@
 """Wires one crawl together and runs it: start requests → scheduler → queue → workers
-(fetch → callback → pipeline) → storage. The engine decides nothing about a page itself;
-``Worker`` in ``scraper/worker.py`` handles one request end to end."""
+(fetch → callback → pipeline) → storage. The engine decides nothing about a page itself:
+``Worker`` handles one request end to end, ``Feeder`` keeps the workers supplied and
+watches the limits."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
-import math
-import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from scraper.crawls import CrawlStart
 from scraper.errors import ConfigError
+from scraper.feeder import DrainTimeout, Feeder
 from scraper.fetcher import Fetcher
-from scraper.frontier import MemoryFrontier, Scheduled
+from scraper.frontier import Frontier, MemoryFrontier, Scheduled
 from scraper.http import Request
 from scraper.loading import load_object
 from scraper.middleware import Middleware
 from scraper.pipeline import Pipeline
 from scraper.ratelimit import HostLimiter
+from scraper.records import Commit
 from scraper.robots import RobotsTxt
 from scraper.scheduler import Scheduler
+from scraper.seen import MemorySeen, SeenSet, StoredSeen
 from scraper.settings import Settings
 from scraper.spider import Spider
+from scraper.sqlite_frontier import SQLiteFrontier
 from scraper.stats import Stats
-from scraper.storage import Commit, Storage
+from scraper.storage import Storage
 from scraper.worker import Worker, error_record
 
 logger = logging.getLogger(__name__)
 
 _START_BATCH = 100
+_FINISHED_REASONS = frozenset({"finished", "max_pages", "max_items", "max_errors", "max_duration"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,125 +46,183 @@ class CrawlResult:
     reason: str
     stats: Stats
     database: Path
+    resumed: bool = False
 
 
 class Engine:
     """Builds the parts of a crawl; every configuration error surfaces here, before any I/O."""
 
-    def __init__(self, *, spider: Spider, settings: Settings, database: Path) -> None:
+    def __init__(
+        self,
+        *,
+        spider: Spider,
+        settings: Settings,
+        database: Path,
+        fresh: bool = False,
+        notify: Callable[[str], None] = logger.info,
+    ) -> None:
         self.spider = spider
         self.settings = settings
         self.database = database
         self.stats = Stats()
         self.limiter = HostLimiter(settings=settings, stats=self.stats)
-        self.scheduler = Scheduler(
-            frontier=MemoryFrontier(),
-            limiter=self.limiter,
-            settings=settings,
-            stats=self.stats,
-            allowed_domains=spider.allowed_domains,
-        )
+        self.scheduler: Scheduler | None = None  # built once the database is open
+        self._fresh = fresh
+        self._notify = notify
         self._pipeline = Pipeline.from_settings(settings.pipelines)
         self._middlewares = load_middlewares(settings=settings, stats=self.stats, limiter=self.limiter)
         self._stop_reason: str | None = None
 
+    @property
+    def pending(self) -> int:
+        return self.scheduler.pending if self.scheduler else 0
+
+    @property
+    def in_flight(self) -> int:
+        return self.scheduler.in_flight if self.scheduler else 0
+
     def stop(self, reason: str) -> None:
-        """Take no new work; requests in flight finish, then ``run`` returns."""
+        """Take no new work; requests in flight finish (within ``close.drain_timeout``)."""
         if self._stop_reason is None:
             self._stop_reason = reason
-            logger.info("stopping (%s): finishing %d requests in flight", reason, self.scheduler.in_flight)
-        self.scheduler.close()
+            logger.info("stopping (%s): finishing %d requests in flight", reason, self.in_flight)
+        if self.scheduler is not None:
+            self.scheduler.close()
 
     async def run(self) -> CrawlResult:
         async with AsyncExitStack() as stack:
             storage = await stack.enter_async_context(
-                Storage(self.database, stats=self.stats, batch_size=self.settings.write_batch)
+                Storage(
+                    self.database,
+                    stats=self.stats,
+                    batch_size=self.settings.write_batch,
+                    max_items=self.settings.close.max_items,
+                )
             )
+            start = await storage.begin_crawl(self.spider.name, fresh=self._fresh)
+            self._continue_from(start)
+            self.scheduler = self._scheduler(storage, start)
+            if self._stop_reason is not None:  # a signal arrived while the database opened
+                self.scheduler.close()
             fetcher = await stack.enter_async_context(
                 Fetcher(settings=self.settings, limiter=self.limiter, middlewares=self._middlewares, stats=self.stats)
             )
-            crawl_id = await storage.begin_crawl(self.spider.name)
-            status, reason = "failed", "error"
-            try:
-                await self.spider.opened()
-                await self._pipeline.open(self.spider)
-                worker = Worker(
-                    spider=self.spider,
-                    fetcher=fetcher,
-                    scheduler=self.scheduler,
-                    limiter=self.limiter,
-                    pipeline=self._pipeline,
-                    storage=storage,
-                    settings=self.settings,
-                    stats=self.stats,
-                    on_progress=self._check_limits,
-                )
-                await self._crawl(worker, storage)
-                reason = self._stop_reason or "finished"
-                status = "finished" if reason in {"finished", *_LIMIT_REASONS} else "interrupted"
-            except BaseException as exc:
-                reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, asyncio.CancelledError) else "cancelled"
-                status = "interrupted" if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)) else "failed"
-                raise
-            finally:
-                await self._close(storage, status, reason)
-        return CrawlResult(crawl_id, status, reason, self.stats, self.database)
+            status, reason = await self._run_crawl(self.scheduler, fetcher, storage)
+        return CrawlResult(start.crawl_id, status, reason, self.stats, self.database, start.resumed)
 
-    async def _crawl(self, worker: Worker, storage: Storage) -> None:
-        queue: asyncio.Queue[Scheduled | None] = asyncio.Queue(maxsize=self.settings.concurrency * 2)
+    async def _run_crawl(self, scheduler: Scheduler, fetcher: Fetcher, storage: Storage) -> tuple[str, str]:
+        status, reason = "failed", "error"
+        try:
+            await self.spider.opened()
+            await self._pipeline.open(self.spider)
+            queue: asyncio.Queue[Scheduled | None] = asyncio.Queue(maxsize=self.settings.concurrency * 2)
+            feeder = Feeder(scheduler=scheduler, queue=queue, settings=self.settings, stop=self.stop)
+
+            def on_progress() -> None:
+                feeder.progress()
+                self._check_limits(storage)
+
+            worker = Worker(
+                spider=self.spider,
+                fetcher=fetcher,
+                scheduler=scheduler,
+                limiter=self.limiter,
+                pipeline=self._pipeline,
+                storage=storage,
+                settings=self.settings,
+                stats=self.stats,
+                on_progress=on_progress,
+            )
+            await self._crawl(scheduler, queue, worker, feeder, storage)
+            reason = scheduler.limit_reached or self._stop_reason or "finished"
+            status = "finished" if reason in _FINISHED_REASONS else "interrupted"
+        except DrainTimeout as exc:
+            status, reason = "interrupted", f"{self._stop_reason}: {exc}"
+        except BaseException as exc:
+            cancelled = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt))
+            status = "interrupted" if cancelled else "failed"
+            reason = self._stop_reason or "cancelled" if cancelled else f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            await self._close(storage, status, reason)
+        return status, reason
+
+    def _continue_from(self, start: CrawlStart) -> None:
+        """A resumed crawl keeps counting from where it stopped; stored items are recounted."""
+        self._notify(start.describe(self.spider.name))
+        if not start.resumed:
+            return
+        for key, value in start.stats.items():
+            if isinstance(value, int) and not key.startswith("items/"):
+                self.stats.counts[key] = value
+        for table, count in start.items.items():
+            self.stats.counts[f"items/{table}"] = count
+        self.stats.counts["items/stored"] = sum(start.items.values())
+
+    def _scheduler(self, storage: Storage, start: CrawlStart) -> Scheduler:
+        policy = self.settings.frontier
+        frontier: Frontier
+        seen: SeenSet
+        if policy.backend == "sqlite":
+            frontier = SQLiteFrontier(
+                storage=storage, spider=self.spider, buffer=policy.buffer, spilled=start.states.get("pending", 0)
+            )
+            seen = StoredSeen(storage, cache_size=policy.seen_cache)
+        else:
+            frontier, seen = MemoryFrontier(), MemorySeen()
+        return Scheduler(
+            frontier=frontier,
+            seen=seen,
+            limiter=self.limiter,
+            settings=self.settings,
+            stats=self.stats,
+            allowed_domains=self.spider.allowed_domains,
+        )
+
+    async def _crawl(
+        self,
+        scheduler: Scheduler,
+        queue: asyncio.Queue[Scheduled | None],
+        worker: Worker,
+        feeder: Feeder,
+        storage: Storage,
+    ) -> None:
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._seed(storage), name="start-requests")
+                group.create_task(self._seed(scheduler, storage), name="start-requests")
                 for number in range(self.settings.concurrency):
                     group.create_task(worker.run(queue), name=f"worker-{number}")
-                group.create_task(self._feed(queue), name="feeder")
+                group.create_task(feeder.run(), name="feeder")
         except BaseExceptionGroup as failures:
             raise failures.exceptions[0] from None  # the first cause; the rest were cancelled by it
 
-    async def _seed(self, storage: Storage) -> None:
-        """Admit the spider's start requests in batches while the crawl already runs."""
-        with self.scheduler.producing():
-            batch = []
+    async def _seed(self, scheduler: Scheduler, storage: Storage) -> None:
+        """Admit the spider's start requests in batches while the crawl already runs (on
+        resume, those already seen are duplicates and cost nothing)."""
+        with scheduler.producing():
+            batch: list[Request] = []
             try:
                 async for request in self.spider.start_requests():
-                    if self.scheduler.closed:
+                    if scheduler.closed:
                         break
                     batch.append(request)
                     if len(batch) >= _START_BATCH:
-                        await self._admit_start(batch, storage)
+                        await self._admit_start(scheduler, batch, storage)
                         batch = []
             except ConfigError:
                 raise  # the spider says it cannot run as configured: end the crawl, loudly
             except Exception as exc:  # the callback boundary: a bad start generator ends seeding only
                 await storage.submit(Commit(errors=[error_record("start", exc, None, self.stats)]))
-            await self._admit_start(batch, storage)
+            await self._admit_start(scheduler, batch, storage)
 
-    async def _admit_start(self, batch: list[Request], storage: Storage) -> None:
-        admission = await self.scheduler.add(batch)
-        await storage.submit(Commit(requests=admission.admitted, refused=admission.refused))
+    async def _admit_start(self, scheduler: Scheduler, batch: list[Request], storage: Storage) -> None:
+        admission = await scheduler.add(batch)
+        errors = [error_record("start", error, request.url, self.stats) for request, error in admission.unstorable]
+        await storage.submit(Commit(requests=admission.admitted, refused=admission.refused, errors=errors))
 
-    async def _feed(self, queue: asyncio.Queue[Scheduled | None]) -> None:
-        """Keep the bounded queue topped up until nothing is pending, parked or in flight;
-        between hand-outs, sleep until the next host is ready or something changes."""
-        limit = self.settings.close.max_duration
-        deadline = time.monotonic() + limit if limit else math.inf
-        while not self.scheduler.finished:
-            if time.monotonic() >= deadline:
-                self.stop("max_duration")
-            entry = await self.scheduler.next()
-            if entry is not None:
-                await queue.put(entry)
-                continue
-            wake = min(self.scheduler.wake_time() or math.inf, deadline)
-            await self.scheduler.wait_for_change(until=None if wake == math.inf else wake)
-        for _ in range(self.settings.concurrency):
-            await queue.put(None)  # one stop signal per worker
-
-    def _check_limits(self) -> None:
+    def _check_limits(self, storage: Storage) -> None:
         limits, stats = self.settings.close, self.stats
-        if limits.max_pages and stats.get("pages") >= limits.max_pages:
-            self.stop("max_pages")
-        elif limits.max_items and stats.get("items/scraped") >= limits.max_items:
+        if limits.max_items and storage.items_stored >= limits.max_items:
             self.stop("max_items")
         elif limits.max_errors and stats.total("errors") >= limits.max_errors:
             self.stop("max_errors")
@@ -174,9 +238,6 @@ class Engine:
         except Exception:
             logger.exception("%s.closed() failed", type(self.spider).__name__)
         await storage.finish_crawl(status=status, reason=reason)
-
-
-_LIMIT_REASONS = frozenset({"max_pages", "max_items", "max_errors", "max_duration"})
 
 
 def load_middlewares(*, settings: Settings, stats: Stats, limiter: HostLimiter) -> list[Middleware]:

@@ -11,6 +11,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Protocol
 
+from scraper.codec import EncodedRequest
 from scraper.http import Request
 
 
@@ -22,6 +23,8 @@ class Scheduled:
     fingerprint: str
     host: str
     attempts: int = 0  # fetches already made (retries park the request with attempts + 1)
+    encoded: EncodedRequest | None = None  # its storable form (None: stored as it is, no body)
+    in_memory: bool = True  # False: spilled, it waits in the database until a refill
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,8 +56,16 @@ class Frontier(Protocol):
 
     def has_pending(self, host: str) -> bool: ...
 
+    def has_room(self) -> bool:
+        """Whether a new entry may be kept in memory (else it waits in the store only)."""
+        ...
+
+    async def refill(self) -> list[str]:
+        """Load entries waiting in the store when memory runs low; returns their hosts."""
+        ...
+
     def __len__(self) -> int:
-        """Every entry, ready or parked."""
+        """Every entry, ready, parked or waiting in the store."""
         ...
 
 
@@ -95,6 +106,12 @@ class MemoryFrontier:
 
     def has_pending(self, host: str) -> bool:
         return bool(self._queues.get(host))
+
+    def has_room(self) -> bool:
+        return True
+
+    async def refill(self) -> list[str]:
+        return []
 
     def __len__(self) -> int:
         return self._size

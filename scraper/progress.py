@@ -8,49 +8,62 @@ import shlex
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Protocol
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from scraper.scheduler import Scheduler
 from scraper.stats import Stats
 
 _REFRESH_SECONDS = 0.25
 
 
-def status_line(stats: Stats, scheduler: Scheduler) -> Text:
+class CrawlView(Protocol):
+    """What the live view reads of a running crawl."""
+
+    stats: Stats
+
+    @property
+    def pending(self) -> int: ...
+
+    @property
+    def in_flight(self) -> int: ...
+
+
+def status_line(crawl: CrawlView) -> Text:
+    stats = crawl.stats
     elapsed = max(stats.elapsed, 1e-9)
     pages = stats.get("pages")
     return Text.assemble(
         ("crawling ", "bold"),
         f"{pages:,} pages ({pages / elapsed:,.0f}/s) · ",
-        (f"{stats.get('items/scraped'):,} items", "green"),
+        (f"{stats.get('items/stored'):,} items stored", "green"),
         " · ",
         (f"{stats.total('errors'):,} errors", "red" if stats.total("errors") else ""),
-        f" · {scheduler.pending:,} pending · {scheduler.in_flight:,} handed out · {elapsed:,.1f}s",
+        f" · {crawl.pending:,} pending · {crawl.in_flight:,} handed out · {elapsed:,.1f}s",
     )
 
 
 @asynccontextmanager
-async def live_progress(stats: Stats, scheduler: Scheduler, console: Console) -> AsyncIterator[None]:
+async def live_progress(crawl: CrawlView, console: Console) -> AsyncIterator[None]:
     """Show ``status_line`` while the body runs, if ``console`` is a terminal."""
     if not console.is_terminal:
         yield
         return
-    with Live(status_line(stats, scheduler), console=console, transient=True, auto_refresh=False) as live:
+    with Live(status_line(crawl), console=console, transient=True, auto_refresh=False) as live:
         async with asyncio.TaskGroup() as group:
-            refresher = group.create_task(_refresh(live, stats, scheduler))
+            refresher = group.create_task(_refresh(live, crawl))
             try:
                 yield
             finally:
                 refresher.cancel()
 
 
-async def _refresh(live: Live, stats: Stats, scheduler: Scheduler) -> None:
+async def _refresh(live: Live, crawl: CrawlView) -> None:
     while True:
-        live.update(status_line(stats, scheduler), refresh=True)
+        live.update(status_line(crawl), refresh=True)
         await asyncio.sleep(_REFRESH_SECONDS)
 
 
@@ -66,7 +79,9 @@ def summary(
     table.add_row("crawl", f"{spider}: {status} ({reason})")
     table.add_row("pages", f"{pages:,} in {seconds:,.1f}s = {pages / max(seconds, 1e-9):,.0f} pages/s")
     stored = stats.under("items")
-    tables = {name: count for name, count in stored.items() if name not in {"scraped", "dropped"}}
+    tables = {
+        name: count for name, count in stored.items() if name not in {"scraped", "dropped", "stored", "over_limit"}
+    }
     table.add_row("items", ", ".join(f"{name}: {count:,}" for name, count in tables.items()) or "none")
     if stored.get("dropped"):
         table.add_row("dropped", f"{stored['dropped']:,} items (by pipeline stages)")

@@ -21,11 +21,13 @@ from contextlib import contextmanager
 
 from yarl import URL
 
+from scraper.codec import RequestNotStorable, encode
 from scraper.fingerprint import fingerprint
 from scraper.frontier import Frontier, Refused, Scheduled
 from scraper.http import Request
 from scraper.links import filter_reason
 from scraper.ratelimit import HostLimiter, Signal
+from scraper.seen import SeenSet
 from scraper.settings import Settings
 from scraper.stats import Stats
 
@@ -34,6 +36,7 @@ from scraper.stats import Stats
 class Admission:
     admitted: list[Scheduled] = dataclasses.field(default_factory=list)
     refused: list[Refused] = dataclasses.field(default_factory=list)
+    unstorable: list[tuple[Request, RequestNotStorable]] = dataclasses.field(default_factory=list)
 
 
 class Scheduler:
@@ -41,26 +44,29 @@ class Scheduler:
         self,
         *,
         frontier: Frontier,
+        seen: SeenSet,
         limiter: HostLimiter,
         settings: Settings,
         stats: Stats,
         allowed_domains: Sequence[str] = (),
     ) -> None:
         self._frontier = frontier
+        self._seen = seen
         self._limiter = limiter
         self._settings = settings
         self._stats = stats
         self._allowed = tuple(domain.lower().lstrip(".") for domain in allowed_domains)
-        self._seen: set[str] = set()
         self._per_host: Counter[str] = Counter()  # admitted requests, for per_host.max_pages
         self._hosts: list[tuple[float, int, str]] = []  # (ready time, order, host) of hosts with work
         self._queued_hosts: set[str] = set()  # hosts in _hosts
         self._full_hosts: set[str] = set()  # hosts with work whose slots are all taken
         self._order = itertools.count()
+        self._handed_out = 0
         self._in_flight = 0
         self._producers = 0
         self._changed = asyncio.Event()
         self._closed = False
+        self.limit_reached: str | None = None
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -68,34 +74,50 @@ class Scheduler:
         self, requests: Iterable[Request], *, parent: Request | None = None, depth: int | None = None
     ) -> Admission:
         """Admit new requests (links found on ``parent`` are one level deeper; redirect hops
-        pass ``depth``). Duplicates are only counted; other refusals are returned."""
+        pass ``depth``). Duplicates and unfollowable links are only counted; requests refused
+        by scope or budget, and requests that cannot be stored, are returned."""
         if depth is None:
             depth = parent.depth + 1 if parent is not None else 0
+        candidates = self._candidates(requests)
+        unseen = await self._seen.unseen([key for _, key in candidates if key])
         admission = Admission()
-        for request in requests:
-            await self._admit(request, depth, admission)
+        for request, key in candidates:
+            if key not in unseen and not request.dont_filter:
+                self._stats.increment("requests/filtered/duplicate")
+                continue
+            self._seen.add(key)
+            unseen.discard(key)  # a second copy in this batch is a duplicate
+            await self._admit(request, key, depth, admission)
         if admission.admitted:
             self._stats.increment("requests/admitted", len(admission.admitted))
             self._changed.set()
         return admission
 
-    async def _admit(self, request: Request, depth: int, admission: Admission) -> None:
-        reason = filter_reason(request.url, self._settings.links)
-        if reason is not None:
-            self._stats.increment(f"requests/filtered/{reason}")  # unparseable: no fingerprint, no row
-            return
-        key = fingerprint(request, self._settings.links.session_parameters)
-        if key in self._seen and not request.dont_filter:
-            self._stats.increment("requests/filtered/duplicate")
-            return
-        self._seen.add(key)
+    def _candidates(self, requests: Iterable[Request]) -> list[tuple[Request, str]]:
+        """Requests worth a fingerprint: unfollowable links and traps are counted and dropped."""
+        candidates = []
+        for request in requests:
+            reason = filter_reason(request.url, self._settings.links)
+            if reason is not None:
+                self._stats.increment(f"requests/filtered/{reason}")
+                continue
+            candidates.append((request, fingerprint(request, self._settings.links.session_parameters)))
+        return candidates
+
+    async def _admit(self, request: Request, key: str, depth: int, admission: Admission) -> None:
         host = URL(request.url).host or ""
         reason = self._scope_reason(host, depth)
         if reason is not None:
             self._stats.increment(f"requests/filtered/{reason}")
             admission.refused.append(Refused(request, key, host, reason))
             return
-        entry = Scheduled(request if request.depth == depth else request.replace(depth=depth), key, host)
+        try:
+            encoded = encode(request)
+        except RequestNotStorable as exc:
+            admission.unstorable.append((request, exc))
+            return
+        request = request if request.depth == depth else request.replace(depth=depth)
+        entry = Scheduled(request, key, host, encoded=encoded, in_memory=self._frontier.has_room())
         await self._frontier.push(entry)
         self._per_host[host] += 1
         self._schedule_host(host)
@@ -117,6 +139,8 @@ class Scheduler:
         """The next request of a host that may take one now (counted as in flight), or None."""
         if self._closed:
             return None
+        for host in await self._frontier.refill():
+            self._schedule_host(host)
         now = time.monotonic()
         for host in self._frontier.release_due(now):
             self._schedule_host(host)
@@ -133,8 +157,17 @@ class Scheduler:
             self._limiter.begin(host, now)
             self._schedule_host(host)
             self._in_flight += 1
+            self._count_hand_out()
             return entry
         return None
+
+    def _count_hand_out(self) -> None:
+        """``close.max_pages`` is exact: after that many fetches are handed out, none is."""
+        self._handed_out += 1
+        limit = self._settings.close.max_pages
+        if limit and self._handed_out >= limit:
+            self.limit_reached = "max_pages"
+            self.close()
 
     def wake_time(self) -> float | None:
         """When ``next`` may have something again without any other event (monotonic); None

@@ -25,8 +25,14 @@ CREATE TABLE IF NOT EXISTS scraper_requests (
     host        TEXT NOT NULL,
     depth       INTEGER NOT NULL,
     priority    INTEGER NOT NULL,
-    callback    TEXT,
+    callback    TEXT,                     -- the spider method's name
+    headers     TEXT,                     -- JSON
+    body        BLOB,
+    meta        TEXT,                     -- JSON
+    cb_kwargs   TEXT,                     -- JSON
+    dont_filter INTEGER NOT NULL DEFAULT 0,
     state       TEXT NOT NULL,            -- pending / done / failed / filtered
+    leased      INTEGER NOT NULL DEFAULT 0, -- 1: held by the running crawl (in memory or in flight)
     attempts    INTEGER NOT NULL DEFAULT 0,
     last_status INTEGER,
     reason      TEXT,                     -- why failed or filtered; for pending: the last retry's cause
@@ -35,7 +41,8 @@ CREATE TABLE IF NOT EXISTS scraper_requests (
     added_at    TEXT NOT NULL,
     updated_at  TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS scraper_requests_state ON scraper_requests (state, priority);
+CREATE INDEX IF NOT EXISTS scraper_requests_pending
+    ON scraper_requests (crawl_id, leased, priority DESC, id) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS scraper_requests_host ON scraper_requests (host, state);
 CREATE TABLE IF NOT EXISTS scraper_errors (
     id         INTEGER PRIMARY KEY,
@@ -50,21 +57,40 @@ CREATE TABLE IF NOT EXISTS scraper_errors (
 CREATE INDEX IF NOT EXISTS scraper_errors_crawl ON scraper_errors (crawl_id, stage);
 """
 
-INSERT_REQUEST = """
-INSERT INTO scraper_requests
-    (fingerprint, url, method, host, depth, priority, callback, state, reason, crawl_id, added_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+REQUEST_COLUMNS = (
+    "fingerprint, url, method, host, depth, priority, callback, headers, body, meta, cb_kwargs, dont_filter, "
+    "state, reason, leased, crawl_id, added_at, updated_at"
+)
+
+INSERT_REQUEST = f"""
+INSERT INTO scraper_requests ({REQUEST_COLUMNS})
+VALUES ({", ".join("?" * 18)})
 ON CONFLICT (fingerprint) DO UPDATE SET
-    state = excluded.state, attempts = 0, last_status = NULL, reason = excluded.reason, not_before = NULL,
-    crawl_id = excluded.crawl_id, depth = excluded.depth, priority = excluded.priority,
-    callback = excluded.callback, updated_at = excluded.updated_at
+    url = excluded.url, method = excluded.method, depth = excluded.depth, priority = excluded.priority,
+    callback = excluded.callback, headers = excluded.headers, body = excluded.body, meta = excluded.meta,
+    cb_kwargs = excluded.cb_kwargs, dont_filter = excluded.dont_filter, state = excluded.state,
+    reason = excluded.reason, leased = excluded.leased, attempts = 0, last_status = NULL, not_before = NULL,
+    crawl_id = excluded.crawl_id, updated_at = excluded.updated_at
 """
 
 FINISH_REQUEST = """
 UPDATE scraper_requests
-SET state = ?, attempts = ?, last_status = ?, reason = ?, not_before = ?, updated_at = ?
+SET state = ?, attempts = ?, last_status = ?, reason = ?, not_before = ?, leased = ?, updated_at = ?
 WHERE fingerprint = ?
 """
+
+PENDING_TO_LOAD = """
+SELECT id, fingerprint, url, method, host, depth, priority, callback, headers, body, meta, cb_kwargs,
+       dont_filter, attempts, not_before
+FROM scraper_requests
+WHERE crawl_id = ? AND state = 'pending' AND leased = 0
+ORDER BY priority DESC, id
+LIMIT ?
+"""
+
+LEASE = "UPDATE scraper_requests SET leased = 1 WHERE id = ?"
+
+RELEASE_LEASES = "UPDATE scraper_requests SET leased = 0 WHERE crawl_id = ? AND leased = 1"
 
 INSERT_ERROR = """
 INSERT INTO scraper_errors (crawl_id, url, stage, error_type, message, traceback, created_at)

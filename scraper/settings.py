@@ -10,7 +10,7 @@ import difflib
 import fnmatch
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 import yaml
@@ -78,7 +78,7 @@ class LinkPolicy(_Strict):
     """Which discovered URLs are worth admitting: traps end as filtered, not as endless crawls."""
 
     max_url_length: PositiveInt = 2083
-    max_per_page: NonNegativeInt = 0  # 0 = no cap
+    max_per_page: NonNegativeInt = 1000  # more requests from one page are dropped; 0 = no cap
     max_repeated_segments: PositiveInt = 3  # /a/b/a/b/a/b/a: a segment seen more often is a trap
     max_path_segments: PositiveInt = 32
     date_window_years: NonNegativeInt = 10  # URLs naming a year further from today are traps; 0 = off
@@ -90,10 +90,22 @@ class LinkPolicy(_Strict):
 class CloseLimits(_Strict):
     """Stop the crawl when a count is reached; 0 means no limit."""
 
-    max_items: NonNegativeInt = 0
-    max_pages: NonNegativeInt = 0
+    max_items: NonNegativeInt = 0  # exact: items past it are not stored
+    max_pages: NonNegativeInt = 0  # exact: no more fetches are handed out
     max_duration: NonNegativeFloat = 0.0
     max_errors: NonNegativeInt = 0
+    stall_timeout: NonNegativeFloat = 300.0  # no request finished this long while some run: stop
+    drain_timeout: NonNegativeFloat = 30.0  # after a stop, requests in flight get this long to finish
+
+
+class FrontierPolicy(_Strict):
+    """Where pending requests live. ``sqlite`` keeps them (and the seen-set) in the crawl's
+    database, so memory stays bounded and an interrupted crawl can resume; ``memory`` is a
+    little faster and forgets everything when the process ends."""
+
+    backend: Literal["sqlite", "memory"] = "sqlite"
+    buffer: PositiveInt = 5000  # requests held in memory; the rest wait in the database
+    seen_cache: PositiveInt = 100_000  # fingerprints remembered in memory before asking the database
 
 
 class Settings(_Strict):
@@ -119,6 +131,7 @@ class Settings(_Strict):
     robots: RobotsPolicy = RobotsPolicy()
     redirect: RedirectPolicy = RedirectPolicy()
     links: LinkPolicy = LinkPolicy()
+    frontier: FrontierPolicy = FrontierPolicy()
     max_depth: NonNegativeInt = 0
     close: CloseLimits = CloseLimits()
     user_agent: str = f"scraper/{__version__}"

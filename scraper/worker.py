@@ -27,13 +27,14 @@ from scraper.http import Request, Response
 from scraper.item import Item, columns_of, columns_of_dict, key_of, table_of, to_row
 from scraper.pipeline import Pipeline, Record, StageFailed
 from scraper.ratelimit import HostLimiter, Signal
+from scraper.records import Commit, ErrorRecord, Outcome, StoredItem
 from scraper.redirect import is_redirect, next_hop
 from scraper.retry import PAUSING_STATUSES, backoff_delay, is_retryable, retry_after_delay
 from scraper.scheduler import Scheduler
 from scraper.settings import Settings
 from scraper.spider import CallbackResult, Spider, callback_of, run_callback
 from scraper.stats import Stats
-from scraper.storage import Commit, ErrorRecord, Outcome, Storage, StoredItem
+from scraper.storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +167,7 @@ class Worker:
             )
         items, errors = await self._process_items(result, response)
         admission = await self._scheduler.add(self._capped(result, response), parent=entry.request)
+        errors += [error_record("parse", error, request.url, self._stats) for request, error in admission.unstorable]
         outcome = Outcome(entry.fingerprint, "done", attempts, status=response.status)
         return Commit(
             outcome=outcome, items=items, requests=admission.admitted, refused=admission.refused, errors=errors

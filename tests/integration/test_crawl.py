@@ -186,9 +186,9 @@ async def test_per_host_concurrency_is_respected_at_the_server(
     assert rows(database, "SELECT count(*) FROM item") == [(60,)]
 
 
-async def test_max_pages_stops_the_crawl_early(database: Path) -> None:
+async def test_max_pages_is_exact(database: Path) -> None:
     app, _ = slow_site(0.0)
     async with serve(app) as base_url:
         result = await crawl(CountingSpider(base_url, 200), database, concurrency=4, close={"max_pages": 20})
     assert (result.status, result.reason) == ("finished", "max_pages")
-    assert 20 <= result.stats.get("pages") < 200
+    assert result.stats.get("pages") == 20  # exact: no more fetches are handed out

@@ -103,8 +103,9 @@ async def test_host_delay_override_leaves_other_hosts_at_full_speed(database: Pa
         await crawl(LinkSpider(start), database, hosts={"localhost": {"delay": 0.3, "adaptive": False}})
     slow_times, fast_times = slow.times("/s/"), fast.times("/f/")
     assert min(gaps(slow_times)) >= 0.3 * SLACK
-    assert max(fast_times) < sorted(slow_times)[1]  # all of the fast host is done before the slow one's 2nd
-    assert sum(gaps(fast_times)) < 0.2
+    # all of the fast host is done before the slow one's 3rd start (with the delay on it, 9 gaps >= 2.7 s)
+    assert max(fast_times) < sorted(slow_times)[2]
+    assert sum(gaps(fast_times)) < 0.5
 
 
 # -- 3. 429 and Retry-After -----------------------------------------------------------------

@@ -10,6 +10,7 @@ from scraper.frontier import MemoryFrontier, Scheduled
 from scraper.http import Request
 from scraper.ratelimit import HostLimiter, Signal
 from scraper.scheduler import Scheduler
+from scraper.seen import MemorySeen
 from scraper.stats import Stats
 from tests.conftest import make_settings
 
@@ -19,7 +20,12 @@ def scheduler(allowed_domains: tuple[str, ...] = (), **settings: Any) -> tuple[S
     config = make_settings(**settings)
     limiter = HostLimiter(settings=config, stats=stats)
     sched = Scheduler(
-        frontier=MemoryFrontier(), limiter=limiter, settings=config, stats=stats, allowed_domains=allowed_domains
+        frontier=MemoryFrontier(),
+        seen=MemorySeen(),
+        limiter=limiter,
+        settings=config,
+        stats=stats,
+        allowed_domains=allowed_domains,
     )
     return sched, stats
 

@@ -14,8 +14,9 @@ from scraper.errors import StorageError
 from scraper.frontier import Scheduled
 from scraper.http import Request
 from scraper.item import Item
+from scraper.records import Commit, ErrorRecord, Outcome
 from scraper.stats import Stats
-from scraper.storage import Commit, ErrorRecord, Outcome, Storage
+from scraper.storage import Storage
 from scraper.worker import stored_item
 from tests.conftest import rows
 

@@ -1,0 +1,92 @@
+"""Requests as rows: what the SQLite frontier stores so that a crawl can resume in another
+process. No pickle: the callback is stored by name, headers, meta and ``cb_kwargs`` as JSON,
+the body as bytes. A request that cannot be stored this way is refused at admission with an
+error naming the culprit."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from scraper.errors import ScraperError
+from scraper.http import Request
+
+
+class RequestNotStorable(ScraperError):
+    """A request's meta, cb_kwargs or callback cannot be stored as JSON / a method name."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EncodedRequest:
+    """The storable parts of a request, ready for ``scraper_requests``."""
+
+    callback: str
+    headers: str | None
+    body: bytes | None
+    meta: str | None
+    cb_kwargs: str | None
+
+
+def encode(request: Request) -> EncodedRequest:
+    headers = dict(request.headers or {})
+    if (content_type := request.content_type()) and not any(k.lower() == "content-type" for k in headers):
+        headers["Content-Type"] = content_type
+    return EncodedRequest(
+        callback=_callback_name(request),
+        headers=_json(headers, "headers", request.url) if headers else None,
+        body=request.body(),
+        meta=_json(request.meta, "meta", request.url) if request.meta else None,
+        cb_kwargs=_json(request.cb_kwargs, "cb_kwargs", request.url) if request.cb_kwargs else None,
+    )
+
+
+def decode(row: Mapping[str, Any], spider: object) -> Request:
+    """The request a stored row describes, its callback looked up on ``spider`` by name."""
+    callback = None
+    if row["callback"] and row["callback"] != "parse":
+        callback = getattr(spider, row["callback"], None)
+        if callback is None:
+            raise RequestNotStorable(f"{type(spider).__name__} has no callback {row['callback']!r} for {row['url']}")
+    return Request(
+        row["url"],
+        callback=callback,
+        method=row["method"],
+        headers=json.loads(row["headers"]) if row["headers"] else None,
+        data=row["body"],
+        meta=json.loads(row["meta"]) if row["meta"] else None,
+        cb_kwargs=json.loads(row["cb_kwargs"]) if row["cb_kwargs"] else None,
+        priority=row["priority"],
+        dont_filter=bool(row["dont_filter"]),
+        depth=row["depth"],
+    )
+
+
+def _callback_name(request: Request) -> str:
+    callback = request.callback
+    if callback is None:
+        return "parse"
+    name = getattr(callback, "__name__", None)
+    if getattr(callback, "__self__", None) is None or not name:
+        raise RequestNotStorable(
+            f"callback of {request.url} must be a method of the spider (stored by name), not {callback!r}"
+        )
+    return str(name)
+
+
+def _json(value: Mapping[str, Any], field: str, url: str) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        culprit = next((key for key, item in value.items() if not _serialisable(item)), None)
+        where = f"{field}[{culprit!r}]" if culprit is not None else field
+        raise RequestNotStorable(f"{where} of {url} cannot be stored as JSON: {exc}") from None
+
+
+def _serialisable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True

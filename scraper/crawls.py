@@ -1,0 +1,92 @@
+"""Crawl bookkeeping in ``scraper_crawls``: start a crawl or resume the spider's unfinished
+one, and seal it with a status, a reason and its statistics."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from typing import Any
+
+import aiosqlite
+
+from scraper import schema
+
+RESUMABLE = ("running", "interrupted")  # "running" with no live process: it was killed
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CrawlStart:
+    crawl_id: int
+    resumed: bool
+    states: dict[str, int]  # request rows by state (a resumed crawl's progress so far)
+    items: dict[str, int]  # stored items by table
+    stats: dict[str, Any]  # the last statistics saved, to continue counting from
+
+    def describe(self, spider: str) -> str:
+        if not self.resumed:
+            return f"crawl {self.crawl_id} of {spider} started"
+        counts = ", ".join(f"{count:,} {state}" for state, count in sorted(self.states.items())) or "no requests"
+        items = sum(self.items.values())
+        return f"resuming crawl {self.crawl_id} of {spider}: {counts}; {items:,} items stored (--fresh starts anew)"
+
+
+async def begin(db: aiosqlite.Connection, spider: str, *, fresh: bool) -> CrawlStart:
+    """Resume the spider's last crawl if it did not finish (unless ``fresh``), else start one.
+
+    Resuming returns every lease to the pool: whatever a dead run held in memory or in flight
+    is pending again, and only those requests in flight at the crash can be fetched twice."""
+    async with db.execute(
+        "SELECT id, status, stats FROM scraper_crawls WHERE spider = ? ORDER BY id DESC LIMIT 1", (spider,)
+    ) as cursor:
+        last = await cursor.fetchone()
+    if last is not None and last[1] in RESUMABLE and not fresh:
+        return await _resume(db, last[0], json.loads(last[2]) if last[2] else {})
+    cursor = await db.execute(
+        "INSERT INTO scraper_crawls (spider, started_at, status) VALUES (?, ?, 'running')", (spider, utc_now())
+    )
+    return CrawlStart(cursor.lastrowid or 0, False, {}, {}, {})
+
+
+async def _resume(db: aiosqlite.Connection, crawl_id: int, stats: dict[str, Any]) -> CrawlStart:
+    await db.execute(
+        "UPDATE scraper_crawls SET status = 'running', finished_at = NULL, finish_reason = NULL WHERE id = ?",
+        (crawl_id,),
+    )
+    await db.execute(schema.RELEASE_LEASES, (crawl_id,))
+    async with db.execute(
+        "SELECT state, count(*) FROM scraper_requests WHERE crawl_id = ? GROUP BY state", (crawl_id,)
+    ) as cursor:
+        states = {state: count for state, count in await cursor.fetchall()}
+    return CrawlStart(crawl_id, True, states, await count_items(db, crawl_id), stats)
+
+
+async def count_items(db: aiosqlite.Connection, crawl_id: int) -> dict[str, int]:
+    """Stored items of a crawl by table (tables with a ``_crawl_id`` column)."""
+    async with db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'scraper\\_%' ESCAPE '\\'"
+        " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+    ) as cursor:
+        tables = [row[0] for row in await cursor.fetchall()]
+    counts = {}
+    for table in tables:
+        async with db.execute(f"SELECT count(*) FROM {schema.quote(table)} WHERE _crawl_id = ?", (crawl_id,)) as cursor:
+            row = await cursor.fetchone()
+        if row and row[0]:
+            counts[table] = int(row[0])
+    return counts
+
+
+async def save_stats(db: aiosqlite.Connection, crawl_id: int, stats: dict[str, Any]) -> None:
+    await db.execute("UPDATE scraper_crawls SET stats = ? WHERE id = ?", (json.dumps(stats), crawl_id))
+
+
+async def finish(db: aiosqlite.Connection, crawl_id: int, *, status: str, reason: str, stats: dict[str, Any]) -> None:
+    await db.execute(
+        "UPDATE scraper_crawls SET finished_at = ?, status = ?, finish_reason = ?, stats = ? WHERE id = ?",
+        (utc_now(), status, reason, json.dumps(stats), crawl_id),
+    )

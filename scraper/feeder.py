@@ -1,0 +1,93 @@
+"""Keeps the workers supplied: hands the scheduler's ready requests to the bounded queue,
+sleeps until the next host is ready or something changes, and watches the crawl's clock
+(``max_duration``, the stall watchdog, the drain deadline after a stop).
+
+The loop ends when nothing is pending, parked or in flight; then it sends each worker its
+stop signal. After a stop, requests no worker has started are handed back (their leases
+make them pending again for a resume) and the rest get ``close.drain_timeout`` to finish."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+
+from scraper.errors import ScraperError
+from scraper.frontier import Scheduled
+from scraper.ratelimit import Signal
+from scraper.scheduler import Scheduler
+from scraper.settings import Settings
+
+
+class DrainTimeout(ScraperError):
+    """Requests in flight did not finish within ``close.drain_timeout`` after a stop."""
+
+
+class Feeder:
+    def __init__(
+        self,
+        *,
+        scheduler: Scheduler,
+        queue: asyncio.Queue[Scheduled | None],
+        settings: Settings,
+        stop: Callable[[str], None],
+    ) -> None:
+        self._scheduler = scheduler
+        self._queue = queue
+        self._settings = settings
+        self._stop = stop
+        self._last_progress = time.monotonic()
+        self._drain_deadline: float | None = None
+
+    def progress(self) -> None:
+        """A request finished: the crawl is not stalled."""
+        self._last_progress = time.monotonic()
+
+    async def run(self) -> None:
+        limit = self._settings.close.max_duration
+        deadline = time.monotonic() + limit if limit else math.inf
+        scheduler = self._scheduler
+        while not scheduler.finished:
+            now = time.monotonic()
+            self._watch(now, deadline)
+            if scheduler.closed:
+                await self._drain(now)
+                continue
+            entry = await scheduler.next()
+            if entry is not None:
+                await self._queue.put(entry)
+                continue
+            wake = min(scheduler.wake_time() or math.inf, deadline, self._stall_check_at())
+            await scheduler.wait_for_change(until=None if wake == math.inf else wake)
+        for _ in range(self._settings.concurrency):
+            await self._queue.put(None)  # one stop signal per worker
+
+    def _watch(self, now: float, deadline: float) -> None:
+        if now >= deadline:
+            self._stop("max_duration")
+        stall = self._settings.close.stall_timeout
+        if stall and self._scheduler.in_flight and now - self._last_progress > stall:
+            self._stop("stalled")
+
+    def _stall_check_at(self) -> float:
+        stall = self._settings.close.stall_timeout
+        return self._last_progress + stall + 0.01 if stall and self._scheduler.in_flight else math.inf
+
+    async def _drain(self, now: float) -> None:
+        if self._scheduler.limit_reached is None:  # max_pages: what was handed out is the quota
+            self._hand_back_unstarted()
+        if self._drain_deadline is None:
+            self._drain_deadline = now + self._settings.close.drain_timeout
+        if now >= self._drain_deadline and not self._scheduler.finished:
+            raise DrainTimeout(
+                f"{self._scheduler.in_flight} requests still in flight after {self._settings.close.drain_timeout:g}s"
+            )
+        await self._scheduler.wait_for_change(until=self._drain_deadline)
+
+    def _hand_back_unstarted(self) -> None:
+        while not self._queue.empty():
+            entry = self._queue.get_nowait()
+            if entry is not None:
+                self._scheduler.fetched(entry, Signal.SKIPPED)
+                self._scheduler.done(entry)

@@ -1,0 +1,54 @@
+"""What workers hand to storage: one ``Commit`` per page, holding the page's outcome, its
+items, the requests it discovered (admitted or refused) and its errors. Value objects only."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from scraper.frontier import Refused, Scheduled
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredItem:
+    """An item ready for its table: ``row`` maps column names to SQLite values."""
+
+    table: str
+    key: tuple[str, ...]
+    columns: Mapping[str, str]
+    row: Mapping[str, Any]
+    url: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ErrorRecord:
+    url: str | None
+    stage: str
+    error_type: str
+    message: str
+    traceback: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """Where a handed-out request stands: ``done``, ``failed`` or ``filtered`` (with a reason),
+    or ``pending`` again when parked for a retry until ``not_before`` (unix time)."""
+
+    fingerprint: str
+    state: str
+    attempts: int = 1
+    status: int | None = None
+    reason: str | None = None
+    not_before: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Commit:
+    """Everything one page produced, written in the same transaction."""
+
+    outcome: Outcome | None = None
+    items: Sequence[StoredItem] = ()
+    requests: Sequence[Scheduled] = ()
+    refused: Sequence[Refused] = ()
+    errors: Sequence[ErrorRecord] = ()

@@ -1,0 +1,88 @@
+"""The durable frontier: pending requests live in the crawl's ``scraper_requests`` table and
+only a bounded buffer of them in memory, so memory does not grow with the frontier and a
+crawl can resume after any stop.
+
+Admission keeps a request in memory while the buffer has room (its row is written leased);
+past that it is *spilled*: only its row is written. When the buffer runs low, ``refill``
+leases the best pending rows and loads them. On resume the dead run's leases are released and
+everything pending is loaded this way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+from scraper.codec import RequestNotStorable, decode
+from scraper.frontier import MemoryFrontier, Scheduled
+from scraper.storage import Storage
+
+logger = logging.getLogger(__name__)
+
+_EMPTY_REFILL_PAUSE = 0.02  # seconds before asking again when the spilled rows are not committed yet
+
+
+class SQLiteFrontier:
+    def __init__(self, *, storage: Storage, spider: object, buffer: int, spilled: int = 0) -> None:
+        self._storage = storage
+        self._spider = spider
+        self._buffer = buffer
+        self._memory = MemoryFrontier()
+        self._spilled = spilled  # pending rows in the database that are not in memory
+        self._next_refill = 0.0
+
+    def has_room(self) -> bool:
+        return len(self._memory) < self._buffer
+
+    async def push(self, entry: Scheduled, *, not_before: float = 0.0) -> None:
+        if entry.in_memory:
+            await self._memory.push(entry, not_before=not_before)
+        else:
+            self._spilled += 1  # its row, written by the page's commit, is all there is of it
+
+    async def pop(self, host: str) -> Scheduled | None:
+        return await self._memory.pop(host)
+
+    async def refill(self) -> list[str]:
+        """Load spilled requests when the buffer is at most half full; returns their hosts."""
+        now = time.monotonic()
+        if not self._spilled or len(self._memory) > self._buffer // 2 or now < self._next_refill:
+            return []
+        rows = await self._storage.lease_pending(self._buffer - len(self._memory))
+        if not rows:
+            self._next_refill = now + _EMPTY_REFILL_PAUSE
+            return []
+        self._spilled = max(0, self._spilled - len(rows))
+        hosts = []
+        for row in rows:
+            entry = self._entry(row)
+            if entry is None:
+                continue
+            wait = max(0.0, (row["not_before"] or 0.0) - time.time())
+            await self._memory.push(entry, not_before=time.monotonic() + wait if wait else 0.0)
+            hosts.append(entry.host)
+        return hosts
+
+    def _entry(self, row: object) -> Scheduled | None:
+        try:
+            request = decode(row, self._spider)  # type: ignore[arg-type]
+        except RequestNotStorable as exc:
+            logger.error("cannot load a stored request: %s", exc)
+            return None
+        return Scheduled(request, row["fingerprint"], row["host"], attempts=row["attempts"])  # type: ignore[index]
+
+    def release_due(self, now: float) -> Iterator[str]:
+        return self._memory.release_due(now)
+
+    def next_due(self) -> float | None:
+        due = self._memory.next_due()
+        if self._spilled and self._next_refill:
+            due = self._next_refill if due is None else min(due, self._next_refill)
+        return due
+
+    def has_pending(self, host: str) -> bool:
+        return self._memory.has_pending(host)
+
+    def __len__(self) -> int:
+        return len(self._memory) + self._spilled
