@@ -134,6 +134,7 @@ class Engine:
                 on_progress=on_progress,
             )
             await self._crawl(scheduler, queue, worker, feeder, storage)
+            self._check_limits(storage)  # the last commits may have reached a limit
             reason = scheduler.limit_reached or self._stop_reason or "finished"
             status = "finished" if reason in _FINISHED_REASONS else "interrupted"
         except DrainTimeout as exc:

@@ -1,0 +1,135 @@
+"""The SQLite frontier end to end: bounded memory with spills and refills, resume after a
+stop, exact limits, and the one-crawl-per-database lock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from scraper import Request, Response, Spider
+from scraper.demo_site import build_catalog, make_app, serve
+from scraper.engine import Engine
+from scraper.errors import StorageError
+from scraper.stats import Stats
+from scraper.storage import Storage
+from spiders.demo_shop import DemoShopSpider
+from tests.conftest import make_settings, rows
+
+
+def logged_shop(products: int, delay: float = 0.0) -> tuple[web.Application, Counter[str]]:
+    """The demo shop with an access log (path -> times requested) and an optional delay."""
+    app = make_app(build_catalog(products))
+    hits: Counter[str] = Counter()
+
+    @web.middleware
+    async def log(request: web.Request, handler: Any) -> web.StreamResponse:
+        hits[request.path] += 1
+        if delay:
+            await asyncio.sleep(delay)
+        return await handler(request)  # type: ignore[no-any-return]
+
+    app.middlewares.append(log)
+    return app, hits
+
+
+def engine(base_url: str, database: Path, **settings: Any) -> Engine:
+    return Engine(spider=DemoShopSpider(base_url=base_url), settings=make_settings(**settings), database=database)
+
+
+@pytest.mark.timeout(120)
+async def test_a_tiny_buffer_spills_and_refills_and_still_gets_everything(database: Path) -> None:
+    app, hits = logged_shop(500)
+    async with serve(app) as base_url:
+        result = await engine(base_url, database, frontier={"buffer": 8, "seen_cache": 16}).run()
+    assert result.status == "finished"
+    assert rows(database, "SELECT count(DISTINCT url) FROM product") == [(500,)]
+    assert max(hits.values()) == 1  # nothing fetched twice, though the seen cache holds 16
+    assert rows(database, "SELECT DISTINCT state, leased FROM scraper_requests") == [("done", 0)]
+
+
+@pytest.mark.timeout(120)
+async def test_a_stopped_crawl_resumes_without_refetching(database: Path) -> None:
+    app, hits = logged_shop(400, delay=0.01)
+    async with serve(app) as base_url:
+        first = engine(base_url, database, concurrency=4)
+        task = asyncio.create_task(first.run())
+        while first.stats.get("items/stored") < 60:  # noqa: ASYNC110 - polling a counter, no event exists
+            await asyncio.sleep(0.02)
+        first.stop("SIGINT")
+        stopped = await task
+        done_before = {url for (url,) in rows(database, "SELECT url FROM scraper_requests WHERE state = 'done'")}
+        hits_before = Counter(hits)
+        resumed = await engine(base_url, database, concurrency=4).run()
+    assert (stopped.status, stopped.reason) == ("interrupted", "SIGINT")
+    assert resumed.resumed and resumed.crawl_id == stopped.crawl_id and resumed.status == "finished"
+    refetched = [path for path, count in hits.items() if count > hits_before[path] and hits_before[path]]
+    assert refetched == [] or refetched == ["/robots.txt"]
+    assert all(base_url + path not in done_before for path in refetched)
+    assert rows(database, "SELECT count(*), count(DISTINCT url) FROM product") == [(400, 400)]
+    assert rows(database, "SELECT count(*) FROM scraper_crawls") == [(1,)]
+    assert rows(database, "SELECT count(*) FROM scraper_requests WHERE state != 'done'") == [(0,)]
+
+
+async def test_fresh_starts_a_new_crawl_instead_of_resuming(database: Path) -> None:
+    app, _ = logged_shop(40)
+    async with serve(app) as base_url:
+        first = engine(base_url, database)
+        first.stop("SIGINT")  # stops before the first hand-out: everything stays pending
+        await first.run()
+        second = await Engine(
+            spider=DemoShopSpider(base_url=base_url), settings=make_settings(), database=database, fresh=True
+        ).run()
+    assert not second.resumed and second.crawl_id == 2
+    assert rows(database, "SELECT id, status FROM scraper_crawls") == [(1, "interrupted"), (2, "finished")]
+    assert rows(database, "SELECT count(*) FROM product WHERE _crawl_id = 2") == [(40,)]
+
+
+@pytest.mark.parametrize("concurrency", [1, 8, 32])
+async def test_max_items_stores_exactly_that_many(database: Path, concurrency: int) -> None:
+    app, _ = logged_shop(300)
+    async with serve(app) as base_url:
+        result = await engine(base_url, database, concurrency=concurrency, close={"max_items": 100}).run()
+    assert (result.status, result.reason) == ("finished", "max_items")
+    assert rows(database, "SELECT count(*) FROM product") == [(100,)]
+    assert result.stats.get("items/stored") == 100
+
+
+class MetaSpider(Spider):
+    name = "meta"
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self.base_url = base_url
+
+    async def start_requests(self) -> AsyncIterator[Request]:
+        yield Request(f"{self.base_url}/", meta={"fine": [1, 2]})
+        yield Request(f"{self.base_url}/category/books/", meta={"handle": object()})
+
+    async def parse(self, response: Response) -> AsyncIterator[Any]:
+        yield {"url": response.url, "fine": response.meta.get("fine")}
+
+
+async def test_a_request_whose_meta_cannot_be_stored_is_an_error_naming_the_key(database: Path) -> None:
+    app, hits = logged_shop(10)
+    async with serve(app) as base_url:
+        result = await Engine(spider=MetaSpider(base_url), settings=make_settings(), database=database).run()
+    assert result.status == "finished"
+    [(stage, message)] = rows(database, "SELECT stage, message FROM scraper_errors")
+    assert stage == "start" and "meta['handle']" in message and "/category/books/" in message
+    assert "/category/books/" not in hits
+    assert rows(database, "SELECT fine FROM item") == [("[1, 2]",)]
+
+
+async def test_a_second_crawl_on_a_live_database_is_refused(database: Path) -> None:
+    async with Storage(database, stats=Stats()):
+        with pytest.raises(StorageError, match="in use by another crawl"):
+            async with Storage(database, stats=Stats()):
+                pass
+    async with Storage(database, stats=Stats()):  # released on close: the next one may open it
+        pass
