@@ -15,6 +15,7 @@ import enum
 import logging
 import math
 import time
+from collections.abc import Callable
 
 from scraper.errors import TryLater
 from scraper.settings import HostPolicy, Settings
@@ -136,6 +137,29 @@ class HostLimiter:
         state = self.state(host)
         state.crawl_delay = seconds
         state.delay = max(state.delay, seconds)
+
+    def evict_idle(self, now: float, *, busy: Callable[[str], bool]) -> int:
+        """Forget hosts with nothing to remember: no request in flight or queued (``busy``),
+        no pause, no slow-down, no Crawl-delay, and their delay long past. Keeps memory flat
+        on crawls that touch many hosts; a forgotten host starts again from its policy."""
+        idle = [
+            host
+            for host, state in self._hosts.items()
+            if not state.active
+            and not state.crawl_delay
+            and not state.failures
+            and state.paused_until <= now
+            and state.limit == state.policy.concurrency
+            and state.delay == state.policy.delay
+            and max(state.next_start, state.last_start + state.delay) <= now
+            and not busy(host)
+        ]
+        for host in idle:
+            del self._hosts[host]
+        return len(idle)
+
+    def __len__(self) -> int:
+        return len(self._hosts)
 
     def _slow_down(self, host: str, state: HostState) -> None:
         state.limit = max(1, state.limit // 2)

@@ -31,6 +31,9 @@ from scraper.seen import SeenSet
 from scraper.settings import Settings
 from scraper.stats import Stats
 
+_EVICT_EVERY = 1000  # hand-outs between sweeps of idle host state
+_EVICT_ABOVE = 1000  # only sweep when this many hosts are remembered
+
 
 @dataclasses.dataclass(slots=True)
 class Admission:
@@ -119,7 +122,8 @@ class Scheduler:
         request = request if request.depth == depth else request.replace(depth=depth)
         entry = Scheduled(request, key, host, encoded=encoded, in_memory=self._frontier.has_room())
         await self._frontier.push(entry)
-        self._per_host[host] += 1
+        if self._limiter.state(host).policy.max_pages:
+            self._per_host[host] += 1
         self._schedule_host(host)
         admission.admitted.append(entry)
 
@@ -158,8 +162,18 @@ class Scheduler:
             self._schedule_host(host)
             self._in_flight += 1
             self._count_hand_out()
+            self._forget_idle_hosts(now)
             return entry
         return None
+
+    def _forget_idle_hosts(self, now: float) -> None:
+        """Every so often, drop the rate state of hosts with nothing pending or in flight."""
+        if self._handed_out % _EVICT_EVERY or len(self._limiter) < _EVICT_ABOVE:
+            return
+        evicted = self._limiter.evict_idle(
+            now, busy=lambda host: host in self._full_hosts or self._frontier.has_pending(host)
+        )
+        self._stats.increment("hosts/forgotten", evicted)
 
     def _count_hand_out(self) -> None:
         """``close.max_pages`` is exact: after that many fetches are handed out, none is."""
