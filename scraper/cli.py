@@ -23,6 +23,8 @@ from scraper.progress import live_progress, summary
 from scraper.project import Project
 from scraper.query import run_query
 from scraper.ratelimit import describe_policy
+from scraper.status import read_status
+from scraper.status import render as render_status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -62,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("target", nargs="+", metavar="SPIDER SQL | --db PATH SQL")
     query.add_argument("--db", type=Path, help="database file (instead of a spider name)")
     query.set_defaults(command=command_query)
+
+    status = commands.add_parser("status", help="a live or the last crawl: requests per host, items, errors, rate")
+    status.add_argument("spider", nargs="?", help="spider name (or --db PATH)")
+    status.add_argument("--db", type=Path, help="database file (instead of a spider name)")
+    status.add_argument("--crawl", type=int, metavar="ID", help="crawl id (default: the latest)")
+    status.set_defaults(command=command_status)
 
     demo = commands.add_parser("demo", help="serve the bundled demo shop offline and crawl it")
     _add_crawl_options(demo)
@@ -193,4 +201,21 @@ def command_query(args: argparse.Namespace) -> int:
         table.add_row(*("NULL" if value is None else str(value) for value in row))
     out.print(table)
     out.print(f"{len(rows):,} rows", style="dim")
+    return EXIT_OK
+
+
+def command_status(args: argparse.Namespace) -> int:
+    """Exit 0 with the report; 1 when the database holds no matching crawl."""
+    database = args.db
+    if database is None:
+        if args.spider is None:
+            raise ScraperError("status takes a spider name or --db PATH")
+        project = Project.load(args.config)
+        database = project.database(project.spider_class(args.spider))
+    report = asyncio.run(read_status(database, spider=args.spider, crawl_id=args.crawl))
+    if report is None:
+        which = f"crawl {args.crawl}" if args.crawl is not None else "crawl"
+        err.print(f"no {which} recorded in {database}", highlight=False, soft_wrap=True)
+        return EXIT_FAILED
+    out.print(render_status(report))
     return EXIT_OK

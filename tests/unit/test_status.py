@@ -1,0 +1,152 @@
+"""The ``status`` view of a crawl database: counts per host and state, in flight only while a
+crawl is live, items, errors, rate and ETA, and a rendering that fits 80 columns."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from scraper.errors import StorageError
+from scraper.frontier import Scheduled
+from scraper.http import Request
+from scraper.lock import CrawlLock
+from scraper.query import read_only
+from scraper.records import Commit, ErrorRecord, Outcome
+from scraper.schema import FRAMEWORK_TABLES
+from scraper.stats import Stats
+from scraper.status import ErrorCount, HostCounts, read_status, recent_rate, render
+from scraper.storage import Storage
+from scraper.worker import stored_item
+
+NOW = dt.datetime(2026, 11, 22, 3, 10, 0, tzinfo=dt.UTC)
+
+
+def iso(seconds_ago: float) -> str:
+    return (NOW - dt.timedelta(seconds=seconds_ago)).isoformat(timespec="milliseconds")
+
+
+def make_database(path: Path, requests: list[tuple[str, str, int, float]], *, status: str = "running") -> None:
+    """A crawl started ten minutes before NOW, with ``(host, state, leased, seconds_ago)`` requests."""
+    with closing(sqlite3.connect(path)) as db, db:
+        db.executescript(FRAMEWORK_TABLES)
+        db.execute("INSERT INTO scraper_crawls (spider, started_at, status) VALUES ('shop', ?, ?)", (iso(600), status))
+        db.executemany(
+            "INSERT INTO scraper_requests (fingerprint, url, method, host, depth, priority, state, leased, crawl_id,"
+            " added_at, updated_at) VALUES (?, ?, 'GET', ?, 0, 0, ?, ?, 1, ?, ?)",
+            [
+                (f"fp{n}", f"http://{host}/{n}", host, state, leased, iso(600), iso(ago))
+                for n, (host, state, leased, ago) in enumerate(requests)
+            ],
+        )
+
+
+def scheduled(url: str, *, in_memory: bool = True) -> Scheduled:
+    return Scheduled(Request(url), url, url.split("/")[2], in_memory=in_memory)
+
+
+async def test_a_live_crawl_shows_leased_requests_in_flight(database: Path) -> None:
+    async with Storage(database, stats=Stats()) as storage:
+        await storage.begin_crawl("shop")
+        held = [scheduled(f"http://a.test/{n}") for n in range(3)]
+        spilled = [scheduled(f"http://b.test/{n}", in_memory=False) for n in range(2)]
+        await storage.submit(Commit(requests=[*held, *spilled]))
+        error = ErrorRecord("http://a.test/0", "parse", "ValueError", "bad", None)
+        page = stored_item({"name": "x"}, "http://a.test/0")
+        await storage.submit(Commit(outcome=Outcome(held[0].fingerprint, "done"), items=[page], errors=[error]))
+        await storage.lease_pending(0)  # a barrier: every commit queued before it is written
+
+        status = await read_status(database)
+        assert status is not None and status.live and status.state == "running"
+        assert status.hosts == [HostCounts("a.test", 0, 2, 1, 0, 0), HostCounts("b.test", 2, 0, 0, 0, 0)]
+        assert status.items == {"item": 1}
+        assert status.errors == [ErrorCount("parse", "ValueError", 1)]
+        assert status.rate.pages == 1 and status.rate.eta is not None
+        await storage.finish_crawl(status="finished", reason="finished")
+
+    status = await read_status(database)
+    assert status is not None and not status.live and status.state == "finished"
+    assert status.crawl.finished_at is not None and status.rate.eta is None
+    assert status.hosts[0] == HostCounts("a.test", 2, 0, 1, 0, 0)  # leases of a stopped crawl mean nothing
+
+
+async def test_a_running_row_without_a_live_lock_was_killed(database: Path) -> None:
+    make_database(database, [("a.test", "pending", 1, 5), ("a.test", "done", 0, 5), ("b.test", "filtered", 0, 5)])
+    status = await read_status(database, now=NOW)
+    assert status is not None and not status.live
+    assert status.state == "killed, resumes on next run"
+    assert status.hosts == [HostCounts("a.test", 1, 0, 1, 0, 0), HostCounts("b.test", 0, 0, 0, 0, 1)]
+    assert status.elapsed is None and status.rate.eta is None
+
+    with CrawlLock(database):  # the same rows, with a process holding the lock
+        status = await read_status(database, now=NOW)
+    assert status is not None and status.live and status.state == "running"
+    assert status.hosts[0] == HostCounts("a.test", 0, 1, 1, 0, 0)
+    assert status.elapsed == 600
+
+
+async def test_rate_counts_pages_finished_in_the_last_minute_and_eta_follows(database: Path) -> None:
+    recent = [("a.test", "done", 0, 30.0)] * 25 + [("a.test", "failed", 0, 59.9)] * 5
+    older = [("a.test", "done", 0, 61.0)] * 20 + [("a.test", "filtered", 0, 1.0)] * 4
+    make_database(database, [*recent, *older, *[("a.test", "pending", 0, 1.0)] * 90])
+    async with read_only(database) as db:
+        crawl = (await read_status(database, now=NOW)).crawl  # type: ignore[union-attr]
+        rate = await recent_rate(db, crawl, pending=90, live=True, now=NOW)
+        assert (rate.pages, rate.window, rate.per_second, rate.eta) == (30, 60.0, 0.5, 180.0)
+        assert (await recent_rate(db, crawl, pending=90, live=False, now=NOW)).eta is None
+        young = await recent_rate(db, crawl, pending=90, live=True, now=NOW - dt.timedelta(seconds=590))
+        assert young.window == 10.0  # a crawl younger than a minute is measured over its age
+
+
+async def test_idle_live_crawl_has_no_eta(database: Path) -> None:
+    make_database(database, [("a.test", "pending", 0, 300.0)])
+    with CrawlLock(database):
+        status = await read_status(database, now=NOW)
+    assert status is not None and status.live and status.rate.per_second == 0 and status.rate.eta is None
+
+
+async def test_choosing_a_crawl_by_id_or_spider(database: Path) -> None:
+    make_database(database, [], status="finished")
+    with closing(sqlite3.connect(database)) as db, db:
+        db.execute("INSERT INTO scraper_crawls (spider, started_at, status) VALUES ('other', ?, 'failed')", (iso(1),))
+    assert (await read_status(database)).crawl.id == 2  # type: ignore[union-attr]
+    assert (await read_status(database, crawl_id=1)).crawl.spider == "shop"  # type: ignore[union-attr]
+    assert (await read_status(database, spider="shop")).crawl.id == 1  # type: ignore[union-attr]
+    assert await read_status(database, crawl_id=9) is None
+    assert await read_status(database, spider="nobody") is None
+
+
+async def test_an_empty_or_foreign_database(database: Path, tmp_path: Path) -> None:
+    make_database(database, [])
+    with closing(sqlite3.connect(database)) as db, db:
+        db.execute("DELETE FROM scraper_crawls")
+    assert await read_status(database) is None
+    foreign = tmp_path / "foreign.db"
+    with closing(sqlite3.connect(foreign)) as db:
+        db.execute("CREATE TABLE t (x)")
+    with pytest.raises(StorageError, match="no such table"):
+        await read_status(foreign)
+    with pytest.raises(StorageError, match="no database at"):
+        await read_status(tmp_path / "missing.db")
+    assert not (tmp_path / "missing.db.lock").exists()
+
+
+async def test_render_fits_80_columns_and_folds_many_hosts(database: Path) -> None:
+    hosts = [(f"host-{n:02d}.a-rather-long-subdomain.example.com", "done", 0, 5.0) for n in range(25)]
+    make_database(database, [*hosts, ("host-00.a-rather-long-subdomain.example.com", "pending", 1, 5.0)])
+    with closing(sqlite3.connect(database)) as db, db:
+        db.execute("INSERT INTO scraper_errors VALUES (1, 1, 'u', 'fetch', 'HttpStatusError', 'm', NULL, ?)", (iso(1),))
+    with CrawlLock(database):
+        status = await read_status(database, now=NOW)
+    assert status is not None
+    console = Console(file=io.StringIO(), width=80, record=True)
+    console.print(render(status))
+    text = console.export_text()
+    assert max(map(len, text.splitlines())) <= 80
+    assert "running" in text and "5 more hosts" in text and "all 25 hosts" in text
+    assert "HttpStatusError" in text and "items stored: none" in text and "ETA 2.4s" in text
