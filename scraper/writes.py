@@ -10,9 +10,10 @@ from typing import Any
 import aiosqlite
 
 from scraper import schema
-from scraper.codec import encode
+from scraper.codec import EncodedRequest, RequestNotStorable, encode
 from scraper.errors import StorageError
 from scraper.frontier import Refused, Scheduled
+from scraper.http import Request
 from scraper.records import ErrorRecord, Outcome, StoredItem
 
 
@@ -46,31 +47,38 @@ class ItemTables:
 async def insert_requests(
     db: aiosqlite.Connection, entries: list[Scheduled], refused: list[Refused], crawl_id: int, now: str
 ) -> None:
-    rows = [_request_row(e.request, e.fingerprint, e.host, e, "pending", None, crawl_id, now) for e in entries]
-    rows += [_request_row(r.request, r.fingerprint, r.host, None, "filtered", r.reason, crawl_id, now) for r in refused]
+    rows = [_admitted_row(entry, crawl_id, now) for entry in entries]
+    rows += [_refused_row(refusal, crawl_id, now) for refusal in refused]
     if rows:
         await db.executemany(schema.INSERT_REQUEST, rows)
 
 
-def _request_row(
-    request: Any, fingerprint: str, host: str, entry: Scheduled | None, state: str, reason: str | None,
-    crawl_id: int, now: str,
+def _admitted_row(entry: Scheduled, crawl_id: int, now: str) -> tuple[Any, ...]:
+    encoded = entry.encoded or encode(entry.request)
+    leased = 1 if entry.in_memory else 0  # spilled rows wait, unleased, for a refill
+    return _row(entry.request, entry.fingerprint, entry.host, encoded, "pending", None, leased, crawl_id, now)
+
+
+def _refused_row(refusal: Refused, crawl_id: int, now: str) -> tuple[Any, ...]:
+    try:
+        encoded = encode(refusal.request)
+    except RequestNotStorable:  # never resumed: the row only records that it was seen
+        encoded = encode(refusal.request.replace(meta=None, cb_kwargs=None, callback=None))
+    return _row(
+        refusal.request, refusal.fingerprint, refusal.host, encoded, "filtered", refusal.reason, 0, crawl_id, now
+    )
+
+
+def _row(
+    request: Request, fingerprint: str, host: str, encoded: EncodedRequest, state: str, reason: str | None,
+    leased: int, crawl_id: int, now: str,
 ) -> tuple[Any, ...]:  # fmt: skip
-    encoded = entry.encoded if entry is not None and entry.encoded is not None else encode_lenient(request)
-    leased = 1 if entry is not None and entry.in_memory else 0
+    """Values in the order of ``schema.REQUEST_COLUMNS``."""
     return (
         fingerprint, request.url, request.method, host, request.depth, request.priority, encoded.callback,
         encoded.headers, encoded.body, encoded.meta, encoded.cb_kwargs, int(request.dont_filter),
         state, reason, leased, crawl_id, now, now,
     )  # fmt: skip
-
-
-def encode_lenient(request: Any) -> Any:
-    """The storable form of a request kept only as history (a refused one): never raises."""
-    try:
-        return encode(request)
-    except Exception:  # a filtered request is not resumed; its row only records that it was seen
-        return encode(request.replace(meta=None, cb_kwargs=None, callback=None))
 
 
 async def finish_requests(db: aiosqlite.Connection, outcomes: list[Outcome], now: str) -> None:
