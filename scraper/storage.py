@@ -32,6 +32,8 @@ from scraper.stats import Stats
 logger = logging.getLogger(__name__)
 
 _QUEUE_SIZE = 2_000
+_QUEUE_ROWS = 20_000  # rows (requests, items, errors) queued before submitters wait: bounds memory
+_BATCH_ROWS = 20_000  # rows per transaction, so one commit never grows huge
 _STATS_EVERY = 2.0  # seconds between saved statistics (what a resumed crawl continues from)
 
 
@@ -59,6 +61,8 @@ class Storage:
         self._failure: BaseException | None = None
         self._tables = writes.ItemTables()
         self._unwritten: Counter[str] = Counter()  # fingerprints queued but not yet committed
+        self._queued_rows = 0
+        self._room = asyncio.Condition()  # signalled when committed rows leave the queue
         self._stats_saved = 0.0
         self.items_stored = 0
         self.crawl_id = 0
@@ -132,6 +136,11 @@ class Storage:
 
         Raises ``StorageError`` once the writer has failed: the crawl must stop, not lose data."""
         self._check_writer()
+        rows = _rows_of(commit)
+        async with self._room:  # backpressure in rows: a page with 1,000 links weighs 1,000
+            await self._room.wait_for(lambda: self._has_room_for(rows))
+            self._check_writer()
+            self._queued_rows += rows
         self._unwritten.update(entry.fingerprint for entry in commit.requests)
         self._unwritten.update(refused.fingerprint for refused in commit.refused)
         await self._queue.put(commit)
@@ -174,6 +183,10 @@ class Storage:
             raise StorageError(f"database {self.path} is not open")
         return self._reader
 
+    def _has_room_for(self, rows: int) -> bool:
+        """A failed writer always has room: the submitter must wake up to see the failure."""
+        return self._failure is not None or not self._queued_rows or self._queued_rows + rows <= _QUEUE_ROWS
+
     def _check_writer(self) -> None:
         if self._failure is not None or self._writer is None:
             raise StorageError(f"cannot write to {self.path}: {self._failure or 'writer not running'}")
@@ -200,6 +213,8 @@ class Storage:
         except (sqlite3.Error, OSError, StorageError) as exc:
             self._failure = exc
             logger.error("writing to %s failed: %s", self.path, exc)
+            async with self._room:
+                self._room.notify_all()  # waiting submitters wake up and see the failure
             await self._discard_until_stopped()
 
     async def _discard_until_stopped(self) -> None:
@@ -212,12 +227,14 @@ class Storage:
         """The commits that queued up while the last transaction ran (group commit), up to a
         refill or the stop signal, which are answered after them."""
         batch: list[Commit] = []
+        rows = 0
         item = await self._queue.get()
         while True:
             if item is None or isinstance(item, _Refill):
                 return batch, item, item is None
             batch.append(item)
-            if len(batch) >= self._batch_size or self._queue.empty():
+            rows += _rows_of(item)
+            if len(batch) >= self._batch_size or rows >= _BATCH_ROWS or self._queue.empty():
                 return batch, None, False
             item = self._queue.get_nowait()
 
@@ -242,6 +259,9 @@ class Storage:
             await db.execute("ROLLBACK")
             raise
         self._committed(batch, stored)
+        async with self._room:
+            self._queued_rows -= sum(_rows_of(commit) for commit in batch)
+            self._room.notify_all()
 
     def _within_limit(self, items: list[StoredItem]) -> list[StoredItem]:
         """Items past ``max_items`` are not stored: the limit is exact, whatever is in flight."""
@@ -275,9 +295,13 @@ class Storage:
         try:
             async with db.execute(schema.PENDING_TO_LOAD, (self.crawl_id, limit)) as cursor:
                 rows = list(await cursor.fetchall())
-            await db.executemany(schema.LEASE, [(row["id"],) for row in rows])
+            await writes.execute_rows(db, schema.lease, [(row["id"],) for row in rows], 1)
             await db.execute("COMMIT")
         except BaseException:
             await db.execute("ROLLBACK")
             raise
         return rows
+
+
+def _rows_of(commit: Commit) -> int:
+    return 1 + len(commit.requests) + len(commit.refused) + len(commit.items) + len(commit.errors)

@@ -3,8 +3,10 @@ errors recorded, outcomes applied. Called by the storage writer inside its trans
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -15,6 +17,9 @@ from scraper.errors import StorageError
 from scraper.frontier import Refused, Scheduled
 from scraper.http import Request
 from scraper.records import ErrorRecord, Outcome, StoredItem
+
+_MAX_ROWS = 250  # rows per statement (few distinct statement sizes keep the statement cache warm)
+_MAX_PARAMETERS = 30_000  # SQLite allows 32,766 bound parameters
 
 
 class ItemTables:
@@ -49,8 +54,7 @@ async def insert_requests(
 ) -> None:
     rows = [_admitted_row(entry, crawl_id, now) for entry in entries]
     rows += [_refused_row(refusal, crawl_id, now) for refusal in refused]
-    if rows:
-        await db.executemany(schema.INSERT_REQUEST, rows)
+    await execute_rows(db, schema.insert_requests, rows, schema.REQUEST_WIDTH)
 
 
 def _admitted_row(entry: Scheduled, crawl_id: int, now: str) -> tuple[Any, ...]:
@@ -86,8 +90,7 @@ async def finish_requests(db: aiosqlite.Connection, outcomes: list[Outcome], now
         (o.state, o.attempts, o.status, o.reason, o.not_before, 1 if o.state == "pending" else 0, now, o.fingerprint)
         for o in outcomes
     ]
-    if rows:
-        await db.executemany(schema.FINISH_REQUEST, rows)
+    await execute_rows(db, schema.finish_requests, rows, schema.FINISH_WIDTH)
 
 
 async def insert_errors(db: aiosqlite.Connection, errors: list[ErrorRecord], crawl_id: int, now: str) -> None:
@@ -107,6 +110,17 @@ async def insert_items(
         groups[(item.table, item.key, columns)].append((*item.row.values(), crawl_id, item.url, now))
     counts: dict[str, int] = defaultdict(int)
     for (table, key, columns), rows in groups.items():
-        await db.executemany(schema.insert_item(table, columns, key), rows)
+        await execute_rows(db, functools.partial(schema.insert_item, table, columns, key), rows, len(columns))
         counts[table] += len(rows)
     return counts
+
+
+async def execute_rows(
+    db: aiosqlite.Connection, statement_for: Callable[[int], str], rows: Sequence[Sequence[Any]], width: int
+) -> None:
+    """Run ``statement_for(n)`` over ``rows`` in chunks of many rows per statement: each
+    statement is one trip through SQLite, where ``executemany`` would be one per row."""
+    per_statement = max(1, min(_MAX_ROWS, _MAX_PARAMETERS // width))
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        await db.execute(statement_for(len(chunk)), [value for row in chunk for value in row])
