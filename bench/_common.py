@@ -1,0 +1,195 @@
+"""Helpers shared by the benchmark scripts: a site served from a separate process (so its
+CPU and memory are not the crawler's), the crawler's own memory figures, medians and plain
+text tables. Not a benchmark itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import resource
+import sqlite3
+import statistics
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+AppFactory = Callable[..., web.Application]
+"""A picklable top-level function that builds the site in the server process."""
+
+_MB = 1024 * 1024
+
+
+# -- the site, in its own process ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServerReport:
+    """What the server process says when it stops: requests answered, its CPU seconds."""
+
+    requests: int
+    cpu_seconds: float
+
+
+class SiteProcess:
+    """The running server process: its base URL, and the report it sends when stopped."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection, base_url: str) -> None:
+        self.process = process
+        self.base_url = base_url
+        self._conn = conn
+        self.report: ServerReport | None = None
+
+    def stop(self) -> None:
+        if not self.process.is_alive():
+            return
+        try:
+            self._conn.send("stop")
+            if self._conn.poll(10):
+                requests, cpu = self._conn.recv()
+                self.report = ServerReport(int(requests), float(cpu))
+        except (EOFError, OSError):
+            pass
+        self.process.join(10)
+        if self.process.is_alive():  # did not stop in time: end it (it is our own child)
+            self.process.terminate()
+            self.process.join(5)
+
+
+@contextmanager
+def site_in_process(factory: AppFactory, *args: Any) -> Iterator[SiteProcess]:
+    """Serve ``factory(*args)`` on 127.0.0.1 (a free port) in a spawned process; yields it
+    once it listens. Its memory and CPU are not counted in this process's figures."""
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=_serve_main, args=(child, factory, args), name="bench-site", daemon=True)
+    process.start()
+    child.close()
+    if not parent.poll(60):
+        process.terminate()
+        raise RuntimeError("the site process did not start within 60 s")
+    message = parent.recv()
+    if not isinstance(message, str) or not message.startswith("http"):
+        process.join(5)
+        raise RuntimeError(f"the site process failed to start: {message}")
+    site = SiteProcess(process, parent, message)
+    try:
+        yield site
+    finally:
+        site.stop()
+        parent.close()
+
+
+def _serve_main(conn: Connection, factory: AppFactory, args: tuple[Any, ...]) -> None:
+    try:
+        asyncio.run(_serve(conn, factory, args))
+    except BaseException as exc:  # tell the parent instead of leaving it waiting
+        conn.send(f"error: {type(exc).__name__}: {exc}")
+        raise
+
+
+async def _serve(conn: Connection, factory: AppFactory, args: tuple[Any, ...]) -> None:
+    app = factory(*args)
+    hits: Counter[str] = Counter()
+
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        hits["requests"] += 1
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    app.middlewares.append(count)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()
+        port = runner.addresses[0][1]
+        conn.send(f"http://127.0.0.1:{port}")
+        await asyncio.to_thread(_wait_for_stop, conn)
+    finally:
+        await runner.cleanup()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    conn.send((hits["requests"], usage.ru_utime + usage.ru_stime))
+
+
+def _wait_for_stop(conn: Connection) -> None:
+    with contextlib.suppress(EOFError):  # EOF: the parent went away
+        conn.recv()
+
+
+# -- this process's figures ------------------------------------------------------------------
+
+
+def current_rss_mb() -> float | None:
+    """VmRSS of this process now (Linux ``/proc/self/status``), in MB; None elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024 / _MB
+    except OSError:
+        return None
+    return None
+
+
+def peak_rss_mb() -> float:
+    """The highest RSS this process has had (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / _MB if sys.platform == "darwin" else peak * 1024 / _MB
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def database_mb(path: Path) -> float:
+    """The database with its WAL and shared-memory files, in MB."""
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        candidate = Path(f"{path}{suffix}")
+        if candidate.exists():
+            total += candidate.stat().st_size
+    return total / _MB
+
+
+def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Read the crawl database after the crawl (synchronously: nothing else runs then)."""
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute(sql).fetchall()
+
+
+# -- printing --------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain text table, right-aligned, that pastes cleanly into an issue."""
+    cells = [[str(h) for h in headers], *[[_cell(value) for value in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [" | ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "-+-".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "-" if value is None else str(value)
+
+
+def machine() -> str:
+    return f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {sys.platform}"
