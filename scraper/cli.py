@@ -7,7 +7,7 @@ import argparse
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -23,6 +23,7 @@ from scraper.progress import live_progress, summary
 from scraper.project import Project
 from scraper.query import run_query
 from scraper.ratelimit import describe_policy
+from scraper.settings import Settings
 from scraper.status import read_status
 from scraper.status import render as render_status
 
@@ -105,7 +106,7 @@ def command_run(args: argparse.Namespace) -> int:
     settings = project.settings(spider_class)
     spider = spider_class(**_parse_arguments(args.arguments))
     database = args.db or project.database(spider_class)
-    engine = Engine(spider=spider, settings=settings, database=database, fresh=args.fresh, notify=_notify)
+    engine = Engine(spider=spider, settings=settings, database=database, fresh=args.fresh, notify=_notifier(settings))
     result, code = asyncio.run(_crawl(engine))
     _report(result, spider.name)
     return code
@@ -123,7 +124,7 @@ def command_demo(args: argparse.Namespace) -> int:
             err.print(f"demo shop with {len(catalog.products):,} products at {base_url}", highlight=False)
             spider = spider_class(base_url=base_url)
             # the shop gets a new port each time, so an old demo crawl cannot be resumed
-            engine = Engine(spider=spider, settings=settings, database=database, fresh=True, notify=_notify)
+            engine = Engine(spider=spider, settings=settings, database=database, fresh=True, notify=_notifier(settings))
             return await _crawl(engine), len(catalog.products)
 
     (result, code), expected = asyncio.run(serve_and_crawl())
@@ -151,8 +152,6 @@ async def _crawl(engine: Engine) -> tuple[CrawlResult, int]:
 
     for signum in _SIGNAL_EXIT:
         loop.add_signal_handler(signum, on_signal, signum)
-    policy = describe_policy(engine.settings).replace("\n", "\n        ")
-    err.print(Text("policy  ", style="bold") + Text(policy), style="dim", soft_wrap=True)
     try:
         async with live_progress(engine, err):
             result = await engine.run()
@@ -166,8 +165,20 @@ async def _crawl(engine: Engine) -> tuple[CrawlResult, int]:
     return result, EXIT_OK if result.status == "finished" else EXIT_FAILED
 
 
-def _notify(message: str) -> None:
-    err.print(message, style="bold", highlight=False, soft_wrap=True)
+def _notifier(engine_settings: Settings) -> Callable[[str], None]:
+    """Prints the engine's news; the effective policy goes with the first (the crawl's start),
+    so that a crawl that cannot start prints only its one-line error."""
+    shown = False
+
+    def notify(message: str) -> None:
+        nonlocal shown
+        err.print(message, style="bold", highlight=False, soft_wrap=True)
+        if not shown:
+            shown = True
+            policy = describe_policy(engine_settings).replace("\n", "\n        ")
+            err.print(Text("policy  ", style="bold") + Text(policy), style="dim", soft_wrap=True)
+
+    return notify
 
 
 def _report(result: CrawlResult, spider: str) -> None:

@@ -24,6 +24,7 @@ class CrawlStart:
     crawl_id: int
     resumed: bool
     states: dict[str, int]  # request rows by state (a resumed crawl's progress so far)
+    pages: int  # pages fetched and parsed so far (done rows that are not redirect hops)
     items: dict[str, int]  # stored items by table
     stats: dict[str, Any]  # the last statistics saved, to continue counting from
 
@@ -49,7 +50,7 @@ async def begin(db: aiosqlite.Connection, spider: str, *, fresh: bool) -> CrawlS
     cursor = await db.execute(
         "INSERT INTO scraper_crawls (spider, started_at, status) VALUES (?, ?, 'running')", (spider, utc_now())
     )
-    return CrawlStart(cursor.lastrowid or 0, False, {}, {}, {})
+    return CrawlStart(cursor.lastrowid or 0, False, {}, 0, {}, {})
 
 
 async def _resume(db: aiosqlite.Connection, crawl_id: int, stats: dict[str, Any]) -> CrawlStart:
@@ -62,7 +63,14 @@ async def _resume(db: aiosqlite.Connection, crawl_id: int, stats: dict[str, Any]
         "SELECT state, count(*) FROM scraper_requests WHERE crawl_id = ? GROUP BY state", (crawl_id,)
     ) as cursor:
         states = {state: count for state, count in await cursor.fetchall()}
-    return CrawlStart(crawl_id, True, states, await count_items(db, crawl_id), stats)
+    async with db.execute(
+        "SELECT count(*) FROM scraper_requests WHERE crawl_id = ? AND state = 'done'"
+        " AND (reason IS NULL OR reason NOT LIKE 'redirect to %')",
+        (crawl_id,),
+    ) as cursor:
+        row = await cursor.fetchone()
+    pages = int(row[0]) if row else 0
+    return CrawlStart(crawl_id, True, states, pages, await count_items(db, crawl_id), stats)
 
 
 async def count_items(db: aiosqlite.Connection, crawl_id: int) -> dict[str, int]:

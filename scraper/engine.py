@@ -36,6 +36,7 @@ from scraper.worker import Worker, error_record
 logger = logging.getLogger(__name__)
 
 _START_BATCH = 100
+_ITEM_COUNTERS = frozenset({"items/scraped", "items/dropped", "items/over_limit"})
 _FINISHED_REASONS = frozenset({"finished", "max_pages", "max_items", "max_errors", "max_duration"})
 
 
@@ -149,16 +150,20 @@ class Engine:
         return status, reason
 
     def _continue_from(self, start: CrawlStart) -> None:
-        """A resumed crawl keeps counting from where it stopped; stored items are recounted."""
+        """A resumed crawl keeps counting from where it stopped (the statistics saved last);
+        what the database knows exactly, pages and stored items, is recounted from it."""
         self._notify(start.describe(self.spider.name))
         if not start.resumed:
             return
         for key, value in start.stats.items():
-            if isinstance(value, int) and not key.startswith("items/"):
+            if isinstance(value, int):
                 self.stats.counts[key] = value
+        for key in [key for key in self.stats.counts if key.startswith("items/") and key not in _ITEM_COUNTERS]:
+            del self.stats.counts[key]  # per-table counts: recounted below
         for table, count in start.items.items():
             self.stats.counts[f"items/{table}"] = count
         self.stats.counts["items/stored"] = sum(start.items.values())
+        self.stats.counts["pages"] = start.pages
 
     def _scheduler(self, storage: Storage, start: CrawlStart) -> Scheduler:
         policy = self.settings.frontier

@@ -60,6 +60,7 @@ class Scheduler:
         self._stats = stats
         self._allowed = tuple(domain.lower().lstrip(".") for domain in allowed_domains)
         self._per_host: Counter[str] = Counter()  # admitted requests, for per_host.max_pages
+        self._claimed: set[str] = set()  # keys an admission in progress is deciding on
         self._hosts: list[tuple[float, int, str]] = []  # (ready time, order, host) of hosts with work
         self._queued_hosts: set[str] = set()  # hosts in _hosts
         self._full_hosts: set[str] = set()  # hosts with work whose slots are all taken
@@ -82,15 +83,22 @@ class Scheduler:
         if depth is None:
             depth = parent.depth + 1 if parent is not None else 0
         candidates = self._candidates(requests)
-        unseen = await self._seen.unseen([key for _, key in candidates if key])
+        # Claim the keys before asking the seen-set (which may await the database): a page
+        # parsed meanwhile that links to the same new URL must find it taken, not unseen.
+        claimed = {key for _, key in candidates} - self._claimed
+        self._claimed |= claimed
         admission = Admission()
-        for request, key in candidates:
-            if key not in unseen and not request.dont_filter:
-                self._stats.increment("requests/filtered/duplicate")
-                continue
-            self._seen.add(key)
-            unseen.discard(key)  # a second copy in this batch is a duplicate
-            await self._admit(request, key, depth, admission)
+        try:
+            unseen = await self._seen.unseen(list(claimed))
+            for request, key in candidates:
+                if key not in unseen and not request.dont_filter:
+                    self._stats.increment("requests/filtered/duplicate")
+                    continue
+                self._seen.add(key)
+                unseen.discard(key)  # a second copy in this batch is a duplicate
+                await self._admit(request, key, depth, admission)
+        finally:
+            self._claimed -= claimed  # every claimed key is in the seen-set by now
         if admission.admitted:
             self._stats.increment("requests/admitted", len(admission.admitted))
             self._changed.set()
@@ -120,7 +128,9 @@ class Scheduler:
             admission.unstorable.append((request, exc))
             return
         request = request if request.depth == depth else request.replace(depth=depth)
-        entry = Scheduled(request, key, host, encoded=encoded, in_memory=self._frontier.has_room())
+        # dont_filter copies stay in memory: spilled, two of them would share one row
+        in_memory = request.dont_filter or self._frontier.has_room()
+        entry = Scheduled(request, key, host, encoded=encoded, in_memory=in_memory)
         await self._frontier.push(entry)
         if self._limiter.state(host).policy.max_pages:
             self._per_host[host] += 1
