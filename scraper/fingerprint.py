@@ -16,8 +16,8 @@ from scraper.http import Request
 from scraper.links import strip_session_ids
 
 
-def canonical_url(url: str) -> str:
-    original = URL(url)
+def canonical_url(url: str | URL) -> str:
+    original = url if isinstance(url, URL) else URL(url)
     # with_path drops query and fragment, and spells an empty path as "/"
     canonical = original.with_path(original.raw_path or "/", encoded=True)
     if original.query_string:
@@ -25,14 +25,15 @@ def canonical_url(url: str) -> str:
     return str(canonical)
 
 
-def fingerprint(request: Request, session_parameters: Collection[str] = ()) -> str:
+def fingerprint(request: Request, session_parameters: Collection[str] = (), *, parsed: URL | None = None) -> str:
     """A 32-hex-digit digest; equal for requests that fetch the same thing. Session ids named
-    in ``session_parameters`` are ignored, so they do not make every URL look new."""
+    in ``session_parameters`` are ignored, so they do not make every URL look new. ``parsed``
+    is ``request.url`` already parsed, if the caller has it."""
     url = strip_session_ids(request.url, session_parameters) if session_parameters else request.url
     digest = hashlib.blake2b(digest_size=16)
     digest.update(request.method.encode())
     digest.update(b" ")
-    digest.update(canonical_url(url).encode())
+    digest.update(canonical_url(parsed if parsed is not None and url is request.url else url).encode())
     body = request.body()
     if body:
         digest.update(b"\n")

@@ -104,18 +104,33 @@ class Response:
         body: bytes = b"",
         request: Request,
     ) -> None:
-        self.url = url
-        self.status = status
-        self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict(headers or {}))
-        self.body = body
-        self.request = request
-        self._text: str | None = None
-        self._encoding: str | None = None
-        self._parser: LexborHTMLParser | None = None
-        self._base: URL | None = None
+        init = object.__setattr__  # the public attributes are set once, here, and never again
+        init(self, "url", url)
+        init(self, "status", status)
+        init(
+            self,
+            "headers",
+            headers if isinstance(headers, CIMultiDictProxy) else CIMultiDictProxy(CIMultiDict(headers or {})),
+        )
+        init(self, "body", body)
+        init(self, "request", request)
+        init(self, "_text", None)
+        init(self, "_encoding", None)
+        init(self, "_parser", None)
+        init(self, "_base", None)
+
+    url: str
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    request: Request
+    _text: str | None
+    _encoding: str | None
+    _parser: LexborHTMLParser | None
+    _base: URL | None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if not name.startswith("_") and hasattr(self, name):
+        if not name.startswith("_"):
             raise AttributeError(f"Response is immutable: cannot set {name!r}")
         object.__setattr__(self, name, value)
 

@@ -31,6 +31,11 @@ _PATH_PARAMETER = re.compile(r";([^;/=]*)(?:=[^;/]*)?")
 
 
 def filter_reason(url: str, policy: LinkPolicy, *, today: datetime.date | None = None) -> str | None:
+    """The reason to filter ``url``, or None (see ``inspect_link``)."""
+    return inspect_link(url, policy, today=today)[0]
+
+
+def inspect_link(url: str, policy: LinkPolicy, *, today: datetime.date | None = None) -> tuple[str | None, URL | None]:
     """None when ``url`` may be admitted, else a short, stable reason (a stats key):
 
     - ``"scheme"``: not http/https (javascript:, mailto:, tel:, data:, ftp:, file: ...);
@@ -45,24 +50,25 @@ def filter_reason(url: str, policy: LinkPolicy, *, today: datetime.date | None =
       next month forever; this is what ends them.
 
     Checks run cheapest first, and the first failing check names the reason. ``today``
-    defaults to the local date; tests inject it.
+    defaults to the local date; tests inject it. The parsed URL comes back too (None when
+    parsing never happened or failed), so that the caller does not parse it again.
     """
     scheme = _SCHEME.match(url)
     if scheme is None:
-        return "malformed"  # relative or scheme-less: the scheduler expects absolute URLs
+        return "malformed", None  # relative or scheme-less: the scheduler expects absolute URLs
     if scheme.group().lower() not in _WEB_SCHEMES:
-        return "scheme"
+        return "scheme", None
     if len(url) > policy.max_url_length:
-        return "url_too_long"  # before parsing, so a huge URL costs nothing more
+        return "url_too_long", None  # before parsing, so a huge URL costs nothing more
     try:
         parsed = URL(url)
         port = parsed.port  # yarl rejects ports that are not numbers or above 65535
     except (ValueError, TypeError):
-        return "malformed"
+        return "malformed", None
     if not parsed.raw_host or port == 0:
-        return "malformed"
+        return "malformed", parsed
     path = parsed.raw_path
-    return _path_reason(path, policy) or _date_reason(path, parsed.raw_query_string, policy, today)
+    return _path_reason(path, policy) or _date_reason(path, parsed.raw_query_string, policy, today), parsed
 
 
 def _path_reason(path: str, policy: LinkPolicy) -> str | None:

@@ -19,13 +19,11 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
-from yarl import URL
-
 from scraper.codec import RequestNotStorable, encode
 from scraper.fingerprint import fingerprint
 from scraper.frontier import Frontier, Refused, Scheduled
 from scraper.http import Request
-from scraper.links import filter_reason
+from scraper.links import inspect_link
 from scraper.ratelimit import HostLimiter, Signal
 from scraper.seen import SeenSet
 from scraper.settings import Settings
@@ -85,18 +83,18 @@ class Scheduler:
         candidates = self._candidates(requests)
         # Claim the keys before asking the seen-set (which may await the database): a page
         # parsed meanwhile that links to the same new URL must find it taken, not unseen.
-        claimed = {key for _, key in candidates} - self._claimed
+        claimed = {key for _, key, _ in candidates} - self._claimed
         self._claimed |= claimed
         admission = Admission()
         try:
             unseen = await self._seen.unseen(list(claimed))
-            for request, key in candidates:
+            for request, key, host in candidates:
                 if key not in unseen and not request.dont_filter:
                     self._stats.increment("requests/filtered/duplicate")
                     continue
                 self._seen.add(key)
                 unseen.discard(key)  # a second copy in this batch is a duplicate
-                await self._admit(request, key, depth, admission)
+                await self._admit(request, key, host, depth, admission)
         finally:
             self._claimed -= claimed  # every claimed key is in the seen-set by now
         if admission.admitted:
@@ -104,19 +102,20 @@ class Scheduler:
             self._changed.set()
         return admission
 
-    def _candidates(self, requests: Iterable[Request]) -> list[tuple[Request, str]]:
-        """Requests worth a fingerprint: unfollowable links and traps are counted and dropped."""
+    def _candidates(self, requests: Iterable[Request]) -> list[tuple[Request, str, str]]:
+        """Requests worth a fingerprint, with it and their host (each URL parsed once):
+        unfollowable links and traps are counted and dropped."""
         candidates = []
         for request in requests:
-            reason = filter_reason(request.url, self._settings.links)
-            if reason is not None:
+            reason, parsed = inspect_link(request.url, self._settings.links)
+            if reason is not None or parsed is None:
                 self._stats.increment(f"requests/filtered/{reason}")
                 continue
-            candidates.append((request, fingerprint(request, self._settings.links.session_parameters)))
+            key = fingerprint(request, self._settings.links.session_parameters, parsed=parsed)
+            candidates.append((request, key, parsed.host or ""))
         return candidates
 
-    async def _admit(self, request: Request, key: str, depth: int, admission: Admission) -> None:
-        host = URL(request.url).host or ""
+    async def _admit(self, request: Request, key: str, host: str, depth: int, admission: Admission) -> None:
         reason = self._scope_reason(host, depth)
         if reason is not None:
             self._stats.increment(f"requests/filtered/{reason}")
