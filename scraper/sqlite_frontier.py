@@ -76,8 +76,11 @@ class SQLiteFrontier:
         return self._memory.release_due(now)
 
     def next_due(self) -> float | None:
+        """The earliest parked entry, or the retry of a refill that found the spilled rows not
+        yet committed (only while a refill is wanted and still ahead: never a time past)."""
         due = self._memory.next_due()
-        if self._spilled and self._next_refill:
+        waiting_to_refill = self._spilled and len(self._memory) <= self._buffer // 2
+        if waiting_to_refill and self._next_refill > time.monotonic():
             due = self._next_refill if due is None else min(due, self._next_refill)
         return due
 
