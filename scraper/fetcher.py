@@ -17,7 +17,7 @@ import aiohttp
 from yarl import URL
 
 from scraper.body import ACCEPT_ENCODING, check_headers, read_body
-from scraper.cookies import CrawlCookieJar
+from scraper.cookies import CrawlCookieJar, public_suffixes
 from scraper.errors import ConnectionFailed, FetchError, FetchTimeout, HttpStatusError
 from scraper.http import Request, Response
 from scraper.middleware import Handler, Middleware, build_chain
@@ -47,6 +47,8 @@ class Fetcher:
 
     async def __aenter__(self) -> Fetcher:
         connector = aiohttp.TCPConnector(limit=self._settings.concurrency, limit_per_host=0, ttl_dns_cache=300)
+        if self._settings.cookies:
+            await asyncio.to_thread(public_suffixes)  # parse the list off the event loop, once
         jar: aiohttp.abc.AbstractCookieJar = (
             CrawlCookieJar(unsafe=True) if self._settings.cookies else aiohttp.DummyCookieJar()
         )
