@@ -66,10 +66,6 @@ def callback_of(spider: Spider, request: Request) -> Callable[..., Any]:
     return request.callback if request.callback is not None else spider.parse
 
 
-def callback_name(request: Request) -> str:
-    return getattr(request.callback, "__name__", "parse") if request.callback else "parse"
-
-
 @dataclasses.dataclass(slots=True)
 class CallbackResult:
     """What one callback produced: requests and valid items, and the items that failed

@@ -11,7 +11,7 @@ import pytest
 from scraper.errors import ConfigError
 from scraper.http import Request, Response
 from scraper.item import Item
-from scraper.spider import CallbackResult, Spider, callback_name, callback_of, run_callback
+from scraper.spider import CallbackResult, Spider, callback_of, run_callback
 
 URL = "https://example.com/list"
 
@@ -176,12 +176,6 @@ def test_callback_of_defaults_to_parse() -> None:
     spider = QuotesSpider()
     assert callback_of(spider, Request(URL)) == spider.parse
     assert callback_of(spider, Request(URL, callback=spider.parse_detail)) == spider.parse_detail
-
-
-def test_callback_name() -> None:
-    spider = QuotesSpider()
-    assert callback_name(Request(URL)) == "parse"
-    assert callback_name(Request(URL, callback=spider.parse_detail)) == "parse_detail"
 
 
 async def test_base_parse_is_not_implemented() -> None:

@@ -1,0 +1,78 @@
+"""Requests as rows for the SQLite frontier: callback by name, JSON fields, no pickle."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from scraper.codec import RequestNotStorable, decode, encode
+from scraper.http import Request
+from scraper.spider import Spider
+
+URL = "https://example.com/page"
+
+
+class ShopSpider(Spider):
+    name = "shop"
+
+    async def parse_detail(self, response: Any) -> None:
+        return None
+
+
+def row_of(request: Request) -> dict[str, Any]:
+    encoded = encode(request)
+    return {
+        "url": request.url,
+        "method": request.method,
+        "headers": encoded.headers,
+        "body": encoded.body,
+        "meta": encoded.meta,
+        "cb_kwargs": encoded.cb_kwargs,
+        "callback": encoded.callback,
+        "priority": request.priority,
+        "dont_filter": int(request.dont_filter),
+        "depth": request.depth,
+    }
+
+
+def test_callback_is_stored_by_name() -> None:
+    spider = ShopSpider()
+    assert encode(Request(URL)).callback == "parse"
+    assert encode(Request(URL, callback=spider.parse_detail)).callback == "parse_detail"
+
+
+def test_a_request_survives_the_round_trip() -> None:
+    spider = ShopSpider()
+    original = Request(
+        URL, callback=spider.parse_detail, method="POST", json={"q": 1}, meta={"page": [1, 2]},
+        cb_kwargs={"kind": "lamp"}, priority=3, dont_filter=True, depth=2,
+    )  # fmt: skip
+    restored = decode(row_of(original), spider)
+    assert restored.callback == spider.parse_detail
+    assert (restored.url, restored.method, restored.body(), restored.meta, restored.cb_kwargs) == (
+        URL, "POST", b'{"q":1}', {"page": [1, 2]}, {"kind": "lamp"}
+    )  # fmt: skip
+    assert (restored.priority, restored.dont_filter, restored.depth) == (3, True, 2)
+    assert restored.headers == {"Content-Type": "application/json"}
+
+
+def test_meta_that_is_not_json_names_the_key() -> None:
+    with pytest.raises(RequestNotStorable, match=r"meta\['when'\] of https://example.com/page"):
+        encode(Request(URL, meta={"fine": 1, "when": dt.datetime(2026, 1, 1)}))
+
+
+def test_a_callback_that_is_not_a_spider_method_is_refused() -> None:
+    async def loose(response: Any) -> None:
+        return None
+
+    with pytest.raises(RequestNotStorable, match="method of the spider"):
+        encode(Request(URL, callback=loose))
+
+
+def test_a_stored_callback_the_spider_no_longer_has_is_an_error() -> None:
+    row = row_of(Request(URL, callback=ShopSpider().parse_detail))
+    row["callback"] = "parse_gone"
+    with pytest.raises(RequestNotStorable, match="parse_gone"):
+        decode(row, ShopSpider())
