@@ -36,7 +36,6 @@ from scraper.worker import Worker, error_record
 logger = logging.getLogger(__name__)
 
 _START_BATCH = 100
-_ITEM_COUNTERS = frozenset({"items/scraped", "items/dropped", "items/over_limit"})
 _FINISHED_REASONS = frozenset({"finished", "max_pages", "max_items", "max_errors", "max_duration"})
 
 
@@ -158,11 +157,7 @@ class Engine:
         for key, value in start.stats.items():
             if isinstance(value, int):
                 self.stats.counts[key] = value
-        for key in [key for key in self.stats.counts if key.startswith("items/") and key not in _ITEM_COUNTERS]:
-            del self.stats.counts[key]  # per-table counts: recounted below
-        for table, count in start.items.items():
-            self.stats.counts[f"items/{table}"] = count
-        self.stats.counts["items/stored"] = sum(start.items.values())
+        self.stats.set_items_by_table(start.items)
         self.stats.counts["pages"] = start.pages
 
     def _scheduler(self, storage: Storage, start: CrawlStart) -> Scheduler:

@@ -78,13 +78,10 @@ def summary(
     table.add_column()
     table.add_row("crawl", f"{spider}: {status} ({reason})")
     table.add_row("pages", f"{pages:,} in {seconds:,.1f}s = {pages / max(seconds, 1e-9):,.0f} pages/s")
-    stored = stats.under("items")
-    tables = {
-        name: count for name, count in stored.items() if name not in {"scraped", "dropped", "stored", "over_limit"}
-    }
+    tables = stats.items_by_table()
     table.add_row("items", ", ".join(f"{name}: {count:,}" for name, count in tables.items()) or "none")
-    if stored.get("dropped"):
-        table.add_row("dropped", f"{stored['dropped']:,} items (by pipeline stages)")
+    if dropped := stats.get("items/dropped"):
+        table.add_row("dropped", f"{dropped:,} items (by pipeline stages)")
     errors = stats.under("errors")
     table.add_row("errors", ", ".join(f"{kind}: {count:,}" for kind, count in errors.items()) or "none")
     table.add_row("database", str(database))

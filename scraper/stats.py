@@ -6,6 +6,9 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+ITEM_TOTALS = frozenset({"scraped", "dropped", "stored", "over_limit"})
+"""Counters under ``items/`` that are totals; every other ``items/<name>`` is a table's count."""
+
 
 class Stats:
     def __init__(self) -> None:
@@ -27,6 +30,18 @@ class Stats:
         """Counters under ``prefix/``, keyed by the rest of their name."""
         start = prefix.rstrip("/") + "/"
         return {key[len(start) :]: value for key, value in sorted(self.counts.items()) if key.startswith(start)}
+
+    def items_by_table(self) -> dict[str, int]:
+        """Stored items per table (``items/<table>``, the totals left out)."""
+        return {name: count for name, count in self.under("items").items() if name not in ITEM_TOTALS}
+
+    def set_items_by_table(self, counts: dict[str, int]) -> None:
+        """Replace the per-table counts (a resumed crawl recounts them from the database)."""
+        for table in self.items_by_table():
+            del self.counts[f"items/{table}"]
+        for table, count in counts.items():
+            self.counts[f"items/{table}"] = count
+        self.counts["items/stored"] = sum(counts.values())
 
     @property
     def elapsed(self) -> float:
