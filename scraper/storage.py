@@ -77,8 +77,7 @@ class Storage:
     async def open(self) -> None:
         """Lock the database for this crawl, then open it (creating the schema)."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._exit.enter_context(CrawlLock(self.path))
+            await asyncio.to_thread(self._lock)  # file system work, off the event loop
             self._db = await self._connect()
             await self._db.executescript(schema.FRAMEWORK_TABLES)
             self._reader = await self._connect()
@@ -88,6 +87,10 @@ class Storage:
         except StorageError:
             await self.close()
             raise
+
+    def _lock(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._exit.enter_context(CrawlLock(self.path))
 
     async def _connect(self) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self.path, isolation_level=None)
@@ -106,7 +109,7 @@ class Storage:
                 if connection is not None:
                     await connection.close()
             self._db = self._reader = None
-            self._exit.close()
+            await asyncio.to_thread(self._exit.close)  # releases the lock file
 
     # -- crawl lifecycle ---------------------------------------------------------------------
 
