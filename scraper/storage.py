@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -144,8 +144,7 @@ class Storage:
             await self._room.wait_for(lambda: self._has_room_for(rows))
             self._check_writer()
             self._queued_rows += rows
-        self._unwritten.update(entry.fingerprint for entry in commit.requests)
-        self._unwritten.update(refused.fingerprint for refused in commit.refused)
+        self._unwritten.update(_fingerprints_of(commit))
         await self._queue.put(commit)
 
     async def lease_pending(self, limit: int) -> list[sqlite3.Row]:
@@ -278,9 +277,10 @@ class Storage:
 
     def _committed(self, batch: Iterable[Commit], stored: dict[str, int]) -> None:
         for commit in batch:
-            self._unwritten.subtract(entry.fingerprint for entry in commit.requests)
-            self._unwritten.subtract(refused.fingerprint for refused in commit.refused)
-        self._unwritten += Counter()  # drop the zero counts
+            for fingerprint in _fingerprints_of(commit):
+                self._unwritten[fingerprint] -= 1
+                if self._unwritten[fingerprint] <= 0:
+                    del self._unwritten[fingerprint]  # only this batch's keys: no full rebuild
         for table, count in stored.items():
             self._stats.increment(f"items/{table}", count)
             self._stats.increment("items/stored", count)
@@ -308,3 +308,8 @@ class Storage:
 
 def _rows_of(commit: Commit) -> int:
     return 1 + len(commit.requests) + len(commit.refused) + len(commit.items) + len(commit.errors)
+
+
+def _fingerprints_of(commit: Commit) -> Iterator[str]:
+    yield from (entry.fingerprint for entry in commit.requests)
+    yield from (refused.fingerprint for refused in commit.refused)
