@@ -4,6 +4,7 @@ text tables. Not a benchmark itself."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import multiprocessing
@@ -193,3 +194,15 @@ def _cell(value: object) -> str:
 
 def machine() -> str:
     return f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {sys.platform}"
+
+
+def add_shop_arguments(parser: argparse.ArgumentParser, *, padding: int) -> None:
+    """The options every A/B benchmark on the demo shop shares."""
+    parser.add_argument("--rounds", type=int, default=5, help="measured rounds, one run per kind each (default 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds first (default 1)")
+    parser.add_argument("--products", type=int, default=2000, help="products in the demo shop (default 2000)")
+    parser.add_argument(
+        "--padding", type=int, default=padding, help=f"filler characters per product page (default {padding})"
+    )
+    parser.add_argument("--concurrency", type=int, default=32, help="concurrency / workers (default 32)")
+    parser.add_argument("--per-host", type=int, default=32, help="per_host.concurrency (default 32)")

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 
 from aiohttp import web
 
-from bench._common import cpu_seconds, machine, median, query, site_in_process, table
+from bench._common import add_shop_arguments, cpu_seconds, machine, median, query, site_in_process, table
 from scraper.demo_site import build_catalog, make_app
 from scraper.engine import Engine
 from scraper.settings import Settings, load_settings
@@ -121,12 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Pages/s of the SQLite frontier against the in-memory one on the demo shop (A/B/A/B).",
         epilog="Run from the repository root. The site runs in a separate process.",
     )
-    parser.add_argument("--rounds", type=int, default=5, help="measured rounds, one run per backend each (default 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds first (default 1)")
-    parser.add_argument("--products", type=int, default=2000, help="products in the demo shop (default 2000)")
-    parser.add_argument("--padding", type=int, default=5000, help="filler characters per product page (default 5000)")
-    parser.add_argument("--concurrency", type=int, default=32, help="concurrency (default 32)")
-    parser.add_argument("--per-host", type=int, default=32, help="per_host.concurrency (default 32)")
+    add_shop_arguments(parser, padding=5000)
     parser.add_argument("--keep", action="store_true", help="keep the databases (their folder is printed)")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.warmup < 0 or args.products < 1:

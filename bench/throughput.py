@@ -49,7 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: scraper/, spiders/, bench/
 
-from bench._common import cpu_seconds, machine, median, peak_rss_mb, query, site_in_process, table
+from bench._common import add_shop_arguments, cpu_seconds, machine, median, peak_rss_mb, query, site_in_process, table
 from bench.durability import crawl_once, crawl_settings, shop_site
 
 KINDS = ("reference", "sqlite", "memory")
@@ -207,12 +207,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Pages/s and CPU/page of our Engine (sqlite and memory frontiers) against a hand-written loop.",
         epilog="Run from the repository root. The site runs in a separate process, each crawl in its own.",
     )
-    parser.add_argument("--rounds", type=int, default=5, help="measured rounds, one run per kind each (default 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds first (default 1)")
-    parser.add_argument("--products", type=int, default=2000, help="products in the demo shop (default 2000)")
-    parser.add_argument("--padding", type=int, default=20000, help="filler characters per product page (default 20000)")
-    parser.add_argument("--concurrency", type=int, default=32, help="concurrency / reference workers (default 32)")
-    parser.add_argument("--per-host", type=int, default=32, help="per_host.concurrency (default 32)")
+    add_shop_arguments(parser, padding=20000)
     parser.add_argument("--timeout", type=float, default=600, help="seconds allowed for one run (default 600)")
     parser.add_argument("--one", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
