@@ -134,10 +134,12 @@ class Fetcher:
         return body
 
     def _content_types(self, reply: aiohttp.ClientResponse, request: Request) -> Sequence[str]:
-        """Error pages and redirects are read whatever their type; so are robots.txt files."""
-        if not 200 <= reply.status < 300 or (request.meta or {}).get("robots_txt"):
+        """Error pages and redirects are read whatever their type; a request's
+        ``meta["content_types"]`` replaces the setting (``[]``: any type)."""
+        if not 200 <= reply.status < 300:
             return ()
-        return self._settings.content_types
+        chosen: Sequence[str] = (request.meta or {}).get("content_types", self._settings.content_types)
+        return chosen
 
     @staticmethod
     def _headers(request: Request) -> dict[str, str]:

@@ -77,6 +77,7 @@ class RobotsTxt:
             "allow_statuses": ALL_STATUSES,
             "truncate_body": True,
             "max_response_bytes": settings.robots.max_bytes,
+            "content_types": (),  # robots.txt is read whatever type the server calls it
         }
 
     async def __call__(self, request: Request, handler: Handler) -> Response:
