@@ -41,6 +41,7 @@ from bench._common import add_shop_arguments, cpu_seconds, machine, median, quer
 from scraper.demo_site import build_catalog, make_app
 from scraper.engine import Engine
 from scraper.settings import Settings, load_settings
+from scraper.spider import Spider
 from spiders.demo_shop import DemoShopSpider
 
 BACKENDS = ("sqlite", "memory")
@@ -92,8 +93,10 @@ def crawl_settings(args: argparse.Namespace, backend: str) -> Settings:
     )
 
 
-async def crawl_once(base_url: str, settings: Settings, database: Path) -> tuple[str, int, float, float]:
-    engine = Engine(spider=DemoShopSpider(base_url=base_url), settings=settings, database=database)
+async def crawl_once(
+    base_url: str, settings: Settings, database: Path, spider: type[Spider] = DemoShopSpider
+) -> tuple[str, int, float, float]:
+    engine = Engine(spider=spider(base_url=base_url), settings=settings, database=database)
     cpu, started = cpu_seconds(), time.perf_counter()
     result = await engine.run()
     return result.status, result.stats.get("pages"), time.perf_counter() - started, cpu_seconds() - cpu

@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 
 from bench._common import add_shop_arguments, cpu_seconds, machine, median, peak_rss_mb, query, site_in_process, table
 from bench.durability import crawl_once, crawl_settings, shop_site
+from bench.shop_spider import BenchShopSpider
 
 KINDS = ("reference", "sqlite", "memory")
 TARGETS = {"sqlite": 0.85, "memory": 0.95}  # pages/s as a fraction of the reference's
@@ -114,7 +115,8 @@ def run_one(args: argparse.Namespace) -> int:
     if args.one == "reference":
         status, pages, seconds, cpu = asyncio.run(crawl_reference(args, database))
     else:
-        status, pages, seconds, cpu = asyncio.run(crawl_once(args.base_url, crawl_settings(args, args.one), database))
+        settings = crawl_settings(args, args.one)
+        status, pages, seconds, cpu = asyncio.run(crawl_once(args.base_url, settings, database, BenchShopSpider))
     ((products, distinct),) = query(database, "SELECT count(*), count(DISTINCT url) FROM product")
     figures = {"status": status, "pages": pages, "products": products, "distinct": distinct}
     print(json.dumps({**figures, "seconds": seconds, "cpu": cpu, "peak_rss": peak_rss_mb()}), flush=True)

@@ -7,6 +7,7 @@ with a bound on every decompressor call: a decompression bomb stops just past ``
 from __future__ import annotations
 
 import fnmatch
+import functools
 import sys
 import zlib
 from collections.abc import AsyncIterable, Callable, Iterator, Mapping, Sequence
@@ -151,8 +152,14 @@ def check_headers(headers: Mapping[str, str], *, url: str, limit: int, content_t
     if length.isascii() and length.isdigit() and int(length) > limit:
         raise ResponseTooLarge(f"Content-Length {length} is larger than max_response_bytes={limit}", url=url)
     media_type = (_header(headers, "Content-Type") or "").split(";", 1)[0].strip().lower()
-    if media_type and content_types and not any(fnmatch.fnmatchcase(media_type, p.lower()) for p in content_types):
+    if media_type and content_types and not _media_type_allowed(media_type, tuple(content_types)):
         raise ContentTypeRefused(f"Content-Type {media_type!r} is not in content_types", url=url)
+
+
+@functools.lru_cache(maxsize=256)
+def _media_type_allowed(media_type: str, patterns: tuple[str, ...]) -> bool:
+    """Cached: a crawl sees a handful of media types and one pattern list."""
+    return any(fnmatch.fnmatchcase(media_type, pattern.lower()) for pattern in patterns)
 
 
 async def read_body(

@@ -15,7 +15,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
-from scraper import __version__
+from scraper import __version__, runtime
 from scraper.demo_site import build_catalog, make_app, serve
 from scraper.engine import CrawlResult, Engine
 from scraper.errors import ScraperError
@@ -107,7 +107,7 @@ def command_run(args: argparse.Namespace) -> int:
     spider = spider_class(**_parse_arguments(args.arguments))
     database = args.db or project.database(spider_class)
     engine = Engine(spider=spider, settings=settings, database=database, fresh=args.fresh, notify=_notifier(settings))
-    result, code = asyncio.run(_crawl(engine))
+    result, code = runtime.run(_crawl(engine), event_loop=settings.event_loop)
     _report(result, spider.name)
     return code
 
@@ -127,7 +127,7 @@ def command_demo(args: argparse.Namespace) -> int:
             engine = Engine(spider=spider, settings=settings, database=database, fresh=True, notify=_notifier(settings))
             return await _crawl(engine), len(catalog.products)
 
-    (result, code), expected = asyncio.run(serve_and_crawl())
+    (result, code), expected = runtime.run(serve_and_crawl(), event_loop=settings.event_loop)
     _report(result, "demo_shop")
     stored = result.stats.get("items/product")
     out.print(f"stored {stored:,} of the shop's {expected:,} products", highlight=False)

@@ -24,6 +24,7 @@ from scraper.pipeline import Pipeline
 from scraper.ratelimit import HostLimiter
 from scraper.records import Commit
 from scraper.robots import RobotsTxt
+from scraper.runtime import crawl_gc
 from scraper.scheduler import Scheduler
 from scraper.seen import MemorySeen, SeenSet, StoredSeen
 from scraper.settings import Settings
@@ -91,6 +92,7 @@ class Engine:
 
     async def run(self) -> CrawlResult:
         async with AsyncExitStack() as stack:
+            stack.enter_context(crawl_gc())
             storage = await stack.enter_async_context(
                 Storage(
                     self.database,

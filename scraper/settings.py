@@ -144,6 +144,7 @@ class Settings(_Strict):
     pipelines: list[str] = []
     middlewares: list[str] = []
     write_batch: PositiveInt = Field(default=500, description="rows per SQLite transaction")
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"  # auto: uvloop when installed
 
     def policy_for(self, host: str) -> HostPolicy:
         """``per_host`` with the first matching ``hosts`` glob applied."""

@@ -140,11 +140,13 @@ class Storage:
         Raises ``StorageError`` once the writer has failed: the crawl must stop, not lose data."""
         self._check_writer()
         rows = _rows_of(commit)
-        async with self._room:  # backpressure in rows: a page with 1,000 links weighs 1,000
-            await self._room.wait_for(lambda: self._has_room_for(rows))
+        if not self._has_room_for(rows):  # backpressure in rows: a page with 1,000 links weighs 1,000
+            async with self._room:
+                await self._room.wait_for(lambda: self._has_room_for(rows))
             self._check_writer()
-            self._queued_rows += rows
-        self._unwritten.update(_fingerprints_of(commit))
+        self._queued_rows += rows
+        if commit.requests or commit.refused:
+            self._unwritten.update(_fingerprints_of(commit))
         await self._queue.put(commit)
 
     async def lease_pending(self, limit: int) -> list[sqlite3.Row]:
