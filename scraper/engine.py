@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from pathlib import Path
 
 from scraper.crawls import CrawlStart
@@ -20,6 +20,7 @@ from scraper.frontier import Frontier, MemoryFrontier, Scheduled
 from scraper.http import Request
 from scraper.loading import load_object
 from scraper.middleware import Middleware
+from scraper.parse_pool import ParsePool
 from scraper.pipeline import Pipeline
 from scraper.ratelimit import HostLimiter
 from scraper.records import Commit
@@ -117,28 +118,8 @@ class Engine:
         try:
             await self.spider.opened()
             await self._pipeline.open(self.spider)
-            queue: asyncio.Queue[Scheduled | None] = asyncio.Queue(maxsize=self.settings.concurrency * 2)
-            feeder = Feeder(scheduler=scheduler, queue=queue, settings=self.settings, stop=self.stop)
-
-            def on_progress() -> None:
-                feeder.progress()
-                self._check_limits(storage)
-
-            worker = Worker(
-                spider=self.spider,
-                fetcher=fetcher,
-                scheduler=scheduler,
-                limiter=self.limiter,
-                pipeline=self._pipeline,
-                storage=storage,
-                settings=self.settings,
-                stats=self.stats,
-                on_progress=on_progress,
-            )
-            await self._crawl(scheduler, queue, worker, feeder, storage)
-            self._check_limits(storage)  # the last commits may have reached a limit
-            reason = scheduler.limit_reached or self._stop_reason or "finished"
-            status = "finished" if reason in _FINISHED_REASONS else "interrupted"
+            async with self._parse_pool() as parse_pool:
+                status, reason = await self._crawl_with(scheduler, fetcher, storage, parse_pool)
         except DrainTimeout as exc:
             status, reason = "interrupted", f"{self._stop_reason}: {exc}"
         except BaseException as exc:
@@ -149,6 +130,40 @@ class Engine:
         finally:
             await self._close(storage, status, reason)
         return status, reason
+
+    async def _crawl_with(
+        self, scheduler: Scheduler, fetcher: Fetcher, storage: Storage, parse_pool: ParsePool | None
+    ) -> tuple[str, str]:
+        queue: asyncio.Queue[Scheduled | None] = asyncio.Queue(maxsize=self.settings.concurrency * 2)
+        feeder = Feeder(scheduler=scheduler, queue=queue, settings=self.settings, stop=self.stop)
+
+        def on_progress() -> None:
+            feeder.progress()
+            self._check_limits(storage)
+
+        worker = Worker(
+            spider=self.spider,
+            fetcher=fetcher,
+            scheduler=scheduler,
+            limiter=self.limiter,
+            pipeline=self._pipeline,
+            storage=storage,
+            settings=self.settings,
+            stats=self.stats,
+            on_progress=on_progress,
+            parse_pool=parse_pool,
+        )
+        await self._crawl(scheduler, queue, worker, feeder, storage)
+        self._check_limits(storage)  # the last commits may have reached a limit
+        reason = scheduler.limit_reached or self._stop_reason or "finished"
+        status = "finished" if reason in _FINISHED_REASONS else "interrupted"
+        return status, reason
+
+    def _parse_pool(self) -> AbstractAsyncContextManager[ParsePool | None]:
+        """Callbacks run in worker processes when ``parse_processes`` asks for them."""
+        if not self.settings.parse_processes:
+            return nullcontext()
+        return ParsePool(self.spider, self.settings.parse_processes)
 
     def _continue_from(self, start: CrawlStart) -> None:
         """A resumed crawl keeps counting from where it stopped (the statistics saved last);

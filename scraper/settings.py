@@ -145,6 +145,7 @@ class Settings(_Strict):
     middlewares: list[str] = []
     write_batch: PositiveInt = Field(default=500, description="rows per SQLite transaction")
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"  # auto: uvloop when installed
+    parse_processes: NonNegativeInt = 0  # run callbacks in this many worker processes; 0: on the event loop
 
     def policy_for(self, host: str) -> HostPolicy:
         """``per_host`` with the first matching ``hosts`` glob applied."""

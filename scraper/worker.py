@@ -25,6 +25,7 @@ from scraper.fetcher import Fetcher
 from scraper.frontier import Scheduled
 from scraper.http import Request, Response
 from scraper.item import Item, columns_of, columns_of_dict, key_of, table_of, to_row
+from scraper.parse_pool import ParsePool
 from scraper.pipeline import Pipeline, Record, StageFailed
 from scraper.ratelimit import HostLimiter, Signal
 from scraper.records import Commit, ErrorRecord, Outcome, StoredItem
@@ -73,6 +74,7 @@ class Worker:
         settings: Settings,
         stats: Stats,
         on_progress: Callable[[], None],
+        parse_pool: ParsePool | None = None,
     ) -> None:
         self._spider = spider
         self._fetcher = fetcher
@@ -83,6 +85,7 @@ class Worker:
         self._settings = settings
         self._stats = stats
         self._on_progress = on_progress
+        self._parse_pool = parse_pool
 
     async def run(self, queue: asyncio.Queue[Scheduled | None]) -> None:
         """Handle requests from ``queue`` until a ``None`` arrives."""
@@ -177,6 +180,8 @@ class Worker:
         callback = callback_of(self._spider, entry.request)
         limit = self._settings.callback_timeout
         try:
+            if self._parse_pool is not None and getattr(callback, "__self__", None) is self._spider:
+                return await self._parse_pool.run(callback.__name__, response, time_limit=limit)
             async with asyncio.timeout(limit):
                 return await run_callback(callback, response)
         except TimeoutError:

@@ -1,0 +1,140 @@
+"""Callbacks in parse processes (``parse_processes``): the same rows as parsing on the event
+loop, and every way a callback can fail in a child becomes one error record, never a dead
+crawl. The spiders live at module level so that the children can import them."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from aiohttp import web
+
+from scraper import Item, Request, Response, Spider
+from scraper.demo_site import build_catalog, make_app, serve
+from scraper.engine import CrawlResult, Engine
+from scraper.errors import ConfigError
+from spiders.demo_shop import DemoShopSpider
+from tests.conftest import make_settings, rows
+
+
+async def crawl(spider: Spider, database: Path, **settings: Any) -> CrawlResult:
+    return await Engine(spider=spider, settings=make_settings(**settings), database=database).run()
+
+
+class Page(Item):
+    key: ClassVar[tuple[str, ...]] = ("url",)
+
+    url: str
+    n: int
+    pid: int
+
+
+class TroubleSpider(Spider):
+    """``/page/N`` for N in 0..19, each yielding one ``Page``; some pages misbehave."""
+
+    name = "trouble"
+    base_url = ""
+
+    async def start_requests(self) -> AsyncIterator[Request]:
+        for n in range(20):
+            yield Request(f"{self.base_url}/page/{n}", callback=self.parse_page, cb_kwargs={"n": n})
+
+    async def parse_page(self, response: Response, n: int) -> AsyncIterator[Any]:
+        print(f"noise on stdout for page {n}")  # must not disturb the pipe to the parent
+        if n == 3:
+            raise ValueError(f"page {n} is broken")
+        if n == 5:
+            yield Page(url=response.url, n=-1, pid="not a number")  # type: ignore[arg-type]
+            return
+        if n == 7 and os.environ.get("SCRAPER_TEST_KILL_CHILD"):
+            os._exit(3)  # the child dies mid-page
+        if n == 9 and os.environ.get("SCRAPER_TEST_HANG_CHILD"):
+            time.sleep(30)  # noqa: ASYNC251 - a CPU-bound callback that never returns in time
+        yield Page(url=response.url, n=n, pid=os.getpid())
+
+
+class UnpicklableSpider(TroubleSpider):
+    name = "unpicklable"
+
+    async def opened(self) -> None:
+        self.lock = threading.Lock()
+
+
+@pytest.fixture
+async def pages_site() -> AsyncIterator[str]:
+    async def page(request: web.Request) -> web.Response:
+        text = f"<html><body><p>{request.match_info['n']}</p></body></html>"
+        return web.Response(text=text, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/page/{n}", page)
+    async with serve(app) as base_url:
+        yield base_url
+
+
+async def test_parse_processes_store_the_same_rows_as_the_event_loop(tmp_path: Path) -> None:
+    catalog = build_catalog(120)
+    async with serve(make_app(catalog)) as base_url:
+        local = await crawl(DemoShopSpider(base_url=base_url), tmp_path / "local.db")
+        pooled = await crawl(DemoShopSpider(base_url=base_url), tmp_path / "pooled.db", parse_processes=2)
+
+    assert (local.status, pooled.status) == ("finished", "finished")
+    columns = "url, title, price, currency, rating, in_stock, stock, category, sku, description"
+    query = f"SELECT {columns} FROM product ORDER BY url"
+    assert rows(tmp_path / "pooled.db", query) == rows(tmp_path / "local.db", query)
+    assert len(rows(tmp_path / "pooled.db", query)) == 120
+    assert pooled.stats.get("pages") == local.stats.get("pages")
+    assert rows(tmp_path / "pooled.db", "SELECT count(*) FROM scraper_errors") == [(0,)]
+
+
+async def test_callbacks_run_in_other_processes_and_failures_become_records(pages_site: str, database: Path) -> None:
+    result = await crawl(TroubleSpider(base_url=pages_site), database, parse_processes=2)
+
+    assert result.status == "finished"
+    pids = {pid for (pid,) in rows(database, "SELECT DISTINCT pid FROM page")}
+    assert pids and os.getpid() not in pids
+    assert rows(database, "SELECT count(*) FROM page") == [(18,)]  # 20 pages, minus the raising and the invalid
+    errors = rows(database, "SELECT url, stage, error_type, message, traceback FROM scraper_errors ORDER BY url")
+    by_url = {url.rsplit("/", 1)[1]: (stage, kind, message, trace) for url, stage, kind, message, trace in errors}
+    assert set(by_url) == {"3", "5"}
+    stage, kind, message, trace = by_url["3"]
+    assert (stage, kind, message) == ("parse", "ValueError", "page 3 is broken")
+    assert "parse_page" in trace and 'raise ValueError(f"page {n} is broken")' in trace  # the child's traceback
+    assert by_url["5"][:2] == ("validate", "ValidationError")
+
+
+async def test_a_child_that_dies_fails_only_its_page(
+    pages_site: str, database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCRAPER_TEST_KILL_CHILD", "1")
+    result = await crawl(TroubleSpider(base_url=pages_site), database, parse_processes=2)
+
+    assert result.status == "finished"
+    assert rows(database, "SELECT count(*) FROM page") == [(17,)]
+    failed = rows(database, "SELECT url, error_type FROM scraper_errors WHERE url LIKE '%/page/7'")
+    assert failed == [(f"{pages_site}/page/7", "ParseProcessFailed")]
+
+
+@pytest.mark.timeout(30)
+async def test_a_callback_past_its_timeout_is_stopped_and_its_child_replaced(
+    pages_site: str, database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCRAPER_TEST_HANG_CHILD", "1")
+    started = time.monotonic()
+    result = await crawl(TroubleSpider(base_url=pages_site), database, parse_processes=1, callback_timeout=1)
+
+    assert result.status == "finished"
+    assert time.monotonic() - started < 20  # the hung child did not hold the crawl for its 30 s
+    assert rows(database, "SELECT count(*) FROM page") == [(17,)]
+    failed = rows(database, "SELECT error_type FROM scraper_errors WHERE url LIKE '%/page/9'")
+    assert failed == [("CallbackTimeout",)]
+
+
+async def test_a_spider_that_cannot_be_copied_is_a_clear_error(pages_site: str, database: Path) -> None:
+    with pytest.raises(ConfigError, match=r"parse_processes: spider 'unpicklable' cannot be copied.*lock"):
+        await crawl(UnpicklableSpider(base_url=pages_site), database, parse_processes=2)
