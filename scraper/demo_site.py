@@ -7,7 +7,7 @@ import math
 import random
 import re
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -42,6 +42,7 @@ _FILLER = (
     "nostrud exercitation ullamco laboris nisi ut aliquip ex ea commodo consequat. "
 )
 _FILLER_ROW = 200
+_ROBOTS_TXT = "User-agent: *\nAllow: /\n"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -220,7 +221,7 @@ class _Site:
         return self._html(request, lambda: _render_product(product, name, self.catalog.padding))
 
     async def robots(self, _request: web.Request) -> web.Response:
-        return web.Response(text="User-agent: *\nAllow: /\n", content_type="text/plain")
+        return web.Response(text=_ROBOTS_TXT, content_type="text/plain")
 
     def _html(self, request: web.Request, render: Callable[[], str]) -> web.Response:
         body = self.cache.get(request.path)
@@ -242,6 +243,24 @@ def make_app(catalog: Catalog) -> web.Application:
     for path, handler in routes:
         app.router.add_get(path, handler)
     return app
+
+
+def static_pages(catalog: Catalog) -> Iterator[tuple[str, bytes]]:
+    """Every path ``make_app(catalog)`` serves with its exact body (UTF-8), so the shop can be
+    written to disk and served by any static file server (benchmarks) byte for byte alike."""
+    names = dict(catalog.categories)
+    yield "/", _render_home(catalog).encode("utf-8")
+    yield "/robots.txt", _ROBOTS_TXT.encode("utf-8")
+    per_page = catalog.per_page
+    for slug, name in catalog.categories:
+        products = catalog.in_category(slug)
+        pages = max(1, math.ceil(len(products) / per_page))
+        for page in range(1, pages + 1):
+            chunk = products[(page - 1) * per_page : page * per_page]
+            path = f"/category/{slug}/" if page == 1 else f"/category/{slug}/page-{page}.html"
+            yield path, _render_listing(name, chunk, page, pages).encode("utf-8")
+    for product in catalog.products:
+        yield product.path, _render_product(product, names[product.category], catalog.padding).encode("utf-8")
 
 
 @asynccontextmanager
