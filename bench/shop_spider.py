@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import itertools
+import re
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
@@ -51,3 +54,40 @@ class BenchShopSpider(Spider):
 
     async def parse_product(self, response: Response) -> AsyncIterator[Output]:
         yield Product(**dict(zip(_FIELDS, parse_product(response.url, response.html), strict=True)))
+
+
+_WORD = re.compile(r"[a-z]+")
+
+
+class HeavyProduct(Product):
+    """A product plus what a text-analysis crawl derives from the whole page."""
+
+    spec_rows: int
+    words: int
+    distinct_words: int
+    top_words: str
+    top_bigrams: str
+
+
+class HeavyShopSpider(BenchShopSpider):
+    """The parse-heavy crawl for ``bench/multicore.py``: besides the product's fields, every
+    page's specification table is read row by row and its text is counted into word and
+    word-pair frequencies (a few ms of CPU per page, all in the callback)."""
+
+    name = "bench_shop_heavy"
+
+    async def parse_product(self, response: Response) -> AsyncIterator[Output]:
+        fields = dict(zip(_FIELDS, parse_product(response.url, response.html), strict=True))
+        cells = [row.css_first("td") for row in response.css("table.specifications tr")]
+        texts = [cell.text(deep=True).lower() for cell in cells if cell is not None]
+        words = [word for text in texts for word in _WORD.findall(text)]
+        counts = Counter(words)
+        pairs = Counter(itertools.pairwise(words))
+        yield HeavyProduct(
+            **fields,
+            spec_rows=len(texts),
+            words=len(words),
+            distinct_words=len(counts),
+            top_words=" ".join(word for word, _ in counts.most_common(5)),
+            top_bigrams=" ".join(f"{a}_{b}" for (a, b), _ in pairs.most_common(5)),
+        )

@@ -1,59 +1,63 @@
-"""Pages/s and CPU per page of our framework against a hand-written asyncio loop (the ceiling).
+"""Pages/s, CPU per page and peak RSS of crawlers doing the same work on the same site: our
+framework, a hand-written asyncio loop (the ceiling), Scrapy and Crawlee.
 
-What it measures: the bundled demo shop (``scraper.demo_site``, ``--products`` products with
-``--padding`` characters of filler per product page, about 20 KB each by default) is served by
-aiohttp in a separate process. Three kinds of crawler crawl it, alternating A/B/A/B in each
-round, each run in a fresh Python subprocess so its CPU time and peak RSS are its own:
+The site: the demo shop (``--products`` products, ``--padding`` characters of filler per
+product page, about 20 KB each by default) written as static files by ``bench/site.py`` and
+served by nginx when it is installed, else by Python server processes (``--server``). Every
+crawler fetches every page, parses the same fields of every product page and stores one
+``product`` row per product in SQLite. The kinds, each run in a fresh subprocess:
 
-- ``reference``: ``bench/reference_loop.py``, aiohttp + a queue of N workers + selectolax +
-  batched SQLite writes, parsing and storing every product; the practical ceiling;
-- ``sqlite``: our ``Engine`` with ``DemoShopSpider``, ``frontier.backend = "sqlite"``;
-- ``memory``: the same with ``frontier.backend = "memory"``.
+- ``reference``: ``bench/reference_loop.py`` (aiohttp, a queue of N workers, selectolax,
+  batched SQLite writes) on asyncio's own loop, as a hand-written script runs;
+  ``reference+uvloop``: the same on uvloop, for comparison;
+- ``sqlite`` / ``memory``: our ``Engine`` with ``bench/shop_spider.py`` (the reference's own
+  parsing code) and the durable SQLite frontier / the in-memory one, on the loop users get
+  (``event_loop: auto``: uvloop when installed);
+- ``pool``: ``sqlite`` with ``parse_processes`` (``--parse-processes``, default 2);
+- ``scrapy`` / ``crawlee``: ``bench/competitors/`` in their own venv (made on first use).
 
-The framework runs with robots.txt off, no pipelines, concurrency 32 and per_host.concurrency 32
-(the reference uses as many workers and connections). CPU is ``getrusage(RUSAGE_SELF)``
-user + system of the subprocess during the crawl only (threads included, start-up and
-imports excluded); peak RSS is its ``ru_maxrss``. The site process's CPU during each run is
-read from ``/proc`` (Linux): when "site busy" nears 1.0 the single-threaded server, not the
-crawler, is the bottleneck and the ratios understate the gaps. Warm-up rounds come first and
-are not counted (the site renders and caches each page the first time it is asked).
+With ``--spider heavy`` our kinds crawl with the parse-heavy ``HeavyShopSpider`` instead (the
+multi-core comparison: ``--kinds sqlite,pool``).
 
-Every run is checked: it must finish, and its ``product`` table must hold every product
-exactly once (as many rows as distinct URLs, as many as ``--products``). A failed check makes
-the exit code 1; the timings are only printed, never asserted.
+Rounds alternate the kinds' order (A/B/C then C/B/A) after uncounted warm-up rounds. CPU is the
+crawler process's user + system time during the crawl (its parse processes included); the
+site's CPU is read from ``/proc``: "site busy" near 1.0 per server process means the server,
+not the crawler, set the pace. Each run's ``product`` table must hold every product exactly
+once, else the exit code is 1; timings are printed, never asserted.
 
-How to read the output: one row per run, then per kind the medians of pages/s, CPU ms/page
-and peak RSS, and the ratios against the reference. The performance issue's targets:
-pages/s at least 0.85x the reference with the SQLite frontier and 0.95x with the in-memory
-one, CPU per page within 0.15 ms of the reference's. Compare figures from one run only.
-
-Run from the repository root: ``python bench/throughput.py [--rounds 5] [--products 2000]
-[--padding 20000]``. ``--one KIND --base-url URL`` runs a single crawl and prints one JSON line
-(that is how the runs are started; it needs a site already serving).
+Run from the repository root: ``python bench/throughput.py [--rounds 5] [--kinds ...]``;
+``bench/run.py`` runs this with the other benchmarks and prints the README table.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
-import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: scraper/, spiders/, bench/
 
-from bench._common import add_shop_arguments, cpu_seconds, machine, median, peak_rss_mb, query, site_in_process, table
-from bench.durability import crawl_once, crawl_settings, shop_site
-from bench.shop_spider import BenchShopSpider
+from bench._common import add_shop_arguments, machine, median, peak_rss_mb, query, table
 
-KINDS = ("reference", "sqlite", "memory")
+if TYPE_CHECKING:
+    from bench.site import Ceiling
+
+THIS = Path(__file__).resolve()
+OURS = ("sqlite", "memory", "pool")
+REFERENCES = ("reference", "reference+uvloop")
+COMPETITORS = ("scrapy", "crawlee")
+KINDS = (*REFERENCES, *OURS, *COMPETITORS)
+DEFAULT_KINDS = ("reference", "reference+uvloop", "sqlite", "memory", "scrapy", "crawlee")
 TARGETS = {"sqlite": 0.85, "memory": 0.95}  # pages/s as a fraction of the reference's
 CPU_MARGIN_MS = 0.15  # CPU ms per page may exceed the reference's by at most this much
 
@@ -89,133 +93,228 @@ class RunResult:
 
     def problem(self, expected: int) -> str | None:
         """Why this run's output is wrong, or None."""
-        if self.status != "finished":
+        if self.status not in ("finished", "ok"):
             return f"status {self.status}"
         if not self.products == self.distinct == expected:
             return f"product rows {self.products}, distinct urls {self.distinct}, expected {expected}"
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """One kind's medians over the measured rounds."""
+
+    kind: str
+    rate: float
+    cpu_ms_per_page: float
+    peak_rss: float
+    site_busy: float | None
+    runs: int
+
+
 # -- one run, in its own process -------------------------------------------------------------
 
 
-async def crawl_reference(args: argparse.Namespace, database: Path) -> tuple[str, int, float, float]:
-    from bench.reference_loop import crawl
+def _cpu_with_children() -> float:
+    """This process's CPU seconds plus its finished children's (the parse processes)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
-    cpu, started = cpu_seconds(), time.perf_counter()
-    pages, errors = await crawl(args.base_url, database, workers=args.concurrency, per_host=args.per_host)
-    status = "finished" if errors == 0 else f"{errors} errors"
-    return status, pages, time.perf_counter() - started, cpu_seconds() - cpu
+
+async def _crawl(args: argparse.Namespace, database: Path) -> tuple[str, int]:
+    if args.one in REFERENCES:
+        from bench.reference_loop import crawl
+
+        pages, errors = await crawl(args.base_url, database, workers=args.concurrency, per_host=args.per_host)
+        return ("finished" if errors == 0 else f"{errors} errors"), pages
+    from bench.shop_spider import BenchShopSpider, HeavyShopSpider
+    from scraper.engine import Engine
+    from scraper.settings import load_settings
+
+    settings = load_settings(
+        config={
+            "robots_txt": False,
+            "pipelines": [],
+            "concurrency": args.concurrency,
+            "per_host": {"concurrency": args.per_host},
+            "frontier": {"backend": "memory" if args.one == "memory" else "sqlite"},
+            "parse_processes": args.parse_processes if args.one == "pool" else 0,
+        }
+    )
+    spider = (HeavyShopSpider if args.spider == "heavy" else BenchShopSpider)(base_url=args.base_url)
+    result = await Engine(spider=spider, settings=settings, database=database).run()
+    return result.status, result.stats.get("pages")
 
 
 def run_one(args: argparse.Namespace) -> int:
     """``--one KIND``: crawl once, print one JSON line with the figures."""
+    from scraper import runtime
+
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    database = Path(args.database)
-    if args.one == "reference":
-        status, pages, seconds, cpu = asyncio.run(crawl_reference(args, database))
-    else:
-        settings = crawl_settings(args, args.one)
-        status, pages, seconds, cpu = asyncio.run(crawl_once(args.base_url, settings, database, BenchShopSpider))
-    ((products, distinct),) = query(database, "SELECT count(*), count(DISTINCT url) FROM product")
-    figures = {"status": status, "pages": pages, "products": products, "distinct": distinct}
-    print(json.dumps({**figures, "seconds": seconds, "cpu": cpu, "peak_rss": peak_rss_mb()}), flush=True)
+    event_loop = "asyncio" if args.one == "reference" else "uvloop" if args.one == "reference+uvloop" else "auto"
+    cpu, started = _cpu_with_children(), time.perf_counter()
+    status, pages = runtime.run(_crawl(args, Path(args.database)), event_loop=event_loop)
+    seconds, cpu = time.perf_counter() - started, _cpu_with_children() - cpu
+    print(json.dumps({"status": status, "pages": pages, "seconds": seconds, "cpu": cpu, "peak_rss": peak_rss_mb()}))
     return 0
 
 
 # -- the rounds, from the parent --------------------------------------------------------------
 
 
-def process_cpu(pid: int) -> float | None:
-    """User + system CPU seconds of another process so far (Linux ``/proc``); None elsewhere."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def command_for(args: argparse.Namespace, kind: str, base_url: str, database: Path) -> list[str]:
+    if kind in COMPETITORS:
+        from bench.competitors.venv import ensure_venv
+
+        script = THIS.parent / "competitors" / f"{kind}_shop.py"
+        return [str(ensure_venv()), str(script), "--base-url", base_url, "--database", str(database),
+                "--concurrency", str(args.concurrency)]  # fmt: skip
+    return [sys.executable, str(THIS), "--one", kind, "--base-url", base_url, "--database", str(database),
+            "--concurrency", str(args.concurrency), "--per-host", str(args.per_host), "--spider", args.spider,
+            "--parse-processes", str(args.parse_processes)]  # fmt: skip
 
 
-def run_in_subprocess(args: argparse.Namespace, base_url: str, kind: str, label: str, database: Path) -> RunResult:
-    command = [sys.executable, str(Path(__file__).resolve()), "--one", kind, "--base-url", base_url]
-    command += ["--database", str(database), "--concurrency", str(args.concurrency), "--per-host", str(args.per_host)]
-    site_pid = args.site_pid
-    site_before = process_cpu(site_pid)
+def run_in_subprocess(
+    args: argparse.Namespace, kind: str, label: str, base_url: str, database: Path, site_cpu: Callable[[], float | None]
+) -> RunResult:
+    command = command_for(args, kind, base_url, database)
+    before = site_cpu()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, check=False)
     except subprocess.TimeoutExpired:  # subprocess.run has killed it
         done = subprocess.CompletedProcess(command, "timeout", "", f"no result within {args.timeout} s\n")
-    site_after = process_cpu(site_pid)
-    site_cpu = site_after - site_before if site_before is not None and site_after is not None else None
-    for path in database.parent.glob(f"{database.name}*"):
-        path.unlink()
+    after = site_cpu()
     lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        sys.stderr.write(done.stderr[-2000:])
-        return RunResult(label, kind, f"exit {done.returncode}", 0, 0, 0, 0.0, 0.0, 0.0, site_cpu)
-    figures = json.loads(lines[-1])
-    return RunResult(label, kind, site_cpu=site_cpu, **figures)
+    try:
+        if done.returncode != 0 or not lines:
+            sys.stderr.write(f"{kind}: exit {done.returncode}\n{done.stderr[-2000:]}")
+            return RunResult(label, kind, f"exit {done.returncode}", 0, 0, 0, 0.0, 0.0, 0.0, None)
+        figures = json.loads(lines[-1])
+        ((products, distinct),) = query(database, "SELECT count(*), count(DISTINCT url) FROM product")
+    finally:
+        for path in database.parent.glob(f"{database.name}*"):
+            path.unlink()
+    return RunResult(
+        label,
+        kind,
+        str(figures["status"]),
+        int(figures["pages"]),
+        products,
+        distinct,
+        float(figures["seconds"]),
+        float(figures["cpu"]),
+        float(figures["peak_rss"]),
+        after - before if after is not None and before is not None else None,
+    )
 
 
-def run_rounds(args: argparse.Namespace, base_url: str, workdir: Path) -> list[RunResult]:
+def run_rounds(
+    args: argparse.Namespace, base_url: str, workdir: Path, site_cpu: Callable[[], float | None]
+) -> list[RunResult]:
     results: list[RunResult] = []
     for number in range(1 - args.warmup, args.rounds + 1):
         label = f"warm-up {number + args.warmup}" if number <= 0 else str(number)
-        kinds = KINDS if number <= 0 or number % 2 else KINDS[::-1]  # A/B/C then C/B/A
+        kinds = args.kinds if number <= 0 or number % 2 else args.kinds[::-1]  # A/B/C then C/B/A
         for kind in kinds:
-            run = run_in_subprocess(args, base_url, kind, label, workdir / f"{kind}.db")
-            print(f"  … round {label} {kind:<9} {run.pages:,} pages in {run.seconds:.2f} s",
+            run = run_in_subprocess(args, kind, label, base_url, workdir / f"{kind}.db", site_cpu)
+            print(f"  … round {label} {kind:<16} {run.pages:,} pages in {run.seconds:.2f} s",
                   file=sys.stderr, flush=True)  # fmt: skip
             results.append(run)
     return results
 
 
-def report(args: argparse.Namespace, results: list[RunResult], site_total: tuple[int, float] | None) -> int:
-    headers = ["round", "kind", "pages", "products", "distinct", "seconds", "pages/s", "CPU s", "CPU ms/page",
-               "peak RSS MB", "site CPU s", "site busy", "check"]  # fmt: skip
+def summarise(results: Sequence[RunResult]) -> dict[str, Summary]:
+    summaries = {}
+    for kind in dict.fromkeys(r.kind for r in results):
+        runs = [r for r in results if r.kind == kind and r.measured]
+        busy = [r.site_busy for r in runs if r.site_busy is not None]
+        summaries[kind] = Summary(
+            kind,
+            median([r.rate for r in runs]),
+            median([r.cpu_ms_per_page for r in runs]),
+            median([r.peak_rss for r in runs]),
+            median(busy) if busy else None,
+            len(runs),
+        )
+    return summaries
+
+
+def measure(args: argparse.Namespace, *, ceiling: bool = False) -> tuple[list[RunResult], str, Ceiling | None]:
+    """Write and serve the site, run the rounds; returns the runs, the server's description
+    and, with ``ceiling``, the server's fetch-only ceiling (measured before the rounds)."""
+    from bench.site import measure_ceiling, serve_static, write_site
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
+    try:
+        site = write_site(workdir / "site", products=args.products, padding=args.padding)
+        with serve_static(site.directory, server=args.server) as server:
+            fetch_only = measure_ceiling(server.base_url, list(site.paths), server=server) if ceiling else None
+            results = run_rounds(args, server.base_url, workdir, server.cpu_seconds)
+            unit = "worker" if server.kind == "nginx" else "process"
+            return results, f"{server.kind} ({server.processes} {unit})", fetch_only
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report(args: argparse.Namespace, results: list[RunResult]) -> int:
+    headers = ["round", "kind", "pages", "products", "distinct", "seconds", "pages/s", "CPU ms/page",
+               "peak RSS MB", "site busy", "check"]  # fmt: skip
     print(table(headers, [
-        [r.round, r.kind, r.pages, r.products, r.distinct, r.seconds, r.rate, r.cpu, r.cpu_ms_per_page,
-         r.peak_rss, r.site_cpu, r.site_busy, r.problem(args.products) or "ok"]
+        [r.round, r.kind, r.pages, r.products, r.distinct, r.seconds, r.rate, r.cpu_ms_per_page,
+         r.peak_rss, r.site_busy, r.problem(args.products) or "ok"]
         for r in results
     ]))  # fmt: skip
-    measured = {kind: [r for r in results if r.kind == kind and r.measured] for kind in KINDS}
-    rate = {kind: median([r.rate for r in runs]) for kind, runs in measured.items()}
-    cpu = {kind: median([r.cpu_ms_per_page for r in runs]) for kind, runs in measured.items()}
+    summaries = summarise(results)
+    reference = summaries.get("reference")
     rows = []
-    for kind, runs in measured.items():
-        busy = [r.site_busy for r in runs if r.site_busy is not None]
-        ratio, extra = rate[kind] / rate["reference"], cpu[kind] - cpu["reference"]
+    for kind, s in summaries.items():
+        ratio = f"{s.rate / reference.rate:.3f}" if reference else "-"
+        extra = f"{s.cpu_ms_per_page - reference.cpu_ms_per_page:+.3f}" if reference else "-"
         verdict = "-"
-        if kind in TARGETS:
-            met = ratio >= TARGETS[kind] and extra <= CPU_MARGIN_MS
+        if kind in TARGETS and reference:
+            met = (
+                s.rate / reference.rate >= TARGETS[kind]
+                and s.cpu_ms_per_page - reference.cpu_ms_per_page <= CPU_MARGIN_MS
+            )
             verdict = f">= {TARGETS[kind]}x, +<= {CPU_MARGIN_MS} ms: {'met' if met else 'NOT met'}"
-        rows.append([kind, rate[kind], cpu[kind], median([r.peak_rss for r in runs]), median(busy) if busy else None,
-                     f"{ratio:.3f}", f"{extra:+.3f}", verdict])  # fmt: skip
+        rows.append([kind, s.rate, s.cpu_ms_per_page, s.peak_rss, s.site_busy, ratio, extra, verdict])
     print("\nmedians of the measured rounds:")
     print(table(["kind", "pages/s", "CPU ms/page", "peak RSS MB", "site busy", "x reference", "CPU ms/page vs ref",
                  "target"], rows))  # fmt: skip
-    if site_total is not None:
-        served, site_cpu = site_total
-        print(f"site process: {served:,} requests answered, {site_cpu:.1f} CPU s in all "
-              f"({1000 * site_cpu / max(served, 1):.3f} ms/request); site busy = its CPU s / run s")  # fmt: skip
     failures = [r for r in results if r.problem(args.products)]
     for failure in failures:
         print(f"error: round {failure.round} {failure.kind}: {failure.problem(args.products)}", file=sys.stderr)
     return 1 if failures else 0
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_shop_arguments(parser, padding=20000)
+    parser.add_argument("--kinds", default=",".join(DEFAULT_KINDS),
+                        help=f"comma-separated, of {', '.join(KINDS)} (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--spider", choices=("bench", "heavy"), default="bench", help="our kinds' spider")
+    parser.add_argument("--parse-processes", type=int, default=2, help="parse processes of the pool kind (default 2)")
+    parser.add_argument("--server", choices=("auto", "nginx", "python"), default="auto", help="the static server")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds allowed for one run (default 900)")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Pages/s and CPU/page of our Engine (sqlite and memory frontiers) against a hand-written loop.",
-        epilog="Run from the repository root. The site runs in a separate process, each crawl in its own.",
+        description="Pages/s and CPU/page of our Engine against a hand-written loop, Scrapy and Crawlee (A/B/A/B).",
+        epilog="Run from the repository root. The site and every crawl run in processes of their own.",
     )
-    add_shop_arguments(parser, padding=20000)
-    parser.add_argument("--timeout", type=float, default=600, help="seconds allowed for one run (default 600)")
+    add_arguments(parser)
     parser.add_argument("--one", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--database", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.one and not (args.base_url and args.database):
+    return check_arguments(parser, args)
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    args.kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
+    if unknown := [kind for kind in args.kinds if kind not in KINDS]:
+        parser.error(f"--kinds: unknown {', '.join(unknown)} (choose from {', '.join(KINDS)})")
+    if getattr(args, "one", None) and not (args.base_url and args.database):
         parser.error("--one needs --base-url and --database")
     if args.rounds < 1 or args.warmup < 0 or args.products < 1:
         parser.error("--rounds and --products must be at least 1, --warmup at least 0")
@@ -226,18 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.one:
         return run_one(args)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
-    print(f"throughput: demo shop of {args.products:,} products (padding {args.padding:,}), {args.rounds} rounds "
-          f"+ {args.warmup} warm-up, concurrency={args.concurrency}, per_host.concurrency={args.per_host}; "
-          f"{machine()}\n")  # fmt: skip
-    try:
-        with site_in_process(shop_site, args.products, args.padding) as site:
-            args.site_pid = site.process.pid
-            results = run_rounds(args, site.base_url, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    total = (site.report.requests, site.report.cpu_seconds) if site.report else None
-    return report(args, results, total)
+    results, server, _ = measure(args)
+    print(f"throughput: demo shop of {args.products:,} products (padding {args.padding:,}) served by {server}; "
+          f"{args.rounds} rounds + {args.warmup} warm-up, concurrency={args.concurrency}, "
+          f"per_host.concurrency={args.per_host}, spider {args.spider}; {machine()}\n")  # fmt: skip
+    return report(args, results)
 
 
 if __name__ == "__main__":

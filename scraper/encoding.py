@@ -7,6 +7,7 @@ Order (the WHATWG sniffing order, plus a detector): Content-Type charset, byte-o
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 
 import charset_normalizer
@@ -28,6 +29,7 @@ def _known(name: str | None) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=256)  # a crawl sees a handful of Content-Type values
 def charset_from_header(content_type: str | None) -> str | None:
     if not content_type:
         return None

@@ -185,7 +185,7 @@ class Engine:
             frontier = SQLiteFrontier(
                 storage=storage, spider=self.spider, buffer=policy.buffer, spilled=start.states.get("pending", 0)
             )
-            seen = StoredSeen(storage, cache_size=policy.seen_cache)
+            seen = StoredSeen(storage, cache_size=policy.seen_cache, complete=not start.resumed)
         else:
             frontier, seen = MemoryFrontier(), MemorySeen()
         return Scheduler(
@@ -237,6 +237,7 @@ class Engine:
         admission = await scheduler.add(batch)
         errors = [error_record("start", error, request.url, self.stats) for request, error in admission.unstorable]
         await storage.submit(Commit(requests=admission.admitted, refused=admission.refused, errors=errors))
+        await asyncio.sleep(0)  # a long start_requests must not hold the loop: fetches go on meanwhile
 
     def _check_limits(self, storage: Storage) -> None:
         limits, stats = self.settings.close, self.stats

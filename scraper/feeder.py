@@ -19,6 +19,10 @@ from scraper.ratelimit import Signal
 from scraper.scheduler import Scheduler
 from scraper.settings import Settings
 
+# Hand-outs between yields to the loop: each wakes a worker whose fetch starts in the next
+# loop iteration, so thousands at once (concurrency 5,000) would stall the loop for seconds.
+_BURST = 64
+
 
 class DrainTimeout(ScraperError):
     """Requests in flight did not finish within ``close.drain_timeout`` after a stop."""
@@ -48,6 +52,7 @@ class Feeder:
         limit = self._settings.close.max_duration
         deadline = time.monotonic() + limit if limit else math.inf
         scheduler = self._scheduler
+        handed_out = 0
         while not scheduler.finished:
             now = time.monotonic()
             self._watch(now, deadline)
@@ -57,6 +62,9 @@ class Feeder:
             entry = await scheduler.next()
             if entry is not None:
                 await self._queue.put(entry)
+                handed_out += 1
+                if handed_out % _BURST == 0:
+                    await asyncio.sleep(0)  # let those workers start before handing out more
                 continue
             wake = min(scheduler.wake_time() or math.inf, deadline, self._stall_check_at())
             await scheduler.wait_for_change(until=None if wake == math.inf else wake)

@@ -144,7 +144,10 @@ class Response:
     @property
     def text(self) -> str:
         if self._text is None:
-            self._text, self._encoding = encoding.decode(self.body, self.headers.get("Content-Type"))
+            text, charset = encoding.decode(self.body, self.headers.get("Content-Type"))
+            object.__setattr__(self, "_text", text)
+            object.__setattr__(self, "_encoding", charset)
+            return text
         return self._text
 
     @property
@@ -161,7 +164,9 @@ class Response:
     def html(self) -> LexborHTMLParser:
         """The parsed document (selectolax Lexbor), built on first use."""
         if self._parser is None:
-            self._parser = LexborHTMLParser(self.text)
+            parser = LexborHTMLParser(self.text)
+            object.__setattr__(self, "_parser", parser)
+            return parser
         return self._parser
 
     def css(self, selector: str) -> list[LexborNode]:
@@ -187,6 +192,7 @@ class Response:
         href = link.attributes.get("href") if isinstance(link, LexborNode) else link
         if not href:
             raise ValueError(f"link without href on {self.url}")
+        kwargs.setdefault("depth", self.request.depth + 1)  # what the scheduler would set
         return Request(self.urljoin(href), callback=callback, **kwargs)
 
     def follow_all(

@@ -78,6 +78,9 @@ class Scheduler:
         """Admit new requests (links found on ``parent`` are one level deeper; redirect hops
         pass ``depth``). Duplicates and unfollowable links are only counted; requests refused
         by scope or budget, and requests that cannot be stored, are returned."""
+        requests = list(requests)
+        if not requests:  # most pages (leaves) find nothing to follow: no awaits for them
+            return Admission()
         if depth is None:
             depth = parent.depth + 1 if parent is not None else 0
         candidates = self._candidates(requests)

@@ -36,12 +36,16 @@ class MemorySeen:
 
 class StoredSeen:
     """Recent fingerprints in a bounded LRU cache; the rest asked from the store in one query
-    per batch (a page's links)."""
+    per batch (a page's links).
 
-    def __init__(self, store: FingerprintStore, *, cache_size: int) -> None:
+    ``complete``: the cache holds every fingerprint the crawl has seen (a new crawl, until
+    the cache first evicts one), so a miss is an answer and the store is not asked."""
+
+    def __init__(self, store: FingerprintStore, *, cache_size: int, complete: bool = False) -> None:
         self._store = store
         self._cache: OrderedDict[str, None] = OrderedDict()
         self._cache_size = cache_size
+        self._complete = complete
 
     async def unseen(self, fingerprints: Sequence[str]) -> set[str]:
         candidates = []
@@ -52,6 +56,8 @@ class StoredSeen:
                 candidates.append(fingerprint)
         if not candidates:
             return set()
+        if self._complete:
+            return set(candidates)
         known = await self._store.known(candidates)
         for fingerprint in known:
             self.add(fingerprint)
@@ -62,3 +68,4 @@ class StoredSeen:
         self._cache.move_to_end(fingerprint)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+            self._complete = False

@@ -1,0 +1,186 @@
+"""Every performance benchmark in one command, and the table for the README.
+
+``python bench/run.py`` (from the repository root, after ``pip install -e '.[fast]'``) runs,
+in this order, each part printing its own per-run table:
+
+1. the static site's ceiling: a fetch-only aiohttp client, no parsing (``bench/site.py``);
+2. throughput, A/B/A/B: the hand-written reference loop (on asyncio's loop and on uvloop),
+   our framework with the SQLite and the in-memory frontier, Scrapy and Crawlee, all storing
+   every product of the same static shop (``bench/throughput.py``; Scrapy and Crawlee are
+   installed into ``bench/competitors/.venv`` on first use);
+3. all cores: the parse-heavy spider on one core against ``parse_processes`` (same file);
+4. memory on a big crawl: a 20,000-product crawl with the SQLite frontier, its peak RSS;
+5. latency-bound scale: 10,000 pages answered after 1 s each, at concurrency 5,000, with
+   the event loop's lag sampled (``bench/latency.py``).
+
+Then one Markdown summary: the crawlers' medians and ratios, and each target of the
+performance issue with the figure measured in this run. Exit code 1 when any run stored
+something wrong (a product missing or twice); timings never fail the command.
+``--quick`` runs fewer rounds on smaller sites (a smoke test of the harness, not figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: scraper/, spiders/, bench/
+
+from bench import latency, throughput
+from bench._common import machine
+from bench.site import Ceiling
+
+LABELS = {
+    "reference": "hand-written aiohttp + selectolax + SQLite loop",
+    "reference+uvloop": "the same loop on uvloop",
+    "sqlite": "**scraper**, durable SQLite frontier",
+    "memory": "**scraper**, in-memory frontier",
+    "scrapy": "Scrapy 2.19 (asyncio reactor)",
+    "crawlee": "Crawlee for Python 1.11 (parsel, memory storage)",
+}
+BIG_CRAWL_PRODUCTS = 20_000
+RSS_TARGET_MB = 100.0
+MULTICORE_TARGET = 1.6
+
+
+def section(title: str) -> None:
+    print(f"\n{'=' * 100}\n{title}\n{'=' * 100}", flush=True)
+
+
+def throughput_args(options: Sequence[str]) -> argparse.Namespace:
+    return throughput.parse_args(list(options))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run every benchmark and print the README's performance table.")
+    parser.add_argument("--rounds", type=int, default=5, help="measured rounds of each A/B comparison (default 5)")
+    parser.add_argument("--quick", action="store_true", help="few rounds, small sites: checks the harness only")
+    parser.add_argument("--no-competitors", action="store_true", help="skip Scrapy and Crawlee (no bench venv)")
+    parser.add_argument("--server", choices=("auto", "nginx", "python"), default="auto", help="the static server")
+    parser.add_argument("--markdown", type=Path, help="also write the summary to this file")
+    args = parser.parse_args(argv)
+    rounds = "1" if args.quick else str(args.rounds)
+    products = "300" if args.quick else "2000"
+    kinds = [kind for kind in throughput.DEFAULT_KINDS if not (args.no_competitors and kind in throughput.COMPETITORS)]
+    common = ["--server", args.server, "--products", products]
+    failures = 0
+
+    section("1-2. fetch-only ceiling, then throughput: same shop, same work, A/B/A/B")
+    main_args = throughput_args([*common, "--rounds", rounds, "--kinds", ",".join(kinds)])
+    runs, server, ceiling = throughput.measure(main_args, ceiling=True)
+    failures += throughput.report(main_args, runs)
+    crawlers = throughput.summarise(runs)
+
+    section("3. all cores: the parse-heavy spider, on the event loop vs parse_processes=2")
+    heavy_args = throughput_args([*common, "--rounds", rounds, "--kinds", "sqlite,pool", "--spider", "heavy"])
+    heavy_runs, _, _ = throughput.measure(heavy_args)
+    failures += throughput.report(heavy_args, heavy_runs)
+    heavy = throughput.summarise(heavy_runs)
+
+    big = "2000" if args.quick else str(BIG_CRAWL_PRODUCTS)
+    section(f"4. memory: one {int(big):,}-product crawl with the SQLite frontier")
+    big_args = throughput_args(["--server", args.server, "--products", big, "--rounds", "1", "--warmup", "0",
+                                "--kinds", "sqlite"])  # fmt: skip
+    big_runs, _, _ = throughput.measure(big_args)
+    failures += throughput.report(big_args, big_runs)
+
+    section("5. latency-bound: pages answered after 1 s each, at high concurrency")
+    latency_options = ["--rounds", rounds] + (["--pages", "2000", "--concurrency", "1000"] if args.quick else [])
+    latency_args = latency.parse_args(latency_options)
+    latency_runs = latency.measure(latency_args)
+    failures += latency.report(latency_args, latency_runs)
+
+    summary = render_summary(
+        server=server,
+        ceiling=ceiling,
+        crawlers=crawlers,
+        heavy=heavy,
+        big=big_runs,
+        big_products=int(big),
+        latency_args=latency_args,
+        latency_runs=latency_runs,
+        rounds=int(rounds),
+        products=int(products),
+    )
+    section("summary (Markdown, for the README)")
+    print(summary)
+    if args.markdown:
+        args.markdown.write_text(summary + "\n", encoding="utf-8")
+    return 1 if failures else 0
+
+
+def render_summary(
+    *,
+    server: str,
+    ceiling: Ceiling | None,
+    crawlers: dict[str, throughput.Summary],
+    heavy: dict[str, throughput.Summary],
+    big: list[throughput.RunResult],
+    big_products: int,
+    latency_args: argparse.Namespace,
+    latency_runs: list[latency.RunResult],
+    rounds: int,
+    products: int,
+) -> str:
+    reference = crawlers.get("reference")
+    scrapy = crawlers.get("scrapy")
+    lines = [
+        f"Measured by `python bench/run.py` on {machine()}; the shop ({products:,} products, ~20 KB pages) "
+        f"served by {server}; medians of {rounds} A/B rounds.",
+        "",
+        "| crawler | pages/s | CPU ms/page | peak RSS MB | x reference | x Scrapy |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    if ceiling is not None:
+        lines.append(
+            f"| fetch only, no parse (aiohttp; the server's ceiling) | {ceiling.rate:,.0f} | "
+            f"{ceiling.client_ms_per_request:.2f} | - | - | - |"
+        )
+    for kind, label in LABELS.items():
+        s = crawlers.get(kind)
+        if s is None:
+            continue
+        x_ref = f"{s.rate / reference.rate:.2f}" if reference else "-"
+        x_scrapy = f"{s.rate / scrapy.rate:.1f}" if scrapy else "-"
+        lines.append(f"| {label} | {s.rate:,.0f} | {s.cpu_ms_per_page:.2f} | {s.peak_rss:.0f} | {x_ref} | {x_scrapy} |")
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+
+    def target(name: str, measured: str, met: bool | None) -> None:
+        lines.append(f"| {name} | {measured} | {'yes' if met else 'no' if met is not None else '-'} |")
+
+    for kind, wanted in throughput.TARGETS.items():
+        s = crawlers.get(kind)
+        if s and reference:
+            ratio = s.rate / reference.rate
+            target(f"{kind} frontier: pages/s >= {wanted}x the reference", f"{ratio:.2f}x", ratio >= wanted)
+            extra = s.cpu_ms_per_page - reference.cpu_ms_per_page
+            target(f"{kind} frontier: CPU/page <= reference + 0.15 ms", f"{extra:+.2f} ms", extra <= 0.15)
+    peak = max((r.peak_rss for r in big), default=0.0)
+    target(f"peak RSS on a {big_products:,}-product crawl < {RSS_TARGET_MB:.0f} MB", f"{peak:.0f} MB",
+           peak < RSS_TARGET_MB if big else None)  # fmt: skip
+    for kind in ("sqlite", "memory"):
+        runs = [r for r in latency_runs if r.kind == kind and r.measured and not r.problem(latency_args.pages)]
+        if runs:
+            seconds = sorted(r.seconds for r in runs)[len(runs) // 2]
+            worst = max(r.max_lag for r in runs)
+            target(
+                f"{latency_args.pages:,} pages x 1 s at concurrency {latency_args.concurrency:,} ({kind}): "
+                f"< {latency.TARGET_SECONDS:g} s, loop lag < {latency.TARGET_LAG_MS:g} ms",
+                f"{seconds:.2f} s, worst lag {worst:.0f} ms",
+                seconds < latency.TARGET_SECONDS and worst < latency.TARGET_LAG_MS,
+            )
+    single, pooled = heavy.get("sqlite"), heavy.get("pool")
+    if single and pooled:
+        speedup = pooled.rate / single.rate
+        target(
+            f"parse-heavy crawl, parse_processes=2 vs one process: >= {MULTICORE_TARGET}x",
+            f"{speedup:.2f}x ({single.rate:,.0f} -> {pooled.rate:,.0f} pages/s)",
+            speedup >= MULTICORE_TARGET,
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
