@@ -12,52 +12,20 @@ adds: retries, robots.txt, politeness, a durable frontier, item validation, erro
 from __future__ import annotations
 
 import asyncio
-import re
 import sqlite3
 from contextlib import closing
-from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urljoin
 
 import aiohttp
 from selectolax.lexbor import LexborHTMLParser
 
-_PRICE = re.compile(r"([£€$])\s*([\d,]+(?:\.\d+)?)")
-_IN_STOCK = re.compile(r"in stock\s*\(\s*(\d+)\s+available\s*\)", re.IGNORECASE)
-_CURRENCIES = {"£": "GBP", "€": "EUR", "$": "USD"}
+from bench.shop_parsing import Row, parse_product
+
 _SCHEMA = """CREATE TABLE IF NOT EXISTS product (url TEXT NOT NULL UNIQUE, title TEXT, price REAL, currency TEXT,
     rating INTEGER, in_stock INTEGER, stock INTEGER, category TEXT, sku TEXT, description TEXT)"""
 _INSERT = "INSERT INTO product VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 BATCH = 500
-
-Row = tuple[str, str, float, str, int, int, int, str, str, str]
-
-
-def _text(tree: LexborHTMLParser, selector: str) -> str:
-    node = tree.css_first(selector)
-    if node is None:
-        raise ValueError(f"no {selector!r}")
-    return node.text()
-
-
-def parse_product(url: str, tree: LexborHTMLParser) -> Row:
-    if (price := _PRICE.search(_text(tree, "p.price"))) is None:
-        raise ValueError(f"no price in {url}")
-    stock_match = _IN_STOCK.search(_text(tree, "p.stock"))
-    stock = int(stock_match.group(1)) if stock_match else 0
-    rating = tree.css_first("p.rating")
-    return (
-        url,
-        _text(tree, "h1"),
-        float(Decimal(price.group(2).replace(",", "")).quantize(Decimal("0.01"))),
-        _CURRENCIES[price.group(1)],
-        int(rating.attributes["data-rating"] or 0) if rating is not None else 0,
-        int(stock > 0),
-        stock,
-        _text(tree, "table.product-info td.category"),
-        _text(tree, "table.product-info td.sku"),
-        _text(tree, "p.description"),
-    )
 
 
 def links(url: str, tree: LexborHTMLParser, selector: str) -> list[str]:

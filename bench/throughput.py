@@ -36,6 +36,7 @@ import json
 import logging
 import resource
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -190,7 +191,10 @@ def run_in_subprocess(
             sys.stderr.write(f"{kind}: exit {done.returncode}\n{done.stderr[-2000:]}")
             return RunResult(label, kind, f"exit {done.returncode}", 0, 0, 0, 0.0, 0.0, 0.0, None)
         figures = json.loads(lines[-1])
-        ((products, distinct),) = query(database, "SELECT count(*), count(DISTINCT url) FROM product")
+        try:
+            ((products, distinct),) = query(database, "SELECT count(*), count(DISTINCT url) FROM product")
+        except sqlite3.Error as exc:
+            return RunResult(label, kind, f"no product table: {exc}", 0, 0, 0, 0.0, 0.0, 0.0, None)
     finally:
         for path in database.parent.glob(f"{database.name}*"):
             path.unlink()

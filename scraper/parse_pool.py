@@ -23,20 +23,24 @@ import pickle
 import struct
 import sys
 import traceback
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar, cast
 
 from multidict import CIMultiDict
 
 from scraper.errors import ConfigError, ScraperError
 from scraper.http import Request, Response
+from scraper.runtime import crawl_gc
 from scraper.spider import CallbackResult, Spider, run_callback
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 _HEADER = struct.Struct("!I")  # each message: its length, then a pickle
 _STARTUP_TIMEOUT = 60.0
+_DEPTH = 2  # pages sent to a child at once
 
 
 class ParseProcessFailed(ScraperError):
@@ -50,48 +54,113 @@ class RemoteTraceback(Exception):
         return str(self.args[0]) if self.args else ""
 
 
-@dataclass(frozen=True, slots=True)
-class _Page:
-    """A response as it travels to a child: the request without its (bound) callback."""
+_Page = tuple[str, str, int, list[tuple[str, str]], bytes, tuple[Any, ...]]
+"""A response as it travels to a child: callback name, url, status, headers, body and the
+request's fields but its (bound) callback. Plain tuples pickle several times faster than
+dataclasses."""
 
-    callback: str
-    url: str
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-    request: Request
+_REQUEST_FIELDS = ("url", "method", "headers", "data", "json", "meta", "cb_kwargs", "priority", "dont_filter", "depth")
 
 
 # -- the parent's side ------------------------------------------------------------------------
 
 
-class _Child:
-    """One parse process and the pipes to it."""
+@dataclass(slots=True, eq=False)
+class _Job:
+    """One page on its way through the pool: queued, then started on a child, then answered."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
+    message: bytes
+    started: asyncio.Future[_Child]
+    reply: asyncio.Future[bytes]
 
-    async def call(self, message: bytes) -> Any:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(_HEADER.pack(len(message)) + message)
-        await self.process.stdin.drain()
-        (size,) = _HEADER.unpack(await self.process.stdout.readexactly(_HEADER.size))
-        return pickle.loads(await self.process.stdout.readexactly(size))
+
+class _Child(asyncio.SubprocessProtocol):
+    """One parse process: its pipes, and the pages sent to it (at most ``_DEPTH``: the one it
+    works on and the next, already in its pipe, so that it never waits for this process's
+    event loop between two pages). Frames are read in the pipe's callback and more work is
+    sent right there."""
+
+    def __init__(self, pool: ParsePool) -> None:
+        self._pool = pool
+        self._buffer = bytearray()
+        self.transport: asyncio.SubprocessTransport | None = None
+        self.jobs: deque[_Job] = deque()  # sent, in order; the first is the one being worked on
+        self.ready = False  # it has loaded the spider; until then it gets no pages
+        self.ended = False  # its output closed or it exited: it takes no more pages
+        self.dead = False  # stopped on purpose (replaced, or the pool closed)
+        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def has_room(self) -> bool:
+        return self.ready and not self.ended and not self.dead and len(self.jobs) < _DEPTH
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.SubprocessTransport, transport)
+
+    def start(self, job: _Job) -> None:
+        assert self.transport is not None
+        stdin = cast(asyncio.WriteTransport, self.transport.get_pipe_transport(0))
+        self.jobs.append(job)
+        if len(self.jobs) == 1:
+            job.started.set_result(self)  # its time limit starts now
+        stdin.write(_HEADER.pack(len(job.message)) + job.message)
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        if fd != 1:
+            return
+        self._buffer += data if isinstance(data, bytes) else data.encode()
+        while len(self._buffer) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self._buffer)
+            if len(self._buffer) < _HEADER.size + size:
+                return
+            frame = bytes(self._buffer[_HEADER.size : _HEADER.size + size])
+            del self._buffer[: _HEADER.size + size]
+            if self.jobs:
+                done = self.jobs.popleft()
+                if not done.reply.done():
+                    done.reply.set_result(frame)
+            if self.jobs and not self.jobs[0].started.done():
+                self.jobs[0].started.set_result(self)  # the next page is being worked on now
+            self._pool.has_room(self)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1:
+            self._end(exc or EOFError("the parse process closed its output"))
+
+    def process_exited(self) -> None:
+        self._end(EOFError("the parse process exited"))
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def _end(self, error: BaseException) -> None:
+        """The page being worked on fails; the ones queued behind it go to another child."""
+        self.ended = True
+        jobs, self.jobs = list(self.jobs), deque()
+        if jobs and not jobs[0].reply.done():
+            if not jobs[0].started.done():
+                jobs[0].started.set_result(self)
+            jobs[0].reply.set_exception(error)
+        self._pool.requeue([job for job in jobs[1:] if not job.started.done()])
+        if self.ready and not self.dead:
+            self._pool.lost(self)
 
     async def stop(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
-        await self.process.wait()
+        self.dead = True
+        if self.transport is not None:
+            if self.transport.get_returncode() is None:
+                self.transport.kill()
+            await self.exited
+            self.transport.close()
 
 
 class ParsePool:
-    """``processes`` children running ``spider``'s callbacks; ``run`` hands one page to an
-    idle child (waiting for one when all are busy)."""
+    """``processes`` children running ``spider``'s callbacks. ``run`` queues one page; the
+    first idle child takes it."""
 
     def __init__(self, spider: Spider, processes: int) -> None:
         self._spider = spider
         self._processes = processes
-        self._idle: asyncio.Queue[_Child] = asyncio.Queue()
+        self._queue: deque[_Job] = deque()
         self._children: set[_Child] = set()
         self._respawning: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -108,12 +177,11 @@ class ParsePool:
                 f"(its attributes must pickle): {exc}"
             ) from None
         try:
-            children = await asyncio.gather(*(self._spawn() for _ in range(self._processes)))
+            await asyncio.gather(*(self._spawn() for _ in range(self._processes)))
         except BaseException:
             await self.close()
             raise
-        for child in children:
-            self._idle.put_nowait(child)
+        self._dispatch()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -131,10 +199,10 @@ class ParsePool:
         """What the spider's ``callback`` yields for ``response``, computed in a child.
 
         Raises what the callback raised (with the child's traceback as its cause),
-        ``TimeoutError`` when the child took longer than ``time_limit`` (waiting for an idle
-        child does not count), or ``ParseProcessFailed`` when the child died. A child that
-        timed out or was cancelled is replaced: it may still be busy with the page. With no
-        child left at all (none could be restarted), callbacks run on the event loop."""
+        ``TimeoutError`` when the child took longer than ``time_limit`` (waiting in the queue
+        does not count), or ``ParseProcessFailed`` when the child died. A child that timed
+        out, or whose caller was cancelled, is replaced: it may still be busy with the page.
+        With no child left at all (none could be restarted), callbacks run on the event loop."""
         try:
             message = _pack(callback, response)
         except (pickle.PicklingError, TypeError, AttributeError):  # meta that cannot travel
@@ -142,50 +210,89 @@ class ParsePool:
         if message is None or not (self._children or self._respawning):
             async with asyncio.timeout(time_limit):
                 return await run_callback(getattr(self._spider, callback), response)
-        child = await self._idle.get()
+        loop = asyncio.get_running_loop()
+        job = _Job(message, loop.create_future(), loop.create_future())
+        self._queue.append(job)
+        self._dispatch()
+        child = await job.started  # cancelled while queued: the job is skipped
         try:
             async with asyncio.timeout(time_limit):
-                status, payload = await child.call(message)
+                status, payload = pickle.loads(await job.reply)
         except (asyncio.CancelledError, TimeoutError):
+            job.reply.cancel()  # nobody waits for it any more
             self._replace(child)
             raise
-        except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError) as exc:
+        except (OSError, EOFError, pickle.UnpicklingError) as exc:
             self._replace(child)
             raise ParseProcessFailed(f"parse process for {response.url} failed: {exc or type(exc).__name__}") from None
-        self._idle.put_nowait(child)
         if status == "error":
             error, remote_trace = payload
             error.__cause__ = RemoteTraceback(remote_trace)
             raise error
         return _unpack_result(payload, self._spider)
 
+    def has_room(self, child: _Child) -> None:
+        """``child`` can take more: send it the next queued pages at once."""
+        while self._queue and child.has_room:
+            job = self._queue.popleft()
+            if not job.started.cancelled():
+                child.start(job)
+
+    def requeue(self, jobs: list[_Job]) -> None:
+        """Pages sent to a child that died before starting them: first in line again."""
+        self._queue.extendleft(reversed(jobs))
+        self._dispatch()
+
+    def lost(self, child: _Child) -> None:
+        """``child`` ended on its own (crashed): replace it."""
+        self._replace(child)
+
+    def _dispatch(self) -> None:
+        """Queued pages to the children with room, the least loaded first."""
+        while self._queue:
+            candidates = [child for child in self._children if child.has_room]
+            if not candidates:
+                return
+            job = self._queue.popleft()
+            if not job.started.cancelled():
+                min(candidates, key=lambda child: len(child.jobs)).start(job)
+
     async def _spawn(self) -> _Child:
-        process = await asyncio.create_subprocess_exec(
+        _, child = await asyncio.get_running_loop().subprocess_exec(
+            lambda: _Child(self),
             sys.executable,
             "-m",
             "scraper.parse_pool",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            stderr=None,
             env=self._environment,
         )
-        child = _Child(process)
         self._children.add(child)
         hello = pickle.dumps((self._spider_bytes, logging.getLogger().getEffectiveLevel()))
+        job = _Job(hello, asyncio.get_running_loop().create_future(), asyncio.get_running_loop().create_future())
+        child.start(job)
         try:
             async with asyncio.timeout(_STARTUP_TIMEOUT):
-                status, payload = await child.call(hello)
-        except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                status, payload = pickle.loads(await job.reply)
+        except (OSError, EOFError, TimeoutError) as exc:
+            await child.stop()
             raise ConfigError(f"parse_processes: a parse process did not start: {exc or type(exc).__name__}") from None
         if status == "error":
+            await child.stop()
             raise ConfigError(f"parse_processes: a parse process could not load the spider: {payload[0]}")
+        child.ready = True
         return child
 
     def _replace(self, child: _Child) -> None:
         """Stop ``child`` and start another in the background (the caller's page is lost
         either way; the others need not wait for a process to start)."""
+        if child.dead:
+            return
+        child.dead = True
         self._children.discard(child)
-        if child.process.returncode is None:
-            child.process.kill()
+        if child.transport is not None and child.transport.get_returncode() is None:
+            child.transport.kill()
         if not self._closed:
             task = asyncio.create_task(self._respawn(child), name="parse-process-restart")
             self._respawning.add(task)
@@ -201,18 +308,23 @@ class ParsePool:
         if self._closed:
             await child.stop()
         else:
-            self._idle.put_nowait(child)
+            self._dispatch()
 
 
 def _pack(callback: str, response: Response) -> bytes:
-    request = response.request.replace(callback=None)
-    page = _Page(callback, response.url, response.status, list(response.headers.items()), response.body, request)
+    request = tuple(getattr(response.request, name) for name in _REQUEST_FIELDS)
+    page: _Page = (callback, response.url, response.status, list(response.headers.items()), response.body, request)
     return pickle.dumps(page, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _unpack_result(payload: tuple[list[tuple[Request, str]], list[Any], list[Any]], spider: Spider) -> CallbackResult:
+def _unpack_result(
+    payload: tuple[list[tuple[tuple[Any, ...], str]], list[Any], list[Any]], spider: Spider
+) -> CallbackResult:
     named, items, invalid = payload
-    requests = [request.replace(callback=_method(spider, name)) if name else request for request, name in named]
+    requests = [
+        Request(**dict(zip(_REQUEST_FIELDS, fields, strict=True)), callback=_method(spider, name) if name else None)
+        for fields, name in named
+    ]
     return CallbackResult(requests, items, invalid)
 
 
@@ -254,18 +366,46 @@ def _callback_name(request: Request) -> str:
     return str(name)
 
 
-async def _handle(spider: Spider, page: _Page) -> tuple[list[tuple[Request, str]], list[Any], list[Any]]:
-    callback = getattr(spider, page.callback)
-    request = page.request.replace(callback=callback)
-    headers = _headers(page.headers)
-    response = Response(url=page.url, status=page.status, headers=headers, body=page.body, request=request)
+async def _handle(spider: Spider, page: _Page) -> tuple[list[tuple[tuple[Any, ...], str]], list[Any], list[Any]]:
+    name, url, status, headers, body, fields = page
+    callback = getattr(spider, name)
+    request = Request(**dict(zip(_REQUEST_FIELDS, fields, strict=True)), callback=callback)
+    response = Response(url=url, status=status, headers=_headers(headers), body=body, request=request)
     result = await run_callback(callback, response)
-    named = [(r.replace(callback=None), _callback_name(r)) for r in result.requests]
+    named = [(tuple(getattr(r, field) for field in _REQUEST_FIELDS), _callback_name(r)) for r in result.requests]
     return named, result.items, result.invalid
 
 
 def _headers(pairs: list[tuple[str, str]]) -> Mapping[str, str]:
     return CIMultiDict(pairs)
+
+
+def _complete(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end. Most callbacks never wait for anything: those run
+    straight through, without a trip round the event loop; one that does wait is finished
+    on ``loop``."""
+    asyncio.events._set_running_loop(loop)  # asyncio calls made before the first wait need it
+    try:
+        waiting_for = coroutine.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    finally:
+        asyncio.events._set_running_loop(None)
+    return loop.run_until_complete(_resume(coroutine, waiting_for))
+
+
+async def _resume(coroutine: Coroutine[Any, Any, T], waiting_for: Any) -> T:
+    """Drive a started coroutine the way a task would: wait for what it yielded, resume it."""
+    while True:
+        if waiting_for is None:  # a bare yield (asyncio.sleep(0))
+            await asyncio.sleep(0)
+        else:
+            waiting_for._asyncio_future_blocking = False
+            await asyncio.wait([waiting_for])
+        try:
+            waiting_for = coroutine.send(None)
+        except StopIteration as done:
+            return cast(T, done.value)
 
 
 def child_main() -> None:
@@ -286,12 +426,13 @@ def child_main() -> None:
         return
     _write(sink, ("ok", None))
     loop = asyncio.new_event_loop()
-    while (page := _read(source)) is not None:
-        try:
-            reply: tuple[str, Any] = ("ok", loop.run_until_complete(_handle(spider, page)))
-        except Exception as exc:
-            reply = ("error", (exc, "".join(traceback.format_exception(exc))))
-        _write(sink, reply)
+    with crawl_gc():  # as in the crawl's own process: parsing allocates a lot, briefly
+        while (page := _read(source)) is not None:
+            try:
+                reply: tuple[str, Any] = ("ok", _complete(loop, _handle(spider, page)))
+            except Exception as exc:
+                reply = ("error", (exc, "".join(traceback.format_exception(exc))))
+            _write(sink, reply)
     loop.close()
 
 
