@@ -285,6 +285,7 @@ worker_processes {workers};
 pid {quoted(workdir / "nginx.pid")};
 error_log {quoted(workdir / "error.log")} warn;
 {user}
+worker_rlimit_nofile 16384;
 events {{
     worker_connections 4096;
 }}
@@ -303,7 +304,7 @@ http {{
     tcp_nodelay on;
     keepalive_requests 100000;
     keepalive_timeout 65;
-    open_file_cache max=100000 inactive=120s;
+    open_file_cache max=1000 inactive=20s;  # each cached file holds a descriptor: a big site would run out
 {temp_paths}
     server {{
         listen 127.0.0.1:{port} backlog=1024;
