@@ -65,23 +65,32 @@ class SiteProcess:
             self.process.join(5)
 
 
-@contextmanager
-def site_in_process(factory: AppFactory, *args: Any) -> Iterator[SiteProcess]:
-    """Serve ``factory(*args)`` on 127.0.0.1 (a free port) in a spawned process; yields it
-    once it listens. Its memory and CPU are not counted in this process's figures."""
+def start_server_process(
+    target: Callable[..., None], args: tuple[Any, ...], name: str
+) -> tuple[multiprocessing.process.BaseProcess, Connection, str]:
+    """Spawn ``target(conn, *args)``, which must send its base URL (or an error text) on
+    ``conn`` once it listens; returns the process, this side's connection and the URL."""
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
-    process = context.Process(target=_serve_main, args=(child, factory, args), name="bench-site", daemon=True)
+    process = context.Process(target=target, args=(child, *args), name=name, daemon=True)
     process.start()
     child.close()
     if not parent.poll(60):
         process.terminate()
-        raise RuntimeError("the site process did not start within 60 s")
+        raise RuntimeError(f"{name} did not start within 60 s")
     message = parent.recv()
     if not isinstance(message, str) or not message.startswith("http"):
         process.join(5)
-        raise RuntimeError(f"the site process failed to start: {message}")
-    site = SiteProcess(process, parent, message)
+        raise RuntimeError(f"{name} failed to start: {message}")
+    return process, parent, message
+
+
+@contextmanager
+def site_in_process(factory: AppFactory, *args: Any) -> Iterator[SiteProcess]:
+    """Serve ``factory(*args)`` on 127.0.0.1 (a free port) in a spawned process; yields it
+    once it listens. Its memory and CPU are not counted in this process's figures."""
+    process, parent, base_url = start_server_process(_serve_main, (factory, args), "bench-site")
+    site = SiteProcess(process, parent, base_url)
     try:
         yield site
     finally:

@@ -73,7 +73,7 @@ import aiohttp
 from aiohttp import web
 from selectolax.lexbor import LexborHTMLParser
 
-from bench._common import cpu_seconds, machine, median, peak_rss_mb, query, table
+from bench._common import cpu_seconds, machine, median, peak_rss_mb, query, start_server_process, table
 from scraper import Item, Request, Response, Spider
 from scraper.engine import Engine
 from scraper.settings import Settings, load_settings
@@ -258,19 +258,8 @@ def slow_site_in_process(delay: float, server: str) -> Iterator[SlowSite]:
     """Serve the slow site (``server``: "aiohttp" or "raw") on 127.0.0.1, a free port, in a
     spawned process. Not ``_common.site_in_process``: this site needs a deep backlog, more
     open files, and a lag sampler of its own."""
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    process = context.Process(target=_serve_main, args=(child, delay, server), name="bench-slow-site", daemon=True)
-    process.start()
-    child.close()
-    if not parent.poll(60):
-        process.terminate()
-        raise RuntimeError("the site process did not start within 60 s")
-    message = parent.recv()
-    if not isinstance(message, str) or not message.startswith("http"):
-        process.join(5)
-        raise RuntimeError(f"the site process failed to start: {message}")
-    site = SlowSite(process, parent, message)
+    process, parent, base_url = start_server_process(_serve_main, (delay, server), "bench-slow-site")
+    site = SlowSite(process, parent, base_url)
     try:
         yield site
     finally:
