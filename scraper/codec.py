@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from scraper.errors import ScraperError
 from scraper.http import Request
@@ -34,7 +34,7 @@ def encode(request: Request) -> EncodedRequest:
     if (content_type := request.content_type()) and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = content_type
     return EncodedRequest(
-        callback=_callback_name(request),
+        callback=callback_name(request),
         headers=_json(headers, "headers", request.url) if headers else None,
         body=request.body(),
         meta=_json(request.meta, "meta", request.url) if request.meta else None,
@@ -44,14 +44,9 @@ def encode(request: Request) -> EncodedRequest:
 
 def decode(row: Mapping[str, Any], spider: object) -> Request:
     """The request a stored row describes, its callback looked up on ``spider`` by name."""
-    callback = None
-    if row["callback"] and row["callback"] != "parse":
-        callback = getattr(spider, row["callback"], None)
-        if callback is None:
-            raise RequestNotStorable(f"{type(spider).__name__} has no callback {row['callback']!r} for {row['url']}")
     return Request(
         row["url"],
-        callback=callback,
+        callback=callback_named(spider, row["callback"], row["url"]),
         method=row["method"],
         headers=json.loads(row["headers"]) if row["headers"] else None,
         data=row["body"],
@@ -63,7 +58,19 @@ def decode(row: Mapping[str, Any], spider: object) -> Request:
     )
 
 
-def _callback_name(request: Request) -> str:
+def callback_named(spider: object, name: str | None, url: str) -> Callable[..., Any] | None:
+    """The spider method ``callback_name`` named (None for ``parse``, the default)."""
+    if not name or name == "parse":
+        return None
+    callback = getattr(spider, name, None)
+    if callback is None:
+        raise RequestNotStorable(f"{type(spider).__name__} has no callback {name!r} for {url}")
+    return cast(Callable[..., Any], callback)
+
+
+def callback_name(request: Request) -> str:
+    """A request's callback by name ("parse" when it has none): only spider methods have one
+    that another process can look up."""
     callback = request.callback
     if callback is None:
         return "parse"

@@ -24,12 +24,13 @@ import struct
 import sys
 import traceback
 from collections import deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO, TypeVar, cast
+from typing import Any, BinaryIO, cast
 
 from multidict import CIMultiDict
 
+from scraper.codec import callback_name, callback_named
 from scraper.errors import ConfigError, ScraperError
 from scraper.http import Request, Response
 from scraper.runtime import crawl_gc
@@ -37,7 +38,6 @@ from scraper.spider import CallbackResult, Spider, run_callback
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 _HEADER = struct.Struct("!I")  # each message: its length, then a pickle
 _STARTUP_TIMEOUT = 60.0
 _DEPTH = 2  # pages sent to a child at once
@@ -121,7 +121,7 @@ class _Child(asyncio.SubprocessProtocol):
                     done.reply.set_result(frame)
             if self.jobs and not self.jobs[0].started.done():
                 self.jobs[0].started.set_result(self)  # the next page is being worked on now
-            self._pool.has_room(self)
+            self._pool.feed(self)
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd == 1:
@@ -142,7 +142,7 @@ class _Child(asyncio.SubprocessProtocol):
             jobs[0].reply.set_exception(error)
         self._pool.requeue([job for job in jobs[1:] if not job.started.done()])
         if self.ready and not self.dead:
-            self._pool.lost(self)
+            self._pool.replace(self)  # it ended on its own: a crash
 
     async def stop(self) -> None:
         self.dead = True
@@ -220,10 +220,10 @@ class ParsePool:
                 status, payload = pickle.loads(await job.reply)
         except (asyncio.CancelledError, TimeoutError):
             job.reply.cancel()  # nobody waits for it any more
-            self._replace(child)
+            self.replace(child)
             raise
         except (OSError, EOFError, pickle.UnpicklingError) as exc:
-            self._replace(child)
+            self.replace(child)
             raise ParseProcessFailed(f"parse process for {response.url} failed: {exc or type(exc).__name__}") from None
         if status == "error":
             error, remote_trace = payload
@@ -231,7 +231,7 @@ class ParsePool:
             raise error
         return _unpack_result(payload, self._spider)
 
-    def has_room(self, child: _Child) -> None:
+    def feed(self, child: _Child) -> None:
         """``child`` can take more: send it the next queued pages at once."""
         while self._queue and child.has_room:
             job = self._queue.popleft()
@@ -242,10 +242,6 @@ class ParsePool:
         """Pages sent to a child that died before starting them: first in line again."""
         self._queue.extendleft(reversed(jobs))
         self._dispatch()
-
-    def lost(self, child: _Child) -> None:
-        """``child`` ended on its own (crashed): replace it."""
-        self._replace(child)
 
     def _dispatch(self) -> None:
         """Queued pages to the children with room, the least loaded first."""
@@ -284,7 +280,7 @@ class ParsePool:
         child.ready = True
         return child
 
-    def _replace(self, child: _Child) -> None:
+    def replace(self, child: _Child) -> None:
         """Stop ``child`` and start another in the background (the caller's page is lost
         either way; the others need not wait for a process to start)."""
         if child.dead:
@@ -322,17 +318,10 @@ def _unpack_result(
 ) -> CallbackResult:
     named, items, invalid = payload
     requests = [
-        Request(**dict(zip(_REQUEST_FIELDS, fields, strict=True)), callback=_method(spider, name) if name else None)
+        Request(**dict(zip(_REQUEST_FIELDS, fields, strict=True)), callback=callback_named(spider, name, fields[0]))
         for fields, name in named
     ]
     return CallbackResult(requests, items, invalid)
-
-
-def _method(spider: Spider, name: str) -> Any:
-    callback = getattr(spider, name, None)
-    if callback is None:
-        raise ScraperError(f"{type(spider).__name__} has no callback {name!r}")
-    return callback
 
 
 # -- the child's side -------------------------------------------------------------------------
@@ -356,56 +345,18 @@ def _write(stream: BinaryIO, reply: tuple[str, Any]) -> None:
     stream.flush()
 
 
-def _callback_name(request: Request) -> str:
-    callback = request.callback
-    if callback is None:
-        return ""
-    name = getattr(callback, "__name__", None)
-    if getattr(callback, "__self__", None) is None or not name:
-        raise TypeError(f"callback of {request.url} must be a method of the spider to run in a parse process")
-    return str(name)
-
-
 async def _handle(spider: Spider, page: _Page) -> tuple[list[tuple[tuple[Any, ...], str]], list[Any], list[Any]]:
     name, url, status, headers, body, fields = page
     callback = getattr(spider, name)
     request = Request(**dict(zip(_REQUEST_FIELDS, fields, strict=True)), callback=callback)
     response = Response(url=url, status=status, headers=_headers(headers), body=body, request=request)
     result = await run_callback(callback, response)
-    named = [(tuple(getattr(r, field) for field in _REQUEST_FIELDS), _callback_name(r)) for r in result.requests]
+    named = [(tuple(getattr(r, field) for field in _REQUEST_FIELDS), callback_name(r)) for r in result.requests]
     return named, result.items, result.invalid
 
 
 def _headers(pairs: list[tuple[str, str]]) -> Mapping[str, str]:
     return CIMultiDict(pairs)
-
-
-def _complete(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run ``coroutine`` to its end. Most callbacks never wait for anything: those run
-    straight through, without a trip round the event loop; one that does wait is finished
-    on ``loop``."""
-    asyncio.events._set_running_loop(loop)  # asyncio calls made before the first wait need it
-    try:
-        waiting_for = coroutine.send(None)
-    except StopIteration as done:
-        return cast(T, done.value)
-    finally:
-        asyncio.events._set_running_loop(None)
-    return loop.run_until_complete(_resume(coroutine, waiting_for))
-
-
-async def _resume(coroutine: Coroutine[Any, Any, T], waiting_for: Any) -> T:
-    """Drive a started coroutine the way a task would: wait for what it yielded, resume it."""
-    while True:
-        if waiting_for is None:  # a bare yield (asyncio.sleep(0))
-            await asyncio.sleep(0)
-        else:
-            waiting_for._asyncio_future_blocking = False
-            await asyncio.wait([waiting_for])
-        try:
-            waiting_for = coroutine.send(None)
-        except StopIteration as done:
-            return cast(T, done.value)
 
 
 def child_main() -> None:
@@ -429,7 +380,7 @@ def child_main() -> None:
     with crawl_gc():  # as in the crawl's own process: parsing allocates a lot, briefly
         while (page := _read(source)) is not None:
             try:
-                reply: tuple[str, Any] = ("ok", _complete(loop, _handle(spider, page)))
+                reply: tuple[str, Any] = ("ok", loop.run_until_complete(_handle(spider, page)))
             except Exception as exc:
                 reply = ("error", (exc, "".join(traceback.format_exception(exc))))
             _write(sink, reply)
