@@ -148,12 +148,26 @@ def check_headers(headers: Mapping[str, str], *, url: str, limit: int, content_t
     """Refuse by the headers alone, so an oversized or unwanted body is never read. An empty
     ``content_types`` allows everything; a missing Content-Type or a malformed Content-Length
     gives no grounds to refuse."""
-    length = (_header(headers, "Content-Length") or "").strip()
-    if length.isascii() and length.isdigit() and int(length) > limit:
+    length = _declared_length(headers)
+    if length is not None and length > limit:
         raise ResponseTooLarge(f"Content-Length {length} is larger than max_response_bytes={limit}", url=url)
     media_type = (_header(headers, "Content-Type") or "").split(";", 1)[0].strip().lower()
     if media_type and content_types and not _media_type_allowed(media_type, tuple(content_types)):
         raise ContentTypeRefused(f"Content-Type {media_type!r} is not in content_types", url=url)
+
+
+def readable_whole(headers: Mapping[str, str]) -> bool:
+    """An uncompressed body with a declared Content-Length: the client reads exactly that
+    many bytes, so it needs no decoder and no running cap (``check_headers`` has compared
+    the length with the limit)."""
+    coding = (_header(headers, "Content-Encoding") or "identity").strip().lower()
+    return coding == "identity" and _declared_length(headers) is not None
+
+
+def _declared_length(headers: Mapping[str, str]) -> int | None:
+    """Content-Length as a number; None when missing or malformed (no grounds to refuse)."""
+    length = (_header(headers, "Content-Length") or "").strip()
+    return int(length) if length.isascii() and length.isdigit() else None
 
 
 @functools.lru_cache(maxsize=256)

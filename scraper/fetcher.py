@@ -16,7 +16,7 @@ from types import TracebackType
 import aiohttp
 from yarl import URL
 
-from scraper.body import ACCEPT_ENCODING, check_headers, read_body
+from scraper.body import ACCEPT_ENCODING, check_headers, read_body, readable_whole
 from scraper.cookies import CrawlCookieJar, public_suffixes
 from scraper.errors import ConnectionFailed, FetchError, FetchTimeout, HttpStatusError
 from scraper.http import Request, Response
@@ -121,8 +121,8 @@ class Fetcher:
         content_types = self._content_types(reply, request)
         length_cap = sys.maxsize if truncate else limit  # a truncated read never needs the whole body
         check_headers(reply.headers, url=request.url, limit=length_cap, content_types=content_types)
-        if not truncate and _declared_plain_length(reply) is not None:
-            body = await reply.read()  # aiohttp stops at Content-Length, which is within the limit
+        if not truncate and readable_whole(reply.headers):
+            body = await reply.read()
             self._stats.increment("bytes/received", len(body))
             return body
         body = await read_body(
@@ -152,12 +152,3 @@ class Fetcher:
         if content_type and not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = content_type
         return headers
-
-
-def _declared_plain_length(reply: aiohttp.ClientResponse) -> int | None:
-    """The Content-Length of an uncompressed body, when the server declared one: such a body
-    needs no decoder and no running cap (``check_headers`` has compared it with the limit)."""
-    if reply.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
-        return None
-    length = reply.headers.get("Content-Length", "")
-    return int(length) if length.isascii() and length.isdigit() else None

@@ -8,8 +8,9 @@ counted in one place, every page still commits atomically through the one writer
 ``max_items``/``max_pages`` stay exact. Only what is CPU-bound and stateless per page moves.
 
 Each child (``python -m scraper.parse_pool``) gets a pickled copy of the spider (as it is
-after ``opened()``) and then answers one page at a time over its stdin/stdout: the response
-goes in, the callback's requests (callbacks by name), items and invalid items come back. The
+after ``opened()``) and then works through pages one at a time over its stdin/stdout (the
+parent keeps the next one waiting in its pipe): the response goes in, the callback's
+requests (callbacks by name), items and invalid items come back. The
 parent talks to its children through asyncio pipes, so nothing blocks the event loop. A
 child that dies or overruns ``callback_timeout`` is replaced; only its page fails.
 """
