@@ -207,9 +207,9 @@ class Storage:
     async def _write_loop(self) -> None:
         try:
             while True:
-                batch, rows, refill, stop = await self._next_batch()
+                batch, refill, stop = await self._next_batch()
                 if batch:
-                    await self._write(batch, rows)
+                    await self._write(batch)
                 if refill is not None:
                     refill.result.set_result(await self._lease(refill.limit))
                 if stop:
@@ -227,22 +227,22 @@ class Storage:
             if isinstance(item, _Refill):
                 item.result.set_exception(StorageError(f"writing to {self.path} failed: {self._failure}"))
 
-    async def _next_batch(self) -> tuple[list[Commit], int, _Refill | None, bool]:
-        """The commits that queued up while the last transaction ran (group commit), with
-        their rows, up to a refill or the stop signal, which are answered after them."""
+    async def _next_batch(self) -> tuple[list[Commit], _Refill | None, bool]:
+        """The commits that queued up while the last transaction ran (group commit), up to a
+        refill or the stop signal, which are answered after them."""
         batch: list[Commit] = []
         rows = 0
         item = await self._queue.get()
         while True:
             if item is None or isinstance(item, _Refill):
-                return batch, rows, item, item is None
+                return batch, item, item is None
             batch.append(item)
             rows += _rows_of(item)
             if len(batch) >= self._batch_size or rows >= _BATCH_ROWS or self._queue.empty():
-                return batch, rows, None, False
+                return batch, None, False
             item = self._queue.get_nowait()
 
-    async def _write(self, batch: list[Commit], rows: int) -> None:
+    async def _write(self, batch: list[Commit]) -> None:
         db, now = self._connection, utc_now()
         items = self._within_limit([item for commit in batch for item in commit.items])
         await db.execute("BEGIN IMMEDIATE")
@@ -264,7 +264,7 @@ class Storage:
             raise
         self._committed(batch, stored)
         async with self._room:
-            self._queued_rows -= rows
+            self._queued_rows -= sum(_rows_of(commit) for commit in batch)
             self._room.notify_all()
 
     def _within_limit(self, items: list[StoredItem]) -> list[StoredItem]:
