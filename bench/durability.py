@@ -81,7 +81,9 @@ class RunResult:
         return None
 
 
-def crawl_settings(args: argparse.Namespace, backend: str) -> Settings:
+def crawl_settings(args: argparse.Namespace, backend: str, *, parse_processes: int = 0) -> Settings:
+    """The benchmarks' settings: robots.txt and pipelines off, ``--concurrency`` and
+    ``--per-host`` from the command line."""
     return load_settings(
         config={
             "robots_txt": False,
@@ -89,6 +91,7 @@ def crawl_settings(args: argparse.Namespace, backend: str) -> Settings:
             "concurrency": args.concurrency,
             "per_host": {"concurrency": args.per_host},
             "frontier": {"backend": backend},
+            "parse_processes": parse_processes,
         }
     )
 

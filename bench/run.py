@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: scraper/, spiders/, bench/
@@ -50,10 +49,6 @@ def section(title: str) -> None:
     print(f"\n{'=' * 100}\n{title}\n{'=' * 100}", flush=True)
 
 
-def throughput_args(options: Sequence[str]) -> argparse.Namespace:
-    return throughput.parse_args(list(options))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run every benchmark and print the README's performance table.")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds of each A/B comparison (default 5)")
@@ -69,14 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
 
     section("1-2. fetch-only ceiling, then throughput: same shop, same work, A/B/A/B")
-    main_args = throughput_args([*common, "--rounds", rounds, "--kinds", ",".join(kinds)])
+    main_args = throughput.parse_args([*common, "--rounds", rounds, "--kinds", ",".join(kinds)])
     runs, server, ceiling = throughput.measure(main_args, ceiling=True)
     failures += throughput.report(main_args, runs)
     crawlers = throughput.summarise(runs)
 
     section("3. all cores: the parse-heavy spider, on the event loop vs parse_processes=2")
     heavy_products = "1000" if args.quick else str(HEAVY_PRODUCTS)
-    heavy_args = throughput_args(["--server", args.server, "--products", heavy_products, "--rounds", rounds,
+    heavy_args = throughput.parse_args(["--server", args.server, "--products", heavy_products, "--rounds", rounds,
                                   "--kinds", "sqlite,pool", "--spider", "heavy"])  # fmt: skip
     heavy_runs, _, _ = throughput.measure(heavy_args)
     failures += throughput.report(heavy_args, heavy_runs)
@@ -84,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     big = "2000" if args.quick else str(BIG_CRAWL_PRODUCTS)
     section(f"4. memory: one {int(big):,}-product crawl with the SQLite frontier")
-    big_args = throughput_args(["--server", args.server, "--products", big, "--rounds", "1", "--warmup", "0",
+    big_args = throughput.parse_args(["--server", args.server, "--products", big, "--rounds", "1", "--warmup", "0",
                                 "--kinds", "sqlite"])  # fmt: skip
     big_runs, _, _ = throughput.measure(big_args)
     failures += throughput.report(big_args, big_runs)

@@ -128,20 +128,12 @@ async def _crawl(args: argparse.Namespace, database: Path) -> tuple[str, int]:
 
         pages, errors = await crawl(args.base_url, database, workers=args.concurrency, per_host=args.per_host)
         return ("finished" if errors == 0 else f"{errors} errors"), pages
+    from bench.durability import crawl_settings
     from bench.shop_spider import BenchShopSpider, HeavyShopSpider
     from scraper.engine import Engine
-    from scraper.settings import load_settings
 
-    settings = load_settings(
-        config={
-            "robots_txt": False,
-            "pipelines": [],
-            "concurrency": args.concurrency,
-            "per_host": {"concurrency": args.per_host},
-            "frontier": {"backend": "memory" if args.one == "memory" else "sqlite"},
-            "parse_processes": args.parse_processes if args.one == "pool" else 0,
-        }
-    )
+    backend = "memory" if args.one == "memory" else "sqlite"
+    settings = crawl_settings(args, backend, parse_processes=args.parse_processes if args.one == "pool" else 0)
     spider = (HeavyShopSpider if args.spider == "heavy" else BenchShopSpider)(base_url=args.base_url)
     result = await Engine(spider=spider, settings=settings, database=database).run()
     return result.status, result.stats.get("pages")
