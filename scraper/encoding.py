@@ -10,8 +10,6 @@ import codecs
 import functools
 import re
 
-import charset_normalizer
-
 _BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"<meta[^>]+?charset\s*=\s*[\"']?\s*([\w.:-]+)", re.IGNORECASE)
@@ -69,6 +67,8 @@ def detect_encoding(body: bytes, content_type: str | None = None) -> str:
 def _detected(sample: bytes) -> str | None:
     """The detector's pick, except that cp1252 wins a near tie: the detector often prefers
     cp1250/cp1257 for Western European text, turning "è" into "č"."""
+    import charset_normalizer  # here: a slow import, needed only for pages that declare no charset
+
     matches = charset_normalizer.from_bytes(sample)
     best = matches.best()
     if best is None:
@@ -79,9 +79,17 @@ def _detected(sample: bytes) -> str | None:
     return _known(best.encoding)
 
 
+_BOM_CODECS = {"utf-8": "utf-8-sig", "utf-16-le": "utf-16", "utf-16-be": "utf-16"}  # drop the mark
+
+
 def decode(body: bytes, content_type: str | None = None) -> tuple[str, str]:
     """``(text, encoding)``; undecodable bytes become U+FFFD instead of an exception."""
     encoding = detect_encoding(body, content_type)
-    if encoding in ("utf-8", "utf-16-le", "utf-16-be") and charset_from_bom(body):
-        encoding = {"utf-8": "utf-8-sig", "utf-16-le": "utf-16", "utf-16-be": "utf-16"}[encoding]
-    return body.decode(encoding, errors="replace"), encoding
+    return decode_as(body, encoding), encoding
+
+
+def decode_as(body: bytes, encoding: str) -> str:
+    """``body`` as text in ``encoding`` (a name ``detect_encoding`` gave), any BOM dropped."""
+    if encoding in _BOM_CODECS and charset_from_bom(body):
+        encoding = _BOM_CODECS[encoding]
+    return body.decode(encoding, errors="replace")

@@ -144,16 +144,16 @@ class Response:
     @property
     def text(self) -> str:
         if self._text is None:
-            text, charset = encoding.decode(self.body, self.headers.get("Content-Type"))
+            text = encoding.decode_as(self.body, self.encoding)
             object.__setattr__(self, "_text", text)
-            object.__setattr__(self, "_encoding", charset)
             return text
         return self._text
 
     @property
     def encoding(self) -> str:
+        """The charset ``text`` is decoded with (found without decoding the body)."""
         if self._encoding is None:
-            _ = self.text
+            object.__setattr__(self, "_encoding", encoding.detect_encoding(self.body, self.headers.get("Content-Type")))
         assert self._encoding is not None
         return self._encoding
 
@@ -162,9 +162,14 @@ class Response:
 
     @property
     def html(self) -> LexborHTMLParser:
-        """The parsed document (selectolax Lexbor), built on first use."""
+        """The parsed document (selectolax Lexbor), built on first use. A UTF-8 page is
+        parsed from its bytes: Lexbor reads UTF-8 itself (invalid bytes and a BOM just as
+        ``text`` treats them), which spares decoding to ``str`` and encoding back."""
         if self._parser is None:
-            parser = LexborHTMLParser(self.text)
+            if self._text is None and self.encoding == "utf-8":
+                parser = LexborHTMLParser(self.body)
+            else:
+                parser = LexborHTMLParser(self.text)
             object.__setattr__(self, "_parser", parser)
             return parser
         return self._parser

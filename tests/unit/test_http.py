@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from selectolax.lexbor import LexborNode
+from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from scraper.http import Request, Response
 
@@ -138,6 +138,32 @@ def test_text_decodes_with_header_charset() -> None:
     )
     assert response.text == "<p>Привет, мир</p>"
     assert response.encoding == "cp1251"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("<p>café, 😀</p>".encode(), "text/html; charset=utf-8"),
+        ("<p>café, 😀</p>".encode(), "text/html"),  # found to be UTF-8 without a charset
+        (b"\xef\xbb\xbf<p>after a BOM</p>", "text/html"),
+        (b"<p>caf\xc3\xa9 \xff\xfe bad \xe2\x82 end \xed\xa0\x80 \xc0\xaf</p>", "text/html; charset=utf-8"),
+    ],
+    ids=["declared", "undeclared", "bom", "invalid-bytes"],
+)
+def test_utf8_page_parsed_from_bytes_reads_as_its_decoded_text(body: bytes, content_type: str) -> None:
+    response = make_response(body, headers={"Content-Type": content_type})
+    paragraph = response.css_first("p")
+    assert response._text is None  # parsed from the bytes: no decoding was needed
+    from_text = LexborHTMLParser(response.text).css_first("p")
+    assert paragraph is not None and from_text is not None
+    assert paragraph.text() == from_text.text()
+    assert response.encoding == "utf-8"
+
+
+def test_page_in_another_charset_is_parsed_from_its_text() -> None:
+    response = make_response("<p>Привет</p>".encode("cp1251"), headers={"Content-Type": "text/html; charset=cp1251"})
+    paragraph = response.css_first("p")
+    assert paragraph is not None and paragraph.text() == "Привет"
 
 
 def test_headers_are_case_insensitive() -> None:
