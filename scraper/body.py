@@ -13,6 +13,8 @@ import zlib
 from collections.abc import AsyncIterable, Callable, Iterator, Mapping, Sequence
 from typing import Final, Protocol, cast
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from scraper.errors import ContentTypeRefused, IncompleteBody, ResponseTooLarge
 
 try:
@@ -244,6 +246,6 @@ def _drained(decoder: Decoder, data: bytes, url: str) -> Iterator[bytes]:
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     """A header by name, case-insensitively even when ``headers`` is a plain dict."""
     value = headers.get(name)
-    if value is None:
+    if value is None and not isinstance(headers, (CIMultiDictProxy, CIMultiDict)):
         value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
     return value

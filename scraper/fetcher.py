@@ -54,7 +54,9 @@ class Fetcher:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, connect=self._settings.timeout),
+            # aiohttp's own deadline covers connecting, sending and reading the whole body, with
+            # one timer handle per request (an asyncio.timeout around it would be a second one)
+            timeout=aiohttp.ClientTimeout(total=self._settings.timeout, connect=self._settings.timeout),
             headers={
                 "User-Agent": self._settings.user_agent,
                 "Accept-Encoding": ACCEPT_ENCODING,
@@ -89,9 +91,8 @@ class Fetcher:
         await self._limiter.wait_turn(URL(request.url).host or "")
         self._stats.increment("requests/sent")
         try:
-            async with asyncio.timeout(self._settings.timeout):
-                return await self._exchange(self._session, request)
-        except TimeoutError:
+            return await self._exchange(self._session, request)
+        except TimeoutError:  # the session's total timeout (aiohttp's timeout errors are TimeoutErrors)
             raise FetchTimeout(f"no complete response within {self._settings.timeout:g}s", url=request.url) from None
         except (aiohttp.ClientError, OSError) as exc:  # OSError: resets aiohttp does not wrap
             raise ConnectionFailed(f"{type(exc).__name__}: {exc or 'connection failed'}", url=request.url) from exc

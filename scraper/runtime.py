@@ -57,9 +57,10 @@ def crawl_gc() -> Iterator[None]:
     collector runs every 700 allocations and now and then walks every object the process
     holds (settings, modules, the frontier). Freezing what exists at the start takes it out
     of those walks, and a higher young-generation threshold makes collections rarer. Both
-    are undone afterwards, so a program that embeds the engine gets its settings back."""
+    are undone afterwards, so a program that embeds the engine gets its settings back. (No
+    collection before the freeze: it walks the whole heap, tens of ms after big imports,
+    to free the little that import-time garbage holds.)"""
     thresholds = gc.get_threshold()
-    gc.collect()
     gc.freeze()
     gc.set_threshold(_YOUNG_THRESHOLD, *thresholds[1:])
     try:
