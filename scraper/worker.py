@@ -11,6 +11,7 @@ import time
 import traceback
 from collections.abc import Callable
 
+from scraper.deadline import Deadlines
 from scraper.errors import (
     CallbackTimeout,
     ConnectionFailed,
@@ -86,6 +87,7 @@ class Worker:
         self._stats = stats
         self._on_progress = on_progress
         self._parse_pool = parse_pool
+        self._callback_deadlines = Deadlines(settings.callback_timeout)  # shared by every worker task
 
     async def run(self, queue: asyncio.Queue[Scheduled | None]) -> None:
         """Handle requests from ``queue`` until a ``None`` arrives."""
@@ -182,8 +184,7 @@ class Worker:
         try:
             if self._parse_pool is not None and getattr(callback, "__self__", None) is self._spider:
                 return await self._parse_pool.run(callback.__name__, response, time_limit=limit)
-            async with asyncio.timeout(limit):
-                return await run_callback(callback, response)
+            return await self._callback_deadlines.within(run_callback(callback, response))
         except TimeoutError:
             raise CallbackTimeout(f"{getattr(callback, '__name__', 'callback')} ran past {limit:g}s") from None
 

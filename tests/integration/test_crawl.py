@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -192,3 +193,30 @@ async def test_max_pages_is_exact(database: Path) -> None:
         result = await crawl(CountingSpider(base_url, 200), database, concurrency=4, close={"max_pages": 20})
     assert (result.status, result.reason) == ("finished", "max_pages")
     assert result.stats.get("pages") == 20  # exact: no more fetches are handed out
+
+
+class SleepySpider(FaultySpider):
+    """``/boom``'s callback waits far past ``callback_timeout``; the other pages parse at once."""
+
+    name = "sleepy"
+
+    async def parse_page(self, response: Response) -> AsyncIterator[Any]:
+        if response.url.endswith("/boom"):
+            await asyncio.sleep(30)
+        for node in response.css("li"):
+            yield Thing(name=node.text(), size=node.attributes.get("data-size"))  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(30)
+async def test_a_callback_past_its_timeout_fails_its_page_only(database: Path) -> None:
+    app, _ = faulty_site()
+    started = time.monotonic()
+    async with serve(app) as base_url:
+        result = await crawl(SleepySpider(base_url), database, callback_timeout=0.5, retry={"times": 0})
+
+    assert result.status == "finished"
+    assert time.monotonic() - started < 10  # not the callback's 30 s
+    errors = rows(database, "SELECT stage, error_type, message FROM scraper_errors WHERE url LIKE '%/boom'")
+    assert errors == [("parse", "CallbackTimeout", "parse_page ran past 0.5s")]
+    assert rows(database, "SELECT name FROM thing WHERE name IN ('alpha', 'beta')") == [("alpha",), ("beta",)]
+    assert result.stats.get("errors/parse/CallbackTimeout") == 1
