@@ -68,6 +68,7 @@ class Feeder:
                 continue
             wake = min(scheduler.wake_time() or math.inf, deadline, self._stall_check_at())
             await scheduler.wait_for_change(until=None if wake == math.inf else wake)
+        scheduler.disarm()
         for _ in range(self._settings.concurrency):
             await self._queue.put(None)  # one stop signal per worker
 

@@ -67,6 +67,7 @@ class Scheduler:
         self._in_flight = 0
         self._producers = 0
         self._changed = asyncio.Event()
+        self._wake: asyncio.TimerHandle | None = None  # armed by wait_for_change
         self._closed = False
         self.limit_reached: str | None = None
 
@@ -229,12 +230,15 @@ class Scheduler:
         """Park ``entry`` for ``delay`` seconds; no worker waits for it."""
         parked = dataclasses.replace(entry, attempts=entry.attempts + 1) if count_attempt else entry
         await self._frontier.push(parked, not_before=time.monotonic() + delay)
+        self._changed.set()  # a new wake time
         return parked
 
     def done(self, entry: Scheduled) -> None:
-        """A handed-out request is finished (or parked again), whatever its outcome."""
+        """A handed-out request is finished (or parked again), whatever its outcome. Its host
+        slot was freed by ``fetched``; only the last one can change ``finished``."""
         self._in_flight -= 1
-        self._changed.set()
+        if not self._in_flight:
+            self._changed.set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -274,10 +278,27 @@ class Scheduler:
 
     async def wait_for_change(self, until: float | None = None) -> None:
         """Sleep until a request is added or finished, the scheduler closes, or the monotonic
-        time ``until``."""
+        time ``until``. It may return earlier (the caller looks again and waits again)."""
         self._changed.clear()
-        try:
-            async with asyncio.timeout_at(until):
-                await self._changed.wait()
-        except TimeoutError:
-            pass
+        if until is not None:
+            self._arm_wake(until)
+        await self._changed.wait()
+
+    def _arm_wake(self, until: float) -> None:
+        """One timer serves every wait: a wake-up armed for no later than ``until`` is kept,
+        so the wait after each finished request (thousands a second) arms none of its own."""
+        if self._wake is not None:
+            if self._wake.when() <= until:
+                return
+            self._wake.cancel()
+        self._wake = asyncio.get_running_loop().call_at(until, self._woken)
+
+    def disarm(self) -> None:
+        """Cancel the armed wake-up: the crawl is over, the loop may run on (embedded)."""
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
+
+    def _woken(self) -> None:
+        self._wake = None
+        self._changed.set()

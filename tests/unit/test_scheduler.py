@@ -6,6 +6,8 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from scraper.frontier import MemoryFrontier, Scheduled
 from scraper.http import Request
 from scraper.ratelimit import HostLimiter, Signal
@@ -164,3 +166,41 @@ async def test_close_stops_hand_out_but_waits_for_in_flight() -> None:
     assert not sched.finished
     sched.done(entry)
     assert sched.finished and sched.pending == 1
+
+
+async def test_wait_for_change_wakes_at_until_or_on_a_change() -> None:
+    sched, _ = scheduler()
+    started = time.monotonic()
+    await asyncio.wait_for(sched.wait_for_change(until=started + 0.05), timeout=2)
+    assert time.monotonic() - started >= 0.04
+    waiting = asyncio.create_task(sched.wait_for_change(until=time.monotonic() + 60))
+    await asyncio.sleep(0)
+    sched.close()  # a change
+    await asyncio.wait_for(waiting, timeout=2)
+
+
+async def test_one_wake_up_serves_successive_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    sched, _ = scheduler()
+    loop = asyncio.get_running_loop()
+    armed: list[asyncio.TimerHandle] = []
+
+    def call_at(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        handle = original(when, callback, *args, **kwargs)
+        armed.append(handle)
+        return handle
+
+    original = loop.call_at
+    monkeypatch.setattr(loop, "call_at", call_at)
+    for extra in (30.0, 40.0, 50.0):  # later deadlines: the wake-up armed for the first is kept
+        waiting = asyncio.create_task(sched.wait_for_change(until=time.monotonic() + extra))
+        await asyncio.sleep(0)
+        sched.close()
+        await waiting
+    assert len(armed) == 1
+    await sched.wait_for_change(until=time.monotonic() + 0.05)  # earlier: re-armed, and it fires
+    assert len(armed) == 2 and armed[0].cancelled()
+    waiting = asyncio.create_task(sched.wait_for_change(until=time.monotonic() + 30))
+    await asyncio.sleep(0)
+    sched.disarm()  # the crawl is over: no timer is left behind
+    assert len(armed) == 3 and armed[2].cancelled()
+    waiting.cancel()
