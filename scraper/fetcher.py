@@ -88,19 +88,20 @@ class Fetcher:
     async def _send(self, request: Request) -> Response:
         """One attempt on the wire, within the request's total deadline."""
         assert self._session is not None, "Fetcher used outside 'async with'"
-        await self._limiter.wait_turn(URL(request.url).host or "")
+        url = URL(request.url)  # parsed once: aiohttp takes the URL as it is
+        await self._limiter.wait_turn(url.host or "")
         self._stats.increment("requests/sent")
         try:
-            return await self._exchange(self._session, request)
+            return await self._exchange(self._session, request, url)
         except TimeoutError:  # the session's total timeout (aiohttp's timeout errors are TimeoutErrors)
             raise FetchTimeout(f"no complete response within {self._settings.timeout:g}s", url=request.url) from None
         except (aiohttp.ClientError, OSError) as exc:  # OSError: resets aiohttp does not wrap
             raise ConnectionFailed(f"{type(exc).__name__}: {exc or 'connection failed'}", url=request.url) from exc
 
-    async def _exchange(self, session: aiohttp.ClientSession, request: Request) -> Response:
+    async def _exchange(self, session: aiohttp.ClientSession, request: Request, url: URL) -> Response:
         async with session.request(
             request.method,
-            request.url,
+            url,
             headers=self._headers(request),
             data=request.body(),
             allow_redirects=False,
