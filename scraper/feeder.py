@@ -49,6 +49,14 @@ class Feeder:
         self._last_progress = time.monotonic()
 
     async def run(self) -> None:
+        try:
+            await self._feed()
+        finally:
+            self._scheduler.disarm()  # also when a drain timeout or a cancellation ends the crawl
+        for _ in range(self._settings.concurrency):
+            await self._queue.put(None)  # one stop signal per worker
+
+    async def _feed(self) -> None:
         limit = self._settings.close.max_duration
         deadline = time.monotonic() + limit if limit else math.inf
         scheduler = self._scheduler
@@ -68,9 +76,6 @@ class Feeder:
                 continue
             wake = min(scheduler.wake_time() or math.inf, deadline, self._stall_check_at())
             await scheduler.wait_for_change(until=None if wake == math.inf else wake)
-        scheduler.disarm()
-        for _ in range(self._settings.concurrency):
-            await self._queue.put(None)  # one stop signal per worker
 
     def _watch(self, now: float, deadline: float) -> None:
         if now >= deadline:

@@ -56,7 +56,7 @@ class Fetcher:
             connector=connector,
             # aiohttp's own deadline covers connecting, sending and reading the whole body, with
             # one timer handle per request (an asyncio.timeout around it would be a second one)
-            timeout=aiohttp.ClientTimeout(total=self._settings.timeout, connect=self._settings.timeout),
+            timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
             headers={
                 "User-Agent": self._settings.user_agent,
                 "Accept-Encoding": ACCEPT_ENCODING,

@@ -166,10 +166,7 @@ class Response:
         parsed from its bytes: Lexbor reads UTF-8 itself (invalid bytes and a BOM just as
         ``text`` treats them), which spares decoding to ``str`` and encoding back."""
         if self._parser is None:
-            if self._text is None and self.encoding == "utf-8":
-                parser = LexborHTMLParser(self.body)
-            else:
-                parser = LexborHTMLParser(self.text)
+            parser = LexborHTMLParser(self.body if self.encoding == "utf-8" else self.text)
             object.__setattr__(self, "_parser", parser)
             return parser
         return self._parser
