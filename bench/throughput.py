@@ -130,6 +130,10 @@ def _load_modules(kind: str) -> None:
     ours = ["bench.durability", "bench.shop_spider", "scraper.engine"]
     for module in ["bench.reference_loop"] if kind in REFERENCES else ours:
         importlib.import_module(module)
+    from scraper import runtime
+
+    if kind != "reference" and runtime.uvloop_available():
+        importlib.import_module("uvloop")  # the other kinds run on it: its import is start-up too
 
 
 async def _crawl(args: argparse.Namespace, database: Path) -> tuple[str, int]:

@@ -8,7 +8,6 @@ one deadline. aiohttp's exceptions stop here: callers only see ``FetchError`` su
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Sequence
 from types import TracebackType
@@ -17,7 +16,7 @@ import aiohttp
 from yarl import URL
 
 from scraper.body import ACCEPT_ENCODING, check_headers, read_body, readable_whole
-from scraper.cookies import CrawlCookieJar, public_suffixes
+from scraper.cookies import CrawlCookieJar, preload_public_suffixes
 from scraper.errors import ConnectionFailed, FetchError, FetchTimeout, HttpStatusError
 from scraper.http import Request, Response
 from scraper.middleware import Handler, Middleware, build_chain
@@ -48,7 +47,7 @@ class Fetcher:
     async def __aenter__(self) -> Fetcher:
         connector = aiohttp.TCPConnector(limit=self._settings.concurrency, limit_per_host=0, ttl_dns_cache=300)
         if self._settings.cookies:
-            await asyncio.to_thread(public_suffixes)  # parse the list off the event loop, once
+            preload_public_suffixes()
         jar: aiohttp.abc.AbstractCookieJar = (
             CrawlCookieJar(unsafe=True) if self._settings.cookies else aiohttp.DummyCookieJar()
         )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from http.cookies import SimpleCookie
 
 import aiohttp
 from yarl import URL
 
-from scraper.cookies import CrawlCookieJar
+from scraper.cookies import CrawlCookieJar, is_public_suffix, preload_public_suffixes, public_suffixes
 
 SHOP = URL("http://shop.example.co.uk/basket")
 
@@ -108,3 +109,29 @@ async def test_ip_host_cookies_refused_by_default() -> None:
     jar = CrawlCookieJar()
     jar.update_cookies(set_cookie("session=ip; Path=/"), URL("http://127.0.0.1:8765/login"))
     assert sent_to(jar, "http://127.0.0.1:8765/account") == {}
+
+
+def test_punycode_suffixes_are_public_as_the_list_spells_them() -> None:
+    # the list is parsed without its xn-- copies; a Domain's xn-- labels are decoded instead
+    assert is_public_suffix("xn--p1ai")  # Russia's .rf
+    assert is_public_suffix("xn--o1ac.xn--90a3ac")  # a second-level rule under Serbia's .srb
+    assert is_public_suffix("\u0440\u0444")  # .rf as the list spells it
+    assert not is_public_suffix("example.xn--p1ai")
+    assert not is_public_suffix("xn--zz.example")  # not valid punycode: looked up as given
+
+
+async def test_refuses_a_punycode_public_suffix_domain() -> None:
+    jar = CrawlCookieJar()
+    shop = URL("http://shop.xn--e1afmkfd.xn--p1ai/")  # a shop under .rf
+    jar.update_cookies(set_cookie("tracker=1; Domain=xn--p1ai; Path=/"), shop)
+    jar.update_cookies(set_cookie("kept=1; Domain=xn--e1afmkfd.xn--p1ai; Path=/"), shop)
+    assert sent_to(jar, "http://other.xn--p1ai/") == {}
+    assert sent_to(jar, "http://www.xn--e1afmkfd.xn--p1ai/") == {"kept": "1"}
+
+
+def test_the_list_is_parsed_once_however_many_threads_ask() -> None:
+    with ThreadPoolExecutor(4) as pool:
+        lists = list(pool.map(lambda _: public_suffixes(), range(8)))
+    preload_public_suffixes()  # already parsed: starts nothing, changes nothing
+    assert all(found is lists[0] for found in lists)
+    assert public_suffixes() is lists[0]
