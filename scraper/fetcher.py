@@ -16,7 +16,7 @@ import aiohttp
 from yarl import URL
 
 from scraper.body import ACCEPT_ENCODING, check_headers, read_body, readable_whole
-from scraper.cookies import CrawlCookieJar, preload_public_suffixes
+from scraper.cookies import CrawlCookieJar
 from scraper.errors import ConnectionFailed, FetchError, FetchTimeout, HttpStatusError
 from scraper.http import Request, Response
 from scraper.middleware import Handler, Middleware, build_chain
@@ -46,8 +46,6 @@ class Fetcher:
 
     async def __aenter__(self) -> Fetcher:
         connector = aiohttp.TCPConnector(limit=self._settings.concurrency, limit_per_host=0, ttl_dns_cache=300)
-        if self._settings.cookies:
-            preload_public_suffixes()
         jar: aiohttp.abc.AbstractCookieJar = (
             CrawlCookieJar(unsafe=True) if self._settings.cookies else aiohttp.DummyCookieJar()
         )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from http.cookies import SimpleCookie
 
 import aiohttp
 from yarl import URL
 
-from scraper.cookies import CrawlCookieJar, is_public_suffix, preload_public_suffixes, public_suffixes
+from scraper.cookies import CrawlCookieJar, is_public_suffix
 
 SHOP = URL("http://shop.example.co.uk/basket")
 
@@ -127,11 +126,3 @@ async def test_refuses_a_punycode_public_suffix_domain() -> None:
     jar.update_cookies(set_cookie("kept=1; Domain=xn--e1afmkfd.xn--p1ai; Path=/"), shop)
     assert sent_to(jar, "http://other.xn--p1ai/") == {}
     assert sent_to(jar, "http://www.xn--e1afmkfd.xn--p1ai/") == {"kept": "1"}
-
-
-def test_the_list_is_parsed_once_however_many_threads_ask() -> None:
-    with ThreadPoolExecutor(4) as pool:
-        lists = list(pool.map(lambda _: public_suffixes(), range(8)))
-    preload_public_suffixes()  # already parsed: starts nothing, changes nothing
-    assert all(found is lists[0] for found in lists)
-    assert public_suffixes() is lists[0]
