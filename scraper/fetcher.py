@@ -85,7 +85,7 @@ class Fetcher:
     async def _send(self, request: Request) -> Response:
         """One attempt on the wire, within the request's total deadline."""
         assert self._session is not None, "Fetcher used outside 'async with'"
-        url = URL(request.url)  # parsed once: aiohttp takes the URL as it is
+        url = request.parsed_url()  # parsed once: aiohttp takes the URL as it is
         await self._limiter.wait_turn(url.host or "")
         self._stats.increment("requests/sent")
         try:

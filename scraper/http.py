@@ -55,12 +55,19 @@ class Request:
     priority: int = 0
     dont_filter: bool = False
     depth: int = 0
+    _parsed: URL | None = dataclasses.field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_url(self.url)
         object.__setattr__(self, "method", self.method.upper())
         if self.data is not None and self.json is not None:
             raise ValueError(f"Request({self.url!r}) takes data or json, not both")
+
+    def parsed_url(self) -> URL:
+        """``url`` as yarl parses it. A request made by ``Response.follow`` keeps the URL it was
+        resolved to, so that the scheduler and the fetcher do not parse a link again (each
+        parse of a new URL costs ~7 µs)."""
+        return URL(self.url) if self._parsed is None else self._parsed
 
     def replace(self, **changes: Any) -> Request:
         """A copy with ``changes`` applied (the request itself never changes)."""
@@ -82,6 +89,8 @@ class Request:
         """The Content-Type the body implies, unless the user set one in ``headers``."""
         if self.json is not None:
             return "application/json"
+        if self.data is None:
+            return None  # the common case, without the slower isinstance check against an ABC
         if isinstance(self.data, Mapping):
             return "application/x-www-form-urlencoded"
         return None
@@ -179,7 +188,10 @@ class Response:
 
     def urljoin(self, url: str) -> str:
         """Resolve ``url`` against this page (honouring a ``<base href>``)."""
-        return str(self._base_url().join(URL(url.strip())))
+        return str(self._resolve(url))
+
+    def _resolve(self, url: str) -> URL:
+        return self._base_url().join(URL(url.strip()))
 
     def _base_url(self) -> URL:
         if self._base is None:
@@ -195,7 +207,10 @@ class Response:
         if not href:
             raise ValueError(f"link without href on {self.url}")
         kwargs.setdefault("depth", self.request.depth + 1)  # what the scheduler would set
-        return Request(self.urljoin(href), callback=callback, **kwargs)
+        url = self._resolve(href)
+        request = Request(str(url), callback=callback, **kwargs)
+        object.__setattr__(request, "_parsed", url)  # see parsed_url()
+        return request
 
     def follow_all(
         self,

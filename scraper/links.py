@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from urllib.parse import unquote
 
 from yarl import URL
@@ -35,7 +35,13 @@ def filter_reason(url: str, policy: LinkPolicy, *, today: datetime.date | None =
     return inspect_link(url, policy, today=today)[0]
 
 
-def inspect_link(url: str, policy: LinkPolicy, *, today: datetime.date | None = None) -> tuple[str | None, URL | None]:
+def inspect_link(
+    url: str,
+    policy: LinkPolicy,
+    *,
+    today: datetime.date | None = None,
+    parse: Callable[[], URL] | None = None,
+) -> tuple[str | None, URL | None]:
     """None when ``url`` may be admitted, else a short, stable reason (a stats key):
 
     - ``"scheme"``: not http/https (javascript:, mailto:, tel:, data:, ftp:, file: ...);
@@ -51,7 +57,8 @@ def inspect_link(url: str, policy: LinkPolicy, *, today: datetime.date | None = 
 
     Checks run cheapest first, and the first failing check names the reason. ``today``
     defaults to the local date; tests inject it. The parsed URL comes back too (None when
-    parsing never happened or failed), so that the caller does not parse it again.
+    parsing never happened or failed), so that the caller does not parse it again; ``parse``
+    gives it when the caller may have it already (``Request.parsed_url``).
     """
     scheme = _SCHEME.match(url)
     if scheme is None:
@@ -61,7 +68,7 @@ def inspect_link(url: str, policy: LinkPolicy, *, today: datetime.date | None = 
     if len(url) > policy.max_url_length:
         return "url_too_long", None  # before parsing, so a huge URL costs nothing more
     try:
-        parsed = URL(url)
+        parsed = URL(url) if parse is None else parse()
         port = parsed.port  # yarl rejects ports that are not numbers or above 65535
     except (ValueError, TypeError):
         return "malformed", None

@@ -111,7 +111,7 @@ class Scheduler:
         unfollowable links and traps are counted and dropped."""
         candidates = []
         for request in requests:
-            reason, parsed = inspect_link(request.url, self._settings.links)
+            reason, parsed = inspect_link(request.url, self._settings.links, parse=request.parsed_url)
             if reason is not None or parsed is None:
                 self._stats.increment(f"requests/filtered/{reason}")
                 continue

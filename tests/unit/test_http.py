@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from selectolax.lexbor import LexborHTMLParser, LexborNode
+from yarl import URL
 
 from scraper.http import Request, Response
 
@@ -242,6 +243,25 @@ def test_follow_with_node() -> None:
     request = response.follow(node)
     assert request.url == "https://shop.example.com/catalog/page2.html?page=3"
     assert request.callback is None
+
+
+@pytest.mark.parametrize(
+    "href", ["next.html", "../a b/ü.html?q=x y&r=1#frag", "//cdn.example.com:8080/%7Euser/", "/path;p=1?a=%2F"]
+)
+def test_a_followed_request_keeps_the_url_it_was_resolved_to(href: str) -> None:
+    request = make_response("<p>x</p>").follow(href)
+    kept = request.parsed_url()
+    assert kept is request.parsed_url()  # not parsed again by the scheduler and the fetcher
+    assert kept == URL(request.url)  # the same URL as parsing its string would give
+    assert str(kept) == request.url
+    assert kept.raw_path_qs == URL(request.url).raw_path_qs  # what goes on the wire
+
+
+def test_a_request_made_from_a_string_or_replaced_parses_its_own_url() -> None:
+    followed = make_response("<p>x</p>").follow("next.html")
+    moved = followed.replace(url="https://other.example.com/x")
+    assert moved.parsed_url() == URL("https://other.example.com/x")
+    assert Request("https://shop.example.com/a").parsed_url() == URL("https://shop.example.com/a")
 
 
 def test_follow_rejects_a_link_without_href() -> None:
