@@ -30,9 +30,7 @@ class EncodedRequest:
 
 
 def encode(request: Request) -> EncodedRequest:
-    headers = dict(request.headers or {})
-    if (content_type := request.content_type()) and not any(k.lower() == "content-type" for k in headers):
-        headers["Content-Type"] = content_type
+    headers = request.headers_to_send()
     return EncodedRequest(
         callback=callback_name(request),
         headers=_json(headers, "headers", request.url) if headers else None,

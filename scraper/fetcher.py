@@ -99,7 +99,7 @@ class Fetcher:
         async with session.request(
             request.method,
             url,
-            headers=self._headers(request),
+            headers=request.headers_to_send(),
             data=request.body(),
             allow_redirects=False,
             proxy=(request.meta or {}).get("proxy") or self._settings.proxy,
@@ -143,11 +143,3 @@ class Fetcher:
             return ()
         chosen: Sequence[str] = (request.meta or {}).get("content_types", self._settings.content_types)
         return chosen
-
-    @staticmethod
-    def _headers(request: Request) -> dict[str, str]:
-        headers = dict(request.headers or {})
-        content_type = request.content_type()
-        if content_type and not any(name.lower() == "content-type" for name in headers):
-            headers["Content-Type"] = content_type
-        return headers

@@ -86,7 +86,7 @@ class Request:
         return urlencode(list(self.data.items()), doseq=True).encode()
 
     def content_type(self) -> str | None:
-        """The Content-Type the body implies, unless the user set one in ``headers``."""
+        """The Content-Type the body implies (``headers_to_send`` adds it unless the user set one)."""
         if self.json is not None:
             return "application/json"
         if self.data is None:
@@ -94,6 +94,15 @@ class Request:
         if isinstance(self.data, Mapping):
             return "application/x-www-form-urlencoded"
         return None
+
+    def headers_to_send(self) -> dict[str, str]:
+        """``headers`` plus the Content-Type the body implies, unless the user set one: what the
+        fetcher sends and what the frontier stores, so a resumed request goes out the same."""
+        headers = dict(self.headers or {})
+        content_type = self.content_type()
+        if content_type and not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = content_type
+        return headers
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url}>"

@@ -117,6 +117,14 @@ def test_body_and_content_type(kwargs: dict[str, Any], body: bytes | None, conte
     assert request.content_type() == content_type
 
 
+def test_headers_to_send_add_the_implied_content_type_unless_the_user_set_one() -> None:
+    form = Request("https://example.com/", method="POST", data={"q": "1"}, headers={"X-Token": "t"})
+    assert form.headers_to_send() == {"X-Token": "t", "Content-Type": "application/x-www-form-urlencoded"}
+    own = Request("https://example.com/", method="POST", json={}, headers={"content-type": "text/plain"})
+    assert own.headers_to_send() == {"content-type": "text/plain"}
+    assert Request("https://example.com/").headers_to_send() == {}
+
+
 @pytest.mark.parametrize(("name", "value"), [("url", "https://example.com/x"), ("method", "PUT")])
 def test_request_is_immutable(name: str, value: str) -> None:
     request = Request("https://example.com/")
