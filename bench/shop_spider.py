@@ -72,9 +72,10 @@ class HeavyProduct(Product):
 
 
 class HeavyShopSpider(BenchShopSpider):
-    """The parse-heavy crawl for ``bench/multicore.py``: besides the product's fields, every
-    page's specification table is read row by row and its text is counted into word and
-    word-pair frequencies (a few ms of CPU per page, all in the callback)."""
+    """The parse-heavy crawl of the all-cores benchmark (``bench/run.py``, section 3):
+    besides the product's fields, every page's specification table is read row by row and
+    its text is counted into word and word-pair frequencies (a few ms of CPU per page, all
+    in the callback)."""
 
     name = "bench_shop_heavy"
 

@@ -94,6 +94,7 @@ class Engine:
     async def run(self) -> CrawlResult:
         async with AsyncExitStack() as stack:
             stack.enter_context(crawl_gc())
+            parse_pool = await stack.enter_async_context(self._parse_pool())  # before any file or thread
             storage = await stack.enter_async_context(
                 Storage(
                     self.database,
@@ -110,16 +111,19 @@ class Engine:
             fetcher = await stack.enter_async_context(
                 Fetcher(settings=self.settings, limiter=self.limiter, middlewares=self._middlewares, stats=self.stats)
             )
-            status, reason = await self._run_crawl(self.scheduler, fetcher, storage)
+            status, reason = await self._run_crawl(self.scheduler, fetcher, storage, parse_pool)
         return CrawlResult(start.crawl_id, status, reason, self.stats, self.database, start.resumed)
 
-    async def _run_crawl(self, scheduler: Scheduler, fetcher: Fetcher, storage: Storage) -> tuple[str, str]:
+    async def _run_crawl(
+        self, scheduler: Scheduler, fetcher: Fetcher, storage: Storage, parse_pool: ParsePool | None
+    ) -> tuple[str, str]:
         status, reason = "failed", "error"
         try:
             await self.spider.opened()
             await self._pipeline.open(self.spider)
-            async with self._parse_pool() as parse_pool:
-                status, reason = await self._crawl_with(scheduler, fetcher, storage, parse_pool)
+            if parse_pool is not None:
+                await parse_pool.start()
+            status, reason = await self._crawl_with(scheduler, fetcher, storage, parse_pool)
         except DrainTimeout as exc:
             status, reason = "interrupted", f"{self._stop_reason}: {exc}"
         except BaseException as exc:

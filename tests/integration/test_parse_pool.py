@@ -4,10 +4,13 @@ crawl. The spiders live at module level so that the children can import them."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,6 +21,7 @@ from scraper import Item, Request, Response, Spider
 from scraper.demo_site import build_catalog, make_app, serve
 from scraper.engine import CrawlResult, Engine
 from scraper.errors import ConfigError
+from scraper.parse_pool import ParsePool
 from spiders.demo_shop import DemoShopSpider
 from tests.conftest import make_settings, rows
 
@@ -56,6 +60,25 @@ class TroubleSpider(Spider):
         if n == 9 and os.environ.get("SCRAPER_TEST_HANG_CHILD"):
             time.sleep(30)  # noqa: ASYNC251 - a CPU-bound callback that never returns in time
         yield Page(url=response.url, n=n, pid=os.getpid())
+
+
+class Birthplace(Item):
+    key: ClassVar[tuple[str, ...]] = ("url",)
+
+    url: str
+    pid: int
+    main: str  # the module the process was started to run
+
+
+class BirthplaceSpider(TroubleSpider):
+    """Each page says which process parsed it and how that process began: a fork of the crawl
+    runs the crawl's own ``__main__``; a fresh interpreter runs ``scraper.parse_pool``."""
+
+    name = "birthplace"
+
+    async def parse_page(self, response: Response, n: int) -> AsyncIterator[Any]:
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        yield Birthplace(url=response.url, pid=os.getpid(), main=spec.name if spec else "")
 
 
 class UnpicklableSpider(TroubleSpider):
@@ -138,3 +161,84 @@ async def test_a_callback_past_its_timeout_is_stopped_and_its_child_replaced(
 async def test_a_spider_that_cannot_be_copied_is_a_clear_error(pages_site: str, database: Path) -> None:
     with pytest.raises(ConfigError, match=r"parse_processes: spider 'unpicklable' cannot be copied.*lock"):
         await crawl(UnpicklableSpider(base_url=pages_site), database, parse_processes=2)
+
+
+async def test_children_are_forks_of_the_crawl_unless_another_thread_runs(pages_site: str, tmp_path: Path) -> None:
+    forked = await crawl(BirthplaceSpider(base_url=pages_site), tmp_path / "forked.db", parse_processes=2)
+    release = threading.Event()
+    bystander = threading.Thread(target=release.wait)  # a fork would copy whatever locks it holds
+    bystander.start()
+    try:
+        fresh = await crawl(BirthplaceSpider(base_url=pages_site), tmp_path / "fresh.db", parse_processes=2)
+    finally:
+        release.set()
+        bystander.join()
+
+    assert (forked.status, fresh.status) == ("finished", "finished")
+    for database, expected in ((tmp_path / "forked.db", "fork"), (tmp_path / "fresh.db", "fresh")):
+        found = rows(database, "SELECT pid, main FROM birthplace")
+        assert len(found) == 20
+        assert os.getpid() not in {pid for pid, _ in found}
+        mains = {main for _, main in found}
+        if expected == "fork":
+            assert "scraper.parse_pool" not in mains
+        else:
+            assert mains == {"scraper.parse_pool"}
+
+
+def page_for(spider: TroubleSpider, n: int) -> Response:
+    request = Request(f"{spider.base_url}/page/{n}", callback=spider.parse_page, cb_kwargs={"n": n})
+    return Response(url=request.url, status=200, headers={}, body=b"<p>page</p>", request=request)
+
+
+@pytest.mark.timeout(30)
+async def test_a_forked_child_ends_with_its_input_though_a_sibling_was_forked_after_it() -> None:
+    """The later fork must not hold the earlier child's input open: when the crawl's process
+    dies, its children have to see their input end, and exit."""
+    async with ParsePool(TroubleSpider(), 2) as pool:
+        await pool.start()
+        first = min(pool._children, key=lambda child: child.pid)
+        assert first.transport is not None
+        first.transport.get_pipe_transport(0).close()  # type: ignore[union-attr]
+        await asyncio.wait_for(asyncio.shield(first.exited), timeout=10)
+
+
+@pytest.fixture(params=["forked", "fresh"])
+def how_started(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Children as forks of this process, or (while another thread runs) fresh interpreters."""
+    release = threading.Event()
+    bystander = threading.Thread(target=release.wait)
+    if request.param == "fresh":
+        bystander.start()
+    yield request.param
+    release.set()
+    if bystander.is_alive():
+        bystander.join()
+
+
+@pytest.mark.timeout(30)
+async def test_stop_signals_are_the_crawls_to_handle_not_the_parse_processes(how_started: str) -> None:
+    """A terminal's Ctrl-C reaches every process of the group. The children must neither die
+    of it nor pass it on to the crawl's loop (three signals would turn "drain" into "stop")."""
+    loop = asyncio.get_running_loop()
+    seen_by_crawl: list[int] = []
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # as the CLI does
+        loop.add_signal_handler(stop_signal, seen_by_crawl.append, stop_signal)
+    spider = TroubleSpider(base_url="http://127.0.0.1:9")  # nothing is fetched: pages are made here
+    try:
+        async with ParsePool(spider, 2) as pool:
+            await pool.start()
+            pids = {child.pid for child in pool._children}
+            for pid in pids:
+                os.kill(pid, signal.SIGINT)
+                os.kill(pid, signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            results = [await pool.run("parse_page", page_for(spider, n), time_limit=10) for n in (0, 1, 2, 4)]
+            assert {child.pid for child in pool._children} == pids  # none died and was replaced
+    finally:
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(stop_signal)
+
+    assert seen_by_crawl == []
+    parsed_by = {item.pid for result in results for item in result.items}  # type: ignore[union-attr]
+    assert len(parsed_by) >= 1 and parsed_by <= pids
