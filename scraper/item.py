@@ -124,8 +124,14 @@ def columns_of_dict(record: Mapping[str, Any]) -> dict[str, str]:
 
 def to_row(record: Item | Mapping[str, Any]) -> dict[str, Any]:
     """Values ready for sqlite3: scalars as they are, structures as JSON text."""
-    values = record.model_dump(mode="json") if isinstance(record, Item) else dict(record)
-    return {str(name): _to_column_value(value) for name, value in values.items()}
+    if isinstance(record, Item):  # dumped as JSON values: only lists and dicts are left to encode
+        values = record.model_dump(mode="json")
+        return {name: _to_json(value) if isinstance(value, (list, dict)) else value for name, value in values.items()}
+    return {str(name): _to_column_value(value) for name, value in record.items()}
+
+
+def _to_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _to_column_value(value: Any) -> Any:
@@ -135,7 +141,7 @@ def _to_column_value(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, (Decimal, Enum)):
         return str(value.value if isinstance(value, Enum) else value)
-    return json.dumps(value, ensure_ascii=False, default=str)
+    return _to_json(value)
 
 
 def table_of(record: Item | Mapping[str, Any]) -> str:
