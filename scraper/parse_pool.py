@@ -33,7 +33,7 @@ import struct
 import sys
 import traceback
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any, BinaryIO, Protocol, cast
@@ -41,6 +41,7 @@ from typing import Any, BinaryIO, Protocol, cast
 from multidict import CIMultiDict
 
 from scraper.codec import callback_name, callback_named
+from scraper.deadline import Deadlines
 from scraper.errors import ConfigError, ScraperError
 from scraper.http import Request, Response
 from scraper.runtime import crawl_gc
@@ -233,12 +234,12 @@ class ParsePool:
         children, self._children = self._children, set()
         await asyncio.gather(*(child.stop() for child in children), return_exceptions=True)
 
-    async def run(self, callback: str, response: Response, *, time_limit: float) -> CallbackResult:
+    async def run(self, callback: str, response: Response, *, deadlines: Deadlines) -> CallbackResult:
         """What the spider's ``callback`` yields for ``response``, computed in a child.
 
         Raises what the callback raised (with the child's traceback as its cause),
-        ``TimeoutError`` when the child took longer than ``time_limit`` (waiting in the queue
-        does not count), or ``ParseProcessFailed`` when the child died. A child that timed
+        ``TimeoutError`` when the child took longer than ``deadlines`` allow (waiting in the
+        queue does not count), or ``ParseProcessFailed`` when the child died. A child that timed
         out, or whose caller was cancelled, is replaced: it may still be busy with the page.
         With no child left at all (none could be restarted), callbacks run on the event loop."""
         try:
@@ -246,8 +247,7 @@ class ParsePool:
         except (pickle.PicklingError, TypeError, AttributeError):  # meta that cannot travel
             message = None
         if message is None or not (self._children or self._respawning):
-            async with asyncio.timeout(time_limit):
-                return await run_callback(getattr(self._spider, callback), response)
+            return await deadlines.within(run_callback(getattr(self._spider, callback), response))
         loop = asyncio.get_running_loop()
         job = _Job(message, loop.create_future(), loop.create_future())
         self._queue.append(job)
@@ -258,8 +258,7 @@ class ParsePool:
             job.reply.cancel()  # cancelled just as a child took it: nobody will read the reply
             raise
         try:
-            async with asyncio.timeout(time_limit):
-                status, payload = pickle.loads(await job.reply)
+            status, payload = pickle.loads(await deadlines.within(job.reply))
         except (asyncio.CancelledError, TimeoutError):
             job.reply.cancel()  # nobody waits for it any more
             self.replace(child)
@@ -451,14 +450,16 @@ def _pack(callback: str, response: Response) -> bytes:
     return pickle.dumps(page, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def _request(fields: tuple[Any, ...], callback: Callable[..., Any] | None) -> Request:
+    """The request ``_request_fields`` read, with its callback found again on this side."""
+    return Request(**dict(zip(_REQUEST_FIELDS, fields, strict=True)), callback=callback)
+
+
 def _unpack_result(
     payload: tuple[list[tuple[tuple[Any, ...], str]], list[Any], list[Any]], spider: Spider
 ) -> CallbackResult:
     named, items, invalid = payload
-    requests = [
-        Request(**dict(zip(_REQUEST_FIELDS, fields, strict=True)), callback=callback_named(spider, name, fields[0]))
-        for fields, name in named
-    ]
+    requests = [_request(fields, callback_named(spider, name, fields[0])) for fields, name in named]
     return CallbackResult(requests, items, invalid)
 
 
@@ -486,7 +487,7 @@ def _write(stream: BinaryIO, reply: tuple[str, Any]) -> None:
 async def _handle(spider: Spider, page: _Page) -> tuple[list[tuple[tuple[Any, ...], str]], list[Any], list[Any]]:
     name, url, status, headers, body, fields = page
     callback = getattr(spider, name)
-    request = Request(**dict(zip(_REQUEST_FIELDS, fields, strict=True)), callback=callback)
+    request = _request(fields, callback)
     response = Response(url=url, status=status, headers=_headers(headers), body=body, request=request)
     result = await run_callback(callback, response)
     named = [(_request_fields(r), callback_name(r)) for r in result.requests]

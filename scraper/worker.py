@@ -183,7 +183,7 @@ class Worker:
         limit = self._settings.callback_timeout
         try:
             if self._parse_pool is not None and getattr(callback, "__self__", None) is self._spider:
-                return await self._parse_pool.run(callback.__name__, response, time_limit=limit)
+                return await self._parse_pool.run(callback.__name__, response, deadlines=self._callback_deadlines)
             return await self._callback_deadlines.within(run_callback(callback, response))
         except TimeoutError:
             raise CallbackTimeout(f"{getattr(callback, '__name__', 'callback')} ran past {limit:g}s") from None

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from scraper import Item, Request, Response, Spider
+from scraper.deadline import Deadlines
 from scraper.demo_site import build_catalog, make_app, serve
 from scraper.engine import CrawlResult, Engine
 from scraper.errors import ConfigError
@@ -233,7 +234,7 @@ async def test_stop_signals_are_the_crawls_to_handle_not_the_parse_processes(how
                 os.kill(pid, signal.SIGINT)
                 os.kill(pid, signal.SIGTERM)
             await asyncio.sleep(0.3)
-            results = [await pool.run("parse_page", page_for(spider, n), time_limit=10) for n in (0, 1, 2, 4)]
+            results = [await pool.run("parse_page", page_for(spider, n), deadlines=Deadlines(10)) for n in (0, 1, 2, 4)]
             assert {child.pid for child in pool._children} == pids  # none died and was replaced
     finally:
         for stop_signal in (signal.SIGINT, signal.SIGTERM):
