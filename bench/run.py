@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     section("3. all cores: the parse-heavy spider, on the event loop vs parse_processes=2")
     heavy_products = "1000" if args.quick else str(HEAVY_PRODUCTS)
     heavy_args = throughput.parse_args(["--server", args.server, "--products", heavy_products, "--rounds", rounds,
-                                  "--kinds", "sqlite,pool", "--spider", "heavy"])  # fmt: skip
+                                        "--kinds", "sqlite,pool", "--spider", "heavy"])  # fmt: skip
     heavy_runs, _, _ = throughput.measure(heavy_args)
     failures += throughput.report(heavy_args, heavy_runs)
     heavy = throughput.summarise(heavy_runs)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     big = "2000" if args.quick else str(BIG_CRAWL_PRODUCTS)
     section(f"4. memory: one {int(big):,}-product crawl with the SQLite frontier")
     big_args = throughput.parse_args(["--server", args.server, "--products", big, "--rounds", "1", "--warmup", "0",
-                                "--kinds", "sqlite"])  # fmt: skip
+                                      "--kinds", "sqlite"])  # fmt: skip
     big_runs, _, _ = throughput.measure(big_args)
     failures += throughput.report(big_args, big_runs)
 
