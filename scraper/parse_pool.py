@@ -33,12 +33,12 @@ import struct
 import sys
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any, BinaryIO, Protocol, cast
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from scraper.codec import callback_name, callback_named
 from scraper.deadline import Deadlines
@@ -338,7 +338,8 @@ class ParsePool:
 
     async def _load_spider(self, child: _Child) -> None:
         hello = pickle.dumps((self._spider_bytes, logging.getLogger().getEffectiveLevel()))
-        job = _Job(hello, asyncio.get_running_loop().create_future(), asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        job = _Job(hello, loop.create_future(), loop.create_future())
         child.start(job)
         try:
             async with asyncio.timeout(_STARTUP_TIMEOUT):
@@ -488,14 +489,11 @@ async def _handle(spider: Spider, page: _Page) -> tuple[list[tuple[tuple[Any, ..
     name, url, status, headers, body, fields = page
     callback = getattr(spider, name)
     request = _request(fields, callback)
-    response = Response(url=url, status=status, headers=_headers(headers), body=body, request=request)
+    headers_proxy = CIMultiDictProxy(CIMultiDict(headers))  # what Response keeps as it is, without a copy
+    response = Response(url=url, status=status, headers=headers_proxy, body=body, request=request)
     result = await run_callback(callback, response)
     named = [(_request_fields(r), callback_name(r)) for r in result.requests]
     return named, result.items, result.invalid
-
-
-def _headers(pairs: list[tuple[str, str]]) -> Mapping[str, str]:
-    return CIMultiDict(pairs)
 
 
 def child_main() -> None:
