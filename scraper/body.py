@@ -146,24 +146,27 @@ if zstd is not None:
 ACCEPT_ENCODING: Final = ", ".join(coding for coding in ("gzip", "deflate", "br", "zstd") if coding in _DECODERS)
 
 
-def check_headers(headers: Mapping[str, str], *, url: str, limit: int, content_types: Sequence[str]) -> None:
+def check_headers(headers: Mapping[str, str], *, url: str, limit: int, content_types: Sequence[str]) -> int | None:
     """Refuse by the headers alone, so an oversized or unwanted body is never read. An empty
     ``content_types`` allows everything; a missing Content-Type or a malformed Content-Length
-    gives no grounds to refuse."""
+    gives no grounds to refuse. Returns the declared length (None: missing or malformed)."""
     length = _declared_length(headers)
     if length is not None and length > limit:
         raise ResponseTooLarge(f"Content-Length {length} is larger than max_response_bytes={limit}", url=url)
     media_type = (_header(headers, "Content-Type") or "").split(";", 1)[0].strip().lower()
     if media_type and content_types and not _media_type_allowed(media_type, tuple(content_types)):
         raise ContentTypeRefused(f"Content-Type {media_type!r} is not in content_types", url=url)
+    return length
 
 
-def readable_whole(headers: Mapping[str, str]) -> bool:
-    """An uncompressed body with a declared Content-Length: the client reads exactly that
-    many bytes, so it needs no decoder and no running cap (``check_headers`` has compared
-    the length with the limit)."""
-    coding = (_header(headers, "Content-Encoding") or "identity").strip().lower()
-    return coding == "identity" and _declared_length(headers) is not None
+def readable_whole(headers: Mapping[str, str], declared_length: int | None) -> bool:
+    """An uncompressed body with a declared Content-Length (as ``check_headers`` returned it,
+    having compared it with the limit): the client reads exactly that many bytes, so it
+    needs no decoder and no running cap."""
+    if declared_length is None:
+        return False
+    coding = _header(headers, "Content-Encoding")
+    return coding is None or coding.strip().lower() == "identity"
 
 
 def _declared_length(headers: Mapping[str, str]) -> int | None:

@@ -9,8 +9,9 @@ one deadline. aiohttp's exceptions stop here: callers only see ``FetchError`` su
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from types import TracebackType
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType, TracebackType
+from typing import Any
 
 import aiohttp
 from yarl import URL
@@ -27,6 +28,7 @@ from scraper.stats import Stats
 
 _READ_CHUNK = 64 * 1024
 _REDIRECT_BODY_LIMIT = 64 * 1024
+_NO_META: Mapping[str, Any] = MappingProxyType({})
 
 
 class Fetcher:
@@ -102,7 +104,7 @@ class Fetcher:
             headers=request.headers_to_send(),
             data=request.body(),
             allow_redirects=False,
-            proxy=(request.meta or {}).get("proxy") or self._settings.proxy,
+            proxy=(request.meta or _NO_META).get("proxy") or self._settings.proxy,
         ) as reply:
             self._stats.increment(f"responses/{reply.status}")
             try:
@@ -113,14 +115,15 @@ class Fetcher:
             return Response(url=str(reply.url), status=reply.status, headers=reply.headers, body=body, request=request)
 
     async def _read(self, reply: aiohttp.ClientResponse, request: Request) -> bytes:
-        limit = int((request.meta or {}).get("max_response_bytes", self._settings.max_response_bytes))
+        meta = request.meta or _NO_META
+        limit = int(meta.get("max_response_bytes", self._settings.max_response_bytes))
         if 300 <= reply.status < 400:
             limit = min(limit, _REDIRECT_BODY_LIMIT)  # a redirect's body is never used
-        truncate = bool((request.meta or {}).get("truncate_body"))
-        content_types = self._content_types(reply, request)
+        truncate = bool(meta.get("truncate_body"))
+        content_types = self._content_types(reply, meta)
         length_cap = sys.maxsize if truncate else limit  # a truncated read never needs the whole body
-        check_headers(reply.headers, url=request.url, limit=length_cap, content_types=content_types)
-        if not truncate and readable_whole(reply.headers):
+        length = check_headers(reply.headers, url=request.url, limit=length_cap, content_types=content_types)
+        if not truncate and readable_whole(reply.headers, length):
             body = await reply.read()
             self._stats.increment("bytes/received", len(body))
             return body
@@ -136,10 +139,10 @@ class Fetcher:
         self._stats.increment("bytes/received", len(body))
         return body
 
-    def _content_types(self, reply: aiohttp.ClientResponse, request: Request) -> Sequence[str]:
+    def _content_types(self, reply: aiohttp.ClientResponse, meta: Mapping[str, Any]) -> Sequence[str]:
         """Error pages and redirects are read whatever their type; a request's
         ``meta["content_types"]`` replaces the setting (``[]``: any type)."""
         if not 200 <= reply.status < 300:
             return ()
-        chosen: Sequence[str] = (request.meta or {}).get("content_types", self._settings.content_types)
+        chosen: Sequence[str] = meta.get("content_types", self._settings.content_types)
         return chosen

@@ -55,7 +55,9 @@ class Item(pydantic.BaseModel):
 
     def __init__(self, /, **data: Any) -> None:
         try:
-            super().__init__(**data)
+            # what BaseModel.__init__ does, without a second frame and keyword re-packing
+            # (an item is built per page: this is a third of its cost)
+            self.__pydantic_validator__.validate_python(data, self_instance=self)
         except pydantic.ValidationError as exc:
             invalid = _invalid_items.get()
             if invalid is None:
@@ -122,9 +124,41 @@ def columns_of_dict(record: Mapping[str, Any]) -> dict[str, str]:
     return {str(name): sql_type(type(value)) for name, value in record.items()}
 
 
+_PLAIN_TYPES = (str, int, float, bool)
+
+
+@functools.cache
+def _is_plain(item_class: type[Item]) -> bool:
+    """True when every field holds a plain scalar (or None) that ``model_dump(mode="json")``
+    would return unchanged: no serializers, computed fields or extra fields to honour."""
+    decorators = item_class.__pydantic_decorators__
+    if decorators.field_serializers or decorators.model_serializers or decorators.computed_fields:
+        return False
+    if item_class.model_config.get("extra") == "allow":
+        return False
+    return all(_plain_field(field) for field in item_class.model_fields.values())
+
+
+def _plain_field(field: pydantic.fields.FieldInfo) -> bool:
+    serializers = (pydantic.PlainSerializer, pydantic.WrapSerializer)
+    if field.exclude or any(isinstance(rule, serializers) for rule in field.metadata):
+        return False
+    return _plain_annotation(field.annotation)
+
+
+def _plain_annotation(annotation: Any) -> bool:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return len(members) == 1 and members[0] in _PLAIN_TYPES
+    return annotation in _PLAIN_TYPES
+
+
 def to_row(record: Item | Mapping[str, Any]) -> dict[str, Any]:
     """Values ready for sqlite3: scalars as they are, structures as JSON text."""
-    if isinstance(record, Item):  # dumped as JSON values: only lists and dicts are left to encode
+    if isinstance(record, Item):
+        if _is_plain(type(record)):  # the common item: its validated values are the row
+            return dict(record.__dict__)
+        # dumped as JSON values: only lists and dicts are left to encode
         values = record.model_dump(mode="json")
         return {name: _to_json(value) if isinstance(value, (list, dict)) else value for name, value in values.items()}
     return {str(name): _to_column_value(value) for name, value in record.items()}
@@ -142,11 +176,3 @@ def _to_column_value(value: Any) -> Any:
     if isinstance(value, (Decimal, Enum)):
         return str(value.value if isinstance(value, Enum) else value)
     return _to_json(value)
-
-
-def table_of(record: Item | Mapping[str, Any]) -> str:
-    return record.table if isinstance(record, Item) else DICT_TABLE
-
-
-def key_of(record: Item | Mapping[str, Any]) -> tuple[str, ...]:
-    return record.key if isinstance(record, Item) else ()

@@ -87,9 +87,12 @@ async def run_callback(callback: Callable[..., Any], response: Response) -> Call
     for output in outputs:
         if isinstance(output, Request):
             result.requests.append(output)
-        elif isinstance(output, Item) and id(output) in invalid:
-            result.invalid.append((output, invalid[id(output)]))
-        elif isinstance(output, (Item, dict)):
+        elif isinstance(output, Item):
+            if invalid and id(output) in invalid:
+                result.invalid.append((output, invalid[id(output)]))
+            else:
+                result.items.append(output)
+        elif isinstance(output, dict):
             result.items.append(output)
         else:
             raise TypeError(f"callback yielded {type(output).__name__}; expected Request, Item or dict")

@@ -207,9 +207,10 @@ class Storage:
     async def _write_loop(self) -> None:
         try:
             while True:
-                batch, refill, stop = await self._next_batch()
+                batch, rows, refill, stop = await self._next_batch()
                 if batch:
                     await self._write(batch)
+                    await self._release(rows)
                 if refill is not None:
                     refill.result.set_result(await self._lease(refill.limit))
                 if stop:
@@ -227,19 +228,19 @@ class Storage:
             if isinstance(item, _Refill):
                 item.result.set_exception(StorageError(f"writing to {self.path} failed: {self._failure}"))
 
-    async def _next_batch(self) -> tuple[list[Commit], _Refill | None, bool]:
-        """The commits that queued up while the last transaction ran (group commit), up to a
-        refill or the stop signal, which are answered after them."""
+    async def _next_batch(self) -> tuple[list[Commit], int, _Refill | None, bool]:
+        """The commits that queued up while the last transaction ran (group commit), and
+        their rows, up to a refill or the stop signal, which are answered after them."""
         batch: list[Commit] = []
         rows = 0
         item = await self._queue.get()
         while True:
             if item is None or isinstance(item, _Refill):
-                return batch, item, item is None
+                return batch, rows, item, item is None
             batch.append(item)
             rows += _rows_of(item)
             if len(batch) >= self._batch_size or rows >= _BATCH_ROWS or self._queue.empty():
-                return batch, None, False
+                return batch, rows, None, False
             item = self._queue.get_nowait()
 
     async def _write(self, batch: list[Commit]) -> None:
@@ -263,8 +264,11 @@ class Storage:
             await db.execute("ROLLBACK")
             raise
         self._committed(batch, stored)
+
+    async def _release(self, rows: int) -> None:
+        """Committed rows leave the queue: submitters waiting for room may go on."""
         async with self._room:
-            self._queued_rows -= sum(_rows_of(commit) for commit in batch)
+            self._queued_rows -= rows
             self._room.notify_all()
 
     def _within_limit(self, items: list[StoredItem]) -> list[StoredItem]:
@@ -279,6 +283,8 @@ class Storage:
 
     def _committed(self, batch: Iterable[Commit], stored: dict[str, int]) -> None:
         for commit in batch:
+            if not (commit.requests or commit.refused):
+                continue  # most pages: a leaf found nothing to follow
             for fingerprint in _fingerprints_of(commit):
                 self._unwritten[fingerprint] -= 1
                 if self._unwritten[fingerprint] <= 0:

@@ -25,7 +25,7 @@ from scraper.errors import (
 from scraper.fetcher import Fetcher
 from scraper.frontier import Scheduled
 from scraper.http import Request, Response
-from scraper.item import Item, columns_of, columns_of_dict, key_of, table_of, to_row
+from scraper.item import DICT_TABLE, Item, columns_of, columns_of_dict, to_row
 from scraper.parse_pool import ParsePool
 from scraper.pipeline import Pipeline, Record, StageFailed
 from scraper.ratelimit import HostLimiter, Signal
@@ -50,16 +50,23 @@ def error_record(stage: str, error: BaseException, url: str | None, stats: Stats
     return ErrorRecord(url, stage, type(error).__name__, f"{context}{message}", trace)
 
 
-def signal_of(error: BaseException | None, response: Response | None = None) -> Signal:
-    """What a fetch's result says about its host's health (for the adaptive rate)."""
-    status = response.status if response is not None else getattr(error, "status", None)
+def signal_of_status(status: int) -> Signal:
+    """What an answer's HTTP status says about its host's health (for the adaptive rate)."""
+    if status in PAUSING_STATUSES:
+        return Signal.THROTTLED
+    return Signal.FAILED if status >= 500 else Signal.OK
+
+
+def signal_of_error(error: BaseException) -> Signal:
+    """What a failed fetch says about its host's health."""
     if isinstance(error, (Filtered, TryLater)):
         return Signal.SKIPPED
-    if isinstance(error, FetchTimeout) or status in PAUSING_STATUSES:
+    if isinstance(error, FetchTimeout):
         return Signal.THROTTLED
-    if isinstance(error, ConnectionFailed) or (status is not None and status >= 500):
+    if isinstance(error, ConnectionFailed):
         return Signal.FAILED
-    return Signal.OK
+    status = getattr(error, "status", None)
+    return Signal.OK if status is None else signal_of_status(status)
 
 
 class Worker:
@@ -119,9 +126,9 @@ class Worker:
         try:
             response = await self._fetcher.fetch(entry.request)
         except BaseException as exc:
-            self._scheduler.fetched(entry, signal_of(exc))
+            self._scheduler.fetched(entry, signal_of_error(exc))
             raise
-        self._scheduler.fetched(entry, signal_of(None, response))
+        self._scheduler.fetched(entry, signal_of_status(response.status))
         return response
 
     async def _fetch_failed(self, entry: Scheduled, error: FetchError) -> Commit:
@@ -216,5 +223,6 @@ class Worker:
 
 
 def stored_item(record: Record, url: str) -> StoredItem:
-    columns = columns_of(type(record)) if isinstance(record, Item) else columns_of_dict(record)
-    return StoredItem(table_of(record), key_of(record), columns, to_row(record), url)
+    if isinstance(record, Item):
+        return StoredItem(record.table, record.key, columns_of(type(record)), to_row(record), url)
+    return StoredItem(DICT_TABLE, (), columns_of_dict(record), to_row(record), url)

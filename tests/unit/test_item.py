@@ -21,12 +21,11 @@ from scraper.item import (
     columns_of,
     columns_of_dict,
     deferred_validation,
-    key_of,
     snake_case,
     sql_type,
-    table_of,
     to_row,
 )
+from scraper.worker import stored_item
 
 
 class Color(enum.Enum):
@@ -140,10 +139,11 @@ def test_unknown_field_is_rejected() -> None:
         ProductPage(url="https://example.com/", price=1)
 
 
-def test_table_and_key_of() -> None:
-    product = Product(sku="A1", title="Lamp", price=Decimal("9.99"))
-    assert (table_of(product), key_of(product)) == ("product", ("sku",))
-    assert (table_of({"a": 1}), key_of({"a": 1})) == ("item", ())
+def test_stored_item_takes_table_and_key_from_the_class() -> None:
+    product = stored_item(Product(sku="A1", title="Lamp", price=Decimal("9.99")), "https://example.com/a1")
+    assert (product.table, product.key, product.url) == ("product", ("sku",), "https://example.com/a1")
+    plain = stored_item({"a": 1}, "https://example.com/")
+    assert (plain.table, plain.key, plain.columns, plain.row) == ("item", (), {"a": "INTEGER"}, {"a": 1})
 
 
 # Column types
@@ -238,6 +238,47 @@ def test_to_row_of_item() -> None:
     assert row["released"] == "2024-05-01"
     assert row["seen_at"] == "2024-05-01T12:30:05"
     assert list(row) == list(columns_of(Product))
+
+
+class Listing(Item):
+    """Plain scalars only: its row is read straight from the validated values."""
+
+    url: str
+    title: str | None = None
+    price: float = 0.0
+    rating: int | None = None
+    in_stock: bool = True
+
+
+class ShoutedListing(Listing):
+    """A serializer must be honoured, so this row goes through model_dump."""
+
+    title: Annotated[str, pydantic.PlainSerializer(lambda value: value.upper())] = ""
+
+    @pydantic.computed_field  # type: ignore[prop-decorator]
+    @property
+    def slug(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        Listing(url="https://example.com/a", title="Lamp", price=3, in_stock=1),
+        Listing(url="https://example.com/b", price=float("inf")),
+        ShoutedListing(url="https://example.com/c", title="lamp"),
+    ],
+)
+def test_to_row_of_scalar_items_matches_their_json_dump(item: Item) -> None:
+    row = to_row(item)
+    assert row == item.model_dump(mode="json")
+    assert list(row)[: len(columns_of(type(item)))] == list(columns_of(type(item)))
+    assert type(row["price"]) is float and type(row["in_stock"]) is bool
+
+
+def test_to_row_honours_serializers_and_computed_fields() -> None:
+    row = to_row(ShoutedListing(url="https://example.com/lamp-1", title="lamp"))
+    assert (row["title"], row["slug"]) == ("LAMP", "lamp-1")
 
 
 def test_to_row_of_dict() -> None:
