@@ -69,7 +69,10 @@ class Feeder:
                 continue
             entry = await scheduler.next()
             if entry is not None:
-                await self._queue.put(entry)
+                if self._queue.full():
+                    await self._queue.put(entry)
+                else:
+                    self._queue.put_nowait(entry)  # the usual case, without a coroutine per request
                 handed_out += 1
                 if handed_out % _BURST == 0:
                     await asyncio.sleep(0)  # let those workers start before handing out more

@@ -147,7 +147,10 @@ class Storage:
         self._queued_rows += rows
         if commit.requests or commit.refused:
             self._unwritten.update(_fingerprints_of(commit))
-        await self._queue.put(commit)
+        if self._queue.full():
+            await self._queue.put(commit)
+        else:
+            self._queue.put_nowait(commit)  # the usual case, without a coroutine per page
 
     async def lease_pending(self, limit: int) -> list[sqlite3.Row]:
         """Up to ``limit`` pending, unleased requests of this crawl (highest priority first),
