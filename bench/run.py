@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         server=server,
         ceiling=ceiling,
         crawlers=crawlers,
+        crawler_runs=runs,
         heavy=heavy,
+        heavy_runs=heavy_runs,
         heavy_products=int(heavy_products),
         big=big_runs,
         big_products=int(big),
@@ -115,7 +117,9 @@ def render_summary(
     server: str,
     ceiling: Ceiling | None,
     crawlers: dict[str, throughput.Summary],
+    crawler_runs: list[throughput.RunResult],
     heavy: dict[str, throughput.Summary],
+    heavy_runs: list[throughput.RunResult],
     heavy_products: int,
     big: list[throughput.RunResult],
     big_products: int,
@@ -124,11 +128,9 @@ def render_summary(
     rounds: int,
     products: int,
 ) -> str:
-    reference = crawlers.get("reference")
-    scrapy = crawlers.get("scrapy")
     lines = [
         f"Measured by `python bench/run.py` on {machine()}; the shop ({products:,} products, ~20 KB pages) "
-        f"served by {server}; medians of {rounds} A/B rounds.",
+        f"served by {server}; medians of {rounds} A/B rounds (the x columns: medians of the per-round ratios).",
         "",
         "| crawler | pages/s | CPU ms/page | peak RSS MB | x reference | x Scrapy |",
         "|---|---:|---:|---:|---:|---:|",
@@ -142,21 +144,22 @@ def render_summary(
         s = crawlers.get(kind)
         if s is None:
             continue
-        x_ref = f"{s.rate / reference.rate:.2f}" if reference else "-"
-        x_scrapy = f"{s.rate / scrapy.rate:.1f}" if scrapy else "-"
+        x_ref = f"{against.ratio:.2f}" if (against := throughput.paired(crawler_runs, kind, "reference")) else "-"
+        x_scrapy = f"{against.ratio:.1f}" if (against := throughput.paired(crawler_runs, kind, "scrapy")) else "-"
         lines.append(f"| {label} | {s.rate:,.0f} | {s.cpu_ms_per_page:.2f} | {s.peak_rss:.0f} | {x_ref} | {x_scrapy} |")
     lines += ["", "| target | measured | met |", "|---|---|---|"]
 
     def target(name: str, measured: str, met: bool | None) -> None:
         lines.append(f"| {name} | {measured} | {'yes' if met else 'no' if met is not None else '-'} |")
 
+    spreads = []
     for kind, wanted in throughput.TARGETS.items():
-        s = crawlers.get(kind)
-        if s and reference:
-            ratio = s.rate / reference.rate
+        against = throughput.paired(crawler_runs, kind, "reference")
+        if against:
+            ratio, extra = against.ratio, against.cpu_delta
             target(f"{kind} frontier: pages/s >= {wanted}x the reference", f"{ratio:.2f}x", ratio >= wanted)
-            extra = s.cpu_ms_per_page - reference.cpu_ms_per_page
             target(f"{kind} frontier: CPU/page <= reference + 0.15 ms", f"{extra:+.2f} ms", extra <= 0.15)
+            spreads.append(f"{kind} frontier {_rounds(against.ratios)} the reference")
     peak = max((r.peak_rss for r in big), default=0.0)
     target(f"peak RSS on a {big_products:,}-product crawl < {RSS_TARGET_MB:.0f} MB", f"{peak:.0f} MB",
            peak < RSS_TARGET_MB if big else None)  # fmt: skip
@@ -172,15 +175,23 @@ def render_summary(
                 seconds < latency.TARGET_SECONDS and worst < latency.TARGET_LAG_MS,
             )
     single, pooled = heavy.get("sqlite"), heavy.get("pool")
-    if single and pooled:
-        speedup = pooled.rate / single.rate
+    speedups = throughput.paired(heavy_runs, "pool", "sqlite")
+    if single and pooled and speedups:
+        speedup = speedups.ratio
+        spreads.append(f"parse_processes=2 {_rounds(speedups.ratios)} one process")
         target(
             f"parse-heavy crawl ({heavy_products:,} products, {single.cpu_ms_per_page:.1f} CPU ms/page), "
             f"parse_processes=2 vs one process: >= {MULTICORE_TARGET}x",
             f"{speedup:.2f}x ({single.rate:,.0f} -> {pooled.rate:,.0f} pages/s)",
             speedup >= MULTICORE_TARGET,
         )
+    if spreads:
+        lines += ["", "Round by round: " + "; ".join(spreads) + "."]
     return "\n".join(lines)
+
+
+def _rounds(ratios: tuple[float, ...]) -> str:
+    return "at " + ", ".join(f"{ratio:.2f}x" for ratio in ratios)
 
 
 if __name__ == "__main__":
