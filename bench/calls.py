@@ -1,0 +1,150 @@
+"""Calls per page: a deterministic view of the hot path, for changes too small for the timings
+to show (they move 10-25% between runs here, while one call costs some 50-100 ns).
+
+Each kind crawls the static shop once, in a subprocess of its own, with every Python call
+and every call into C counted (``sys.setprofile``). Printed: calls per page by module, the
+kinds side by side, then the functions whose counts differ most between the first two kinds.
+A call into C is charged to the module that made it. All kinds run on asyncio's own loop
+by default, so that the loop's Python code counts alike on every side. Nothing is timed:
+the profiler slows a crawl several times over.
+
+    python bench/calls.py                                # reference, then sqlite
+    python bench/calls.py --kinds sqlite,memory --top 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: scraper/, spiders/, bench/
+
+from bench._common import table
+
+THIS = Path(__file__).resolve()
+ROOT = THIS.parent.parent
+
+
+def module_of(filename: str) -> str:
+    """A short name for the module a code object comes from: a path in this repository, a
+    package in site-packages, or a module of the standard library."""
+    if filename.startswith(str(ROOT)):
+        return filename[len(str(ROOT)) + 1 :]
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1].split("/", 1)[0]
+    if filename.startswith("<"):
+        return filename  # generated code: dataclass __init__s are "<string>"
+    return "stdlib " + Path(filename).stem
+
+
+def count_one(args: argparse.Namespace) -> dict[str, float]:
+    """Crawl once as ``args.one`` with every call counted; returns calls per page, keyed
+    ``module:function`` (Python) or ``module -> C name`` (calls into C)."""
+    from bench import throughput
+    from scraper import runtime
+
+    crawl_args = throughput.parse_args(["--one", args.one, "--base-url", args.base_url, "--database", args.database])
+    throughput._load_modules(args.one)
+    counts: Counter[tuple[str, str]] = Counter()
+    names: dict[str, str] = {}  # filename -> module, computed once per file
+
+    def profile(frame: FrameType, event: str, arg: Any) -> None:
+        if event == "call":
+            code = frame.f_code
+            filename = code.co_filename
+            counts[(names.get(filename) or names.setdefault(filename, module_of(filename)), code.co_name)] += 1
+        elif event == "c_call":
+            filename = frame.f_code.co_filename
+            module = names.get(filename) or names.setdefault(filename, module_of(filename))
+            counts[(module, "-> " + getattr(arg, "__qualname__", repr(arg)))] += 1
+
+    async def crawl() -> tuple[str, int]:
+        sys.setprofile(profile)
+        try:
+            return await throughput._crawl(crawl_args, Path(args.database))
+        finally:
+            sys.setprofile(None)
+
+    status, pages = runtime.run(crawl(), event_loop=args.event_loop)
+    if status not in ("finished", "ok") or not pages:
+        raise SystemExit(f"{args.one}: the crawl ended {status!r} after {pages} pages")
+    return {f"{module}:{function}": count / pages for (module, function), count in counts.items()}
+
+
+def run_kind(args: argparse.Namespace, kind: str, base_url: str, workdir: Path) -> dict[str, float]:
+    command = [sys.executable, str(THIS), "--one", kind, "--base-url", base_url,
+               "--database", str(workdir / f"{kind}.db"), "--event-loop", args.event_loop]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{kind}: exit {done.returncode}\n{done.stderr[-2000:]}")
+    counts: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return counts
+
+
+def by_module(counts: dict[str, float]) -> defaultdict[str, float]:
+    modules: defaultdict[str, float] = defaultdict(float)
+    for key, per_page in counts.items():
+        modules[key.split(":", 1)[0]] += per_page
+    return modules
+
+
+def report(kinds: list[str], results: dict[str, dict[str, float]], top: int) -> None:
+    totals = [sum(results[kind].values()) for kind in kinds]
+    print("calls per page: " + ", ".join(f"{kind} {total:,.0f}" for kind, total in zip(kinds, totals, strict=True)))
+    modules = {kind: by_module(results[kind]) for kind in kinds}
+    names = sorted(set().union(*modules.values()), key=lambda name: -max(modules[kind][name] for kind in kinds))
+    rows = [[name, *(modules[kind][name] for kind in kinds)] for name in names[:top]]
+    print(table(["module (calls into C charged to their caller)", *kinds], rows))
+    if len(kinds) < 2:
+        return
+    first, second = kinds[0], kinds[1]
+    keys = set(results[first]) | set(results[second])
+    difference = {key: results[second].get(key, 0.0) - results[first].get(key, 0.0) for key in keys}
+    largest = sorted(keys, key=lambda key: -abs(difference[key]))[:top]
+    print(f"\nlargest differences, {second} minus {first} (calls per page):")
+    print(table(["function", first, second, "difference"],
+                [[key, results[first].get(key, 0.0), results[second].get(key, 0.0), difference[key]]
+                 for key in largest]))  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--kinds", default="reference,sqlite", help="comma-separated (default: %(default)s)")
+    parser.add_argument("--products", type=int, default=2000, help="products in the demo shop (default 2000)")
+    parser.add_argument("--padding", type=int, default=20000, help="filler characters per product page")
+    parser.add_argument("--server", choices=("auto", "nginx", "python"), default="auto", help="the static server")
+    parser.add_argument("--event-loop", choices=("asyncio", "auto"), default="asyncio",
+                        help="asyncio for every kind (default), or auto: each kind on the loop it runs on")  # fmt: skip
+    parser.add_argument("--top", type=int, default=25, help="rows of each table (default 25)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    parser.add_argument("--database", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(count_one(args)))
+        return 0
+
+    from bench.site import serve_static, write_site
+    from bench.throughput import KINDS
+
+    kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
+    if unknown := [kind for kind in kinds if kind not in KINDS or kind in ("scrapy", "crawlee")]:
+        parser.error(f"--kinds: cannot count {', '.join(unknown)} (ours and the reference's only)")
+    with tempfile.TemporaryDirectory(prefix="bench-calls-") as directory:
+        workdir = Path(directory)
+        site = write_site(workdir / "site", products=args.products, padding=args.padding)
+        with serve_static(site.directory, server=args.server) as server:
+            results = {kind: run_kind(args, kind, server.base_url, workdir) for kind in kinds}
+    report(kinds, results, args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
