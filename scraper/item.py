@@ -12,8 +12,7 @@ import json
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from contextvars import ContextVar
 from decimal import Decimal
 from enum import Enum
@@ -80,16 +79,20 @@ class Item(pydantic.BaseModel):
             raise TypeError(f"{cls.__name__}.key names unknown fields: {', '.join(missing)}")
 
 
-@contextmanager
-def deferred_validation() -> Iterator[dict[int, pydantic.ValidationError]]:
+class deferred_validation:  # lower case, like contextlib.suppress: it reads as a function
     """While active, an ``Item`` that fails validation is created anyway and its error is
-    put in the yielded dict (by ``id``), so one bad item does not abort the rest of a page."""
-    invalid: dict[int, pydantic.ValidationError] = {}
-    token = _invalid_items.set(invalid)
-    try:
-        yield invalid
-    finally:
-        _invalid_items.reset(token)
+    put in the dict ``with`` binds (by ``id``), so one bad item does not abort the rest of a
+    page. A class, not a generator: it is entered once per page."""
+
+    __slots__ = ("_invalid", "_token")
+
+    def __enter__(self) -> dict[int, pydantic.ValidationError]:
+        self._invalid: dict[int, pydantic.ValidationError] = {}
+        self._token = _invalid_items.set(self._invalid)
+        return self._invalid
+
+    def __exit__(self, *exc_info: object) -> None:
+        _invalid_items.reset(self._token)
 
 
 def snake_case(name: str) -> str:

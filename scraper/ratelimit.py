@@ -70,35 +70,45 @@ class HostState:
         return max(self.policy.delay, self.crawl_delay)
 
 
+class _HostStates(dict[str, HostState]):
+    """Host -> its state, made from the host's policy on first use. A plain subscript is the
+    lookup: several per page, so no method call around it."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self._settings = settings
+
+    def __missing__(self, host: str) -> HostState:
+        state = self[host] = HostState(self._settings.policy_for(host))
+        return state
+
+
 class HostLimiter:
     def __init__(self, *, settings: Settings, stats: Stats) -> None:
         self._settings = settings
         self._stats = stats
-        self._hosts: dict[str, HostState] = {}
+        self._hosts = _HostStates(settings)
 
     def state(self, host: str) -> HostState:
-        state = self._hosts.get(host)
-        if state is None:
-            state = self._hosts[host] = HostState(self._settings.policy_for(host))
-        return state
+        return self._hosts[host]
 
     def ready_at(self, host: str) -> float:
         """When a new request to ``host`` may be handed out (``inf`` while its slots are full)."""
-        state = self.state(host)
+        state = self._hosts[host]
         if state.active >= state.limit:
             return math.inf
         return max(state.next_start, state.paused_until)
 
     def begin(self, host: str, now: float) -> None:
         """A request to ``host`` is handed out: take a slot and reserve the next start time."""
-        state = self.state(host)
+        state = self._hosts[host]
         state.active += 1
         state.next_start = max(now, state.next_start) + state.delay
 
     async def wait_turn(self, host: str) -> None:
         """Sleep until ``delay`` has passed since the last real start to ``host``. A host paused
         since the request was handed out raises ``TryLater``: the request is parked, not sent."""
-        state = self.state(host)
+        state = self._hosts[host]
         now = time.monotonic()
         if state.paused_until > now:
             raise TryLater(f"{host} is paused", until=state.paused_until)
@@ -111,7 +121,7 @@ class HostLimiter:
 
     def end(self, host: str, signal: Signal) -> None:
         """Release the slot and adapt the host's rate to how the fetch went."""
-        state = self.state(host)
+        state = self._hosts[host]
         state.active = max(0, state.active - 1)
         if signal is Signal.SKIPPED:
             return
@@ -126,7 +136,7 @@ class HostLimiter:
 
     def pause(self, host: str, until: float, reason: str) -> None:
         """Rest ``host`` until ``until`` (monotonic seconds); other hosts go on."""
-        state = self.state(host)
+        state = self._hosts[host]
         if until > state.paused_until:
             state.paused_until = until
             self._stats.increment("hosts/paused")
@@ -134,7 +144,7 @@ class HostLimiter:
 
     def set_crawl_delay(self, host: str, seconds: float) -> None:
         """robots.txt's Crawl-delay: a floor for the host's delay."""
-        state = self.state(host)
+        state = self._hosts[host]
         state.crawl_delay = seconds
         state.delay = max(state.delay, seconds)
 

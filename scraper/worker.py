@@ -179,7 +179,8 @@ class Worker:
             )
         items, errors = await self._process_items(result, response)
         admission = await self._scheduler.add(self._capped(result, response), parent=entry.request)
-        errors += [error_record("parse", error, request.url, self._stats) for request, error in admission.unstorable]
+        for request, not_storable in admission.unstorable:
+            errors.append(error_record("parse", not_storable, request.url, self._stats))
         outcome = Outcome(entry.fingerprint, "done", attempts, status=response.status)
         return Commit(
             outcome=outcome, items=items, requests=admission.admitted, refused=admission.refused, errors=errors
