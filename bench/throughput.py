@@ -262,11 +262,11 @@ class Paired:
 
     @property
     def ratio(self) -> float:
-        return median(list(self.ratios))
+        return median(self.ratios)
 
     @property
     def cpu_delta(self) -> float:
-        return median(list(self.cpu_deltas))
+        return median(self.cpu_deltas)
 
 
 def paired(results: Sequence[RunResult], kind: str, baseline: str) -> Paired | None:

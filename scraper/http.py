@@ -98,9 +98,7 @@ class Request:
     def headers_to_send(self) -> dict[str, str]:
         """``headers`` plus the Content-Type the body implies, unless the user set one: what the
         fetcher sends and what the frontier stores, so a resumed request goes out the same."""
-        if self.data is None and self.json is None:  # most requests: no implied Content-Type
-            return dict(self.headers) if self.headers else {}
-        headers = dict(self.headers or {})
+        headers = dict(self.headers) if self.headers else {}
         content_type = self.content_type()
         if content_type and not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = content_type

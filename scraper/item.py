@@ -101,13 +101,19 @@ def snake_case(name: str) -> str:
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
+def _without_none(annotation: Any) -> Any:
+    """``X`` for ``X | None`` (and ``Optional[X]``); None for a union of several types; any
+    other annotation as it is."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return annotation
+    members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    return members[0] if len(members) == 1 else None
+
+
 def sql_type(annotation: Any) -> str:
     """The SQLite column type of a field annotation; anything structured is JSON text."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-        return sql_type(members[0]) if len(members) == 1 else "TEXT"
-    if origin is typing.Annotated:
+    annotation = _without_none(annotation)
+    if typing.get_origin(annotation) is typing.Annotated:
         return sql_type(typing.get_args(annotation)[0])
     if isinstance(annotation, type):
         for python_type, column_type in _SQL_TYPES:
@@ -146,14 +152,7 @@ def _plain_field(field: pydantic.fields.FieldInfo) -> bool:
     serializers = (pydantic.PlainSerializer, pydantic.WrapSerializer)
     if field.exclude or any(isinstance(rule, serializers) for rule in field.metadata):
         return False
-    return _plain_annotation(field.annotation)
-
-
-def _plain_annotation(annotation: Any) -> bool:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-        return len(members) == 1 and members[0] in _PLAIN_TYPES
-    return annotation in _PLAIN_TYPES
+    return _without_none(field.annotation) in _PLAIN_TYPES
 
 
 def to_row(record: Item | Mapping[str, Any]) -> dict[str, Any]:
