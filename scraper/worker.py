@@ -26,6 +26,7 @@ from scraper.fetcher import Fetcher
 from scraper.frontier import Scheduled
 from scraper.http import Request, Response
 from scraper.item import DICT_TABLE, Item, columns_of, columns_of_dict, to_row
+from scraper.loop_budget import LoopBudget
 from scraper.parse_pool import ParsePool
 from scraper.pipeline import Pipeline, Record, StageFailed
 from scraper.ratelimit import HostLimiter, Signal
@@ -95,6 +96,7 @@ class Worker:
         self._on_progress = on_progress
         self._parse_pool = parse_pool
         self._callback_deadlines = Deadlines(settings.callback_timeout)  # shared by every worker task
+        self._loop_budget = LoopBudget()  # shared too: what all of them may run in one loop turn
 
     async def run(self, queue: asyncio.Queue[Scheduled | None]) -> None:
         """Handle requests from ``queue`` until a ``None`` arrives."""
@@ -116,6 +118,7 @@ class Worker:
             return await self._park(entry, until=exc.until, reason=exc.reason, count_attempt=False)
         except FetchError as exc:
             return await self._fetch_failed(entry, exc)
+        await self._loop_budget.admit()
         if is_redirect(response):
             return await self._redirect(entry, response)
         self._stats.increment("pages")
@@ -124,6 +127,7 @@ class Worker:
     async def _fetch(self, entry: Scheduled) -> Response:
         """Fetch and report to the host limiter how it went (exactly once)."""
         try:
+            await self._loop_budget.admit()  # starting a fetch (a connection, a request) is a step too
             response = await self._fetcher.fetch(entry.request)
         except BaseException as exc:
             self._scheduler.fetched(entry, signal_of_error(exc))
