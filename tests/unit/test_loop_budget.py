@@ -37,6 +37,16 @@ class TurnCounter:
         self._handle.cancel()
 
 
+async def steps_per_turn(budget: float, min_steps: int, count: int, cost: float) -> list[int]:
+    """How many of ``count`` steps (each costing ``cost`` on a fake clock) ran in each turn, in
+    turn order; checks they all ran in the order they came."""
+    clock = FakeClock()
+    ran = await run_steps(LoopBudget(budget, min_steps=min_steps, clock=clock), clock, count=count, cost=cost)
+    assert [number for number, _ in ran] == list(range(count))
+    per_turn = Counter(turn for _, turn in ran)
+    return [per_turn[turn] for turn in sorted(per_turn)]
+
+
 async def run_steps(budget: LoopBudget, clock: FakeClock, count: int, cost: float) -> list[tuple[int, int]]:
     """``count`` tasks, started in one turn, each admitted once and then spending ``cost`` on
     the fake clock; returns (task number, turn it ran in) in the order they ran."""
@@ -57,7 +67,7 @@ async def run_steps(budget: LoopBudget, clock: FakeClock, count: int, cost: floa
 
 async def test_steps_within_the_budget_go_on_without_yielding_to_the_loop() -> None:
     clock = FakeClock()
-    budget = LoopBudget(0.010, clock=clock)
+    budget = LoopBudget(0.010, min_steps=0, clock=clock)
     turns = TurnCounter()
     try:
         await asyncio.sleep(0)
@@ -72,32 +82,17 @@ async def test_steps_within_the_budget_go_on_without_yielding_to_the_loop() -> N
 
 
 async def test_steps_past_the_budget_run_in_later_turns_in_the_order_they_came() -> None:
-    clock = FakeClock()
-    budget = LoopBudget(0.010, clock=clock)
-
-    ran = await run_steps(budget, clock, count=12, cost=0.004)
-
-    assert [number for number, _ in ran] == list(range(12))
-    per_turn = Counter(turn for _, turn in ran)
     # a turn admits steps until 10 ms are spent: starting at 0, 4 and 8 ms, never a fourth
-    assert max(per_turn.values()) == 3
-    assert len(per_turn) == 4
-    assert budget.waiting == 0
+    assert await steps_per_turn(0.010, min_steps=0, count=12, cost=0.004) == [3, 3, 3, 3]
 
 
 async def test_a_step_longer_than_the_budget_has_its_turn_to_itself() -> None:
-    clock = FakeClock()
-    budget = LoopBudget(0.010, clock=clock)
-
-    ran = await run_steps(budget, clock, count=5, cost=0.050)
-
-    assert [number for number, _ in ran] == list(range(5))
-    assert len({turn for _, turn in ran}) == 5
+    assert await steps_per_turn(0.010, min_steps=0, count=5, cost=0.050) == [1, 1, 1, 1, 1]
 
 
 async def test_a_cancelled_waiting_step_does_not_hold_up_the_others() -> None:
     clock = FakeClock()
-    budget = LoopBudget(0.010, clock=clock)
+    budget = LoopBudget(0.010, min_steps=0, clock=clock)
     ran: list[int] = []
 
     async def step(number: int) -> None:
@@ -120,7 +115,7 @@ async def test_a_cancelled_waiting_step_does_not_hold_up_the_others() -> None:
 @pytest.mark.parametrize("count", [1, 40])
 async def test_a_new_turn_starts_a_new_budget(count: int) -> None:
     clock = FakeClock()
-    budget = LoopBudget(0.010, clock=clock)
+    budget = LoopBudget(0.010, min_steps=0, clock=clock)
     await run_steps(budget, clock, count=count, cost=0.004)
     await asyncio.sleep(0)  # the last turn's bookkeeping has run
     await asyncio.sleep(0)
@@ -133,3 +128,8 @@ async def test_a_new_turn_starts_a_new_budget(count: int) -> None:
         assert turns.turn == before
     finally:
         turns.stop()
+
+
+async def test_a_turn_admits_its_first_min_steps_whatever_they_cost() -> None:
+    # the first five in one turn, over budget; then the other three, a later turn's first steps
+    assert await steps_per_turn(0.010, min_steps=5, count=8, cost=0.050) == [5, 3]
