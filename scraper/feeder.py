@@ -19,8 +19,9 @@ from scraper.ratelimit import Signal
 from scraper.scheduler import Scheduler
 from scraper.settings import Settings
 
-# Hand-outs between yields to the loop: each wakes a worker whose fetch starts in the next
-# loop iteration, so thousands at once (concurrency 5,000) would stall the loop for seconds.
+# Hand-outs between yields to the loop, so that the feeder's own step stays short at
+# concurrency 5,000 (each hand-out asks the scheduler for the next request); the workers it
+# wakes start their fetches as the loop budget (loop_budget.py) lets them.
 _BURST = 64
 
 

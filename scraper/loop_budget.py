@@ -4,10 +4,11 @@ At high concurrency, hundreds of responses can become ready in the same instant.
 worker woken by one then runs its step (the callback, the commit, the start of its next
 fetch) in the same loop turn, and timers, sockets and the progress display wait for all of
 them: at concurrency 5,000 such a turn took 80-90 ms, and the loop went 200-250 ms without
-serving a timer (with the budget: ~45 ms turns). ``LoopBudget.admit()`` lets worker steps
-through while the current turn has spent less than the budget on them, and moves the rest to
-the following turns in the order they came. Below the budget it returns without yielding,
-so a light crawl pays one clock reading per step.
+serving a timer. ``LoopBudget.admit()`` lets worker steps through while the current turn
+has spent less than the budget on them (after its first ``min_steps``, which go through
+whatever they cost), and moves the rest to the following turns in the order they came.
+Below the budget it returns without yielding, so a light crawl pays one clock reading per
+step.
 """
 
 from __future__ import annotations

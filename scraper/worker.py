@@ -127,7 +127,9 @@ class Worker:
     async def _fetch(self, entry: Scheduled) -> Response:
         """Fetch and report to the host limiter how it went (exactly once)."""
         try:
-            await self._loop_budget.admit()  # starting a fetch (a connection, a request) is a step too
+            # starting a fetch (a connection, a request) is a step too; inside the try, so that
+            # a step cancelled while it waits for its turn still frees its host slot
+            await self._loop_budget.admit()
             response = await self._fetcher.fetch(entry.request)
         except BaseException as exc:
             self._scheduler.fetched(entry, signal_of_error(exc))
