@@ -44,7 +44,7 @@ from scraper.codec import callback_name, callback_named
 from scraper.deadline import Deadlines
 from scraper.errors import ConfigError, ScraperError
 from scraper.http import Request, Response
-from scraper.runtime import crawl_gc
+from scraper.runtime import fewer_collections
 from scraper.spider import CallbackResult, Spider, run_callback
 
 logger = logging.getLogger(__name__)
@@ -532,7 +532,7 @@ def _serve(source: BinaryIO, sink: BinaryIO, *, configure_logging: bool) -> None
         _write(sink, ("error", (f"{type(exc).__name__}: {exc}", "")))
         return
     _write(sink, ("ok", None))
-    with crawl_gc(), asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+    with fewer_collections(), asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
         runner.run(_serve_pages(spider, source, sink))
 
 

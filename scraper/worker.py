@@ -96,7 +96,7 @@ class Worker:
         self._on_progress = on_progress
         self._parse_pool = parse_pool
         self._callback_deadlines = Deadlines(settings.callback_timeout)  # shared by every worker task
-        self._loop_budget = LoopBudget()  # shared too: what all of them may run in one loop turn
+        self._loop_budget = LoopBudget.for_concurrency(settings.concurrency)  # shared: what all may run in one turn
 
     async def run(self, queue: asyncio.Queue[Scheduled | None]) -> None:
         """Handle requests from ``queue`` until a ``None`` arrives."""

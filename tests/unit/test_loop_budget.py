@@ -133,3 +133,13 @@ async def test_a_new_turn_starts_a_new_budget(count: int) -> None:
 async def test_a_turn_admits_its_first_min_steps_whatever_they_cost() -> None:
     # the first five in one turn, over budget; then the other three, a later turn's first steps
     assert await steps_per_turn(0.010, min_steps=5, count=8, cost=0.050) == [5, 3]
+
+
+async def test_many_workers_get_a_tighter_turn_than_a_few_dozen() -> None:
+    first_turns = []
+    for concurrency in (32, 5_000):
+        clock = FakeClock()
+        ran = await run_steps(LoopBudget.for_concurrency(concurrency, clock=clock), clock, count=80, cost=0.004)
+        first_turns.append(sum(1 for _, turn in ran if turn == ran[0][1]))
+    # each step costs 4 ms: past the budget, only the floor decides how many run in a turn
+    assert first_turns == [64, 16]

@@ -1,0 +1,120 @@
+"""The crawl's garbage collector: young collections on a timer, survivors frozen, a full
+collection when memory has grown (and not too often), everything undone on exit."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from collections.abc import Callable
+
+from scraper.runtime import CrawlCollector, fewer_collections
+
+
+class Cycle:
+    """An object that refers to itself: only the cyclic collector can free it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def dropped_cycle() -> weakref.ref[Cycle]:
+    return weakref.ref(Cycle())
+
+
+def is_frozen(target: object) -> bool:
+    """Frozen objects belong to no generation, so ``gc.get_objects()`` skips them."""
+    return gc.is_tracked(target) and not any(obj is target for obj in gc.get_objects())
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    for _ in range(400):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition never held")
+
+
+async def ticks(collector: CrawlCollector, count: int) -> None:
+    target = collector.young_collections + count
+    await wait_for(lambda: collector.young_collections >= target)
+
+
+async def test_automatic_collection_is_off_during_the_crawl_and_restored_after() -> None:
+    assert gc.isenabled()
+    with CrawlCollector(every=10.0):
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+async def test_a_tick_frees_young_cycles() -> None:
+    with CrawlCollector(every=0.01) as collector:
+        cycle = dropped_cycle()
+        assert cycle() is not None  # nothing collects between ticks
+        await ticks(collector, 1)
+        assert cycle() is None
+
+
+async def test_survivors_are_frozen_and_their_cycles_wait_for_a_full_collection() -> None:
+    with CrawlCollector(every=0.01) as collector:
+        survivor = Cycle()
+        await ticks(collector, 1)
+        assert is_frozen(survivor)
+        cycle = weakref.ref(survivor)
+        del survivor
+        await ticks(collector, 2)
+        assert cycle() is not None  # young collections never walk frozen objects again
+        collector.collect_all()
+        assert cycle() is None
+        assert collector.full_collections == 1
+
+
+async def test_a_full_collection_follows_memory_growth_at_most_once_per_interval() -> None:
+    blocks, now = [1_000], [0.0]
+    collector = CrawlCollector(
+        every=0.01, full_growth=1.5, full_every=30.0, blocks=lambda: blocks[0], clock=lambda: now[0]
+    )
+    with collector:
+        survivor = Cycle()
+        await ticks(collector, 1)
+        cycle = weakref.ref(survivor)
+        del survivor
+        blocks[0] = 2_000  # grown past 1.5x, but the last full collection was just now
+        await ticks(collector, 2)
+        assert (collector.full_collections, cycle() is not None) == (0, True)
+        now[0] = 31.0
+        await ticks(collector, 1)
+        assert (collector.full_collections, cycle()) == (1, None)
+        now[0] = 70.0  # long enough, but no growth since the full collection (2,000 blocks)
+        await ticks(collector, 2)
+        assert collector.full_collections == 1
+        blocks[0] = 3_100
+        await ticks(collector, 1)
+        assert collector.full_collections == 2
+
+
+async def test_exit_unfreezes_and_stops_ticking() -> None:
+    with CrawlCollector(every=0.01) as collector:
+        survivor = Cycle()
+        await ticks(collector, 1)
+        assert is_frozen(survivor)
+    assert not is_frozen(survivor)
+    assert gc.get_freeze_count() == 0
+    stopped_at = collector.young_collections
+    await asyncio.sleep(0.05)
+    assert collector.young_collections == stopped_at
+
+
+def test_fewer_collections_turns_collection_on_with_a_high_threshold_and_restores_it() -> None:
+    before = gc.get_threshold()
+    gc.disable()  # as in a fork of a crawl
+    try:
+        with fewer_collections():
+            assert gc.isenabled()
+            assert gc.get_threshold()[0] == 20_000
+            assert gc.get_freeze_count() > 0
+        assert not gc.isenabled()
+        assert gc.get_threshold() == before
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
