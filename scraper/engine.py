@@ -17,6 +17,7 @@ from scraper.errors import ConfigError
 from scraper.feeder import DrainTimeout, Feeder
 from scraper.fetcher import Fetcher
 from scraper.frontier import Frontier, MemoryFrontier, Scheduled
+from scraper.handoff import HandOff
 from scraper.http import Request
 from scraper.loading import load_object
 from scraper.middleware import Middleware
@@ -138,7 +139,7 @@ class Engine:
     async def _crawl_with(
         self, scheduler: Scheduler, fetcher: Fetcher, storage: Storage, parse_pool: ParsePool | None
     ) -> tuple[str, str]:
-        queue: asyncio.Queue[Scheduled | None] = asyncio.Queue(maxsize=self.settings.concurrency * 2)
+        queue: HandOff[Scheduled | None] = HandOff(maxsize=self.settings.concurrency * 2)
         feeder = Feeder(scheduler=scheduler, queue=queue, settings=self.settings, stop=self.stop)
 
         def on_progress() -> None:
@@ -204,7 +205,7 @@ class Engine:
     async def _crawl(
         self,
         scheduler: Scheduler,
-        queue: asyncio.Queue[Scheduled | None],
+        queue: HandOff[Scheduled | None],
         worker: Worker,
         feeder: Feeder,
         storage: Storage,

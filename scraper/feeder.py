@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from scraper.errors import ScraperError
 from scraper.frontier import Scheduled
+from scraper.handoff import HandOff
 from scraper.ratelimit import Signal
 from scraper.scheduler import Scheduler
 from scraper.settings import Settings
@@ -34,7 +35,7 @@ class Feeder:
         self,
         *,
         scheduler: Scheduler,
-        queue: asyncio.Queue[Scheduled | None],
+        queue: HandOff[Scheduled | None],
         settings: Settings,
         stop: Callable[[str], None],
     ) -> None:
@@ -70,10 +71,10 @@ class Feeder:
                 continue
             entry = await scheduler.next()
             if entry is not None:
-                if self._queue.full():
-                    await self._queue.put(entry)
-                else:
+                try:
                     self._queue.put_nowait(entry)  # the usual case, without a coroutine per request
+                except asyncio.QueueFull:
+                    await self._queue.put(entry)
                 handed_out += 1
                 if handed_out % _BURST == 0:
                     await asyncio.sleep(0)  # let those workers start before handing out more

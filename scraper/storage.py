@@ -25,6 +25,7 @@ import aiosqlite
 from scraper import crawls, schema, writes
 from scraper.crawls import CrawlStart, utc_now
 from scraper.errors import StorageError
+from scraper.handoff import HandOff
 from scraper.lock import CrawlLock
 from scraper.records import Commit, StoredItem
 from scraper.stats import Stats
@@ -56,7 +57,7 @@ class Storage:
         self._db: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._exit = ExitStack()
-        self._queue: asyncio.Queue[Commit | _Refill | None] = asyncio.Queue(_QUEUE_SIZE)
+        self._queue: HandOff[Commit | _Refill | None] = HandOff(_QUEUE_SIZE)
         self._writer: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._tables = writes.ItemTables()
@@ -147,10 +148,10 @@ class Storage:
         self._queued_rows += rows
         if commit.requests or commit.refused:
             self._unwritten.update(_fingerprints_of(commit))
-        if self._queue.full():
-            await self._queue.put(commit)
-        else:
+        try:
             self._queue.put_nowait(commit)  # the usual case, without a coroutine per page
+        except asyncio.QueueFull:
+            await self._queue.put(commit)
 
     async def lease_pending(self, limit: int) -> list[sqlite3.Row]:
         """Up to ``limit`` pending, unleased requests of this crawl (highest priority first),

@@ -5,7 +5,6 @@ becomes an ``ErrorRecord``; none escapes a page."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import traceback
@@ -24,6 +23,7 @@ from scraper.errors import (
 )
 from scraper.fetcher import Fetcher
 from scraper.frontier import Scheduled
+from scraper.handoff import HandOff
 from scraper.http import Request, Response
 from scraper.item import DICT_TABLE, Item, columns_of, columns_of_dict, to_row
 from scraper.loop_budget import LoopBudget
@@ -98,7 +98,7 @@ class Worker:
         self._callback_deadlines = Deadlines(settings.callback_timeout)  # shared by every worker task
         self._loop_budget = LoopBudget.for_concurrency(settings.concurrency)  # shared: what all may run in one turn
 
-    async def run(self, queue: asyncio.Queue[Scheduled | None]) -> None:
+    async def run(self, queue: HandOff[Scheduled | None]) -> None:
         """Handle requests from ``queue`` until a ``None`` arrives."""
         while (entry := await queue.get()) is not None:
             try:
