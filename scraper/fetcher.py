@@ -104,7 +104,7 @@ class Fetcher:
             headers=request.headers_to_send(),
             data=request.body(),
             allow_redirects=False,
-            proxy=(request.meta or _NO_META).get("proxy") or self._settings.proxy,
+            proxy=(request.meta.get("proxy") if request.meta else None) or self._settings.proxy,
         ) as reply:
             self._stats.increment(f"responses/{reply.status}")
             try:
@@ -116,10 +116,13 @@ class Fetcher:
 
     async def _read(self, reply: aiohttp.ClientResponse, request: Request) -> bytes:
         meta = request.meta or _NO_META
-        limit = int(meta.get("max_response_bytes", self._settings.max_response_bytes))
+        if meta:
+            limit = int(meta.get("max_response_bytes", self._settings.max_response_bytes))
+            truncate = bool(meta.get("truncate_body"))
+        else:  # most requests: the settings as they are, without three lookups
+            limit, truncate = self._settings.max_response_bytes, False
         if 300 <= reply.status < 400:
             limit = min(limit, _REDIRECT_BODY_LIMIT)  # a redirect's body is never used
-        truncate = bool(meta.get("truncate_body"))
         content_types = self._content_types(reply, meta)
         length_cap = sys.maxsize if truncate else limit  # a truncated read never needs the whole body
         length = check_headers(reply.headers, url=request.url, limit=length_cap, content_types=content_types)

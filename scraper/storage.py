@@ -57,7 +57,7 @@ class Storage:
         self._db: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._exit = ExitStack()
-        self._queue: HandOff[Commit | _Refill | None] = HandOff(_QUEUE_SIZE)
+        self._queue: HandOff[tuple[Commit, int] | _Refill | None] = HandOff(_QUEUE_SIZE)  # a commit with its rows
         self._writer: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._tables = writes.ItemTables()
@@ -149,9 +149,9 @@ class Storage:
         if commit.requests or commit.refused:
             self._unwritten.update(_fingerprints_of(commit))
         try:
-            self._queue.put_nowait(commit)  # the usual case, without a coroutine per page
+            self._queue.put_nowait((commit, rows))  # the usual case, without a coroutine per page
         except asyncio.QueueFull:
-            await self._queue.put(commit)
+            await self._queue.put((commit, rows))
 
     async def lease_pending(self, limit: int) -> list[sqlite3.Row]:
         """Up to ``limit`` pending, unleased requests of this crawl (highest priority first),
@@ -241,8 +241,9 @@ class Storage:
         while True:
             if item is None or isinstance(item, _Refill):
                 return batch, rows, item, item is None
-            batch.append(item)
-            rows += _rows_of(item)
+            commit, commit_rows = item
+            batch.append(commit)
+            rows += commit_rows
             if len(batch) >= self._batch_size or rows >= _BATCH_ROWS or self._queue.empty():
                 return batch, rows, None, False
             item = self._queue.get_nowait()
