@@ -76,9 +76,13 @@ class LoopBudget:
         """Await it to go on: at once while this turn is within budget, else in a later turn.
         (A plain method returning a finished future in the usual case: a coroutine per call
         would cost more than the check.)"""
-        if self._has_room(self._clock()):
-            return self._admitted_now()
-        return self._wait_for_turn()
+        now = self._clock()  # _has_room's check, inlined: this runs twice per page
+        if not self._turn_marked:
+            self._mark_turn(now)
+        elif self._admitted >= self._min_steps and now - self._began >= self._budget:
+            return self._wait_for_turn()
+        self._admitted += 1
+        return self._done or self._admitted_now()
 
     def _has_room(self, now: float) -> bool:
         if not self._turn_marked:  # the first step of a turn: its budget starts now
