@@ -55,8 +55,10 @@ class Feeder:
             await self._feed()
         finally:
             self._scheduler.disarm()  # also when a drain timeout or a cancellation ends the crawl
-        for _ in range(self._settings.concurrency):
+        for number in range(1, self._settings.concurrency + 1):
             await self._queue.put(None)  # one stop signal per worker
+            if number % _BURST == 0:
+                await asyncio.sleep(0)  # thousands of workers ending in one turn would stall the loop
 
     async def _feed(self) -> None:
         limit = self._settings.close.max_duration

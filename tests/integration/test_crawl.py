@@ -50,6 +50,20 @@ async def test_2000_product_crawl_stores_every_item_once_with_types(shop_2000: t
 
 
 @pytest.mark.timeout(120)
+async def test_hundreds_of_workers_store_every_item_once(shop_2000: tuple[str, int], database: Path) -> None:
+    """Past 256 workers the loop budget is tighter and the workers' stop signals go out in
+    bursts: neither may lose or repeat a page."""
+    base_url, products = shop_2000
+    result = await crawl(DemoShopSpider(base_url=base_url), database, concurrency=300, per_host={"concurrency": 300})
+
+    assert (result.status, result.reason) == ("finished", "finished")
+    assert rows(database, "SELECT count(*), count(DISTINCT url) FROM product") == [(products, products)]
+    assert dict(rows(database, "SELECT state, count(*) FROM scraper_requests GROUP BY state")) == {
+        "done": result.stats.get("pages")
+    }
+
+
+@pytest.mark.timeout(120)
 async def test_rerun_does_not_duplicate_keyed_items(shop_2000: tuple[str, int], database: Path) -> None:
     base_url, products = shop_2000
     await crawl(DemoShopSpider(base_url=base_url), database, close={"max_pages": 300})
