@@ -76,21 +76,13 @@ class LoopBudget:
         """Await it to go on: at once while this turn is within budget, else in a later turn.
         (A plain method returning a finished future in the usual case: a coroutine per call
         would cost more than the check.)"""
-        now = self._clock()  # _has_room's check, inlined: this runs twice per page
-        if not self._turn_marked:
+        now = self._clock()
+        if not self._turn_marked:  # the first step of a turn: its budget starts now
             self._mark_turn(now)
         elif self._admitted >= self._min_steps and now - self._began >= self._budget:
             return self._wait_for_turn()
         self._admitted += 1
         return self._done or self._admitted_now()
-
-    def _has_room(self, now: float) -> bool:
-        if not self._turn_marked:  # the first step of a turn: its budget starts now
-            self._mark_turn(now)
-        elif self._admitted >= self._min_steps and now - self._began >= self._budget:
-            return False
-        self._admitted += 1
-        return True
 
     def _admitted_now(self) -> asyncio.Future[None]:
         if self._done is None:
@@ -99,13 +91,10 @@ class LoopBudget:
         return self._done
 
     async def _wait_for_turn(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            waiter = loop.create_future()
-            self._waiting.append(waiter)
-            await waiter
-            if self._has_room(self._clock()):
-                return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        await waiter
+        await self.admit()  # the budget is checked again: a wrong guess costs another wait
 
     def _mark_turn(self, now: float) -> None:
         self._turn_marked = True
