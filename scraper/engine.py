@@ -26,7 +26,7 @@ from scraper.pipeline import Pipeline
 from scraper.ratelimit import HostLimiter
 from scraper.records import Commit
 from scraper.robots import RobotsTxt
-from scraper.runtime import crawl_gc
+from scraper.runtime import CrawlCollector
 from scraper.scheduler import Scheduler
 from scraper.seen import MemorySeen, SeenSet, StoredSeen
 from scraper.settings import Settings
@@ -94,7 +94,7 @@ class Engine:
 
     async def run(self) -> CrawlResult:
         async with AsyncExitStack() as stack:
-            stack.enter_context(crawl_gc())
+            stack.enter_context(CrawlCollector())
             parse_pool = await stack.enter_async_context(self._parse_pool())  # before any file or thread
             storage = await stack.enter_async_context(
                 Storage(

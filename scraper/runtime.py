@@ -132,11 +132,6 @@ class CrawlCollector:
         self._last_full = self._clock()
 
 
-def crawl_gc() -> CrawlCollector:
-    """The collector for a crawl on the running loop (use as ``with crawl_gc(): ...``)."""
-    return CrawlCollector()
-
-
 @contextmanager
 def fewer_collections() -> Iterator[None]:
     """Fewer, cheaper collections for a process without a crawl's loop (a parse process,
