@@ -104,7 +104,7 @@ class Fetcher:
             headers=request.headers_to_send(),
             data=request.body(),
             allow_redirects=False,
-            proxy=(request.meta.get("proxy") if request.meta else None) or self._settings.proxy,
+            proxy=(request.meta or _NO_META).get("proxy") or self._settings.proxy,
         ) as reply:
             self._stats.increment(f"responses/{reply.status}")
             try:

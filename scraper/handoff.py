@@ -74,9 +74,7 @@ class HandOff(Generic[T]):
         if not self._items:
             return self._get_later()
         ready: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        ready.set_result(self._items.popleft())
-        if self._putters:
-            _wake_first(self._putters)
+        ready.set_result(self.get_nowait())
         return ready
 
     async def _get_later(self) -> T:

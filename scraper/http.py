@@ -99,8 +99,6 @@ class Request:
         """``headers`` plus the Content-Type the body implies, unless the user set one: what the
         fetcher sends and what the frontier stores, so a resumed request goes out the same."""
         headers = dict(self.headers) if self.headers else {}
-        if self.data is None and self.json is None:
-            return headers  # no body, so no Content-Type to add
         content_type = self.content_type()
         if content_type and not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = content_type
