@@ -1,6 +1,9 @@
 """Keeps the workers supplied: hands the scheduler's ready requests to the bounded queue,
 sleeps until the next host is ready or something changes, and watches the crawl's clock
-(``max_duration``, the stall watchdog, the drain deadline after a stop).
+(``max_duration``, the stall watchdog, the drain deadline after a stop). Workers that find
+the queue empty take a ready request from the scheduler themselves (``Worker.run``); the
+feeder is what wakes them for everything else: refills from the store, delays that pass,
+parked retries coming due.
 
 The loop ends when nothing is pending, parked or in flight; then it sends each worker its
 stop signal. After a stop, requests no worker has started are handed back (their leases

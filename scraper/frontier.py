@@ -42,8 +42,9 @@ class Frontier(Protocol):
         """Store ``entry``; with ``not_before`` (monotonic seconds) it waits until then."""
         ...
 
-    async def pop(self, host: str) -> Scheduled | None:
-        """The next entry for ``host``, or None."""
+    def pop(self, host: str) -> Scheduled | None:
+        """The next entry for ``host``, or None. Ready entries are always in memory (a
+        store loads its rows in ``refill``), so that a free worker takes one without waiting."""
         ...
 
     def release_due(self, now: float) -> Iterator[str]:
@@ -85,7 +86,7 @@ class MemoryFrontier:
         else:
             self._enqueue(entry)
 
-    async def pop(self, host: str) -> Scheduled | None:
+    def pop(self, host: str) -> Scheduled | None:
         queue = self._queues.get(host)
         if not queue:
             return None

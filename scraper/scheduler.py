@@ -153,11 +153,18 @@ class Scheduler:
     # -- hand-out ----------------------------------------------------------------------------
 
     async def next(self) -> Scheduled | None:
-        """The next request of a host that may take one now (counted as in flight), or None."""
+        """Like ``next_ready``, after loading stored requests if the frontier runs low."""
         if self._closed:
             return None
         for host in await self._frontier.refill():
             self._schedule_host(host)
+        return self.next_ready()
+
+    def next_ready(self) -> Scheduled | None:
+        """The next request of a host that may take one now (counted as in flight), or None.
+        Never waits: a worker that has just finished a page calls it to go straight on."""
+        if self._closed:
+            return None
         now = time.monotonic()
         for host in self._frontier.release_due(now):
             self._schedule_host(host)
@@ -168,7 +175,7 @@ class Scheduler:
             if ready > now:
                 self._schedule_host(host, ready)  # paused, delayed or full since it was queued
                 continue
-            entry = await self._frontier.pop(host)
+            entry = self._frontier.pop(host)
             if entry is None:
                 continue
             self._limiter.begin(host, now)

@@ -41,8 +41,8 @@ class SQLiteFrontier:
         else:
             self._spilled += 1  # its row, written by the page's commit, is all there is of it
 
-    async def pop(self, host: str) -> Scheduled | None:
-        return await self._memory.pop(host)
+    def pop(self, host: str) -> Scheduled | None:
+        return self._memory.pop(host)
 
     async def refill(self) -> list[str]:
         """Load spilled requests when the buffer is at most half full; returns their hosts."""

@@ -99,8 +99,14 @@ class Worker:
         self._loop_budget = LoopBudget.for_concurrency(settings.concurrency)  # shared: what all may run in one turn
 
     async def run(self, queue: HandOff[Scheduled | None]) -> None:
-        """Handle requests from ``queue`` until a ``None`` arrives."""
-        while (entry := await queue.get()) is not None:
+        """Handle requests until a ``None`` arrives from ``queue``. With ``queue`` empty, a
+        worker first asks the scheduler itself: the host slot its last fetch freed goes to
+        it at once, where waiting for the feeder would cost a wake-up of two tasks a page."""
+        scheduler = self._scheduler
+        while True:
+            entry = (scheduler.next_ready() or await queue.get()) if queue.empty() else queue.get_nowait()
+            if entry is None:
+                return
             try:
                 await self._storage.submit(await self.handle(entry))
             finally:

@@ -117,6 +117,22 @@ async def test_a_full_host_does_not_block_other_hosts() -> None:
     assert (await take(sched)).host == "slow.test"
 
 
+async def test_next_ready_is_the_same_hand_out_without_an_await() -> None:
+    """What a worker that finished a page calls: same slots and order, never a coroutine."""
+    sched, _ = scheduler(per_host={"concurrency": 1})
+    await sched.add([Request("http://a.test/1"), Request("http://a.test/2", priority=5), Request("http://b.test/1")])
+    first, second = sched.next_ready(), sched.next_ready()
+    assert first is not None and second is not None
+    assert {first.request.url, second.request.url} == {"http://a.test/2", "http://b.test/1"}
+    assert sched.next_ready() is None and sched.in_flight == 2  # a.test's one slot is taken
+    sched.fetched(first if first.host == "a.test" else second, Signal.OK)
+    third = sched.next_ready()
+    assert third is not None and third.request.url == "http://a.test/1"
+    sched.close()
+    await sched.add([Request("http://c.test/1")])
+    assert sched.next_ready() is None
+
+
 async def test_host_delay_spaces_hand_outs_and_wake_time_says_when() -> None:
     sched, _ = scheduler(per_host={"delay": 0.2, "adaptive": False})
     await sched.add([Request("http://a.test/1"), Request("http://a.test/2")])
