@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
+from scraper import schema
 from scraper.errors import StorageError
 from scraper.frontier import Scheduled
 from scraper.http import Request
@@ -123,6 +125,17 @@ async def test_crawl_row_holds_status_reason_and_final_stats(database: Path) -> 
 async def test_database_is_in_wal_mode(database: Path) -> None:
     await write(database)
     assert rows(database, "PRAGMA journal_mode") == [("wal",)]
+
+
+async def test_frontier_rows_carry_only_the_indexes_the_crawl_reads(database: Path) -> None:
+    """Every index costs each page's insert and update; an old database loses the per-host one."""
+    connection = sqlite3.connect(database)
+    connection.executescript(schema.FRAMEWORK_TABLES)
+    connection.execute("CREATE INDEX scraper_requests_host ON scraper_requests (host, state)")
+    connection.close()
+    await write(database)
+    indexes = rows(database, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'scraper_requests'")
+    assert {name for (name,) in indexes} == {"scraper_requests_pending", "sqlite_autoindex_scraper_requests_1"}
 
 
 async def test_many_commits_are_grouped_into_few_transactions(database: Path) -> None:
