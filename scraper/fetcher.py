@@ -8,6 +8,7 @@ one deadline. aiohttp's exceptions stop here: callers only see ``FetchError`` su
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType, TracebackType
@@ -29,6 +30,7 @@ from scraper.stats import Stats
 _READ_CHUNK = 64 * 1024
 _REDIRECT_BODY_LIMIT = 64 * 1024
 _NO_META: Mapping[str, Any] = MappingProxyType({})
+_CLOSE_SLICE = 256  # pooled connections closed per loop turn at the end of a crawl
 
 
 class Fetcher:
@@ -70,6 +72,7 @@ class Fetcher:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._session is not None:
+            await close_pooled_connections(self._session.connector)
             await self._session.close()
             self._session = None
 
@@ -149,3 +152,21 @@ class Fetcher:
             return ()
         chosen: Sequence[str] = meta.get("content_types", self._settings.content_types)
         return chosen
+
+
+async def close_pooled_connections(connector: aiohttp.BaseConnector | None) -> None:
+    """Close the pool's idle connections a slice per loop turn. aiohttp's own close takes
+    them all in one call, and the loop then runs every one's ``connection_lost`` in one
+    turn: after a crawl at concurrency 5,000 the loop served no timer for 90-130 ms.
+
+    The pool is aiohttp's private ``_conns`` (the same from 3.10 to 3.13, the versions this
+    project allows); should it be missing, the session's own close does all the work."""
+    pool = getattr(connector, "_conns", None)
+    if not isinstance(pool, dict):
+        return
+    idle = [protocol for entries in pool.values() for protocol, _ in entries]
+    pool.clear()
+    for start in range(0, len(idle), _CLOSE_SLICE):
+        for protocol in idle[start : start + _CLOSE_SLICE]:
+            protocol.close()
+        await asyncio.sleep(0)  # those connections' connection_lost run before the next slice
