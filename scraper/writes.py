@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -18,7 +18,7 @@ from scraper.frontier import Refused, Scheduled
 from scraper.http import Request
 from scraper.records import ErrorRecord, Outcome, StoredItem
 
-_MAX_ROWS = 256  # rows per statement, at most
+_MAX_ROWS = 250  # rows per statement (few distinct statement sizes keep the statement cache warm)
 _MAX_PARAMETERS = 30_000  # SQLite allows 32,766 bound parameters
 
 
@@ -120,23 +120,7 @@ async def execute_rows(
 ) -> None:
     """Run ``statement_for(n)`` over ``rows`` in chunks of many rows per statement: each
     statement is one trip through SQLite, where ``executemany`` would be one per row."""
-    start = 0
-    for size in chunk_sizes(len(rows), max(1, min(_MAX_ROWS, _MAX_PARAMETERS // width))):
-        chunk = rows[start : start + size]
-        start += size
-        await db.execute(statement_for(size), [value for row in chunk for value in row])
-
-
-def chunk_sizes(rows: int, most: int) -> Iterator[int]:
-    """Chunks of ``most`` rows, then powers of two: a group commit's size varies from one
-    transaction to the next, and a statement of a new size must be parsed again (a 130-row
-    statement costs SQLite more to parse than to run), where a handful of sizes stay cached."""
-    while rows >= most:
-        yield most
-        rows -= most
-    size = 1 << (most.bit_length() - 1)
-    while rows:
-        if size <= rows:
-            yield size
-            rows -= size
-        size >>= 1
+    per_statement = max(1, min(_MAX_ROWS, _MAX_PARAMETERS // width))
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        await db.execute(statement_for(len(chunk)), [value for row in chunk for value in row])

@@ -20,7 +20,6 @@ from scraper.records import Commit, ErrorRecord, Outcome
 from scraper.stats import Stats
 from scraper.storage import Storage
 from scraper.worker import stored_item
-from scraper.writes import chunk_sizes
 from tests.conftest import rows
 
 
@@ -156,19 +155,6 @@ async def test_many_commits_are_grouped_into_few_transactions(database: Path) ->
         await storage.finish_crawl(status="finished", reason="finished")
     assert rows(database, "SELECT count(*) FROM book") == [(300,)]
     assert transactions < 30  # queued commits share transactions (group commit)
-
-
-@pytest.mark.parametrize("most", [256, 250, 3, 1])
-def test_rows_are_written_in_a_handful_of_statement_sizes(most: int) -> None:
-    """Every row once, no chunk past ``most``, and every size a power of two or ``most``:
-    statements of a few sizes stay in sqlite3's cache instead of being parsed again."""
-    sizes_seen: set[int] = set()
-    for rows_in_batch in range(0, 700):
-        sizes = list(chunk_sizes(rows_in_batch, most))
-        assert sum(sizes) == rows_in_batch and all(0 < size <= most for size in sizes)
-        sizes_seen.update(sizes)
-    assert all(size == most or size & (size - 1) == 0 for size in sizes_seen)
-    assert len(sizes_seen) <= most.bit_length() + 1
 
 
 async def test_unopenable_path_is_a_storage_error(tmp_path: Path) -> None:
