@@ -76,10 +76,7 @@ class Feeder:
                 continue
             entry = await scheduler.next()
             if entry is not None:
-                try:
-                    self._queue.put_nowait(entry)  # the usual case, without a coroutine per request
-                except asyncio.QueueFull:
-                    await self._queue.put(entry)
+                await self._queue.put(entry)
                 handed_out += 1
                 if handed_out % _BURST == 0:
                     await asyncio.sleep(0)  # let those workers start before handing out more

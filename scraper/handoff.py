@@ -3,10 +3,10 @@ goes through (feeder → workers, workers → storage writer).
 
 ``asyncio.Queue`` does the same job with bookkeeping these hand-offs never use: a count of
 unfinished tasks, an ``Event`` cleared on every put for ``join()``, and a coroutine per
-``get()``. Together that is about 15 Python calls per item and queue; here an item that
-finds room, or a waiting item, costs two or three. Same semantics otherwise: ``put`` waits
-while the queue is full, ``get`` while it is empty, waiters are served in arrival order, and
-a cancelled waiter passes its wake-up on, so that no item is stranded.
+``put()`` and ``get()``. Together that is about 15 Python calls per item and queue; here an
+item that finds room, or a waiting item, costs two or three. Same semantics otherwise:
+``put`` waits while the queue is full, ``get`` while it is empty, waiters are served in
+arrival order, and a cancelled waiter passes its wake-up on, so that no item is stranded.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class HandOff(Generic[T]):
         self._items: deque[T] = deque()
         self._getters: deque[asyncio.Future[None]] = deque()
         self._putters: deque[asyncio.Future[None]] = deque()
+        self._added: asyncio.Future[None] | None = None  # what put() returns when there was room
 
     def __len__(self) -> int:
         return len(self._items)
@@ -47,8 +48,18 @@ class HandOff(Generic[T]):
         if self._getters:
             _wake_first(self._getters)
 
-    async def put(self, item: T) -> None:
-        """Add ``item``, waiting for room first."""
+    def put(self, item: T) -> Awaitable[None]:
+        """Add ``item``, once there is room. Not a coroutine function: when there is room, the
+        item is added now and what it returns is an already finished future."""
+        if len(self._items) >= self._maxsize:
+            return self._put_later(item)
+        self.put_nowait(item)
+        if self._added is None:
+            self._added = asyncio.get_running_loop().create_future()
+            self._added.set_result(None)
+        return self._added
+
+    async def _put_later(self, item: T) -> None:
         while len(self._items) >= self._maxsize:
             room = asyncio.get_running_loop().create_future()
             self._putters.append(room)

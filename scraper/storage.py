@@ -148,10 +148,7 @@ class Storage:
         self._queued_rows += rows
         if commit.requests or commit.refused:
             self._unwritten.update(_fingerprints_of(commit))
-        try:
-            self._queue.put_nowait((commit, rows))  # the usual case, without a coroutine per page
-        except asyncio.QueueFull:
-            await self._queue.put((commit, rows))
+        await self._queue.put((commit, rows))
 
     async def lease_pending(self, limit: int) -> list[sqlite3.Row]:
         """Up to ``limit`` pending, unleased requests of this crawl (highest priority first),
