@@ -4,6 +4,7 @@ errors recorded, outcomes applied. Called by the storage writer inside its trans
 from __future__ import annotations
 
 import functools
+import itertools
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -29,10 +30,15 @@ class ItemTables:
     def __init__(self) -> None:
         self._columns: dict[str, set[str]] = {}
 
-    async def ensure(self, db: aiosqlite.Connection, item: StoredItem) -> None:
+    def knows(self, item: StoredItem) -> bool:
+        """Whether ``item``'s table and columns exist already (checked without an await)."""
         known = self._columns.get(item.table)
-        if known is not None and known.issuperset(item.columns):
+        return known is not None and known.issuperset(item.columns)
+
+    async def ensure(self, db: aiosqlite.Connection, item: StoredItem) -> None:
+        if self.knows(item):
             return
+        known = self._columns.get(item.table)
         if known is None:
             await db.execute(schema.create_item_table(item.table, dict(item.columns)))
             async with db.execute(f"PRAGMA table_info({schema.quote(item.table)})") as cursor:
@@ -105,7 +111,8 @@ async def insert_items(
     """Insert (or upsert) items grouped by table and column set; returns counts per table."""
     groups: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[tuple[Any, ...]]] = defaultdict(list)
     for item in items:
-        await tables.ensure(db, item)
+        if not tables.knows(item):
+            await tables.ensure(db, item)
         columns = (*item.row.keys(), "_crawl_id", "_url", "_scraped_at")
         groups[(item.table, item.key, columns)].append((*item.row.values(), crawl_id, item.url, now))
     counts: dict[str, int] = defaultdict(int)
@@ -119,8 +126,9 @@ async def execute_rows(
     db: aiosqlite.Connection, statement_for: Callable[[int], str], rows: Sequence[Sequence[Any]], width: int
 ) -> None:
     """Run ``statement_for(n)`` over ``rows`` in chunks of many rows per statement: each
-    statement is one trip through SQLite, where ``executemany`` would be one per row."""
+    statement is one trip through SQLite, where ``executemany`` would be one per row. The
+    parameters are flattened in C (``chain``): no Python step per value on the event loop."""
     per_statement = max(1, min(_MAX_ROWS, _MAX_PARAMETERS // width))
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
-        await db.execute(statement_for(len(chunk)), [value for row in chunk for value in row])
+        await db.execute(statement_for(len(chunk)), list(itertools.chain.from_iterable(chunk)))
