@@ -190,10 +190,12 @@ class Worker:
                 outcome=Outcome(entry.fingerprint, "failed", attempts, response.status, reason), errors=[error]
             )
         items, errors = await self._process_items(result, response)
+        outcome = Outcome(entry.fingerprint, "done", attempts, status=response.status)
+        if not result.requests:  # most pages (leaves): nothing for the scheduler
+            return Commit(outcome=outcome, items=items, errors=errors)
         admission = await self._scheduler.add(self._capped(result, response), parent=entry.request)
         for request, not_storable in admission.unstorable:
             errors.append(error_record("parse", not_storable, request.url, self._stats))
-        outcome = Outcome(entry.fingerprint, "done", attempts, status=response.status)
         return Commit(
             outcome=outcome, items=items, requests=admission.admitted, refused=admission.refused, errors=errors
         )
