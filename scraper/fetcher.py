@@ -115,7 +115,8 @@ class Fetcher:
             except FetchError:
                 reply.close()  # never leave an abandoned body on a pooled connection
                 raise
-            return Response(url=str(reply.url), status=reply.status, headers=reply.headers, body=body, request=request)
+            url_text = request.text_of(reply.url)  # the URL sent: redirects are not followed here
+            return Response(url=url_text, status=reply.status, headers=reply.headers, body=body, request=request)
 
     async def _read(self, reply: aiohttp.ClientResponse, request: Request) -> bytes:
         meta = request.meta or _NO_META

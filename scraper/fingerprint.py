@@ -8,7 +8,7 @@ can be left out, as yarl normalises percent-encoding.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from yarl import URL
 
@@ -16,10 +16,11 @@ from scraper.http import Request
 from scraper.links import strip_session_ids
 
 
-def canonical_url(url: str | URL) -> str:
+def canonical_url(url: str | URL, *, text: Callable[[URL], str] = str) -> str:
+    """``text`` renders a URL (``Request.text_of`` knows the text of a request's own)."""
     original = url if isinstance(url, URL) else URL(url)
     if len(original.raw_path) > 1 and not original.raw_query_string and not original.raw_fragment:
-        return str(original)  # already canonical: most links (the rebuild below costs ~3 µs)
+        return text(original)  # already canonical: most links (the rebuild below costs ~3 µs)
     # with_path drops query and fragment, and spells an empty path as "/"
     canonical = original.with_path(original.raw_path or "/", encoded=True)
     if original.query_string:
@@ -32,7 +33,7 @@ def fingerprint(request: Request, session_parameters: Collection[str] = (), *, p
     in ``session_parameters`` are ignored, so they do not make every URL look new. ``parsed``
     is ``request.url`` already parsed, if the caller has it."""
     url = strip_session_ids(request.url, session_parameters) if session_parameters else request.url
-    canonical = canonical_url(parsed if parsed is not None and url is request.url else url)
+    canonical = canonical_url(parsed if parsed is not None and url is request.url else url, text=request.text_of)
     digest = hashlib.blake2b(f"{request.method} {canonical}".encode(), digest_size=16)
     body = request.body()
     if body:

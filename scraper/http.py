@@ -69,6 +69,11 @@ class Request:
         parse of a new URL costs ~7 µs)."""
         return URL(self.url) if self._parsed is None else self._parsed
 
+    def text_of(self, url: URL) -> str:
+        """``str(url)``, spared for this request's own parsed URL: a request made by
+        ``Response.follow`` holds the text of the URL it keeps (rendering it costs ~3 µs)."""
+        return self.url if url is self._parsed else str(url)
+
     def replace(self, **changes: Any) -> Request:
         """A copy with ``changes`` applied (the request itself never changes)."""
         return dataclasses.replace(self, **changes)

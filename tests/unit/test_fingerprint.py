@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from scraper.fingerprint import canonical_url, fingerprint
-from scraper.http import Request
+from scraper.http import Request, Response
 
 
 def print_of(url: str, **kwargs: Any) -> str:
@@ -96,3 +96,21 @@ def test_canonical_url(url: str, expected: str) -> None:
 
 def test_empty_path_equals_root() -> None:
     assert print_of("https://example.com") == print_of("https://example.com/")
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "next.html",
+        "../a b/ü.html?q=x y&r=1#frag",
+        "//cdn.example.com:8080/%7Euser/",
+        "/p?b=2&a=1",
+        "HTTP://Shop.example.com:80",
+    ],
+)
+def test_a_followed_request_has_the_fingerprint_of_its_url_as_a_string(href: str) -> None:
+    """A followed request keeps its parsed URL, and its canonical form is read from it."""
+    page = Request("https://shop.example.com/catalog/list.html")
+    response = Response(url=page.url, status=200, body=b"<p>x</p>", request=page)
+    followed = response.follow(href)
+    assert fingerprint(followed, parsed=followed.parsed_url()) == fingerprint(Request(followed.url))

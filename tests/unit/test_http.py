@@ -263,6 +263,9 @@ def test_a_followed_request_keeps_the_url_it_was_resolved_to(href: str) -> None:
     assert kept == URL(request.url)  # the same URL as parsing its string would give
     assert str(kept) == request.url
     assert kept.raw_path_qs == URL(request.url).raw_path_qs  # what goes on the wire
+    assert request.text_of(kept) is request.url  # its text is known: not rendered again
+    other = URL("https://other.example.com/Path?b=1")
+    assert request.text_of(other) == str(other)
 
 
 def test_a_request_made_from_a_string_or_replaced_parses_its_own_url() -> None:
