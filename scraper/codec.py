@@ -18,7 +18,7 @@ class RequestNotStorable(ScraperError):
     """A request's meta, cb_kwargs or callback cannot be stored as JSON / a method name."""
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class EncodedRequest:
     """The storable parts of a request, ready for ``scraper_requests``."""
 

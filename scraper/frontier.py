@@ -15,7 +15,7 @@ from scraper.codec import EncodedRequest
 from scraper.http import Request
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Scheduled:
     """A request the scheduler admitted, with its dedup fingerprint and host."""
 
@@ -27,7 +27,7 @@ class Scheduled:
     in_memory: bool = True  # False: spilled, it waits in the database until a refill
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Refused:
     """A request admission turned away, and why (``scraper_requests.reason``)."""
 

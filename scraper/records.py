@@ -1,8 +1,5 @@
 """What workers hand to storage: one ``Commit`` per page, holding the page's outcome, its
-items, the requests it discovered (admitted or refused) and its errors. Value objects only,
-never changed once built; they are not ``frozen`` dataclasses because a frozen one costs ~3x
-as much to build (a ``object.__setattr__`` call per field), and several are built per page.
-The same holds for ``Scheduled``, ``Refused`` and ``EncodedRequest``."""
+items, the requests it discovered (admitted or refused) and its errors. Value objects only."""
 
 from __future__ import annotations
 
@@ -13,7 +10,7 @@ from typing import Any
 from scraper.frontier import Refused, Scheduled
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class StoredItem:
     """An item ready for its table: ``row`` maps column names to SQLite values."""
 
@@ -24,7 +21,7 @@ class StoredItem:
     url: str
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ErrorRecord:
     url: str | None
     stage: str
@@ -33,7 +30,7 @@ class ErrorRecord:
     traceback: str | None
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
     """Where a handed-out request stands: ``done``, ``failed`` or ``filtered`` (with a reason),
     or ``pending`` again when parked for a retry until ``not_before`` (unix time)."""
@@ -46,7 +43,7 @@ class Outcome:
     not_before: float | None = None
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Commit:
     """Everything one page produced, written in the same transaction."""
 
