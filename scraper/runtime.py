@@ -65,6 +65,10 @@ class CrawlCollector:
     What instead: automatic collection is off while the crawl runs. Every ``every`` seconds
     a timer on the loop collects the young generation (what was allocated since the last
     tick, cheap) and freezes the survivors, so that no later collection walks them again.
+    A tick walks what is in flight at that moment whatever the period (a 32-worker crawl:
+    ~4,000 objects, ~1 ms), so the period sets how often that is paid: on a 10,000-page
+    crawl, 56 ms in all every 250 ms against 133 ms every 50 ms. At concurrency 5,000 a tick
+    still walks only what a quarter second of new requests holds.
     Frozen objects still die by reference counting like any other; only a reference cycle
     that forms among them stays until a full collection. For that, memory is watched: once
     Python's allocated blocks have grown by ``full_growth`` since the last full collection,
@@ -74,7 +78,7 @@ class CrawlCollector:
     def __init__(
         self,
         *,
-        every: float = 0.05,
+        every: float = 0.25,
         full_growth: float = 1.5,
         full_every: float = 30.0,
         blocks: Callable[[], int] = sys.getallocatedblocks,
