@@ -94,7 +94,7 @@ class Engine:
 
     async def run(self) -> CrawlResult:
         async with AsyncExitStack() as stack:
-            stack.enter_context(CrawlCollector())
+            stack.enter_context(CrawlCollector.for_concurrency(self.settings.concurrency))
             parse_pool = await stack.enter_async_context(self._parse_pool())  # before any file or thread
             storage = await stack.enter_async_context(
                 Storage(

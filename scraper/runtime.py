@@ -13,10 +13,13 @@ from contextlib import contextmanager
 from typing import Any, Literal, TypeVar
 
 from scraper.errors import ConfigError
+from scraper.loop_budget import MANY_WORKERS
 
 T = TypeVar("T")
 EventLoop = Literal["auto", "asyncio", "uvloop"]
 
+FEW_WORKERS_TICK = 0.25  # seconds between young collections
+MANY_WORKERS_TICK = 0.05  # ... past MANY_WORKERS (loop_budget's threshold: the same crawls)
 _YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython's default is 700)
 
 
@@ -65,20 +68,28 @@ class CrawlCollector:
     What instead: automatic collection is off while the crawl runs. Every ``every`` seconds
     a timer on the loop collects the young generation (what was allocated since the last
     tick, cheap) and freezes the survivors, so that no later collection walks them again.
-    A tick walks what is in flight at that moment whatever the period (a 32-worker crawl:
-    ~4,000 objects, ~1 ms), so the period sets how often that is paid: on a 10,000-page
-    crawl, 56 ms in all every 250 ms against 133 ms every 50 ms. At concurrency 5,000 a tick
-    still walks only what a quarter second of new requests holds.
+    The period depends on the crawl (``for_concurrency``). A few dozen workers finish a page
+    in milliseconds, so a tick walks about what is in flight at that moment (~4,000 objects,
+    ~1 ms) whatever the period, and a longer one pays that less often: on a 10,000-page
+    crawl, 56 ms in all every 250 ms against 133 ms every 50 ms. Thousands of slow requests
+    keep what they allocate for a second or more, so every object is walked once whatever
+    the period, and a longer one only makes each pause longer (at concurrency 5,000 the
+    worst loop stall rose from 52-60 to 68-78 ms at 250 ms): they tick every 50 ms.
     Frozen objects still die by reference counting like any other; only a reference cycle
     that forms among them stays until a full collection. For that, memory is watched: once
     Python's allocated blocks have grown by ``full_growth`` since the last full collection,
     and at most once every ``full_every`` seconds, everything is unfrozen and collected (the
     one long pause, and a bound on what cycles can hold). Everything is undone on exit."""
 
+    @classmethod
+    def for_concurrency(cls, concurrency: int) -> CrawlCollector:
+        """The collector for a crawl of ``concurrency`` workers."""
+        return cls(every=MANY_WORKERS_TICK if concurrency > MANY_WORKERS else FEW_WORKERS_TICK)
+
     def __init__(
         self,
         *,
-        every: float = 0.25,
+        every: float = FEW_WORKERS_TICK,
         full_growth: float = 1.5,
         full_every: float = 30.0,
         blocks: Callable[[], int] = sys.getallocatedblocks,
@@ -95,6 +106,11 @@ class CrawlCollector:
         self._last_full = 0.0
         self.young_collections = 0
         self.full_collections = 0
+
+    @property
+    def every(self) -> float:
+        """Seconds between young collections."""
+        return self._every
 
     def __enter__(self) -> CrawlCollector:
         self._was_enabled = gc.isenabled()

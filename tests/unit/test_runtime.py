@@ -8,6 +8,7 @@ import gc
 import weakref
 from collections.abc import Callable
 
+from scraper.loop_budget import MANY_WORKERS
 from scraper.runtime import CrawlCollector, fewer_collections
 
 
@@ -45,6 +46,15 @@ async def test_automatic_collection_is_off_during_the_crawl_and_restored_after()
     with CrawlCollector(every=10.0):
         assert not gc.isenabled()
     assert gc.isenabled()
+
+
+def test_a_crawl_of_thousands_of_workers_ticks_more_often() -> None:
+    """Past the loop budget's threshold the young generation is what a short period allocates,
+    so the pauses stay short; a few dozen workers tick less often and walk less in all."""
+    few, many = CrawlCollector.for_concurrency(32), CrawlCollector.for_concurrency(5000)
+    assert many.every < few.every
+    assert CrawlCollector.for_concurrency(MANY_WORKERS).every == few.every
+    assert CrawlCollector.for_concurrency(MANY_WORKERS + 1).every == many.every
 
 
 async def test_a_tick_frees_young_cycles() -> None:
