@@ -5,10 +5,9 @@ error naming the culprit."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from scraper.errors import ScraperError
 from scraper.http import Request
@@ -18,8 +17,7 @@ class RequestNotStorable(ScraperError):
     """A request's meta, cb_kwargs or callback cannot be stored as JSON / a method name."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class EncodedRequest:
+class EncodedRequest(NamedTuple):
     """The storable parts of a request, ready for ``scraper_requests``."""
 
     callback: str

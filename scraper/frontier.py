@@ -5,18 +5,16 @@ hosts). One protocol; the memory store is here, SQLite and Redis stores implemen
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import itertools
 from collections.abc import Iterator
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from scraper.codec import EncodedRequest
 from scraper.http import Request
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Scheduled:
+class Scheduled(NamedTuple):
     """A request the scheduler admitted, with its dedup fingerprint and host."""
 
     request: Request
@@ -27,8 +25,7 @@ class Scheduled:
     in_memory: bool = True  # False: spilled, it waits in the database until a refill
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Refused:
+class Refused(NamedTuple):
     """A request admission turned away, and why (``scraper_requests.reason``)."""
 
     request: Request

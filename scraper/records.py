@@ -1,17 +1,17 @@
 """What workers hand to storage: one ``Commit`` per page, holding the page's outcome, its
-items, the requests it discovered (admitted or refused) and its errors. Value objects only."""
+items, the requests it discovered (admitted or refused) and its errors. Value objects only:
+named tuples, immutable like frozen dataclasses and built in a third of the time (several are
+built per page; a frozen dataclass sets each field through ``object.__setattr__``)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from scraper.frontier import Refused, Scheduled
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class StoredItem:
+class StoredItem(NamedTuple):
     """An item ready for its table: ``row`` maps column names to SQLite values."""
 
     table: str
@@ -21,8 +21,7 @@ class StoredItem:
     url: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ErrorRecord:
+class ErrorRecord(NamedTuple):
     url: str | None
     stage: str
     error_type: str
@@ -30,8 +29,7 @@ class ErrorRecord:
     traceback: str | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """Where a handed-out request stands: ``done``, ``failed`` or ``filtered`` (with a reason),
     or ``pending`` again when parked for a retry until ``not_before`` (unix time)."""
 
@@ -43,8 +41,7 @@ class Outcome:
     not_before: float | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Commit:
+class Commit(NamedTuple):
     """Everything one page produced, written in the same transaction."""
 
     outcome: Outcome | None = None

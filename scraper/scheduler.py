@@ -235,7 +235,7 @@ class Scheduler:
 
     async def retry(self, entry: Scheduled, *, delay: float, count_attempt: bool = True) -> Scheduled:
         """Park ``entry`` for ``delay`` seconds; no worker waits for it."""
-        parked = dataclasses.replace(entry, attempts=entry.attempts + 1) if count_attempt else entry
+        parked = entry._replace(attempts=entry.attempts + 1) if count_attempt else entry
         await self._frontier.push(parked, not_before=time.monotonic() + delay)
         self._changed.set()  # a new wake time
         return parked
