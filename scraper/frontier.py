@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple, Protocol
 
 from scraper.codec import EncodedRequest
@@ -44,7 +44,7 @@ class Frontier(Protocol):
         store loads its rows in ``refill``), so that a free worker takes one without waiting."""
         ...
 
-    def release_due(self, now: float) -> Iterator[str]:
+    def release_due(self, now: float) -> Iterable[str]:
         """Move parked entries whose time has come to their host queues; yields those hosts."""
         ...
 
@@ -93,7 +93,12 @@ class MemoryFrontier:
         self._size -= 1
         return entry
 
-    def release_due(self, now: float) -> Iterator[str]:
+    def release_due(self, now: float) -> Iterable[str]:
+        if not self._parked or self._parked[0][0] > now:
+            return ()  # nearly every call (one per hand-out): no generator to make
+        return self._released(now)
+
+    def _released(self, now: float) -> Iterator[str]:
         while self._parked and self._parked[0][0] <= now:
             entry = heapq.heappop(self._parked)[2]
             self._enqueue(entry)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -100,7 +101,7 @@ async def run_callback(callback: Callable[..., Any], response: Response) -> Call
 
 
 async def _collect(result: Any) -> list[Any]:
-    if inspect.isasyncgen(result):
+    if isinstance(result, types.AsyncGeneratorType):  # inspect.isasyncgen, without the call
         return [output async for output in result]
     if inspect.isawaitable(result):
         result = await result

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable
 
 from scraper.codec import RequestNotStorable, decode
 from scraper.frontier import MemoryFrontier, Scheduled
@@ -72,7 +72,7 @@ class SQLiteFrontier:
             return None
         return Scheduled(request, row["fingerprint"], row["host"], attempts=row["attempts"])  # type: ignore[index]
 
-    def release_due(self, now: float) -> Iterator[str]:
+    def release_due(self, now: float) -> Iterable[str]:
         return self._memory.release_due(now)
 
     def next_due(self) -> float | None:

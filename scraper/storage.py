@@ -286,7 +286,7 @@ class Storage:
         for fingerprint in fingerprints:
             unwritten[fingerprint] -= 1
             if unwritten[fingerprint] <= 0:
-                del unwritten[fingerprint]  # only this batch's keys: no full rebuild
+                unwritten.pop(fingerprint)  # only this batch's keys; dict.pop, not Counter's Python __delitem__
         for table, count in stored.items():
             self._stats.increment(f"items/{table}", count)
             self._stats.increment("items/stored", count)
