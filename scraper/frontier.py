@@ -45,7 +45,8 @@ class Frontier(Protocol):
         ...
 
     def release_due(self, now: float) -> Iterable[str]:
-        """Move parked entries whose time has come to their host queues; yields those hosts."""
+        """Move parked entries whose time has come to their host queues; returns those hosts
+        (read them all: a store may move the entries as they are read)."""
         ...
 
     def next_due(self) -> float | None:

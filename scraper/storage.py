@@ -27,6 +27,7 @@ import aiosqlite
 from scraper import crawls, schema, writes
 from scraper.crawls import CrawlStart, utc_now
 from scraper.errors import StorageError
+from scraper.frontier import Refused, Scheduled
 from scraper.handoff import HandOff
 from scraper.lock import CrawlLock
 from scraper.records import Commit, StoredItem
@@ -149,7 +150,7 @@ class Storage:
             self._check_writer()
         self._queued_rows += rows
         if commit.requests or commit.refused:
-            self._unwritten.update(_fingerprints_of(commit))
+            self._unwritten.update(_fingerprints(commit.requests, commit.refused))
         await self._queue.put((commit, rows))
 
     async def lease_pending(self, limit: int) -> list[sqlite3.Row]:
@@ -262,7 +263,7 @@ class Storage:
         except BaseException:
             await db.execute("ROLLBACK")
             raise
-        self._committed(map(_FINGERPRINT, itertools.chain(requests, refused)), stored)
+        self._committed(_fingerprints(requests, refused), stored)
 
     async def _release(self, rows: int) -> None:
         """Committed rows leave the queue: submitters waiting for room may go on."""
@@ -326,5 +327,6 @@ def _rows_of(commit: Commit) -> int:
     return 1 + len(commit.requests) + len(commit.refused) + len(commit.items) + len(commit.errors)
 
 
-def _fingerprints_of(commit: Commit) -> Iterator[str]:
-    return map(_FINGERPRINT, itertools.chain(commit.requests, commit.refused))
+def _fingerprints(*entries: Iterable[Scheduled | Refused]) -> Iterator[str]:
+    """The fingerprints of admitted and refused requests: the keys of ``_unwritten``."""
+    return map(_FINGERPRINT, itertools.chain(*entries))

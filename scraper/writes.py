@@ -36,8 +36,7 @@ class ItemTables:
         return known is not None and known.issuperset(item.columns)
 
     async def ensure(self, db: aiosqlite.Connection, item: StoredItem) -> None:
-        if self.knows(item):
-            return
+        """Create what ``knows`` found missing: the table, new columns, the key's index."""
         known = self._columns.get(item.table)
         if known is None:
             await db.execute(schema.create_item_table(item.table, dict(item.columns)))
