@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 _QUEUE_SIZE = 2_000
 _QUEUE_ROWS = 20_000  # rows (requests, items, errors) queued before submitters wait: bounds memory
 _BATCH_ROWS = 20_000  # rows per transaction, so one commit never grows huge
+_FEW_COMMITS = 32  # a transaction with fewer waits up to the linger for more (see _next_batch)
+_LINGER = 0.01  # seconds
 _STATS_EVERY = 2.0  # seconds between saved statistics (what a resumed crawl continues from)
 
 
@@ -52,10 +54,13 @@ class _Refill:
 
 
 class Storage:
-    def __init__(self, path: Path, *, stats: Stats, batch_size: int = 500, max_items: int = 0) -> None:
+    def __init__(
+        self, path: Path, *, stats: Stats, batch_size: int = 500, max_items: int = 0, linger: float = _LINGER
+    ) -> None:
         self.path = path
         self._stats = stats
         self._batch_size = batch_size
+        self._linger = linger
         self._max_items = max_items
         self._db: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
@@ -234,19 +239,37 @@ class Storage:
 
     async def _next_batch(self) -> tuple[list[Commit], int, _Refill | None, bool]:
         """The commits that queued up while the last transaction ran (group commit), and
-        their rows, up to a refill or the stop signal, which are answered after them."""
+        their rows, up to a refill or the stop signal, which are answered after them.
+
+        When pages come in slower than transactions go out (a crawl whose loop is not busy:
+        callbacks in parse processes, per-host delays), every page would be a transaction of
+        its own, and each is five trips to SQLite's thread and back (a parse-pool crawl: 2.8
+        commits a transaction, ~0.3 ms of the loop's CPU a page). So a transaction of fewer
+        than ``_FEW_COMMITS`` waits up to ``linger`` for more; a refill or the stop signal
+        ends the wait at once. A busy crawl's transactions are larger and never wait."""
         batch: list[Commit] = []
         rows = 0
         item = await self._queue.get()
+        linger_until = asyncio.get_running_loop().time() + self._linger
         while True:
             if item is None or isinstance(item, _Refill):
                 return batch, rows, item, item is None
             commit, commit_rows = item
             batch.append(commit)
             rows += commit_rows
-            if len(batch) >= self._batch_size or rows >= _BATCH_ROWS or self._queue.empty():
+            if len(batch) >= self._batch_size or rows >= _BATCH_ROWS:
                 return batch, rows, None, False
-            item = self._queue.get_nowait()
+            if self._queue.empty():
+                left = linger_until - asyncio.get_running_loop().time()
+                if len(batch) >= _FEW_COMMITS or left <= 0:
+                    return batch, rows, None, False
+                try:
+                    async with asyncio.timeout(left):
+                        item = await self._queue.get()
+                except TimeoutError:
+                    return batch, rows, None, False
+            else:
+                item = self._queue.get_nowait()
 
     async def _write(self, batch: list[Commit]) -> None:
         db, now = self._connection, utc_now()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import sqlite3
@@ -155,6 +156,45 @@ async def test_many_commits_are_grouped_into_few_transactions(database: Path) ->
         await storage.finish_crawl(status="finished", reason="finished")
     assert rows(database, "SELECT count(*) FROM book") == [(300,)]
     assert transactions < 30  # queued commits share transactions (group commit)
+
+
+def counting_transactions(storage: Storage) -> list[int]:
+    """Patch ``storage`` to record the commits of each transaction it writes."""
+    sizes: list[int] = []
+    original = storage._write
+
+    async def counting(batch: list[Commit]) -> None:
+        sizes.append(len(batch))
+        await original(batch)
+
+    storage._write = counting  # type: ignore[method-assign]
+    return sizes
+
+
+async def test_commits_that_trickle_in_wait_for_each_other(database: Path) -> None:
+    """Pages finishing a few ms apart (a loop that is not busy) share a transaction instead
+    of paying a transaction each."""
+    async with Storage(database, stats=Stats(), linger=30.0) as storage:
+        await storage.begin_crawl("books")
+        sizes = counting_transactions(storage)
+        for n in range(5):
+            await storage.submit(Commit(items=[stored_item(book(url=f"http://b.test/{n}"), "u")]))
+            await asyncio.sleep(0.01)
+        await storage.finish_crawl(status="finished", reason="finished")  # the stop ends the wait
+    assert sizes == [5]
+    assert rows(database, "SELECT count(*) FROM book") == [(5,)]
+
+
+async def test_a_refill_does_not_wait_for_the_linger(database: Path) -> None:
+    async with Storage(database, stats=Stats(), linger=30.0) as storage:
+        await storage.begin_crawl("books")
+        sizes = counting_transactions(storage)
+        await storage.submit(Commit(requests=[Scheduled(Request("http://b.test/"), "fp-start", "b.test")]))
+        leased = await asyncio.wait_for(storage.lease_pending(10), timeout=10.0)  # not after 30 s
+        assert leased == []  # the request is this crawl's already (in its frontier)
+        assert sizes == [1]  # the commit queued before the refill was written first, alone
+        assert rows(database, "SELECT fingerprint, leased FROM scraper_requests") == [("fp-start", 1)]
+        await storage.finish_crawl(status="finished", reason="finished")
 
 
 async def test_unopenable_path_is_a_storage_error(tmp_path: Path) -> None:
