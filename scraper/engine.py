@@ -26,7 +26,7 @@ from scraper.pipeline import Pipeline
 from scraper.ratelimit import HostLimiter
 from scraper.records import Commit
 from scraper.robots import RobotsTxt
-from scraper.runtime import CrawlCollector
+from scraper.runtime import CrawlCollector, keep_freed_heap
 from scraper.scheduler import Scheduler
 from scraper.seen import MemorySeen, SeenSet, StoredSeen
 from scraper.settings import Settings
@@ -93,6 +93,7 @@ class Engine:
             self.scheduler.close()
 
     async def run(self) -> CrawlResult:
+        keep_freed_heap()  # process-wide and idempotent: parsing stops faulting its memory back in
         async with AsyncExitStack() as stack:
             stack.enter_context(CrawlCollector.for_concurrency(self.settings.concurrency))
             parse_pool = await stack.enter_async_context(self._parse_pool())  # before any file or thread
