@@ -44,8 +44,8 @@ async def wait_for(condition: Callable[[], bool]) -> None:
 
 
 async def ticks(collector: CrawlCollector, count: int) -> None:
-    target = collector.young_collections + count
-    await wait_for(lambda: collector.young_collections >= target)
+    target = collector.ticks + count
+    await wait_for(lambda: collector.ticks >= target)
 
 
 async def test_automatic_collection_is_off_during_the_crawl_and_restored_after() -> None:
@@ -70,6 +70,43 @@ async def test_a_tick_frees_young_cycles() -> None:
         assert cycle() is not None  # nothing collects between ticks
         await ticks(collector, 1)
         assert cycle() is None
+
+
+def tick_by_hand(collector: CrawlCollector, count: int, *, garbage: bool = False) -> None:
+    """``count`` ticks, each after dropping a reference cycle if ``garbage``."""
+    for _ in range(count):
+        if garbage:
+            dropped_cycle()
+        collector._tick()
+
+
+async def test_after_a_collection_that_found_no_garbage_ticks_only_freeze_for_a_while() -> None:
+    """A crawl that makes no cyclic garbage (most: 10 objects in a 10,000-page crawl) need not
+    walk what it allocates at every tick: quiet runs of 1, 2, 4, then 4 (``quiet_for``) ticks."""
+    with CrawlCollector(every=1000.0, quiet_for=4000.0) as collector:  # ticked by hand
+        tick_by_hand(collector, 1, garbage=True)  # found some: the next tick collects too
+        tick_by_hand(collector, 11)
+        assert (collector.ticks, collector.young_collections) == (12, 5)  # ticks 1, 2, 4, 7 and 12
+        survivor = Cycle()
+        tick_by_hand(collector, 1)  # a quiet tick: frozen without a walk
+        assert is_frozen(survivor)
+
+
+async def test_garbage_found_brings_back_a_collection_at_every_tick() -> None:
+    with CrawlCollector(every=1000.0, quiet_for=4000.0) as collector:
+        tick_by_hand(collector, 1, garbage=True)
+        tick_by_hand(collector, 7)  # collections at ticks 1, 2, 4 and 7; 8 is the first of 4 quiet
+        assert collector.young_collections == 4
+        cycles = [dropped_cycle() for _ in range(3)]
+        tick_by_hand(collector, 1)  # quiet: the cycles are frozen, not walked
+        assert all(cycle() is not None for cycle in cycles)
+        tick_by_hand(collector, 3, garbage=True)  # 10 and 11 quiet; 12 collects and finds garbage
+        assert collector.young_collections == 5
+        tick_by_hand(collector, 3, garbage=True)
+        assert collector.young_collections == 8  # every tick again
+        assert all(cycle() is not None for cycle in cycles)  # what a quiet tick froze waits...
+        collector.collect_all()
+        assert all(cycle() is None for cycle in cycles)  # ...for a full collection
 
 
 async def test_survivors_are_frozen_and_their_cycles_wait_for_a_full_collection() -> None:
@@ -117,9 +154,9 @@ async def test_exit_unfreezes_and_stops_ticking() -> None:
         assert is_frozen(survivor)
     assert not is_frozen(survivor)
     assert gc.get_freeze_count() == 0
-    stopped_at = collector.young_collections
+    stopped_at = collector.ticks
     await asyncio.sleep(0.05)
-    assert collector.young_collections == stopped_at
+    assert collector.ticks == stopped_at
 
 
 def test_fewer_collections_turns_collection_on_with_a_high_threshold_and_restores_it() -> None:
