@@ -112,11 +112,12 @@ class CrawlCollector:
     concurrency 5,000, whose young collections took 400-560 ms in all), so a collection that
     found none is followed by ticks that only freeze, in runs of 1, 2, 4... ticks up to
     ``quiet_for`` seconds' worth (90-113 ms in all for that crawl); garbage found brings back
-    a collection at every tick. Frozen objects still die by reference counting like any other; only a reference cycle
-    that forms among them stays until a full collection. For that, memory is watched: once
-    Python's allocated blocks have grown by ``full_growth`` since the last full collection,
-    and at most once every ``full_every`` seconds, everything is unfrozen and collected (the
-    one long pause, and a bound on what cycles can hold). Everything is undone on exit."""
+    a collection at every tick. Frozen objects still die by reference counting like any
+    other; only a reference cycle that forms among them (or is frozen by a quiet tick) stays
+    until a full collection. For that, memory is watched: once Python's allocated blocks
+    have grown by ``full_growth`` since the last full collection, and at most once every
+    ``full_every`` seconds, everything is unfrozen and collected (the one long pause, and a
+    bound on what cycles can hold). Everything is undone on exit."""
 
     @classmethod
     def for_concurrency(cls, concurrency: int) -> CrawlCollector:
