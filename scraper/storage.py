@@ -250,7 +250,8 @@ class Storage:
         batch: list[Commit] = []
         rows = 0
         item = await self._queue.get()
-        linger_until = asyncio.get_running_loop().time() + self._linger
+        loop = asyncio.get_running_loop()
+        linger_until = loop.time() + self._linger
         while True:
             if item is None or isinstance(item, _Refill):
                 return batch, rows, item, item is None
@@ -259,17 +260,17 @@ class Storage:
             rows += commit_rows
             if len(batch) >= self._batch_size or rows >= _BATCH_ROWS:
                 return batch, rows, None, False
-            if self._queue.empty():
-                left = linger_until - asyncio.get_running_loop().time()
-                if len(batch) >= _FEW_COMMITS or left <= 0:
-                    return batch, rows, None, False
-                try:
-                    async with asyncio.timeout(left):
-                        item = await self._queue.get()
-                except TimeoutError:
-                    return batch, rows, None, False
-            else:
+            if not self._queue.empty():
                 item = self._queue.get_nowait()
+                continue
+            left = linger_until - loop.time()
+            if len(batch) >= _FEW_COMMITS or left <= 0:
+                return batch, rows, None, False
+            try:
+                async with asyncio.timeout(left):
+                    item = await self._queue.get()
+            except TimeoutError:
+                return batch, rows, None, False
 
     async def _write(self, batch: list[Commit]) -> None:
         db, now = self._connection, utc_now()
