@@ -44,7 +44,7 @@ from scraper.codec import callback_name, callback_named
 from scraper.deadline import Deadlines
 from scraper.errors import ConfigError, ScraperError
 from scraper.http import Request, Response
-from scraper.runtime import fewer_collections
+from scraper.runtime import fewer_collections, keep_freed_heap
 from scraper.spider import CallbackResult, Spider, run_callback
 
 logger = logging.getLogger(__name__)
@@ -520,6 +520,7 @@ def _serve(source: BinaryIO, sink: BinaryIO, *, configure_logging: bool) -> None
     input (and if the crawl's process is killed, the input ends with it)."""
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, signal.SIG_IGN)
+    keep_freed_heap()  # a fork has it from the crawl already; a fresh interpreter does not
     hello = _read(source)
     if hello is None:
         return
