@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 
 from scraper.codec import RequestNotStorable, decode
 from scraper.frontier import MemoryFrontier, Scheduled
@@ -23,33 +22,33 @@ logger = logging.getLogger(__name__)
 _EMPTY_REFILL_PAUSE = 0.02  # seconds before asking again when the spilled rows are not committed yet
 
 
-class SQLiteFrontier:
+class SQLiteFrontier(MemoryFrontier):
+    """The memory frontier as a bounded buffer in front of the database: popping, parking and
+    the host queues are the memory frontier's own (several calls a page, none delegated)."""
+
     def __init__(self, *, storage: Storage, spider: object, buffer: int, spilled: int = 0) -> None:
+        super().__init__()
         self._storage = storage
         self._spider = spider
         self._buffer = buffer
-        self._memory = MemoryFrontier()
         self._spilled = spilled  # pending rows in the database that are not in memory
         self._next_refill = 0.0
 
     def has_room(self) -> bool:
-        return len(self._memory) < self._buffer
+        return self._size < self._buffer
 
     async def push(self, entry: Scheduled, *, not_before: float = 0.0) -> None:
         if entry.in_memory:
-            await self._memory.push(entry, not_before=not_before)
+            await super().push(entry, not_before=not_before)
         else:
             self._spilled += 1  # its row, written by the page's commit, is all there is of it
-
-    def pop(self, host: str) -> Scheduled | None:
-        return self._memory.pop(host)
 
     async def refill(self) -> list[str]:
         """Load spilled requests when the buffer is at most half full; returns their hosts."""
         now = time.monotonic()
-        if not self._spilled or len(self._memory) > self._buffer // 2 or now < self._next_refill:
+        if not self._spilled or self._size > self._buffer // 2 or now < self._next_refill:
             return []
-        rows = await self._storage.lease_pending(self._buffer - len(self._memory))
+        rows = await self._storage.lease_pending(self._buffer - self._size)
         if not rows:
             self._next_refill = now + _EMPTY_REFILL_PAUSE
             return []
@@ -60,7 +59,7 @@ class SQLiteFrontier:
             if entry is None:
                 continue
             wait = max(0.0, (row["not_before"] or 0.0) - time.time())
-            await self._memory.push(entry, not_before=time.monotonic() + wait if wait else 0.0)
+            await super().push(entry, not_before=time.monotonic() + wait if wait else 0.0)
             hosts.append(entry.host)
         return hosts
 
@@ -72,20 +71,14 @@ class SQLiteFrontier:
             return None
         return Scheduled(request, row["fingerprint"], row["host"], attempts=row["attempts"])  # type: ignore[index]
 
-    def release_due(self, now: float) -> Iterable[str]:
-        return self._memory.release_due(now)
-
     def next_due(self) -> float | None:
         """The earliest parked entry, or the retry of a refill that found the spilled rows not
         yet committed (only while a refill is wanted and still ahead: never a time past)."""
-        due = self._memory.next_due()
-        waiting_to_refill = self._spilled and len(self._memory) <= self._buffer // 2
+        due = super().next_due()
+        waiting_to_refill = self._spilled and self._size <= self._buffer // 2
         if waiting_to_refill and self._next_refill > time.monotonic():
             due = self._next_refill if due is None else min(due, self._next_refill)
         return due
 
-    def has_pending(self, host: str) -> bool:
-        return self._memory.has_pending(host)
-
     def __len__(self) -> int:
-        return len(self._memory) + self._spilled
+        return self._size + self._spilled
