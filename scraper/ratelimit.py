@@ -99,11 +99,15 @@ class HostLimiter:
             return math.inf
         return max(state.next_start, state.paused_until)
 
-    def begin(self, host: str, now: float) -> None:
-        """A request to ``host`` is handed out: take a slot and reserve the next start time."""
+    def begin(self, host: str, now: float) -> float:
+        """A request to ``host`` is handed out: take a slot and reserve the next start time.
+        Returns ``ready_at(host)`` after it, which the scheduler wants next."""
         state = self._hosts[host]
         state.active += 1
         state.next_start = max(now, state.next_start) + state.delay
+        if state.active >= state.limit:
+            return math.inf
+        return max(state.next_start, state.paused_until)
 
     async def wait_turn(self, host: str) -> None:
         """Sleep until ``delay`` has passed since the last real start to ``host``. A host paused

@@ -178,30 +178,25 @@ class Scheduler:
             entry = self._frontier.pop(host)
             if entry is None:
                 continue
-            self._limiter.begin(host, now)
-            self._schedule_host(host)
+            self._schedule_host(host, self._limiter.begin(host, now))
             self._in_flight += 1
-            self._count_hand_out()
-            self._forget_idle_hosts(now)
+            self._count_hand_out(now)
             return entry
         return None
 
-    def _forget_idle_hosts(self, now: float) -> None:
-        """Every so often, drop the rate state of hosts with nothing pending or in flight."""
-        if self._handed_out % _EVICT_EVERY or len(self._limiter) < _EVICT_ABOVE:
-            return
-        evicted = self._limiter.evict_idle(
-            now, busy=lambda host: host in self._full_hosts or self._frontier.has_pending(host)
-        )
-        self._stats.increment("hosts/forgotten", evicted)
-
-    def _count_hand_out(self) -> None:
-        """``close.max_pages`` is exact: after that many fetches are handed out, none is."""
+    def _count_hand_out(self, now: float) -> None:
+        """``close.max_pages`` is exact: after that many fetches are handed out, none is.
+        Every so often, the rate state of hosts with nothing pending or in flight is dropped."""
         self._handed_out += 1
         limit = self._settings.close.max_pages
         if limit and self._handed_out >= limit:
             self.limit_reached = "max_pages"
             self.close()
+        if not self._handed_out % _EVICT_EVERY and len(self._limiter) >= _EVICT_ABOVE:
+            evicted = self._limiter.evict_idle(
+                now, busy=lambda host: host in self._full_hosts or self._frontier.has_pending(host)
+            )
+            self._stats.increment("hosts/forgotten", evicted)
 
     def wake_time(self) -> float | None:
         """When ``next`` may have something again without any other event (monotonic); None

@@ -28,6 +28,17 @@ def test_slots_fill_then_free() -> None:
     assert hosts.ready_at("a.test") <= now
 
 
+def test_begin_returns_the_ready_time_after_it() -> None:
+    hosts = limiter(per_host={"concurrency": 2, "delay": 0.5})
+    now = time.monotonic()
+    first = hosts.begin("a.test", now)
+    assert first == hosts.ready_at("a.test") == now + 0.5  # a slot is free, the next start reserved
+    hosts.pause("a.test", now + 3, "test")
+    hosts.end("a.test", Signal.SKIPPED)
+    assert hosts.begin("a.test", now) == hosts.ready_at("a.test") == now + 3  # paused
+    assert hosts.begin("a.test", now) == hosts.ready_at("a.test") == math.inf  # both slots taken
+
+
 def test_throttling_halves_slots_and_doubles_delay_then_recovers_slowly() -> None:
     hosts = limiter(per_host={"concurrency": 8, "delay": 0.0})
     hosts.begin("a.test", time.monotonic())
