@@ -153,7 +153,7 @@ def check_headers(headers: Mapping[str, str], *, url: str, limit: int, content_t
     length = _declared_length(headers)
     if length is not None and length > limit:
         raise ResponseTooLarge(f"Content-Length {length} is larger than max_response_bytes={limit}", url=url)
-    media_type = (_header(headers, "Content-Type") or "").split(";", 1)[0].strip().lower()
+    media_type = _media_type(_header(headers, "Content-Type"))
     if media_type and content_types and not _media_type_allowed(media_type, tuple(content_types)):
         raise ContentTypeRefused(f"Content-Type {media_type!r} is not in content_types", url=url)
     return length
@@ -173,6 +173,12 @@ def _declared_length(headers: Mapping[str, str]) -> int | None:
     """Content-Length as a number; None when missing or malformed (no grounds to refuse)."""
     length = (_header(headers, "Content-Length") or "").strip()
     return int(length) if length.isascii() and length.isdigit() else None
+
+
+@functools.lru_cache(maxsize=256)
+def _media_type(content_type: str | None) -> str:
+    """``text/html`` of ``Text/HTML; charset=utf-8``. Cached: a crawl sees a handful."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 @functools.lru_cache(maxsize=256)

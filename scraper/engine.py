@@ -143,9 +143,12 @@ class Engine:
         queue: HandOff[Scheduled | None] = HandOff(maxsize=self.settings.concurrency * 2)
         feeder = Feeder(scheduler=scheduler, queue=queue, settings=self.settings, stop=self.stop)
 
-        def on_progress() -> None:
-            feeder.progress()
-            self._check_limits(storage)
+        on_progress = feeder.progress  # a call per page: the limits' check only when there are limits
+        if self.settings.close.max_items or self.settings.close.max_errors:
+
+            def on_progress() -> None:
+                feeder.progress()
+                self._check_limits(storage)
 
         worker = Worker(
             spider=self.spider,

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Mapping, Sequence
-from types import MappingProxyType, TracebackType
-from typing import Any
+from collections.abc import Sequence
+from types import TracebackType
 
 import aiohttp
-from yarl import URL
 
 from scraper.body import ACCEPT_ENCODING, check_headers, read_body, readable_whole
 from scraper.cookies import CrawlCookieJar
@@ -29,7 +27,6 @@ from scraper.stats import Stats
 
 _READ_CHUNK = 64 * 1024
 _REDIRECT_BODY_LIMIT = 64 * 1024
-_NO_META: Mapping[str, Any] = MappingProxyType({})
 _CLOSE_SLICE = 256  # pooled connections closed per loop turn at the end of a crawl
 
 
@@ -46,6 +43,7 @@ class Fetcher:
         self._limiter = limiter
         self._stats = stats
         self._session: aiohttp.ClientSession | None = None
+        self._content_types = tuple(settings.content_types)  # hashable: the media type check is cached
         self._handle: Handler = build_chain(self._send, middlewares)
 
     async def __aenter__(self) -> Fetcher:
@@ -89,54 +87,57 @@ class Fetcher:
 
     async def _send(self, request: Request) -> Response:
         """One attempt on the wire, within the request's total deadline."""
-        assert self._session is not None, "Fetcher used outside 'async with'"
+        session = self._session
+        assert session is not None, "Fetcher used outside 'async with'"
         url = request.parsed_url()  # parsed once: aiohttp takes the URL as it is
         await self._limiter.wait_turn(url.host or "")
         self._stats.increment("requests/sent")
+        headers: dict[str, str] | None = None  # most requests: a plain GET, nothing to add
+        data: bytes | None = None
+        if request.headers or request.data is not None or request.json is not None:
+            headers, data = request.headers_to_send(), request.body()
+        proxy = (request.meta.get("proxy") if request.meta else None) or self._settings.proxy
         try:
-            return await self._exchange(self._session, request, url)
+            async with session.request(
+                request.method, url, headers=headers, data=data, allow_redirects=False, proxy=proxy
+            ) as reply:
+                self._stats.increment(f"responses/{reply.status}")
+                try:
+                    body = await self._read(reply, request)
+                except FetchError:
+                    reply.close()  # never leave an abandoned body on a pooled connection
+                    raise
+                url_text = request.text_of(reply.url)  # the URL sent: redirects are not followed here
+                return Response(url=url_text, status=reply.status, headers=reply.headers, body=body, request=request)
         except TimeoutError:  # the session's total timeout (aiohttp's timeout errors are TimeoutErrors)
             raise FetchTimeout(f"no complete response within {self._settings.timeout:g}s", url=request.url) from None
         except (aiohttp.ClientError, OSError) as exc:  # OSError: resets aiohttp does not wrap
             raise ConnectionFailed(f"{type(exc).__name__}: {exc or 'connection failed'}", url=request.url) from exc
 
-    async def _exchange(self, session: aiohttp.ClientSession, request: Request, url: URL) -> Response:
-        async with session.request(
-            request.method,
-            url,
-            headers=request.headers_to_send(),
-            data=request.body(),
-            allow_redirects=False,
-            proxy=(request.meta or _NO_META).get("proxy") or self._settings.proxy,
-        ) as reply:
-            self._stats.increment(f"responses/{reply.status}")
-            try:
-                body = await self._read(reply, request)
-            except FetchError:
-                reply.close()  # never leave an abandoned body on a pooled connection
-                raise
-            url_text = request.text_of(reply.url)  # the URL sent: redirects are not followed here
-            return Response(url=url_text, status=reply.status, headers=reply.headers, body=body, request=request)
-
     async def _read(self, reply: aiohttp.ClientResponse, request: Request) -> bytes:
-        meta = request.meta or _NO_META
+        """The body, refused by its headers first. Error pages and redirects are read whatever
+        their type; a request's ``meta["content_types"]`` replaces the setting (``[]``: any)."""
+        meta = request.meta
         if meta:
             limit = int(meta.get("max_response_bytes", self._settings.max_response_bytes))
             truncate = bool(meta.get("truncate_body"))
+            content_types: Sequence[str] = meta.get("content_types", self._content_types)
         else:  # most requests: the settings as they are, without three lookups
-            limit, truncate = self._settings.max_response_bytes, False
-        if 300 <= reply.status < 400:
-            limit = min(limit, _REDIRECT_BODY_LIMIT)  # a redirect's body is never used
-        content_types = self._content_types(reply, meta)
+            limit, truncate, content_types = self._settings.max_response_bytes, False, self._content_types
+        if not 200 <= reply.status < 300:
+            content_types = ()
+            if 300 <= reply.status < 400:
+                limit = min(limit, _REDIRECT_BODY_LIMIT)  # a redirect's body is never used
+        headers = reply.headers
         length_cap = sys.maxsize if truncate else limit  # a truncated read never needs the whole body
-        length = check_headers(reply.headers, url=request.url, limit=length_cap, content_types=content_types)
-        if not truncate and readable_whole(reply.headers, length):
+        length = check_headers(headers, url=request.url, limit=length_cap, content_types=content_types)
+        if not truncate and readable_whole(headers, length):
             body = await reply.read()
             self._stats.increment("bytes/received", len(body))
             return body
         body = await read_body(
             reply.content.iter_chunked(_READ_CHUNK),
-            content_encoding=reply.headers.get("Content-Encoding"),
+            content_encoding=headers.get("Content-Encoding"),
             limit=limit,
             url=request.url,
             truncate=truncate,
@@ -145,14 +146,6 @@ class Fetcher:
             reply.close()  # the rest of the body is not wanted
         self._stats.increment("bytes/received", len(body))
         return body
-
-    def _content_types(self, reply: aiohttp.ClientResponse, meta: Mapping[str, Any]) -> Sequence[str]:
-        """Error pages and redirects are read whatever their type; a request's
-        ``meta["content_types"]`` replaces the setting (``[]``: any type)."""
-        if not 200 <= reply.status < 300:
-            return ()
-        chosen: Sequence[str] = meta.get("content_types", self._settings.content_types)
-        return chosen
 
 
 async def close_pooled_connections(connector: aiohttp.BaseConnector | None) -> None:

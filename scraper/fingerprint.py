@@ -35,7 +35,7 @@ def fingerprint(request: Request, session_parameters: Collection[str] = (), *, p
     url = strip_session_ids(request.url, session_parameters) if session_parameters else request.url
     canonical = canonical_url(parsed if parsed is not None and url is request.url else url, text=request.text_of)
     digest = hashlib.blake2b(f"{request.method} {canonical}".encode(), digest_size=16)
-    body = request.body()
+    body = request.body() if request.data is not None or request.json is not None else None
     if body:
         digest.update(b"\n")
         digest.update(body)

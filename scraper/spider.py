@@ -82,8 +82,13 @@ async def run_callback(callback: Callable[..., Any], response: Response) -> Call
 
     Raises what the callback raises; a ``TypeError`` for output that is not a request or item.
     """
+    kwargs = response.request.cb_kwargs
     with deferred_validation() as invalid:
-        outputs = await _collect(callback(response, **(response.request.cb_kwargs or {})))
+        produced = callback(response, **kwargs) if kwargs else callback(response)
+        if isinstance(produced, types.AsyncGeneratorType):  # most callbacks (inspect.isasyncgen, without the call)
+            outputs = [output async for output in produced]
+        else:
+            outputs = await _collect(produced)
     result = CallbackResult([], [], [])
     for output in outputs:
         if isinstance(output, Request):
@@ -101,8 +106,7 @@ async def run_callback(callback: Callable[..., Any], response: Response) -> Call
 
 
 async def _collect(result: Any) -> list[Any]:
-    if isinstance(result, types.AsyncGeneratorType):  # inspect.isasyncgen, without the call
-        return [output async for output in result]
+    """What a callback that is not an async generator returned, as a list."""
     if inspect.isawaitable(result):
         result = await result
     if result is None:

@@ -116,7 +116,14 @@ class Worker:
     async def handle(self, entry: Scheduled) -> Commit:
         """Fetch, parse and process one request; returns what storage must write for it."""
         try:
-            response = await self._fetch(entry)
+            try:  # the host limiter hears how the fetch went, exactly once
+                # starting a fetch (a connection, a request) is a step too; inside the try, so
+                # that a step cancelled while it waits for its turn still frees its host slot
+                await self._loop_budget.admit()
+                response = await self._fetcher.fetch(entry.request)
+            except BaseException as exc:
+                self._scheduler.fetched(entry, signal_of_error(exc))
+                raise
         except Filtered as exc:
             self._stats.increment(f"requests/filtered/{exc.reason}")
             return Commit(outcome=Outcome(entry.fingerprint, "filtered", entry.attempts, reason=exc.reason))
@@ -124,24 +131,12 @@ class Worker:
             return await self._park(entry, until=exc.until, reason=exc.reason, count_attempt=False)
         except FetchError as exc:
             return await self._fetch_failed(entry, exc)
+        self._scheduler.fetched(entry, signal_of_status(response.status))
         await self._loop_budget.admit()
         if is_redirect(response):
             return await self._redirect(entry, response)
         self._stats.increment("pages")
         return await self._parse(entry, response)
-
-    async def _fetch(self, entry: Scheduled) -> Response:
-        """Fetch and report to the host limiter how it went (exactly once)."""
-        try:
-            # starting a fetch (a connection, a request) is a step too; inside the try, so that
-            # a step cancelled while it waits for its turn still frees its host slot
-            await self._loop_budget.admit()
-            response = await self._fetcher.fetch(entry.request)
-        except BaseException as exc:
-            self._scheduler.fetched(entry, signal_of_error(exc))
-            raise
-        self._scheduler.fetched(entry, signal_of_status(response.status))
-        return response
 
     async def _fetch_failed(self, entry: Scheduled, error: FetchError) -> Commit:
         """Park a retryable failure for later, else record it as the request's end."""
