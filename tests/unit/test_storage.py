@@ -6,13 +6,15 @@ import asyncio
 import datetime as dt
 import json
 import sqlite3
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar
 
+import aiosqlite
 import pytest
 
-from scraper import schema
+from scraper import schema, writes
 from scraper.errors import StorageError
 from scraper.frontier import Scheduled
 from scraper.http import Request
@@ -156,6 +158,31 @@ async def test_many_commits_are_grouped_into_few_transactions(database: Path) ->
         await storage.finish_crawl(status="finished", reason="finished")
     assert rows(database, "SELECT count(*) FROM book") == [(300,)]
     assert transactions < 30  # queued commits share transactions (group commit)
+
+
+async def test_rows_go_in_as_few_statements_as_the_parameter_limit_allows(database: Path) -> None:
+    """A statement of many rows is one trip to SQLite's thread, and each trip waits for a turn
+    of a busy loop: a transaction of a few hundred pages takes one statement per table."""
+    sizes: list[int] = []
+
+    def insert(width: int) -> Callable[[int], str]:
+        def statement_for(count: int) -> str:
+            sizes.append(count)
+            return f"INSERT INTO t{width} VALUES {', '.join(['(' + ', '.join('?' * width) + ')'] * count)}"
+
+        return statement_for
+
+    async with aiosqlite.connect(database) as db:
+        for width in (2, 100):
+            await db.execute(f"CREATE TABLE t{width} ({', '.join(f'c{n}' for n in range(width))})")
+        await writes.execute_rows(db, insert(2), [(n, str(n)) for n in range(1234)], 2)
+        assert sizes == [500, 500, 234]
+        sizes.clear()
+        await writes.execute_rows(db, insert(100), [tuple(range(n, n + 100)) for n in range(700)], 100)
+        assert sizes == [300, 300, 100]  # 100 columns: 30,000 parameters a statement at most
+        await db.commit()
+    assert rows(database, "SELECT count(*), sum(c0), max(c1) FROM t2") == [(1234, sum(range(1234)), "999")]
+    assert rows(database, "SELECT count(*), sum(c99) FROM t100") == [(700, sum(range(99, 799)))]
 
 
 def counting_transactions(storage: Storage) -> list[int]:
