@@ -116,7 +116,16 @@ class Request:
 class Response:
     """A fetched page. Text is decoded and HTML parsed lazily, each at most once."""
 
-    __slots__ = ("_base", "_encoding", "_parser", "_text", "body", "headers", "request", "status", "url")
+    url: str
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    request: Request
+    # made on first use; until then these class defaults answer
+    _text: str | None = None
+    _encoding: str | None = None
+    _parser: LexborHTMLParser | None = None
+    _base: URL | None = None
 
     def __init__(
         self,
@@ -127,30 +136,11 @@ class Response:
         body: bytes = b"",
         request: Request,
     ) -> None:
-        init = object.__setattr__  # the public attributes are set once, here, and never again
-        init(self, "url", url)
-        init(self, "status", status)
-        init(
-            self,
-            "headers",
-            headers if isinstance(headers, CIMultiDictProxy) else CIMultiDictProxy(CIMultiDict(headers or {})),
-        )
-        init(self, "body", body)
-        init(self, "request", request)
-        init(self, "_text", None)
-        init(self, "_encoding", None)
-        init(self, "_parser", None)
-        init(self, "_base", None)
-
-    url: str
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
-    request: Request
-    _text: str | None
-    _encoding: str | None
-    _parser: LexborHTMLParser | None
-    _base: URL | None
+        if not isinstance(headers, CIMultiDictProxy):
+            headers = CIMultiDictProxy(CIMultiDict(headers or {}))
+        # the public attributes are set once, here, past __setattr__: one dict update rather
+        # than a call of object.__setattr__ each (a response is made per page)
+        vars(self).update(url=url, status=status, headers=headers, body=body, request=request)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if not name.startswith("_"):
