@@ -130,14 +130,24 @@ async def test_database_is_in_wal_mode(database: Path) -> None:
 
 
 async def test_frontier_rows_carry_only_the_indexes_the_crawl_reads(database: Path) -> None:
-    """Every index costs each page's insert and update; an old database loses the per-host one."""
+    """Every index costs each page's insert and update; an old database loses the per-host
+    index and the one of every pending row, and a refill still reads an index, not the table."""
     connection = sqlite3.connect(database)
     connection.executescript(schema.FRAMEWORK_TABLES)
+    connection.execute("DROP INDEX scraper_requests_spilled")
     connection.execute("CREATE INDEX scraper_requests_host ON scraper_requests (host, state)")
+    connection.execute(
+        "CREATE INDEX scraper_requests_pending ON scraper_requests (crawl_id, leased, priority DESC, id) "
+        "WHERE state = 'pending'"
+    )
     connection.close()
     await write(database)
     indexes = rows(database, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'scraper_requests'")
-    assert {name for (name,) in indexes} == {"scraper_requests_pending", "sqlite_autoindex_scraper_requests_1"}
+    assert {name for (name,) in indexes} == {"scraper_requests_spilled", "sqlite_autoindex_scraper_requests_1"}
+    plan = rows(database, f"EXPLAIN QUERY PLAN {schema.PENDING_TO_LOAD}", (1, 10))
+    assert [detail for *_, detail in plan] == [
+        "SEARCH scraper_requests USING INDEX scraper_requests_spilled (crawl_id=?)"
+    ]
 
 
 async def test_many_commits_are_grouped_into_few_transactions(database: Path) -> None:
