@@ -87,8 +87,7 @@ class Storage:
         """Lock the database for this crawl, then open it (creating the schema)."""
         try:
             await asyncio.to_thread(self._lock)  # file system work, off the event loop
-            self._db = await self._connect()
-            await self._db.executescript(schema.FRAMEWORK_TABLES)
+            self._db = await self._connect(create_tables=True)
             self._reader = await self._connect()
         except (OSError, sqlite3.Error) as exc:
             await self.close()
@@ -101,12 +100,21 @@ class Storage:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._exit.enter_context(CrawlLock(self.path))
 
-    async def _connect(self) -> aiosqlite.Connection:
+    async def _connect(self, *, create_tables: bool = False) -> aiosqlite.Connection:
+        """A connection in WAL mode, and with ``create_tables`` the framework's tables (one
+        trip to the connection's thread for the settings, one for the tables)."""
         db = await aiosqlite.connect(self.path, isolation_level=None)
         db.row_factory = sqlite3.Row
-        await db.execute("PRAGMA busy_timeout = 10000")
-        await db.execute("PRAGMA journal_mode = WAL")
-        await db.execute("PRAGMA synchronous = NORMAL")
+        try:
+            # synchronous first: a new file's switch to WAL then syncs less
+            await db.executescript(
+                "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA journal_mode = WAL;"
+            )
+            if create_tables:
+                await db.executescript(f"BEGIN; {schema.FRAMEWORK_TABLES} COMMIT;")  # one transaction, not one each
+        except BaseException:
+            await db.close()
+            raise
         return db
 
     async def close(self) -> None:
