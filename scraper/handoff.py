@@ -51,9 +51,12 @@ class HandOff(Generic[T]):
     def put(self, item: T) -> Awaitable[None]:
         """Add ``item``, once there is room. Not a coroutine function: when there is room, the
         item is added now and what it returns is an already finished future."""
-        if len(self._items) >= self._maxsize:
+        items = self._items
+        if len(items) >= self._maxsize:
             return self._put_later(item)
-        self.put_nowait(item)
+        items.append(item)  # put_nowait's work, without a second call and check (a put per page)
+        if self._getters:
+            _wake_first(self._getters)
         if self._added is None:
             self._added = asyncio.get_running_loop().create_future()
             self._added.set_result(None)
