@@ -161,6 +161,20 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def steal_seconds() -> float | None:
+    """CPU time the hypervisor has taken from this machine's CPUs so far, summed over them
+    (``steal`` in Linux's ``/proc/stat``); None where there is no such figure. On a shared
+    VM it is what makes one round slower than the next for the same work."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+
+
 def database_mb(path: Path) -> float:
     """The database with its WAL and shared-memory files, in MB."""
     total = 0

@@ -23,8 +23,10 @@ Rounds alternate the kinds' order (A/B/C then C/B/A) after uncounted warm-up rou
 crawler process's user + system time during the crawl (its parse processes included; module
 loading before the crawl is left out for every kind, as for Scrapy and Crawlee); the
 site's CPU is read from ``/proc``: "site busy" near 1.0 per server process means the server,
-not the crawler, set the pace. Each run's ``product`` table must hold every product exactly
-once, else the exit code is 1; timings are printed, never asserted.
+not the crawler, set the pace. "steal s" is the CPU time the hypervisor took from the
+machine's CPUs during the run (``/proc/stat``, all CPUs): on a shared VM, a round with much
+of it is a slow spell, whichever kind ran in it. Each run's ``product`` table must hold
+every product exactly once, else the exit code is 1; timings are printed, never asserted.
 
 Run from the repository root: ``python bench/throughput.py [--rounds 5] [--kinds ...]``;
 ``bench/run.py`` runs this with the other benchmarks and prints the README table.
@@ -50,7 +52,7 @@ from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: scraper/, spiders/, bench/
 
-from bench._common import add_shop_arguments, machine, median, peak_rss_mb, query, table
+from bench._common import add_shop_arguments, machine, median, peak_rss_mb, query, steal_seconds, table
 
 if TYPE_CHECKING:
     from bench.site import Ceiling
@@ -77,6 +79,7 @@ class RunResult:
     cpu: float
     peak_rss: float
     site_cpu: float | None
+    steal: float | None = None  # CPU seconds the hypervisor took from the machine meanwhile
 
     @property
     def measured(self) -> bool:
@@ -186,12 +189,13 @@ def run_in_subprocess(
     args: argparse.Namespace, kind: str, label: str, base_url: str, database: Path, site_cpu: Callable[[], float | None]
 ) -> RunResult:
     command = command_for(args, kind, base_url, database)
-    before = site_cpu()
+    before, steal_before = site_cpu(), steal_seconds()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, check=False)
     except subprocess.TimeoutExpired:  # subprocess.run has killed it
         done = subprocess.CompletedProcess(command, "timeout", "", f"no result within {args.timeout} s\n")
-    after = site_cpu()
+    after, steal_after = site_cpu(), steal_seconds()
+    stolen = steal_after - steal_before if steal_after is not None and steal_before is not None else None
     lines = done.stdout.strip().splitlines()
     try:
         if done.returncode != 0 or not lines:
@@ -216,6 +220,7 @@ def run_in_subprocess(
         float(figures["cpu"]),
         float(figures["peak_rss"]),
         after - before if after is not None and before is not None else None,
+        stolen,
     )
 
 
@@ -304,10 +309,10 @@ def measure(args: argparse.Namespace, *, ceiling: bool = False) -> tuple[list[Ru
 
 def report(args: argparse.Namespace, results: list[RunResult]) -> int:
     headers = ["round", "kind", "pages", "products", "distinct", "seconds", "pages/s", "CPU ms/page",
-               "peak RSS MB", "site busy", "check"]  # fmt: skip
+               "peak RSS MB", "site busy", "steal s", "check"]  # fmt: skip
     print(table(headers, [
         [r.round, r.kind, r.pages, r.products, r.distinct, r.seconds, r.rate, r.cpu_ms_per_page,
-         r.peak_rss, r.site_busy, r.problem(args.products) or "ok"]
+         r.peak_rss, r.site_busy, r.steal, r.problem(args.products) or "ok"]
         for r in results
     ]))  # fmt: skip
     summaries = summarise(results)
