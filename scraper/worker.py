@@ -218,10 +218,9 @@ class Worker:
     ) -> tuple[list[StoredItem], list[ErrorRecord]]:
         errors = [error_record("validate", error, response.url, self._stats) for _, error in result.invalid]
         items: list[StoredItem] = []
-        staged = bool(self._pipeline.stages)  # without stages, no coroutine per item
         for item in result.items:
             try:
-                processed = await self._pipeline.process(item, self._spider) if staged else item
+                processed = await self._pipeline.process(item, self._spider)
             except DropItem as exc:
                 self._stats.increment("items/dropped")
                 logger.debug("dropped item from %s: %s", response.url, exc)
