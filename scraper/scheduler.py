@@ -180,13 +180,14 @@ class Scheduler:
                 continue
             self._schedule_host(host, self._limiter.begin(host, now))
             self._in_flight += 1
-            self._count_hand_out(now)
+            self._after_hand_out(now)
             return entry
         return None
 
-    def _count_hand_out(self, now: float) -> None:
-        """``close.max_pages`` is exact: after that many fetches are handed out, none is.
-        Every so often, the rate state of hosts with nothing pending or in flight is dropped."""
+    def _after_hand_out(self, now: float) -> None:
+        """The bookkeeping of each hand-out, in one call: ``close.max_pages`` is exact (after
+        that many fetches are handed out, none is), and every ``_EVICT_EVERY`` hand-outs the
+        rate state of hosts with nothing pending or in flight is dropped."""
         self._handed_out += 1
         limit = self._settings.close.max_pages
         if limit and self._handed_out >= limit:
