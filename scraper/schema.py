@@ -44,8 +44,8 @@ CREATE TABLE IF NOT EXISTS scraper_requests (
 );
 -- what a refill reads: spilled rows, best first. A request held in memory or in flight is
 -- leased and so never in this index: the common page is inserted and finished without
--- touching it (the earlier index of every pending row, leased or not, was a sixth of the
--- WAL pages a crawl's request rows wrote).
+-- touching it (with the earlier index of every pending row, leased or not, 2,100 request
+-- rows inserted and finished wrote 411 WAL pages instead of 350).
 CREATE INDEX IF NOT EXISTS scraper_requests_spilled
     ON scraper_requests (crawl_id, priority DESC, id) WHERE state = 'pending' AND leased = 0;
 DROP INDEX IF EXISTS scraper_requests_pending;
