@@ -150,23 +150,29 @@ async def test_frontier_rows_carry_only_the_indexes_the_crawl_reads(database: Pa
     ]
 
 
+def counting_transactions(storage: Storage) -> list[int]:
+    """Patch ``storage`` to record the commits of each transaction it writes."""
+    sizes: list[int] = []
+    original = storage._write
+
+    async def counting(batch: list[Commit]) -> None:
+        sizes.append(len(batch))
+        await original(batch)
+
+    storage._write = counting  # type: ignore[method-assign]
+    return sizes
+
+
 async def test_many_commits_are_grouped_into_few_transactions(database: Path) -> None:
     stats = Stats()
-    transactions = 0
     async with Storage(database, stats=stats, batch_size=1000) as storage:
         await storage.begin_crawl("books")
-        original = storage._write  # count transactions without changing behaviour
-
-        async def counting(batch: list[Commit]) -> None:
-            nonlocal transactions
-            transactions += 1
-            await original(batch)
-
-        storage._write = counting  # type: ignore[method-assign]
+        sizes = counting_transactions(storage)
         for n in range(300):
             await storage.submit(Commit(items=[stored_item(book(url=f"http://b.test/{n}"), "u")]))
         await storage.finish_crawl(status="finished", reason="finished")
     assert rows(database, "SELECT count(*) FROM book") == [(300,)]
+    transactions = len(sizes)
     assert transactions < 30  # queued commits share transactions (group commit)
 
 
@@ -193,19 +199,6 @@ async def test_rows_go_in_as_few_statements_as_the_parameter_limit_allows(databa
         await db.commit()
     assert rows(database, "SELECT count(*), sum(c0), max(c1) FROM t2") == [(1234, sum(range(1234)), "999")]
     assert rows(database, "SELECT count(*), sum(c99) FROM t100") == [(700, sum(range(99, 799)))]
-
-
-def counting_transactions(storage: Storage) -> list[int]:
-    """Patch ``storage`` to record the commits of each transaction it writes."""
-    sizes: list[int] = []
-    original = storage._write
-
-    async def counting(batch: list[Commit]) -> None:
-        sizes.append(len(batch))
-        await original(batch)
-
-    storage._write = counting  # type: ignore[method-assign]
-    return sizes
 
 
 async def test_commits_that_trickle_in_wait_for_each_other(database: Path) -> None:
