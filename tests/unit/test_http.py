@@ -275,6 +275,14 @@ def test_a_request_made_from_a_string_or_replaced_parses_its_own_url() -> None:
     assert Request("https://shop.example.com/a").parsed_url() == URL("https://shop.example.com/a")
 
 
+def test_a_request_made_from_a_string_is_parsed_once_and_its_text_not_rendered_again() -> None:
+    request = Request("https://shop.example.com/a b?q=1")
+    kept = request.parsed_url()
+    assert kept is request.parsed_url()  # the scheduler's checks parse it; the fetcher reuses that
+    assert kept == URL("https://shop.example.com/a b?q=1")
+    assert request.text_of(kept) is request.url
+
+
 def test_follow_rejects_a_link_without_href() -> None:
     with pytest.raises(ValueError):
         make_response("<p>x</p>").follow("")
