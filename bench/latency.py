@@ -5,7 +5,7 @@ What it measures: a slow site is served in a separate process: ``GET /page/{n}``
 is a bare asyncio protocol (``--site raw``, the default) or an aiohttp app (``--site aiohttp``).
 The bare protocol takes about half the aiohttp app's CPU per request (1.4-1.5 s against
 2.0-2.2 s a run here), so that on a small machine the crawler, not the server, is what
-competes for the CPUs. Three kinds of crawler fetch ``/page/0`` .. ``/page/{--pages - 1}`` (default
+competes for the CPUs. Four kinds of crawler fetch ``/page/0`` .. ``/page/{--pages - 1}`` (default
 10,000) with ``--concurrency`` requests in flight (default 5,000), each run in a fresh Python
 subprocess so its peak RSS is its own:
 
@@ -14,7 +14,12 @@ subprocess so its peak RSS is its own:
   parsing and batched SQLite writes off the loop; the practical ceiling;
 - ``sqlite``: our ``Engine`` with ``LatencySpider`` (start_requests yields every URL, each page
   becomes one ``LatencyPage`` item), ``frontier.backend = "sqlite"``;
-- ``memory``: the same with ``frontier.backend = "memory"``.
+- ``memory``: the same with ``frontier.backend = "memory"``;
+- ``fetch``: the floor of this machine: the reference's session and workers fetching each
+  page and reading its body, with nothing else (no parsing, no storage) and Python's
+  automatic garbage collection off during the crawl (with it on, at this concurrency, its
+  collections cost more than all the parsing and storing; our crawler manages them, see
+  ``scraper/runtime.py``). Its check is that every body names the page asked for.
 
 The framework runs with concurrency = per_host.concurrency = N, per_host.delay 0, robots.txt
 off, no retries, timeout 30 s and no pipelines. In every crawler process a sampler task
@@ -50,6 +55,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -80,7 +86,7 @@ from scraper.engine import Engine
 from scraper.settings import Settings, load_settings
 from scraper.spider import Output
 
-KINDS = ("reference", "sqlite", "memory")
+KINDS = ("reference", "fetch", "sqlite", "memory")
 TARGET_SECONDS = 6.0
 TARGET_LAG_MS = 100.0
 SAMPLE_INTERVAL = 0.01  # seconds between loop-lag samples
@@ -409,6 +415,46 @@ def _write_rows(db: sqlite3.Connection, rows: list[tuple[int, str, str]]) -> Non
         db.executemany("INSERT INTO page (n, url, title) VALUES (?, ?, ?)", rows)
 
 
+async def crawl_fetch(args: argparse.Namespace) -> tuple[str, int, int]:
+    """(status, pages, errors) of fetching every page with nothing done to it; the page
+    numbers whose bodies were right go into a ``page`` table after the crawl, so that the
+    same check as the other kinds' applies."""
+    fetched: list[int] = []
+    errors = 0
+
+    async def fetch(session: aiohttp.ClientSession, queue: list[int]) -> None:
+        nonlocal errors
+        while queue:
+            n = queue.pop()
+            try:
+                async with session.get(f"{args.base_url}/page/{n}") as response:
+                    body = await response.read()
+            except (aiohttp.ClientError, TimeoutError):
+                errors += 1
+                continue
+            if response.status == 200 and f'data-n="{n}"'.encode() in body:
+                fetched.append(n)
+            else:
+                errors += 1
+
+    queue = list(range(args.pages - 1, -1, -1))  # popped from the end: page 0 first
+    connector = aiohttp.TCPConnector(limit=args.concurrency, limit_per_host=args.concurrency)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        timeout = aiohttp.ClientTimeout(total=30.0)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session, asyncio.TaskGroup() as group:
+            for _ in range(args.concurrency):
+                group.create_task(fetch(session, queue))
+    finally:
+        if collecting:
+            gc.enable()
+    with closing(sqlite3.connect(args.database)) as db, db:
+        db.execute("CREATE TABLE page (n INTEGER)")
+        db.executemany("INSERT INTO page (n) VALUES (?)", [(n,) for n in fetched])
+    return "finished", len(fetched), errors
+
+
 async def crawl_reference(args: argparse.Namespace) -> tuple[str, int, int]:
     """(status, pages, errors) of one hand-written crawl."""
     with closing(sqlite3.connect(args.database, check_same_thread=False)) as db:
@@ -431,7 +477,8 @@ async def crawl_reference(args: argparse.Namespace) -> tuple[str, int, int]:
 
 
 async def measured(args: argparse.Namespace) -> dict[str, Any]:
-    crawl: Callable[[argparse.Namespace], Any] = crawl_reference if args.one == "reference" else crawl_engine
+    crawls: dict[str, Callable[[argparse.Namespace], Any]] = {"reference": crawl_reference, "fetch": crawl_fetch}
+    crawl = crawls.get(args.one, crawl_engine)
     sampler = LagSampler()
     async with sampling(sampler):
         started, cpu = time.perf_counter(), cpu_seconds()
@@ -461,7 +508,8 @@ def run_one(args: argparse.Namespace) -> int:
         print(f"warning: only {files} open files allowed for {args.concurrency} connections", file=sys.stderr)
     from scraper import runtime
 
-    # the reference runs as a hand-written script does; ours on the loop users get (uvloop when installed)
+    # the reference runs as a hand-written script does; ours, and the floor, on the loop users
+    # get (uvloop when installed)
     figures = runtime.run(measured(args), event_loop="asyncio" if args.one == "reference" else "auto")
     ((rows, distinct, low, high),) = query(
         Path(args.database), "SELECT count(*), count(DISTINCT n), min(n), max(n) FROM page"
@@ -577,7 +625,7 @@ def report(args: argparse.Namespace, results: list[RunResult]) -> int:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Seconds and event-loop lag crawling many slow pages at high concurrency: our Engine "
-        "(sqlite and memory frontiers) against a hand-written aiohttp loop.",
+        "(sqlite and memory frontiers) against a hand-written aiohttp loop and aiohttp fetching alone.",
         epilog="Run from the repository root. The site runs in a separate process, each crawl in its own.",
     )
     parser.add_argument("--pages", type=int, default=10_000, help="pages to crawl (default 10000)")

@@ -163,6 +163,13 @@ def render_summary(
     peak = max((r.peak_rss for r in big), default=0.0)
     target(f"peak RSS on a {big_products:,}-product crawl < {RSS_TARGET_MB:.0f} MB", f"{peak:.0f} MB",
            peak < RSS_TARGET_MB if big else None)  # fmt: skip
+    if floor := [r for r in latency_runs if r.kind == "fetch" and r.measured and not r.problem(latency_args.pages)]:
+        target(
+            f"for scale: aiohttp fetching the same {latency_args.pages:,} pages alone here "
+            "(no parsing, no storage, automatic GC off)",
+            f"{sorted(r.seconds for r in floor)[len(floor) // 2]:.2f} s",
+            None,
+        )
     for kind in ("sqlite", "memory"):
         runs = [r for r in latency_runs if r.kind == kind and r.measured and not r.problem(latency_args.pages)]
         if runs:
