@@ -326,22 +326,22 @@ async def test_a_second_run_on_a_live_crawl_is_refused_and_the_first_finishes(
     project = make_project(tmp_path, SPIDER, CONFIG)
     database = project / "data" / "shop.db"
     site = SlowSite()
-    site.slow_down(pages=0.03, items=0.03)  # about 2.4 s of crawling: the second run starts meanwhile
+    # ~16 s of crawling at this pace, so that the second run, however slow its start, meets a
+    # live crawl; once it is refused the site speeds up again
+    site.slow_down(pages=0.2, items=0.2)
     async with serve(site.app) as base_url:
         async with crawling(project, base_url) as first:
             await wait_for_items(database, 1)
             second = await run(project, base_url)
             served_before_refusal = len(site.log)
             site.speed_up()
-            await asyncio.sleep(0.1)
-            served_after_refusal = len(site.log)
+            await site.wait_for_requests(served_before_refusal + 1)  # the first crawl is still going
             finished = await ended(first)
         items = item_rows(database, base_url)
     assert second.code == 2, second.stderr
     in_use = [line for line in second.stderr.splitlines() if "in use" in line]
     assert len(in_use) == 1 and in_use[0].startswith("error: ") and "shop.db" in in_use[0], second.stderr
     assert "resuming" not in second.stderr and "started" not in second.stderr
-    assert served_after_refusal > served_before_refusal  # the first crawl was still going
     assert finished.code == 0, finished.stderr
     assert items == reference.items
     assert_finished_as_one_crawl(database)
