@@ -69,6 +69,13 @@ class HostState:
     def floor_delay(self) -> float:
         return max(self.policy.delay, self.crawl_delay)
 
+    def ready_at(self) -> float:
+        """When a new request may be handed out: ``inf`` while every slot is taken, else once
+        the reserved start time and any pause are past."""
+        if self.active >= self.limit:
+            return math.inf
+        return max(self.next_start, self.paused_until)
+
 
 class _HostStates(dict[str, HostState]):
     """Host -> its state, made from the host's policy on first use. A plain subscript is the
@@ -94,20 +101,16 @@ class HostLimiter:
 
     def ready_at(self, host: str) -> float:
         """When a new request to ``host`` may be handed out (``inf`` while its slots are full)."""
-        state = self._hosts[host]
-        if state.active >= state.limit:
-            return math.inf
-        return max(state.next_start, state.paused_until)
+        return self._hosts[host].ready_at()
 
     def begin(self, host: str, now: float) -> float:
         """A request to ``host`` is handed out: take a slot and reserve the next start time.
-        Returns ``ready_at(host)`` after it, which the scheduler wants next."""
+        Returns ``ready_at(host)`` after it, which the scheduler wants next (one lookup of
+        the host's state a hand-out, not two)."""
         state = self._hosts[host]
         state.active += 1
         state.next_start = max(now, state.next_start) + state.delay
-        if state.active >= state.limit:
-            return math.inf
-        return max(state.next_start, state.paused_until)
+        return state.ready_at()
 
     async def wait_turn(self, host: str) -> None:
         """Sleep until ``delay`` has passed since the last real start to ``host``. A host paused
