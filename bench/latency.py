@@ -67,7 +67,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -415,14 +415,25 @@ def _write_rows(db: sqlite3.Connection, rows: list[tuple[int, str, str]]) -> Non
         db.executemany("INSERT INTO page (n, url, title) VALUES (?, ?, ?)", rows)
 
 
+async def run_workers(args: argparse.Namespace, worker: Callable[[aiohttp.ClientSession], Awaitable[None]]) -> None:
+    """``args.concurrency`` copies of ``worker`` sharing one session, set up as a hand-written
+    loop would: a connector for that many connections, a total timeout of 30 s."""
+    connector = aiohttp.TCPConnector(limit=args.concurrency, limit_per_host=args.concurrency)
+    timeout = aiohttp.ClientTimeout(total=30.0)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session, asyncio.TaskGroup() as group:
+        for _ in range(args.concurrency):
+            group.create_task(worker(session))
+
+
 async def crawl_fetch(args: argparse.Namespace) -> tuple[str, int, int]:
-    """(status, pages, errors) of fetching every page with nothing done to it; the page
-    numbers whose bodies were right go into a ``page`` table after the crawl, so that the
-    same check as the other kinds' applies."""
+    """(status, pages, errors) of fetching every page with nothing done to it. The numbers of
+    the pages whose bodies were right go into a ``page`` table once the fetching is over (one
+    transaction, ~10 ms of the run), so that the same check as the other kinds' applies."""
+    queue = list(range(args.pages - 1, -1, -1))  # popped from the end: page 0 first
     fetched: list[int] = []
     errors = 0
 
-    async def fetch(session: aiohttp.ClientSession, queue: list[int]) -> None:
+    async def fetch(session: aiohttp.ClientSession) -> None:
         nonlocal errors
         while queue:
             n = queue.pop()
@@ -437,15 +448,10 @@ async def crawl_fetch(args: argparse.Namespace) -> tuple[str, int, int]:
             else:
                 errors += 1
 
-    queue = list(range(args.pages - 1, -1, -1))  # popped from the end: page 0 first
-    connector = aiohttp.TCPConnector(limit=args.concurrency, limit_per_host=args.concurrency)
     collecting = gc.isenabled()
     gc.disable()
     try:
-        timeout = aiohttp.ClientTimeout(total=30.0)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session, asyncio.TaskGroup() as group:
-            for _ in range(args.concurrency):
-                group.create_task(fetch(session, queue))
+        await run_workers(args, fetch)
     finally:
         if collecting:
             gc.enable()
@@ -464,11 +470,7 @@ async def crawl_reference(args: argparse.Namespace) -> tuple[str, int, int]:
         state = ReferenceCrawl(db)
         for n in range(args.pages):
             state.queue.put_nowait(f"{args.base_url}/page/{n}")
-        connector = aiohttp.TCPConnector(limit=args.concurrency, limit_per_host=args.concurrency)
-        timeout = aiohttp.ClientTimeout(total=30.0)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session, asyncio.TaskGroup() as group:
-            for _ in range(args.concurrency):
-                group.create_task(state.worker(session))
+        await run_workers(args, state.worker)
         await state.flush()
     return "finished", state.pages, state.errors
 
@@ -592,6 +594,11 @@ def run_rounds(args: argparse.Namespace, site: SlowSite, workdir: Path) -> list[
     return results
 
 
+def correct_runs(results: list[RunResult], kind: str, pages: int) -> list[RunResult]:
+    """The measured runs of ``kind`` that passed their check: what the medians are of."""
+    return [r for r in results if r.kind == kind and r.measured and not r.problem(pages)]
+
+
 def report(args: argparse.Namespace, results: list[RunResult]) -> int:
     ideal = math.ceil(args.pages / args.concurrency) * args.delay
     headers = ["round", "kind", "pages", "errors", "rows", "seconds", "pages/s", "CPU s", "max lag ms", "p99 lag ms",
@@ -604,7 +611,7 @@ def report(args: argparse.Namespace, results: list[RunResult]) -> int:
     ]))  # fmt: skip
     rows: list[list[object]] = []
     for kind in KINDS:
-        runs = [r for r in results if r.kind == kind and r.measured and not r.problem(args.pages)]
+        runs = correct_runs(results, kind, args.pages)
         if not runs:
             rows.append([kind, None, None, None, None, None, None, None, "no correct run"])
             continue

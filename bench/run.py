@@ -163,17 +163,16 @@ def render_summary(
     peak = max((r.peak_rss for r in big), default=0.0)
     target(f"peak RSS on a {big_products:,}-product crawl < {RSS_TARGET_MB:.0f} MB", f"{peak:.0f} MB",
            peak < RSS_TARGET_MB if big else None)  # fmt: skip
-    if floor := [r for r in latency_runs if r.kind == "fetch" and r.measured and not r.problem(latency_args.pages)]:
+    if floor := latency.correct_runs(latency_runs, "fetch", latency_args.pages):
         target(
             f"for scale: aiohttp fetching the same {latency_args.pages:,} pages alone here "
             "(no parsing, no storage, automatic GC off)",
-            f"{sorted(r.seconds for r in floor)[len(floor) // 2]:.2f} s",
+            f"{_median_seconds(floor):.2f} s",
             None,
         )
     for kind in ("sqlite", "memory"):
-        runs = [r for r in latency_runs if r.kind == kind and r.measured and not r.problem(latency_args.pages)]
-        if runs:
-            seconds = sorted(r.seconds for r in runs)[len(runs) // 2]
+        if runs := latency.correct_runs(latency_runs, kind, latency_args.pages):
+            seconds = _median_seconds(runs)
             worst = max(r.max_lag for r in runs)
             target(
                 f"{latency_args.pages:,} pages x 1 s at concurrency {latency_args.concurrency:,} ({kind}): "
@@ -195,6 +194,10 @@ def render_summary(
     if spreads:
         lines += ["", "Round by round: " + "; ".join(spreads) + "."]
     return "\n".join(lines)
+
+
+def _median_seconds(runs: list[latency.RunResult]) -> float:
+    return sorted(r.seconds for r in runs)[len(runs) // 2]
 
 
 def _rounds(ratios: tuple[float, ...]) -> str:
