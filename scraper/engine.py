@@ -143,12 +143,13 @@ class Engine:
         queue: HandOff[Scheduled | None] = HandOff(maxsize=self.settings.concurrency * 2)
         feeder = Feeder(scheduler=scheduler, queue=queue, settings=self.settings, stop=self.stop)
 
-        on_progress = feeder.progress  # a call per page: the limits' check only when there are limits
-        if self.settings.close.max_items or self.settings.close.max_errors:
+        def progress_and_limits() -> None:
+            feeder.progress()
+            self._check_limits(storage)
 
-            def on_progress() -> None:
-                feeder.progress()
-                self._check_limits(storage)
+        # a call per page: the limits are checked only when there are limits
+        has_limits = bool(self.settings.close.max_items or self.settings.close.max_errors)
+        on_progress = progress_and_limits if has_limits else feeder.progress
 
         worker = Worker(
             spider=self.spider,
