@@ -8,12 +8,13 @@ from __future__ import annotations
 import dataclasses
 import json as jsonlib
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 from multidict import CIMultiDict, CIMultiDictProxy
-from selectolax.lexbor import LexborHTMLParser, LexborNode
+from selectolax.lexbor import LexborCSSSelector, LexborHTMLParser, LexborNode
 from yarl import URL
 
 from scraper import encoding
@@ -22,6 +23,22 @@ Link = str | LexborNode
 """What ``follow()`` accepts: a URL (relative or absolute) or an element with an ``href``."""
 
 _ABSOLUTE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
+
+
+class _CssEngines(threading.local):
+    """One Lexbor CSS engine per thread, shared by every page's ``css()``. selectolax sets up
+    an engine per document on its first query, which on a small page costs about as much as
+    parsing it (~30 µs); the engine keeps nothing of a document between queries, but it is
+    not thread-safe, hence one per thread."""
+
+    def __init__(self) -> None:
+        engine = LexborCSSSelector()  # type: ignore[no-untyped-call]  # the stub's __init__ is untyped
+        self.find: Callable[[str, LexborNode], list[LexborNode]] = engine.find
+        # stops at the first match; older selectolax (0.3.21, the oldest allowed) has only find()
+        self.find_first: Callable[[str, LexborNode], list[LexborNode]] = getattr(engine, "find_first", engine.find)
+
+
+_css_engines = _CssEngines()
 
 
 def check_url(url: str) -> str:
@@ -190,10 +207,15 @@ class Response:
         return self._parser
 
     def css(self, selector: str) -> list[LexborNode]:
-        return self.html.css(selector)
+        """The elements matching ``selector``, in document order (as ``html.css()``)."""
+        root = self.html.root
+        return [] if root is None else _css_engines.find(selector, root)
 
     def css_first(self, selector: str) -> LexborNode | None:
-        return self.html.css_first(selector)
+        """The first element matching ``selector``, or None (as ``html.css_first()``)."""
+        root = self.html.root
+        found = [] if root is None else _css_engines.find_first(selector, root)
+        return found[0] if found else None
 
     def urljoin(self, url: str) -> str:
         """Resolve ``url`` against this page (honouring a ``<base href>``)."""

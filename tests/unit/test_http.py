@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -193,6 +194,27 @@ def test_css_first() -> None:
     assert first is not None
     assert first.text() == "Title"
     assert response.css_first("h2") is None
+
+
+def test_css_answers_each_page_from_its_own_document() -> None:
+    """One CSS engine serves every page (per thread): answers must not mix documents, and the
+    nodes must belong to the page that was queried."""
+    pages = [make_response(f"<p class=n data-n={n}>page {n}</p><p class=n>{n}b</p>") for n in range(50)]
+    for n, page in enumerate(pages):
+        assert [node.text() for node in page.css("p.n")] == [f"page {n}", f"{n}b"]
+        first = page.css_first("p.n")
+        assert first is not None and first.attributes["data-n"] == str(n)
+        assert first.parser is page.html
+    assert pages[3].css("p.absent") == [] and pages[3].css_first("p.absent") is None
+
+
+def test_css_from_several_threads_at_once() -> None:
+    def query(n: int) -> list[str]:
+        return [make_response(f"<li>{n}.{i}</li><li>{n}.x</li>").css("li")[0].text() for i in range(200)]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(query, range(8)))
+    assert answers == [[f"{n}.{i}" for i in range(200)] for n in range(8)]
 
 
 def test_document_is_parsed_once() -> None:
