@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from types import TracebackType
 
 import aiohttp
+from yarl import URL
 
 from scraper.body import ACCEPT_ENCODING, check_headers, read_body, readable_whole
 from scraper.cookies import CrawlCookieJar
+from scraper.deadline import Deadlines
 from scraper.errors import ConnectionFailed, FetchError, FetchTimeout, HttpStatusError
 from scraper.http import Request, Response
 from scraper.middleware import Handler, Middleware, build_chain
@@ -44,6 +46,9 @@ class Fetcher:
         self._stats = stats
         self._session: aiohttp.ClientSession | None = None
         self._content_types = tuple(settings.content_types)  # hashable: the media type check is cached
+        # the total deadline of every attempt: one shared check a second, where aiohttp's own
+        # would arm and cancel a loop timer per request
+        self._deadlines = Deadlines(settings.timeout)
         self._handle: Handler = build_chain(self._send, middlewares)
 
     async def __aenter__(self) -> Fetcher:
@@ -53,9 +58,7 @@ class Fetcher:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            # aiohttp's own deadline covers connecting, sending and reading the whole body, with
-            # one timer handle per request (an asyncio.timeout around it would be a second one)
-            timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
+            timeout=aiohttp.ClientTimeout(),  # none: _send's deadline covers the whole attempt
             headers={
                 "User-Agent": self._settings.user_agent,
                 "Accept-Encoding": ACCEPT_ENCODING,
@@ -87,32 +90,36 @@ class Fetcher:
 
     async def _send(self, request: Request) -> Response:
         """One attempt on the wire, within the request's total deadline."""
-        session = self._session
-        assert session is not None, "Fetcher used outside 'async with'"
         url = request.parsed_url()  # parsed once: aiohttp takes the URL as it is
         await self._limiter.wait_turn(url.host or "")
         self._stats.increment("requests/sent")
+        try:
+            return await self._deadlines.within(self._exchange(request, url))
+        except TimeoutError:  # the deadline (aiohttp's own timeout errors are TimeoutErrors too)
+            raise FetchTimeout(f"no complete response within {self._settings.timeout:g}s", url=request.url) from None
+        except (aiohttp.ClientError, OSError) as exc:  # OSError: resets aiohttp does not wrap
+            raise ConnectionFailed(f"{type(exc).__name__}: {exc or 'connection failed'}", url=request.url) from exc
+
+    async def _exchange(self, request: Request, url: URL) -> Response:
+        """Connect (or reuse a connection), send, and read the whole body."""
+        session = self._session
+        assert session is not None, "Fetcher used outside 'async with'"
         headers: dict[str, str] | None = None  # most requests: a plain GET, nothing to add
         data: bytes | None = None
         if request.headers or request.data is not None or request.json is not None:
             headers, data = request.headers_to_send(), request.body()
         proxy = (request.meta.get("proxy") if request.meta else None) or self._settings.proxy
-        try:
-            async with session.request(
-                request.method, url, headers=headers, data=data, allow_redirects=False, proxy=proxy
-            ) as reply:
-                self._stats.increment(f"responses/{reply.status}")
-                try:
-                    body = await self._read(reply, request)
-                except FetchError:
-                    reply.close()  # never leave an abandoned body on a pooled connection
-                    raise
-                url_text = request.text_of(reply.url)  # the URL sent: redirects are not followed here
-                return Response(url=url_text, status=reply.status, headers=reply.headers, body=body, request=request)
-        except TimeoutError:  # the session's total timeout (aiohttp's timeout errors are TimeoutErrors)
-            raise FetchTimeout(f"no complete response within {self._settings.timeout:g}s", url=request.url) from None
-        except (aiohttp.ClientError, OSError) as exc:  # OSError: resets aiohttp does not wrap
-            raise ConnectionFailed(f"{type(exc).__name__}: {exc or 'connection failed'}", url=request.url) from exc
+        async with session.request(
+            request.method, url, headers=headers, data=data, allow_redirects=False, proxy=proxy
+        ) as reply:
+            self._stats.increment(f"responses/{reply.status}")
+            try:
+                body = await self._read(reply, request)
+            except FetchError:
+                reply.close()  # never leave an abandoned body on a pooled connection
+                raise
+            url_text = request.text_of(reply.url)  # the URL sent: redirects are not followed here
+            return Response(url=url_text, status=reply.status, headers=reply.headers, body=body, request=request)
 
     async def _read(self, reply: aiohttp.ClientResponse, request: Request) -> bytes:
         """The body, refused by its headers first. Error pages and redirects are read whatever
