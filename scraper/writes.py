@@ -7,7 +7,7 @@ import functools
 import itertools
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import aiosqlite
@@ -19,10 +19,10 @@ from scraper.frontier import Refused, Scheduled
 from scraper.http import Request
 from scraper.records import ErrorRecord, Outcome, StoredItem
 
-# Rows per statement. Each statement is a trip to SQLite's thread and back, and the way back
-# waits for a turn of a busy loop: at 250 a transaction of 500 pages was 8 trips, and on the
-# 2,000-product shop the commits left when the last page was done took 19-47 ms to write; at
-# 500 it is 5 trips, and 10-20 ms. Full statements also keep the statement cache warm.
+# Rows per statement, at most. Each statement is a trip to SQLite's thread and back, and the
+# way back waits for a turn of a busy loop: at 250 a transaction of 500 pages was 8 trips, and
+# on the 2,000-product shop the commits left when the last page was done took 19-47 ms to
+# write; at 500 it is 5 trips, and 10-20 ms.
 _MAX_ROWS = 500
 _MAX_PARAMETERS = 30_000  # SQLite allows 32,766 bound parameters
 
@@ -120,7 +120,7 @@ async def insert_items(
         groups[(item.table, item.key, columns)].append((*item.row.values(), crawl_id, item.url, now))
     counts: dict[str, int] = defaultdict(int)
     for (table, key, columns), rows in groups.items():
-        await execute_rows(db, functools.partial(schema.insert_item, table, columns, key), rows, len(columns))
+        await execute_rows(db, functools.partial(_insert_item, table, columns, key), rows, len(columns))
         counts[table] += len(rows)
     return counts
 
@@ -131,7 +131,30 @@ async def execute_rows(
     """Run ``statement_for(n)`` over ``rows`` in chunks of many rows per statement: each
     statement is one trip through SQLite, where ``executemany`` would be one per row. The
     parameters are flattened in C (``chain``): no Python step per value on the event loop."""
-    per_statement = max(1, min(_MAX_ROWS, _MAX_PARAMETERS // width))
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
-        await db.execute(statement_for(len(chunk)), list(itertools.chain.from_iterable(chunk)))
+    start = 0
+    for size in statement_sizes(len(rows), max(1, min(_MAX_ROWS, _MAX_PARAMETERS // width))):
+        chunk = rows[start : start + size]
+        start += size
+        await db.execute(statement_for(size), list(itertools.chain.from_iterable(chunk)))
+
+
+def statement_sizes(rows: int, largest: int) -> Iterator[int]:
+    """Row counts adding up to ``rows``: ``largest`` while that many are left, then the rest
+    in powers of two, largest first. A group commit holds anything from one row to hundreds;
+    a statement for each count was compiled at almost every commit, as the connection's cache
+    cannot keep hundreds of them (the compiling cost SQLite's thread 37k instructions a page on
+    the latency crawl). With these, each kind of statement has a dozen texts at most, all
+    kept, for at most log2(largest) more trips a commit."""
+    while rows >= largest:
+        yield largest
+        rows -= largest
+    while rows:
+        size = 1 << (rows.bit_length() - 1)
+        yield size
+        rows -= size
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_item(table: str, columns: tuple[str, ...], key: tuple[str, ...], rows: int) -> str:
+    """``schema.insert_item``, built once per table, column set and row count."""
+    return schema.insert_item(table, columns, key, rows)

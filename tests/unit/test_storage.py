@@ -176,9 +176,21 @@ async def test_many_commits_are_grouped_into_few_transactions(database: Path) ->
     assert transactions < 30  # queued commits share transactions (group commit)
 
 
-async def test_rows_go_in_as_few_statements_as_the_parameter_limit_allows(database: Path) -> None:
-    """A statement of many rows is one trip to SQLite's thread, and each trip waits for a turn
-    of a busy loop: a transaction of a few hundred pages takes one statement per table."""
+def test_statement_sizes_add_up_and_stay_few() -> None:
+    texts: set[int] = set()
+    for count in range(1, 1501):
+        sizes = list(writes.statement_sizes(count, 500))
+        assert sum(sizes) == count and max(sizes) <= 500 and sizes == sorted(sizes, reverse=True)
+        assert len(sizes) <= count // 500 + 9  # the rest (< 500) in at most 9 powers of two
+        texts.update(sizes)
+    assert texts == {500, 256, 128, 64, 32, 16, 8, 4, 2, 1}
+
+
+async def test_rows_go_in_full_statements_then_powers_of_two(database: Path) -> None:
+    """A statement of many rows is one trip to SQLite's thread (each trip waits for a turn of a
+    busy loop), and each new statement text is compiled: full statements as long as the
+    parameter limit allows, then the rest in powers of two, so that a table's statements are
+    a dozen texts that stay compiled, whatever the size of each commit."""
     sizes: list[int] = []
 
     def insert(width: int) -> Callable[[int], str]:
@@ -192,10 +204,10 @@ async def test_rows_go_in_as_few_statements_as_the_parameter_limit_allows(databa
         for width in (2, 100):
             await db.execute(f"CREATE TABLE t{width} ({', '.join(f'c{n}' for n in range(width))})")
         await writes.execute_rows(db, insert(2), [(n, str(n)) for n in range(1234)], 2)
-        assert sizes == [500, 500, 234]
+        assert sizes == [500, 500, 128, 64, 32, 8, 2]  # 234 = 128 + 64 + 32 + 8 + 2
         sizes.clear()
         await writes.execute_rows(db, insert(100), [tuple(range(n, n + 100)) for n in range(700)], 100)
-        assert sizes == [300, 300, 100]  # 100 columns: 30,000 parameters a statement at most
+        assert sizes == [300, 300, 64, 32, 4]  # 100 columns: 30,000 parameters a statement at most
         await db.commit()
     assert rows(database, "SELECT count(*), sum(c0), max(c1) FROM t2") == [(1234, sum(range(1234)), "999")]
     assert rows(database, "SELECT count(*), sum(c99) FROM t100") == [(700, sum(range(99, 799)))]
