@@ -21,7 +21,7 @@ from scraper.http import Request
 from scraper.item import Item
 from scraper.records import Commit, ErrorRecord, Outcome
 from scraper.stats import Stats
-from scraper.storage import Storage
+from scraper.storage import Storage, bind_none_and_bytes_directly
 from scraper.worker import stored_item
 from tests.conftest import rows
 
@@ -174,6 +174,17 @@ async def test_many_commits_are_grouped_into_few_transactions(database: Path) ->
     assert rows(database, "SELECT count(*) FROM book") == [(300,)]
     transactions = len(sizes)
     assert transactions < 30  # queued commits share transactions (group commit)
+
+
+def test_none_and_bytes_bind_as_before_with_the_identity_adapters() -> None:
+    bind_none_and_bytes_directly()
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (a, b, c, d)")
+    db.execute("INSERT INTO t VALUES (?, ?, ?, ?)", (None, b"\x00\xffraw", bytearray(b"ba"), "text"))
+    assert db.execute("SELECT a, b, c, d, typeof(a), typeof(b), typeof(c) FROM t").fetchall() == [
+        (None, b"\x00\xffraw", b"ba", "text", "null", "blob", "blob")
+    ]
+    db.close()
 
 
 def test_statement_sizes_add_up_and_stay_few() -> None:
