@@ -67,7 +67,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -415,7 +415,9 @@ def _write_rows(db: sqlite3.Connection, rows: list[tuple[int, str, str]]) -> Non
         db.executemany("INSERT INTO page (n, url, title) VALUES (?, ?, ?)", rows)
 
 
-async def run_workers(args: argparse.Namespace, worker: Callable[[aiohttp.ClientSession], Awaitable[None]]) -> None:
+async def run_workers(
+    args: argparse.Namespace, worker: Callable[[aiohttp.ClientSession], Coroutine[Any, Any, None]]
+) -> None:
     """``args.concurrency`` copies of ``worker`` sharing one session, set up as a hand-written
     loop would: a connector for that many connections, a total timeout of 30 s."""
     connector = aiohttp.TCPConnector(limit=args.concurrency, limit_per_host=args.concurrency)
