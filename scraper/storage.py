@@ -56,9 +56,11 @@ def bind_none_and_bytes_directly() -> None:
     and each of those misses raises and clears an ``AttributeError``, all holding the GIL.
     A request row has half a dozen NULLs, so on the latency crawl that was 23k instructions a
     page in SQLite's thread. Registered, each is a dict hit and a call; what is bound is
-    unchanged. The registry is process-wide: this adds these two identity adapters to it."""
-    sqlite3.register_adapter(type(None), _same)
-    sqlite3.register_adapter(bytes, _same)
+    unchanged. The registry is process-wide: an adapter the process registered for either
+    type itself is kept."""
+    for kind in (type(None), bytes):
+        if (kind, sqlite3.PrepareProtocol) not in sqlite3.adapters:
+            sqlite3.register_adapter(kind, _same)
 
 
 class _Refill:

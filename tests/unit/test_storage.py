@@ -187,6 +187,19 @@ def test_none_and_bytes_bind_as_before_with_the_identity_adapters() -> None:
     db.close()
 
 
+def test_an_adapter_of_the_process_for_bytes_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    def hexed(value: bytes) -> str:
+        return value.hex()
+
+    key = (bytes, sqlite3.PrepareProtocol)
+    monkeypatch.setitem(sqlite3.adapters, key, hexed)  # what register_adapter does, undone after the test
+    bind_none_and_bytes_directly()
+    assert sqlite3.adapters[key] is hexed
+    db = sqlite3.connect(":memory:")
+    assert db.execute("SELECT ?", (b"\x01\x02",)).fetchone() == ("0102",)
+    db.close()
+
+
 def test_statement_sizes_add_up_and_stay_few() -> None:
     texts: set[int] = set()
     for count in range(1, 1501):
