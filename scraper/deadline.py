@@ -1,8 +1,9 @@
 """One time limit for many tasks at the cost of a number each, not a timer each.
 
-``asyncio.timeout`` arms and cancels a loop timer every time it is entered; the worker
-enters its callback limit once per page, thousands of times a second, and the limit almost
-never fires. ``Deadlines`` instead records when each task's awaitable is due and checks
+``asyncio.timeout`` (and aiohttp's total timeout) arms and cancels a loop timer every time
+it is entered; a worker enters the fetch's ``timeout`` and the callback's
+``callback_timeout`` once per page each, thousands of times a second, and they almost never
+fire. ``Deadlines`` instead records when each task's awaitable is due and checks
 them all on a timer that runs only while something is being timed, every quarter of the
 limit (at most every second): an awaitable is cancelled between ``limit`` and ``limit +
 period`` seconds after it started, and the awaiting task gets a ``TimeoutError``, as from
