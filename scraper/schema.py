@@ -149,9 +149,10 @@ def create_key_index(table: str, key: Sequence[str]) -> str:
     return f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {quote(table)} ({', '.join(map(quote, key))})"
 
 
-def insert_item(table: str, columns: Sequence[str], key: Sequence[str], rows: int = 1) -> str:
+@functools.lru_cache(maxsize=256)
+def insert_item(table: str, columns: tuple[str, ...], key: tuple[str, ...], rows: int = 1) -> str:
     """An INSERT of ``rows`` rows of ``columns``; with a ``key`` it upserts, replacing the
-    stored values."""
+    stored values. Built once per table, column set and row count."""
     names = ", ".join(map(quote, columns))
     statement = f"INSERT INTO {quote(table)} ({names}) VALUES {_values(len(columns), rows)}"
     if not key:

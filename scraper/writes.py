@@ -120,7 +120,7 @@ async def insert_items(
         groups[(item.table, item.key, columns)].append((*item.row.values(), crawl_id, item.url, now))
     counts: dict[str, int] = defaultdict(int)
     for (table, key, columns), rows in groups.items():
-        await execute_rows(db, functools.partial(_insert_item, table, columns, key), rows, len(columns))
+        await execute_rows(db, functools.partial(schema.insert_item, table, columns, key), rows, len(columns))
         counts[table] += len(rows)
     return counts
 
@@ -152,9 +152,3 @@ def statement_sizes(rows: int, largest: int) -> Iterator[int]:
         size = 1 << (rows.bit_length() - 1)
         yield size
         rows -= size
-
-
-@functools.lru_cache(maxsize=256)
-def _insert_item(table: str, columns: tuple[str, ...], key: tuple[str, ...], rows: int) -> str:
-    """``schema.insert_item``, built once per table, column set and row count."""
-    return schema.insert_item(table, columns, key, rows)

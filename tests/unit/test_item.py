@@ -344,7 +344,7 @@ def table_columns(db: sqlite3.Connection, table: str) -> dict[str, str]:
 
 
 def insert(db: sqlite3.Connection, table: str, key: tuple[str, ...], row: dict[str, Any]) -> None:
-    db.execute(schema.insert_item(table, list(row), key), list(row.values()))
+    db.execute(schema.insert_item(table, tuple(row), key), list(row.values()))
 
 
 def test_framework_tables_are_idempotent(db: sqlite3.Connection) -> None:
