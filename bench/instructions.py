@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: scraper/, bench/
 
 from bench._common import table
-from bench.latency import KINDS, slow_site_in_process
+from bench.latency import KINDS, RunResult, slow_site_in_process
 
 LATENCY = Path(__file__).resolve().parent / "latency.py"
 LARGER = 3  # the second run crawls this many times --pages
@@ -47,10 +47,11 @@ def counted_run(kind: str, base_url: str, pages: int, args: argparse.Namespace, 
     command += ["--pages", str(pages), "--concurrency", str(args.concurrency)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, check=False)
     lines = done.stdout.strip().splitlines()
-    figures = json.loads(lines[-1]) if done.returncode == 0 and lines else {}
-    if figures.get("status") != "finished" or not figures.get("rows") == figures.get("distinct") == pages:
+    if done.returncode != 0 or not lines:
         sys.stderr.write(done.stderr[-3000:])
-        raise SystemExit(f"{kind}, {pages} pages: not a correct crawl under valgrind: {figures or done.returncode}")
+        raise SystemExit(f"{kind}, {pages} pages: exit {done.returncode} under valgrind")
+    if problem := RunResult("counted", kind, **json.loads(lines[-1])).problem(pages):
+        raise SystemExit(f"{kind}, {pages} pages: not a correct crawl under valgrind: {problem}")
     threads = [_instructions(path) for path in sorted(workdir.glob(f"{out.name}-*"))]  # -01 is the main thread
     return sum(threads), threads[0]
 

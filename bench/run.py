@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: scraper/, spiders/, bench/
 
 from bench import latency, throughput
-from bench._common import machine
+from bench._common import machine, median
 from bench.site import Ceiling
 
 LABELS = {
@@ -167,12 +167,12 @@ def render_summary(
         target(
             f"for scale: aiohttp fetching the same {latency_args.pages:,} pages alone here "
             "(no parsing, no storage, automatic GC off)",
-            f"{_median_seconds(floor):.2f} s",
+            f"{median([r.seconds for r in floor]):.2f} s",
             None,
         )
     for kind in ("sqlite", "memory"):
         if runs := latency.correct_runs(latency_runs, kind, latency_args.pages):
-            seconds = _median_seconds(runs)
+            seconds = median([r.seconds for r in runs])
             worst = max(r.max_lag for r in runs)
             target(
                 f"{latency_args.pages:,} pages x 1 s at concurrency {latency_args.concurrency:,} ({kind}): "
@@ -194,10 +194,6 @@ def render_summary(
     if spreads:
         lines += ["", "Round by round: " + "; ".join(spreads) + "."]
     return "\n".join(lines)
-
-
-def _median_seconds(runs: list[latency.RunResult]) -> float:
-    return sorted(r.seconds for r in runs)[len(runs) // 2]
 
 
 def _rounds(ratios: tuple[float, ...]) -> str:
