@@ -8,7 +8,7 @@ import itertools
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from bench.shop_parsing import parse_product
 from scraper import Item, Request, Response, Spider
@@ -35,6 +35,11 @@ class Product(Item):
 _FIELDS = tuple(Product.model_fields)
 
 
+def product_fields(response: Response) -> dict[str, Any]:
+    """The reference's row as ``Product``'s keyword arguments (pydantic checks the types)."""
+    return dict(zip(_FIELDS, parse_product(response.url, response.html), strict=True))
+
+
 class BenchShopSpider(Spider):
     name = "bench_shop"
     base_url: str = ""
@@ -53,7 +58,7 @@ class BenchShopSpider(Spider):
             yield request
 
     async def parse_product(self, response: Response) -> AsyncIterator[Output]:
-        yield Product(**dict(zip(_FIELDS, parse_product(response.url, response.html), strict=True)))
+        yield Product(**product_fields(response))
 
 
 _WORD = re.compile(r"[a-z]+")
@@ -80,7 +85,7 @@ class HeavyShopSpider(BenchShopSpider):
     name = "bench_shop_heavy"
 
     async def parse_product(self, response: Response) -> AsyncIterator[Output]:
-        fields = dict(zip(_FIELDS, parse_product(response.url, response.html), strict=True))
+        fields = product_fields(response)
         cells = [row.css_first("td") for row in response.css("table.specifications tr")]
         texts = [cell.text(deep=True).lower() for cell in cells if cell is not None]
         words = [word for text in texts for word in _WORD.findall(text)]

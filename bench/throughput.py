@@ -40,6 +40,7 @@ import json
 import logging
 import resource
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -161,7 +162,9 @@ def run_one(args: argparse.Namespace) -> int:
     from scraper import runtime
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    event_loop = "asyncio" if args.one == "reference" else "uvloop" if args.one == "reference+uvloop" else "auto"
+    event_loop: runtime.EventLoop = (
+        "asyncio" if args.one == "reference" else "uvloop" if args.one == "reference+uvloop" else "auto"
+    )
     _load_modules(args.one)
     cpu, started = _cpu_with_children(), time.perf_counter()
     status, pages = runtime.run(_crawl(args, Path(args.database)), event_loop=event_loop)
@@ -190,17 +193,20 @@ def run_in_subprocess(
 ) -> RunResult:
     command = command_for(args, kind, base_url, database)
     before, steal_before = site_cpu(), steal_seconds()
+    timed_out = False
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, check=False)
     except subprocess.TimeoutExpired:  # subprocess.run has killed it
-        done = subprocess.CompletedProcess(command, "timeout", "", f"no result within {args.timeout} s\n")
+        timed_out = True
+        done = subprocess.CompletedProcess(command, -signal.SIGKILL, "", f"no result within {args.timeout} s\n")
     after, steal_after = site_cpu(), steal_seconds()
     stolen = steal_after - steal_before if steal_after is not None and steal_before is not None else None
     lines = done.stdout.strip().splitlines()
     try:
         if done.returncode != 0 or not lines:
-            sys.stderr.write(f"{kind}: exit {done.returncode}\n{done.stderr[-2000:]}")
-            return RunResult(label, kind, f"exit {done.returncode}", 0, 0, 0, 0.0, 0.0, 0.0, None)
+            exit_status = "timeout" if timed_out else done.returncode
+            sys.stderr.write(f"{kind}: exit {exit_status}\n{done.stderr[-2000:]}")
+            return RunResult(label, kind, f"exit {exit_status}", 0, 0, 0, 0.0, 0.0, 0.0, None)
         figures = json.loads(lines[-1])
         try:
             ((products, distinct),) = query(database, "SELECT count(*), count(DISTINCT url) FROM product")
