@@ -164,7 +164,9 @@ class Engine:
             parse_pool=parse_pool,
         )
         await self._crawl(scheduler, queue, worker, feeder, storage)
-        self._check_limits(storage)  # the last commits may have reached a limit
+        if self.settings.close.max_items:
+            await storage.flush()  # items count once committed: the last commits may reach the limit
+        self._check_limits(storage)
         reason = scheduler.limit_reached or self._stop_reason or "finished"
         status = "finished" if reason in _FINISHED_REASONS else "interrupted"
         return status, reason

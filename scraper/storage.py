@@ -190,6 +190,11 @@ class Storage:
             self._unwritten.update(_fingerprints(commit.requests, commit.refused))
         await self._queue.put((commit, rows))
 
+    async def flush(self) -> None:
+        """Wait until every commit submitted so far is written, so that ``items_stored``
+        counts them all (an empty refill: the writer answers it after the commits before it)."""
+        await self.lease_pending(0)
+
     async def lease_pending(self, limit: int) -> list[sqlite3.Row]:
         """Up to ``limit`` pending, unleased requests of this crawl (highest priority first),
         now leased to it. Goes through the writer, after every commit queued before it."""
@@ -253,7 +258,7 @@ class Storage:
                     await self._write(batch)
                     await self._release(rows)
                 if refill is not None:
-                    refill.result.set_result(await self._lease(refill.limit))
+                    refill.result.set_result(await self._lease(refill.limit) if refill.limit else [])
                 if stop:
                     return
         except (sqlite3.Error, OSError, StorageError) as exc:

@@ -100,6 +100,26 @@ async def test_max_items_stores_exactly_that_many(database: Path, concurrency: i
     assert result.stats.get("items/stored") == 100
 
 
+async def test_max_items_reached_by_the_last_commits_is_the_reason(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer slower than the crawl: every page is done before any item is committed.
+    The limit is reached by the commits written at the end, and the crawl must say so."""
+    write = Storage._write
+
+    async def slow_write(self: Storage, batch: list[Any]) -> None:
+        await asyncio.sleep(0.3)
+        await write(self, batch)
+
+    monkeypatch.setattr(Storage, "_write", slow_write)
+    app, _ = logged_shop(150)
+    async with serve(app) as base_url:
+        result = await engine(base_url, database, close={"max_items": 100}).run()
+    assert (result.status, result.reason) == ("finished", "max_items")
+    assert rows(database, "SELECT count(*) FROM product") == [(100,)]
+    assert rows(database, "SELECT status, finish_reason FROM scraper_crawls") == [("finished", "max_items")]
+
+
 class MetaSpider(Spider):
     name = "meta"
 

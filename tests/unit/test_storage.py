@@ -263,6 +263,20 @@ async def test_a_refill_does_not_wait_for_the_linger(database: Path) -> None:
         await storage.finish_crawl(status="finished", reason="finished")
 
 
+async def test_flush_returns_once_every_earlier_commit_is_written(database: Path) -> None:
+    async with Storage(database, stats=Stats(), linger=30.0) as storage:
+        await storage.begin_crawl("books")
+        sizes = counting_transactions(storage)
+        for n in range(3):
+            await storage.submit(Commit(items=[stored_item(book(url=f"http://b.test/{n}"), "u")]))
+        assert storage.items_stored == 0
+        await asyncio.wait_for(storage.flush(), timeout=10.0)  # not after the 30 s linger
+        assert storage.items_stored == 3
+        assert sizes == [3]
+        await storage.finish_crawl(status="finished", reason="finished")
+    assert rows(database, "SELECT count(*) FROM book") == [(3,)]
+
+
 async def test_unopenable_path_is_a_storage_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
