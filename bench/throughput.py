@@ -14,6 +14,9 @@ crawler fetches every page, parses the same fields of every product page and sto
   parsing code) and the durable SQLite frontier / the in-memory one, on the loop users get
   (``event_loop: auto``: uvloop when installed);
 - ``pool``: ``sqlite`` with ``parse_processes`` (``--parse-processes``, default 2);
+- ``nowrite``: ``memory`` with every page's commit dropped instead of written (no SQL, no
+  product stored, so its product check is skipped): the framework without its writes, to
+  see what the writes cost against the reference (not in the default kinds);
 - ``scrapy`` / ``crawlee``: ``bench/competitors/`` in their own venv (made on first use).
 
 With ``--spider heavy`` our kinds crawl with the parse-heavy ``HeavyShopSpider`` instead (the
@@ -59,13 +62,14 @@ if TYPE_CHECKING:
     from bench.site import Ceiling
 
 THIS = Path(__file__).resolve()
-OURS = ("sqlite", "memory", "pool")
+OURS = ("sqlite", "memory", "pool", "nowrite")
 REFERENCES = ("reference", "reference+uvloop")
 COMPETITORS = ("scrapy", "crawlee")
 KINDS = (*REFERENCES, *OURS, *COMPETITORS)
 DEFAULT_KINDS = ("reference", "reference+uvloop", "sqlite", "memory", "scrapy", "crawlee")
 TARGETS = {"sqlite": 0.85, "memory": 0.95}  # pages/s as a fraction of the reference's
 CPU_MARGIN_MS = 0.15  # CPU ms per page may exceed the reference's by at most this much
+UNCHECKED = frozenset({"nowrite"})  # kinds that store no products, by design
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,8 @@ class RunResult:
         """Why this run's output is wrong, or None."""
         if self.status not in ("finished", "ok"):
             return f"status {self.status}"
+        if self.kind in UNCHECKED:
+            return None
         if not self.products == self.distinct == expected:
             return f"product rows {self.products}, distinct urls {self.distinct}, expected {expected}"
         return None
@@ -150,11 +156,25 @@ async def _crawl(args: argparse.Namespace, database: Path) -> tuple[str, int]:
     from bench.shop_spider import BenchShopSpider, HeavyShopSpider
     from scraper.engine import Engine
 
-    backend = "memory" if args.one == "memory" else "sqlite"
+    backend = "memory" if args.one in ("memory", "nowrite") else "sqlite"
+    if args.one == "nowrite":
+        _drop_commits()
     settings = crawl_settings(args, backend, parse_processes=args.parse_processes if args.one == "pool" else 0)
     spider = (HeavyShopSpider if args.spider == "heavy" else BenchShopSpider)(base_url=args.base_url)
     result = await Engine(spider=spider, settings=settings, database=database).run()
     return result.status, result.stats.get("pages")
+
+
+def _drop_commits() -> None:
+    """For ``nowrite``: every commit a page hands to storage is dropped, so nothing is
+    written (the crawl's row and its end are, as usual)."""
+    from scraper.records import Commit
+    from scraper.storage import Storage
+
+    async def drop(self: Storage, commit: Commit) -> None:
+        return None
+
+    Storage.submit = drop  # type: ignore[method-assign]
 
 
 def run_one(args: argparse.Namespace) -> int:
@@ -209,7 +229,9 @@ def run_in_subprocess(
             return RunResult(label, kind, f"exit {exit_status}", 0, 0, 0, 0.0, 0.0, 0.0, None)
         figures = json.loads(lines[-1])
         try:
-            ((products, distinct),) = query(database, "SELECT count(*), count(DISTINCT url) FROM product")
+            ((products, distinct),) = (
+                [(0, 0)] if kind in UNCHECKED else query(database, "SELECT count(*), count(DISTINCT url) FROM product")
+            )
         except sqlite3.Error as exc:
             return RunResult(label, kind, f"no product table: {exc}", 0, 0, 0, 0.0, 0.0, 0.0, None)
     finally:
