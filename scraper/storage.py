@@ -192,7 +192,8 @@ class Storage:
 
     async def flush(self) -> None:
         """Wait until every commit submitted so far is written, so that ``items_stored``
-        counts them all (an empty refill: the writer answers it after the commits before it)."""
+        counts them all: a refill of nothing, which the writer answers after the commits
+        queued before it."""
         await self.lease_pending(0)
 
     async def lease_pending(self, limit: int) -> list[sqlite3.Row]:
@@ -258,7 +259,7 @@ class Storage:
                     await self._write(batch)
                     await self._release(rows)
                 if refill is not None:
-                    refill.result.set_result(await self._lease(refill.limit) if refill.limit else [])
+                    refill.result.set_result(await self._lease(refill.limit))
                 if stop:
                     return
         except (sqlite3.Error, OSError, StorageError) as exc:
@@ -361,6 +362,8 @@ class Storage:
             await crawls.save_stats(db, self.crawl_id, self._stats.snapshot())
 
     async def _lease(self, limit: int) -> list[Any]:
+        if not limit:  # a refill of nothing (``flush``): answered, in order, with no transaction
+            return []
         db = self._connection
         await db.execute("BEGIN IMMEDIATE")
         try:
