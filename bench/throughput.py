@@ -228,10 +228,10 @@ def run_in_subprocess(
             sys.stderr.write(f"{kind}: exit {exit_status}\n{done.stderr[-2000:]}")
             return RunResult(label, kind, f"exit {exit_status}", 0, 0, 0, 0.0, 0.0, 0.0, None)
         figures = json.loads(lines[-1])
+        products = distinct = 0  # what an UNCHECKED kind stores
         try:
-            ((products, distinct),) = (
-                [(0, 0)] if kind in UNCHECKED else query(database, "SELECT count(*), count(DISTINCT url) FROM product")
-            )
+            if kind not in UNCHECKED:
+                ((products, distinct),) = query(database, "SELECT count(*), count(DISTINCT url) FROM product")
         except sqlite3.Error as exc:
             return RunResult(label, kind, f"no product table: {exc}", 0, 0, 0, 0.0, 0.0, 0.0, None)
     finally:
