@@ -32,9 +32,16 @@ async def shop_2000() -> AsyncIterator[tuple[str, int]]:
 
 
 @pytest.mark.timeout(120)
-async def test_2000_product_crawl_stores_every_item_once_with_types(shop_2000: tuple[str, int], database: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+async def test_2000_product_crawl_stores_every_item_once_with_types(
+    shop_2000: tuple[str, int], database: Path, backend: str
+) -> None:
+    """Both frontiers: the in-memory one keeps its pending requests and seen-set in memory,
+    but records every request's row and outcome all the same."""
     base_url, products = shop_2000
-    result = await crawl(DemoShopSpider(base_url=base_url), database, pipelines=DEMO_PIPELINES)
+    result = await crawl(
+        DemoShopSpider(base_url=base_url), database, pipelines=DEMO_PIPELINES, frontier={"backend": backend}
+    )
 
     assert (result.status, result.reason) == ("finished", "finished")
     assert rows(database, "SELECT count(*), count(DISTINCT url) FROM product") == [(products, products)]
@@ -128,10 +135,13 @@ def faulty_site() -> tuple[web.Application, dict[str, int]]:
     return app, hits
 
 
-async def test_failures_become_error_rows_and_the_crawl_finishes(database: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+async def test_failures_become_error_rows_and_the_crawl_finishes(database: Path, backend: str) -> None:
     app, hits = faulty_site()
     async with serve(app) as base_url:
-        result = await crawl(FaultySpider(base_url), database, retry={"times": 2, "backoff": 0})
+        result = await crawl(
+            FaultySpider(base_url), database, retry={"times": 2, "backoff": 0}, frontier={"backend": backend}
+        )
 
     assert result.status == "finished"
     errors = rows(database, "SELECT stage, error_type, url FROM scraper_errors ORDER BY stage")
