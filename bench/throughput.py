@@ -86,6 +86,11 @@ class RunResult:
     site_cpu: float | None
     steal: float | None = None  # CPU seconds the hypervisor took from the machine meanwhile
 
+    @classmethod
+    def failed(cls, label: str, kind: str, status: str) -> RunResult:
+        """A run with no figures: it did not finish, or left no product table."""
+        return cls(label, kind, status, 0, 0, 0, 0.0, 0.0, 0.0, None)
+
     @property
     def measured(self) -> bool:
         return not self.round.startswith("warm-up")
@@ -226,14 +231,14 @@ def run_in_subprocess(
         if done.returncode != 0 or not lines:
             exit_status = "timeout" if timed_out else done.returncode
             sys.stderr.write(f"{kind}: exit {exit_status}\n{done.stderr[-2000:]}")
-            return RunResult(label, kind, f"exit {exit_status}", 0, 0, 0, 0.0, 0.0, 0.0, None)
+            return RunResult.failed(label, kind, f"exit {exit_status}")
         figures = json.loads(lines[-1])
         products = distinct = 0  # what an UNCHECKED kind stores
         try:
             if kind not in UNCHECKED:
                 ((products, distinct),) = query(database, "SELECT count(*), count(DISTINCT url) FROM product")
         except sqlite3.Error as exc:
-            return RunResult(label, kind, f"no product table: {exc}", 0, 0, 0, 0.0, 0.0, 0.0, None)
+            return RunResult.failed(label, kind, f"no product table: {exc}")
     finally:
         for path in database.parent.glob(f"{database.name}*"):
             path.unlink()
