@@ -249,9 +249,11 @@ class Storage:
         await self._queue.put(None)
         await writer
         if self._failure is not None:
-            raise StorageError(f"writing to {self.path} failed: {self._failure}") from self._failure
+            raise self._failed() from self._failure
 
     async def _write_loop(self) -> None:
+        refill: _Refill | None = None
+        stop = False
         try:
             while True:
                 batch, rows, refill, stop = await self._next_batch()
@@ -267,13 +269,19 @@ class Storage:
             logger.error("writing to %s failed: %s", self.path, exc)
             async with self._room:
                 self._room.notify_all()  # waiting submitters wake up and see the failure
-            await self._discard_until_stopped()
+            if refill is not None and not refill.result.done():  # taken with the batch that failed
+                refill.result.set_exception(self._failed())
+            if not stop:  # else the stop signal came with that batch: nothing more will come
+                await self._discard_until_stopped()
+
+    def _failed(self) -> StorageError:
+        return StorageError(f"writing to {self.path} failed: {self._failure}")
 
     async def _discard_until_stopped(self) -> None:
         """After a failure, keep taking from the queue so that no submitter waits forever."""
         while (item := await self._queue.get()) is not None:
             if isinstance(item, _Refill):
-                item.result.set_exception(StorageError(f"writing to {self.path} failed: {self._failure}"))
+                item.result.set_exception(self._failed())
 
     async def _next_batch(self) -> tuple[list[Commit], int, _Refill | None, bool]:
         """The commits that queued up while the last transaction ran (group commit), and

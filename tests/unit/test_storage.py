@@ -237,6 +237,42 @@ async def test_rows_go_in_full_statements_then_powers_of_two(database: Path) -> 
     assert rows(database, "SELECT count(*), sum(c99) FROM t100") == [(700, sum(range(99, 799)))]
 
 
+async def test_a_statement_that_fails_mid_commit_leaves_none_of_its_transaction(database: Path) -> None:
+    """The transaction is rolled back whole (the request rows written before the failing
+    statement are gone too), and the writer's failure reaches the crawl, here with the stop
+    signal taken in the same batch as the failing commit: the writer must not wait for it."""
+    unbindable = stored_item({"n": 1}, "http://b.test/")._replace(row={"n": object()})
+    async with Storage(database, stats=Stats()) as storage:
+        await storage.begin_crawl("books")
+        await storage.submit(Commit(requests=[Scheduled(Request("http://b.test/a"), "fp-a", "b.test")]))
+        await storage.flush()
+        await storage.submit(
+            Commit(
+                outcome=Outcome("fp-a", "done", status=200),
+                items=[stored_item({"n": 0}, "http://b.test/a"), unbindable],
+                requests=[Scheduled(Request("http://b.test/b"), "fp-b", "b.test")],
+                errors=[ErrorRecord("http://b.test/a", "parse", "ValueError", "boom", None)],
+            )
+        )
+        with pytest.raises(StorageError, match=r"writing to .* failed"):
+            await storage.finish_crawl(status="finished", reason="finished")
+    assert rows(database, "SELECT fingerprint, state FROM scraper_requests") == [("fp-a", "pending")]
+    assert rows(database, "SELECT count(*) FROM scraper_errors") == [(0,)]
+    assert rows(database, "SELECT count(*) FROM sqlite_master WHERE name = 'item'") == [(0,)]  # DDL included
+
+
+async def test_a_refill_queued_with_a_failing_commit_fails_instead_of_hanging(database: Path) -> None:
+    unbindable = stored_item({"n": 1}, "http://b.test/")._replace(row={"n": object()})
+    storage = Storage(database, stats=Stats())
+    await storage.open()
+    await storage.begin_crawl("books")
+    await storage.submit(Commit(items=[unbindable]))
+    with pytest.raises(StorageError, match="Error binding parameter"):
+        await asyncio.wait_for(storage.lease_pending(10), timeout=10.0)
+    with pytest.raises(StorageError, match=r"writing to .* failed"):
+        await storage.close()
+
+
 async def test_commits_that_trickle_in_wait_for_each_other(database: Path) -> None:
     """Pages finishing a few ms apart (a loop that is not busy) share a transaction instead
     of paying a transaction each."""
