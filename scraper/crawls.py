@@ -89,8 +89,9 @@ async def count_items(db: aiosqlite.Connection, crawl_id: int) -> dict[str, int]
     return counts
 
 
-async def save_stats(db: aiosqlite.Connection, crawl_id: int, stats: dict[str, Any]) -> None:
-    await db.execute("UPDATE scraper_crawls SET stats = ? WHERE id = ?", (json.dumps(stats), crawl_id))
+def save_stats(crawl_id: int, stats: dict[str, Any]) -> tuple[str, tuple[str, int]]:
+    """The statement that saves a running crawl's statistics (what a resumed crawl goes on from)."""
+    return "UPDATE scraper_crawls SET stats = ? WHERE id = ?", (json.dumps(stats), crawl_id)
 
 
 async def finish(db: aiosqlite.Connection, crawl_id: int, *, status: str, reason: str, stats: dict[str, Any]) -> None:

@@ -124,10 +124,15 @@ def lease(rows: int) -> str:
 
 RELEASE_LEASES = "UPDATE scraper_requests SET leased = 0 WHERE crawl_id = ? AND leased = 1"
 
-INSERT_ERROR = """
-INSERT INTO scraper_errors (crawl_id, url, stage, error_type, message, traceback, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
-"""
+ERROR_WIDTH = 7
+
+
+@functools.lru_cache(maxsize=64)
+def insert_errors(rows: int) -> str:
+    return (
+        "INSERT INTO scraper_errors (crawl_id, url, stage, error_type, message, traceback, created_at) "
+        f"VALUES {_values(ERROR_WIDTH, rows)}"
+    )
 
 
 def quote(name: str) -> str:

@@ -289,7 +289,7 @@ class Storage:
 
         When pages come in slower than transactions go out (a crawl whose loop is not busy:
         callbacks in parse processes, per-host delays), every page would be a transaction of
-        its own, and each is five trips to SQLite's thread and back (a parse-pool crawl: 2.8
+        its own, each a few trips to SQLite's thread and back (a parse-pool crawl made 2.8
         commits a transaction, ~0.3 ms of the loop's CPU a page). So a transaction of fewer
         than ``_FEW_COMMITS`` waits up to ``linger`` for more; a refill or the stop signal
         ends the wait at once. A busy crawl's transactions are larger and never wait."""
@@ -319,16 +319,25 @@ class Storage:
                 return batch, rows, None, False
 
     async def _write(self, batch: list[Commit]) -> None:
-        db, now = self._connection, utc_now()
+        """One transaction for ``batch``: three trips to the connection's thread (the
+        ``BEGIN``, every statement at once, the ``COMMIT``), whatever its size."""
+        db, now, crawl_id = self._connection, utc_now(), self.crawl_id
         items = self._within_limit(_gathered(batch, "items"))
         requests, refused = _gathered(batch, "requests"), _gathered(batch, "refused")
+        item_statements, stored = writes.insert_items(items, crawl_id, now)
+        statements = [
+            *writes.insert_requests(requests, refused, crawl_id, now),
+            *item_statements,
+            *writes.insert_errors(_gathered(batch, "errors"), crawl_id, now),
+            *writes.finish_requests(list(filter(None, map(_OUTCOME, batch))), now),
+        ]
+        if time.monotonic() - self._stats_saved >= _STATS_EVERY:
+            self._stats_saved = time.monotonic()
+            statements.append(crawls.save_stats(crawl_id, self._stats.snapshot()))
         await db.execute("BEGIN IMMEDIATE")
         try:
-            await writes.insert_requests(db, requests, refused, self.crawl_id, now)
-            stored = await writes.insert_items(db, self._tables, items, self.crawl_id, now)
-            await writes.insert_errors(db, _gathered(batch, "errors"), self.crawl_id, now)
-            await writes.finish_requests(db, list(filter(None, map(_OUTCOME, batch))), now)
-            await self._save_stats_now_and_then(db)
+            await self._tables.ensure_all(db, items)
+            await writes.execute_all(db, statements)
             await db.execute("COMMIT")
         except BaseException:
             await db.execute("ROLLBACK")
@@ -363,12 +372,6 @@ class Storage:
             self._stats.increment("items/stored", count)
             self.items_stored += count
 
-    async def _save_stats_now_and_then(self, db: aiosqlite.Connection) -> None:
-        now = time.monotonic()
-        if now - self._stats_saved >= _STATS_EVERY:
-            self._stats_saved = now
-            await crawls.save_stats(db, self.crawl_id, self._stats.snapshot())
-
     async def _lease(self, limit: int) -> list[Any]:
         if not limit:  # a refill of nothing (``flush``): answered, in order, with no transaction
             return []
@@ -377,7 +380,7 @@ class Storage:
         try:
             async with db.execute(schema.PENDING_TO_LOAD, (self.crawl_id, limit)) as cursor:
                 rows = list(await cursor.fetchall())
-            await writes.execute_rows(db, schema.lease, [(row["id"],) for row in rows], 1)
+            await writes.execute_all(db, writes.chunked(schema.lease, [(row["id"],) for row in rows], 1))
             await db.execute("COMMIT")
         except BaseException:
             await db.execute("ROLLBACK")

@@ -211,10 +211,10 @@ def test_statement_sizes_add_up_and_stay_few() -> None:
 
 
 async def test_rows_go_in_full_statements_then_powers_of_two(database: Path) -> None:
-    """A statement of many rows is one trip to SQLite's thread (each trip waits for a turn of a
-    busy loop), and each new statement text is compiled: full statements as long as the
-    parameter limit allows, then the rest in powers of two, so that a table's statements are
-    a dozen texts that stay compiled, whatever the size of each commit."""
+    """A statement of many rows steps once where ``executemany`` steps once a row, and each
+    new statement text is compiled: full statements as long as the parameter limit allows,
+    then the rest in powers of two, so that a table's statements are a dozen texts that stay
+    compiled, whatever the size of each commit."""
     sizes: list[int] = []
 
     def insert(width: int) -> Callable[[int], str]:
@@ -227,20 +227,36 @@ async def test_rows_go_in_full_statements_then_powers_of_two(database: Path) -> 
     async with aiosqlite.connect(database) as db:
         for width in (2, 100):
             await db.execute(f"CREATE TABLE t{width} ({', '.join(f'c{n}' for n in range(width))})")
-        await writes.execute_rows(db, insert(2), [(n, str(n)) for n in range(1234)], 2)
+        await writes.execute_all(db, writes.chunked(insert(2), [(n, str(n)) for n in range(1234)], 2))
         assert sizes == [500, 500, 128, 64, 32, 8, 2]  # 234 = 128 + 64 + 32 + 8 + 2
         sizes.clear()
-        await writes.execute_rows(db, insert(100), [tuple(range(n, n + 100)) for n in range(700)], 100)
+        await writes.execute_all(db, writes.chunked(insert(100), [tuple(range(n, n + 100)) for n in range(700)], 100))
         assert sizes == [300, 300, 64, 32, 4]  # 100 columns: 30,000 parameters a statement at most
         await db.commit()
     assert rows(database, "SELECT count(*), sum(c0), max(c1) FROM t2") == [(1234, sum(range(1234)), "999")]
     assert rows(database, "SELECT count(*), sum(c99) FROM t100") == [(700, sum(range(99, 799)))]
 
 
+async def test_statements_sent_at_once_run_in_their_order(database: Path) -> None:
+    """``execute_all`` queues every statement before the first has run: their order on the
+    connection's thread must still be the list's (each update below reads the row before)."""
+    async with aiosqlite.connect(database) as db:
+        await db.execute("CREATE TABLE t (n INTEGER)")
+        await db.execute("INSERT INTO t VALUES (0)")
+        steps = [("UPDATE t SET n = (n * 3 + ?) % 1000003", (digit,)) for digit in (2, 0, 1, 1, 2, 0, 2, 1) * 25]
+        await writes.execute_all(db, [*steps, ("INSERT INTO t SELECT n + 1 FROM t", ())])
+        await db.commit()
+    expected = 0
+    for _, (digit,) in steps:
+        expected = (expected * 3 + digit) % 1000003
+    assert rows(database, "SELECT n FROM t ORDER BY rowid") == [(expected,), (expected + 1,)]
+
+
 async def test_a_statement_that_fails_mid_commit_leaves_none_of_its_transaction(database: Path) -> None:
-    """The transaction is rolled back whole (the request rows written before the failing
-    statement are gone too), and the writer's failure reaches the crawl, here with the stop
-    signal taken in the same batch as the failing commit: the writer must not wait for it."""
+    """The statements after a failing one still run (they were queued with it), so the
+    transaction is rolled back whole (the request rows written before the failing statement
+    are gone too), and the writer's failure reaches the crawl, here with the stop signal
+    taken in the same batch as the failing commit: the writer must not wait for it."""
     unbindable = stored_item({"n": 1}, "http://b.test/")._replace(row={"n": object()})
     async with Storage(database, stats=Stats()) as storage:
         await storage.begin_crawl("books")
