@@ -51,7 +51,7 @@ def section(title: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run every benchmark and print the README's performance table.")
-    parser.add_argument("--rounds", type=int, default=5, help="measured rounds of each A/B comparison (default 5)")
+    parser.add_argument("--rounds", type=int, default=9, help="measured rounds of each A/B comparison (default 9)")
     parser.add_argument("--quick", action="store_true", help="few rounds, small sites: checks the harness only")
     parser.add_argument("--no-competitors", action="store_true", help="skip Scrapy and Crawlee (no bench venv)")
     parser.add_argument("--server", choices=("auto", "nginx", "python"), default="auto", help="the static server")
