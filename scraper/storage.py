@@ -41,7 +41,7 @@ _BATCH_ROWS = 20_000  # rows per transaction, so one commit never grows huge
 _FEW_COMMITS = 32  # a transaction with fewer waits up to the linger for more (see _next_batch)
 _LINGER = 0.01  # seconds
 _STATS_EVERY = 2.0  # seconds between saved statistics (what a resumed crawl continues from)
-_CACHED_STATEMENTS = 64  # compiled statements each connection keeps (see _connect)
+_CACHED_STATEMENTS = 96  # compiled statements each connection keeps (see _connect)
 
 
 def _same(value: Any) -> Any:
@@ -123,8 +123,9 @@ class Storage:
     async def _connect(self, *, create_tables: bool = False) -> aiosqlite.Connection:
         """A connection in WAL mode, and with ``create_tables`` the framework's tables (one
         trip to the connection's thread for the settings, one for the tables)."""
-        # Group commits write statements of a dozen row counts per kind (writes.statement_sizes),
-        # all kept: 1-2 MB for each kind. (With a statement for every row count up to 500,
+        # Group commits write statements of up to ten row counts per kind (writes.statement_sizes;
+        # the kinds: requests, outcomes, errors, leases, each item table), all kept: 1-2 MB for
+        # a kind whose every size is used. (With a statement for every row count up to 500,
         # sqlite3's default cache of 128 had held ~20 MB of them on a 20,000-product crawl.)
         bind_none_and_bytes_directly()
         db = await aiosqlite.connect(self.path, isolation_level=None, cached_statements=_CACHED_STATEMENTS)
