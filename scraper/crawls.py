@@ -11,6 +11,7 @@ from typing import Any
 import aiosqlite
 
 from scraper import schema
+from scraper.writes import Statement
 
 RESUMABLE = ("running", "interrupted")  # "running" with no live process: it was killed
 
@@ -89,7 +90,7 @@ async def count_items(db: aiosqlite.Connection, crawl_id: int) -> dict[str, int]
     return counts
 
 
-def save_stats(crawl_id: int, stats: dict[str, Any]) -> tuple[str, tuple[str, int]]:
+def save_stats(crawl_id: int, stats: dict[str, Any]) -> Statement:
     """The statement that saves a running crawl's statistics (what a resumed crawl goes on from)."""
     return "UPDATE scraper_crawls SET stats = ? WHERE id = ?", (json.dumps(stats), crawl_id)
 

@@ -332,9 +332,7 @@ class Storage:
             *writes.insert_errors(_gathered(batch, "errors"), crawl_id, now),
             *writes.finish_requests(list(filter(None, map(_OUTCOME, batch))), now),
         ]
-        if time.monotonic() - self._stats_saved >= _STATS_EVERY:
-            self._stats_saved = time.monotonic()
-            statements.append(crawls.save_stats(crawl_id, self._stats.snapshot()))
+        statements += self._stats_now_and_then()
         await db.execute("BEGIN IMMEDIATE")
         try:
             await self._tables.ensure_all(db, items)
@@ -372,6 +370,14 @@ class Storage:
             self._stats.increment(f"items/{table}", count)
             self._stats.increment("items/stored", count)
             self.items_stored += count
+
+    def _stats_now_and_then(self) -> list[writes.Statement]:
+        """The statement saving the statistics, every ``_STATS_EVERY`` seconds (else none)."""
+        now = time.monotonic()
+        if now - self._stats_saved < _STATS_EVERY:
+            return []
+        self._stats_saved = now
+        return [crawls.save_stats(self.crawl_id, self._stats.snapshot())]
 
     async def _lease(self, limit: int) -> list[Any]:
         if not limit:  # a refill of nothing (``flush``): answered, in order, with no transaction

@@ -19,7 +19,7 @@ from scraper.errors import StorageError
 from scraper.frontier import Scheduled
 from scraper.http import Request
 from scraper.item import Item
-from scraper.records import Commit, ErrorRecord, Outcome
+from scraper.records import Commit, ErrorRecord, Outcome, StoredItem
 from scraper.stats import Stats
 from scraper.storage import Storage, bind_none_and_bytes_directly
 from scraper.worker import stored_item
@@ -252,12 +252,17 @@ async def test_statements_sent_at_once_run_in_their_order(database: Path) -> Non
     assert rows(database, "SELECT n FROM t ORDER BY rowid") == [(expected,), (expected + 1,)]
 
 
+def unbindable_item() -> StoredItem:
+    """An item whose value sqlite3 cannot bind: its statement fails inside the transaction."""
+    return stored_item({"n": 1}, "http://b.test/")._replace(row={"n": object()})
+
+
 async def test_a_statement_that_fails_mid_commit_leaves_none_of_its_transaction(database: Path) -> None:
     """The statements after a failing one still run (they were queued with it), so the
     transaction is rolled back whole (the request rows written before the failing statement
     are gone too), and the writer's failure reaches the crawl, here with the stop signal
     taken in the same batch as the failing commit: the writer must not wait for it."""
-    unbindable = stored_item({"n": 1}, "http://b.test/")._replace(row={"n": object()})
+    unbindable = unbindable_item()
     async with Storage(database, stats=Stats()) as storage:
         await storage.begin_crawl("books")
         await storage.submit(Commit(requests=[Scheduled(Request("http://b.test/a"), "fp-a", "b.test")]))
@@ -278,7 +283,7 @@ async def test_a_statement_that_fails_mid_commit_leaves_none_of_its_transaction(
 
 
 async def test_a_refill_queued_with_a_failing_commit_fails_instead_of_hanging(database: Path) -> None:
-    unbindable = stored_item({"n": 1}, "http://b.test/")._replace(row={"n": object()})
+    unbindable = unbindable_item()
     storage = Storage(database, stats=Stats())
     await storage.open()
     await storage.begin_crawl("books")
