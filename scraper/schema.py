@@ -129,6 +129,7 @@ ERROR_WIDTH = 7
 
 @functools.lru_cache(maxsize=64)
 def insert_errors(rows: int) -> str:
+    """One INSERT for ``rows`` error records (many rows per statement, as for requests)."""
     return (
         "INSERT INTO scraper_errors (crawl_id, url, stage, error_type, message, traceback, created_at) "
         f"VALUES {_values(ERROR_WIDTH, rows)}"
