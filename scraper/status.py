@@ -58,8 +58,16 @@ class ErrorCount:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Rate:
     pages: int  # pages finished (done or failed) within the window
-    window: float  # seconds: RATE_WINDOW, or less for a crawl younger than that
+    window: float  # seconds: RATE_WINDOW, or less for a crawl shorter than that
     eta: float | None  # seconds until nothing is pending; only for a live crawl that moves
+    ended: bool = False  # the window ends where the crawl stopped, not now
+
+    @property
+    def span(self) -> str:
+        """What the window covers, in words: its last seconds until now, or of a stopped crawl."""
+        if not self.ended:
+            return f"last {self.window:.0f}s"
+        return f"its last {self.window:.0f}s" if self.window >= RATE_WINDOW else "whole crawl"
 
     @property
     def per_second(self) -> float:
@@ -148,17 +156,34 @@ async def error_counts(db: aiosqlite.Connection, crawl_id: int) -> list[ErrorCou
 async def recent_rate(
     db: aiosqlite.Connection, crawl: CrawlInfo, *, pending: int, live: bool, now: dt.datetime
 ) -> Rate:
-    """Pages finished in the last minute (``updated_at`` is ISO text in UTC, so it compares
-    as text); a crawl younger than a minute is measured over its age."""
-    cutoff = (now - dt.timedelta(seconds=RATE_WINDOW)).astimezone(dt.UTC).isoformat(timespec="milliseconds")
+    """Pages finished in the last minute of the crawl: up to now while it is live, up to where
+    it stopped otherwise (its ``finished_at``; for a killed crawl its last finished page), so
+    that a stopped crawl shows the pace it ran at, not the nothing of the minute before ``status``
+    was asked. A crawl shorter than a minute is measured over its length (at least a second
+    while live). ``updated_at`` is ISO text in UTC, so it compares as text."""
+    end = now if live else await _stopped_at(db, crawl)
+    if end is None:  # stopped before any page finished
+        return Rate(0, 0.0, None, ended=True)
+    length = (end - dt.datetime.fromisoformat(crawl.started_at)).total_seconds()
+    window = min(RATE_WINDOW, max(length, 1.0 if live else 0.001))
+    cutoff = (end - dt.timedelta(seconds=window)).astimezone(dt.UTC).isoformat(timespec="milliseconds")
     sql = "SELECT count(*) FROM scraper_requests WHERE crawl_id = ? AND state IN ('done', 'failed') AND updated_at >= ?"
     async with db.execute(sql, (crawl.id, cutoff)) as cursor:
         row = await cursor.fetchone()
-    age = (now - dt.datetime.fromisoformat(crawl.started_at)).total_seconds()
-    rate = Rate(row[0] if row else 0, min(RATE_WINDOW, max(age, 1.0)), None)
+    rate = Rate(row[0] if row else 0, window, None, ended=not live)
     if live and rate.per_second > 0:
         return dataclasses.replace(rate, eta=pending / rate.per_second)
     return rate
+
+
+async def _stopped_at(db: aiosqlite.Connection, crawl: CrawlInfo) -> dt.datetime | None:
+    """When a stopped crawl ended: its ``finished_at``, else (killed) its last finished page."""
+    if crawl.finished_at:
+        return dt.datetime.fromisoformat(crawl.finished_at)
+    sql = "SELECT max(updated_at) FROM scraper_requests WHERE crawl_id = ? AND state IN ('done', 'failed')"
+    async with db.execute(sql, (crawl.id,)) as cursor:
+        row = await cursor.fetchone()
+    return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
 
 
 async def read_status(
@@ -200,7 +225,7 @@ def render(status: CrawlStatus, *, top: int = TOP_HOSTS) -> Group:
     header.add_row("started", f"{_clock(crawl.started_at)}, finished {_clock(crawl.finished_at)}")
     header.add_row("elapsed", "—" if status.elapsed is None else _duration(status.elapsed))
     eta = "—" if rate.eta is None else _duration(rate.eta)
-    header.add_row("rate", f"{rate.per_second:,.1f} pages/s (last {rate.window:.0f}s) · ETA {eta}")
+    header.add_row("rate", f"{rate.per_second:,.1f} pages/s ({rate.span}) · ETA {eta}")
     header.add_row("database", str(status.database))
     sections = (_host_table(status.hosts, top), _items_table(status.items), _error_table(status.errors))
     return Group(header, *(part for section in sections for part in (Text(), section)))

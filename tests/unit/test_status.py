@@ -103,6 +103,38 @@ async def test_rate_counts_pages_finished_in_the_last_minute_and_eta_follows(dat
         assert young.window == 10.0  # a crawl younger than a minute is measured over its age
 
 
+async def test_a_stopped_crawl_shows_the_pace_it_ran_at(database: Path) -> None:
+    """Asked ten minutes after it ended, a finished crawl's rate is over its own run (here
+    10 s: the whole crawl), not over the empty minute before NOW."""
+    make_database(database, [("a.test", "done", 0, 595.0)] * 40 + [("a.test", "failed", 0, 591.0)] * 10)
+    with closing(sqlite3.connect(database)) as db, db:
+        db.execute("UPDATE scraper_crawls SET status = 'finished', finished_at = ?", (iso(590),))
+    status = await read_status(database, now=NOW)
+    assert status is not None and not status.live
+    assert (status.rate.pages, status.rate.window, status.rate.per_second) == (50, 10.0, 5.0)
+    assert status.rate.span == "whole crawl" and status.rate.eta is None
+    console = Console(file=io.StringIO(), width=80)
+    console.print(render(status))
+    assert "5.0 pages/s (whole crawl) · ETA —" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+async def test_a_killed_crawl_is_measured_up_to_its_last_finished_page(database: Path) -> None:
+    """No finished_at: the window is the minute before its last page, 300 s before NOW."""
+    ran = [("a.test", "done", 0, 330.0)] * 30 + [("a.test", "done", 0, 300.0)] * 12 + [("a.test", "done", 0, 400.0)] * 9
+    make_database(database, [*ran, ("a.test", "pending", 1, 600.0)])
+    status = await read_status(database, now=NOW)
+    assert status is not None and status.state == "killed, resumes on next run"
+    assert (status.rate.pages, status.rate.window, status.rate.span) == (42, 60.0, "its last 60s")
+    assert status.rate.eta is None
+
+
+async def test_a_crawl_stopped_before_any_page_finished_has_no_rate(database: Path) -> None:
+    make_database(database, [("a.test", "pending", 1, 600.0)])
+    status = await read_status(database, now=NOW)
+    assert status is not None and not status.live
+    assert (status.rate.pages, status.rate.per_second, status.rate.eta) == (0, 0.0, None)
+
+
 async def test_idle_live_crawl_has_no_eta(database: Path) -> None:
     make_database(database, [("a.test", "pending", 0, 300.0)])
     with CrawlLock(database):
