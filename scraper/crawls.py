@@ -11,7 +11,7 @@ from typing import Any
 import aiosqlite
 
 from scraper import schema
-from scraper.writes import Statement
+from scraper.schema import Statement
 
 RESUMABLE = ("running", "interrupted")  # "running" with no live process: it was killed
 

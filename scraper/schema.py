@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 from scraper.item import META_COLUMNS
+
+Statement = tuple[str, Sequence[Any]]
+"""One SQL statement and its bound parameters."""
 
 FRAMEWORK_TABLES = """
 CREATE TABLE IF NOT EXISTS scraper_crawls (

@@ -371,7 +371,7 @@ class Storage:
             self._stats.increment("items/stored", count)
             self.items_stored += count
 
-    def _stats_now_and_then(self) -> list[writes.Statement]:
+    def _stats_now_and_then(self) -> list[schema.Statement]:
         """The statement saving the statistics, every ``_STATS_EVERY`` seconds (else none)."""
         now = time.monotonic()
         if now - self._stats_saved < _STATS_EVERY:

@@ -20,11 +20,10 @@ from scraper.errors import StorageError
 from scraper.frontier import Refused, Scheduled
 from scraper.http import Request
 from scraper.records import ErrorRecord, Outcome, StoredItem
+from scraper.schema import Statement
 
 _MAX_ROWS = 500  # rows per statement, at most: fewer, longer statements bind the same values in fewer steps
 _MAX_PARAMETERS = 30_000  # SQLite allows 32,766 bound parameters
-
-Statement = tuple[str, Sequence[Any]]
 
 
 class ItemTables:
