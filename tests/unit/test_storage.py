@@ -129,6 +129,16 @@ async def test_database_is_in_wal_mode(database: Path) -> None:
     assert rows(database, "PRAGMA journal_mode") == [("wal",)]
 
 
+async def test_statement_journals_stay_in_memory(database: Path) -> None:
+    """A group commit's many-row statements journal the pages they change; spilled to a
+    temporary file, that was thousands of page writes a crawl."""
+    async with Storage(database, stats=Stats()) as storage:
+        for connection in (storage._db, storage._reader):
+            assert connection is not None
+            async with connection.execute("PRAGMA temp_store") as cursor:
+                assert tuple(await cursor.fetchone() or ()) == (2,)  # MEMORY
+
+
 async def test_frontier_rows_carry_only_the_indexes_the_crawl_reads(database: Path) -> None:
     """Every index costs each page's insert and update; an old database loses the per-host
     index and the one of every pending row, and a refill still reads an index, not the table."""
