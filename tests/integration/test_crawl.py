@@ -159,6 +159,35 @@ async def test_failures_become_error_rows_and_the_crawl_finishes(database: Path,
     assert result.stats.get("errors/fetch/HttpStatusError") == 1
 
 
+async def test_a_failing_pipeline_stage_fails_its_item_only(database: Path) -> None:
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        result = await crawl(
+            FaultySpider(base_url), database, retry={"times": 0}, pipelines=["tests.integration.stages:PickyStage"]
+        )
+
+    assert result.status == "finished"
+    # /good: alpha stored, beta dropped; /invalid: gamma stored, delta invalid, eps failed in the stage
+    assert rows(database, "SELECT name FROM thing ORDER BY name") == [("alpha",), ("gamma",)]
+    errors = rows(database, "SELECT stage, error_type, message, url FROM scraper_errors WHERE stage = 'pipeline'")
+    assert errors == [("pipeline", "KeyError", "PickyStage: 'eps'", f"{base_url}/invalid")]
+    assert result.stats.get("items/dropped") == 1
+    assert result.stats.get("errors/pipeline/KeyError") == 1
+    assert result.stats.get("items/stored") == 2
+
+
+async def test_links_past_max_per_page_are_counted_not_followed(database: Path) -> None:
+    app, hits = faulty_site()
+    async with serve(app) as base_url:
+        result = await crawl(FaultySpider(base_url), database, retry={"times": 0}, links={"max_per_page": 2})
+
+    assert result.status == "finished"
+    followed = {url for (url,) in rows(database, "SELECT url FROM scraper_requests")} - {f"{base_url}/"}
+    assert followed == {f"{base_url}/good", f"{base_url}/boom"}  # the home page's first two links
+    assert "/invalid" not in hits and "/down" not in hits
+    assert result.stats.get("requests/filtered/links_per_page") == 2
+
+
 class CountingSpider(Spider):
     name = "counting"
 

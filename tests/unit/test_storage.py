@@ -16,7 +16,7 @@ import pytest
 
 from scraper import schema, writes
 from scraper.errors import StorageError
-from scraper.frontier import Scheduled
+from scraper.frontier import Refused, Scheduled
 from scraper.http import Request
 from scraper.item import Item
 from scraper.records import Commit, ErrorRecord, Outcome, StoredItem
@@ -122,6 +122,35 @@ async def test_crawl_row_holds_status_reason_and_final_stats(database: Path) -> 
     assert (status, reason) == ("finished", "finished")
     assert started <= finished
     assert json.loads(stats)["items/book"] == 50  # counted after the last commit, not before
+
+
+async def test_a_refused_request_is_recorded_even_when_its_meta_cannot_be_stored(database: Path) -> None:
+    """The row of a refused request only records that it was seen (it is never resumed): what
+    JSON cannot hold is left out rather than the row."""
+    request = Request("http://elsewhere.test/x", meta={"handle": object()}, cb_kwargs={"n": 1})
+    await write(database, Commit(refused=[Refused(request, "fp-offsite", "elsewhere.test", "offsite")]))
+    stored = rows(database, "SELECT fingerprint, url, state, reason, meta, cb_kwargs FROM scraper_requests")
+    assert stored == [("fp-offsite", "http://elsewhere.test/x", "filtered", "offsite", None, None)]
+
+
+class Note(Item):
+    text: str
+
+
+class KeyedNote(Item):
+    """``Note`` given a key later, as a user might: its table already holds duplicates."""
+
+    table: ClassVar[str] = "note"
+    key: ClassVar[tuple[str, ...]] = ("text",)
+    text: str
+
+
+async def test_a_key_on_a_table_holding_duplicates_fails_by_name_and_keeps_its_rows(database: Path) -> None:
+    await write(database, Commit(items=[stored_item(Note(text="same"), "u"), stored_item(Note(text="same"), "u")]))
+    with pytest.raises(StorageError, match=r"table 'note' holds duplicate rows for key \('text',\)"):
+        await write(database, Commit(items=[stored_item(KeyedNote(text="new"), "u")]))
+    assert rows(database, "SELECT text FROM note") == [("same",), ("same",)]
+    assert rows(database, "SELECT id, status FROM scraper_crawls") == [(1, "finished"), (2, "failed")]
 
 
 async def test_database_is_in_wal_mode(database: Path) -> None:
@@ -350,6 +379,44 @@ async def test_unopenable_path_is_a_storage_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="cannot open database"):
         async with Storage(blocker / "crawl.db", stats=Stats()):
             pass
+
+
+async def test_submitters_wait_for_room_while_the_writer_is_behind(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory stays bounded: past ``_QUEUE_ROWS`` queued rows a submitter waits for the writer."""
+    monkeypatch.setattr("scraper.storage._QUEUE_ROWS", 10)
+    async with Storage(database, stats=Stats()) as storage:
+        await storage.begin_crawl("books")
+        gate = asyncio.Event()
+        write_batch = storage._write
+
+        async def held_write(batch: list[Commit]) -> None:
+            await gate.wait()
+            await write_batch(batch)
+
+        storage._write = held_write  # type: ignore[method-assign]
+        submitted = 0
+
+        async def submit_all() -> None:
+            nonlocal submitted
+            for n in range(30):
+                await storage.submit(Commit(items=[stored_item({"n": n}, "u")]))  # two rows each
+                submitted += 1
+
+        submitting = asyncio.create_task(submit_all())
+        try:
+            for _ in range(200):  # until the bound is reached (at once, unless the machine is slow)
+                if submitted >= 5:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)  # time for a sixth submit, were there room for it
+            assert submitted == 5 and storage._queued_rows == 10  # the bound reached; the sixth waits
+        finally:
+            gate.set()  # a failed check must not leave the writer held
+        await asyncio.wait_for(submitting, 5)
+        await storage.finish_crawl(status="finished", reason="finished")
+    assert rows(database, "SELECT count(*) FROM item") == [(30,)]
 
 
 async def test_a_failing_writer_stops_submitters_instead_of_hanging(database: Path) -> None:

@@ -1,0 +1,18 @@
+"""Pipeline stages for crawls in tests, loaded by path as ``settings.pipelines`` loads any."""
+
+from __future__ import annotations
+
+from scraper import DropItem, Spider
+from scraper.pipeline import BaseStage, Record
+
+
+class PickyStage(BaseStage):
+    """Drops the item named ``beta`` and fails on ``eps`` (a bug in the stage); passes the rest."""
+
+    async def process(self, item: Record, spider: Spider) -> Record:
+        name = item.get("name") if isinstance(item, dict) else getattr(item, "name", None)
+        if name == "beta":
+            raise DropItem("beta is not wanted")
+        if name == "eps":
+            raise KeyError("eps")
+        return item
