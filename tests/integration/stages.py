@@ -16,3 +16,10 @@ class PickyStage(BaseStage):
         if name == "eps":
             raise KeyError("eps")
         return item
+
+
+class FailsToClose(BaseStage):
+    """Passes every item, then cannot close (a file it cannot flush, say)."""
+
+    async def close(self, spider: Spider) -> None:
+        raise OSError("cannot flush the export file")

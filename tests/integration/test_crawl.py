@@ -188,6 +188,46 @@ async def test_links_past_max_per_page_are_counted_not_followed(database: Path) 
     assert result.stats.get("requests/filtered/links_per_page") == 2
 
 
+class BrokenStartSpider(FaultySpider):
+    """Its start generator yields one page, then breaks; its closing hook breaks too."""
+
+    name = "broken_start"
+
+    async def start_requests(self) -> AsyncIterator[Request]:
+        yield Request(f"{self.base_url}/good", callback=self.parse_page)
+        raise RuntimeError("start list unreadable")
+
+    async def closed(self, reason: str) -> None:
+        raise RuntimeError("cannot say goodbye")
+
+
+async def test_a_broken_start_generator_or_closing_hook_does_not_end_the_crawl(
+    database: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        result = await crawl(BrokenStartSpider(base_url), database, pipelines=["tests.integration.stages:FailsToClose"])
+
+    assert (result.status, result.reason) == ("finished", "finished")
+    assert rows(database, "SELECT name FROM thing ORDER BY name") == [("alpha",), ("beta",)]
+    errors = rows(database, "SELECT stage, error_type, message, url FROM scraper_errors")
+    assert errors == [("start", "RuntimeError", "start list unreadable", None)]
+    assert "a pipeline stage failed to close" in caplog.text and "OSError: cannot flush" in caplog.text
+    assert "BrokenStartSpider.closed() failed" in caplog.text
+
+
+async def test_max_errors_stops_the_crawl_early(database: Path) -> None:
+    app, hits = faulty_site()
+    async with serve(app) as base_url:
+        result = await crawl(
+            FaultySpider(base_url), database, concurrency=1, retry={"times": 0}, close={"max_errors": 1}
+        )
+
+    assert (result.status, result.reason) == ("finished", "max_errors")
+    assert result.stats.get("errors/parse/RuntimeError") == 1  # /boom, the first error
+    assert "/down" not in hits  # the home page's last link, not yet handed out at the first error
+
+
 class CountingSpider(Spider):
     name = "counting"
 
