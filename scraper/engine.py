@@ -24,7 +24,7 @@ from scraper.middleware import Middleware
 from scraper.parse_pool import ParsePool
 from scraper.pipeline import Pipeline
 from scraper.ratelimit import HostLimiter
-from scraper.records import Commit
+from scraper.records import Commit, error_record
 from scraper.robots import RobotsTxt
 from scraper.runtime import CrawlCollector, keep_freed_heap
 from scraper.scheduler import Scheduler
@@ -34,7 +34,7 @@ from scraper.spider import Spider
 from scraper.sqlite_frontier import SQLiteFrontier
 from scraper.stats import Stats
 from scraper.storage import Storage
-from scraper.worker import Worker, error_record
+from scraper.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +195,11 @@ class Engine:
         seen: SeenSet
         if policy.backend == "sqlite":
             frontier = SQLiteFrontier(
-                storage=storage, spider=self.spider, buffer=policy.buffer, spilled=start.states.get("pending", 0)
+                storage=storage,
+                spider=self.spider,
+                stats=self.stats,
+                buffer=policy.buffer,
+                spilled=start.states.get("pending", 0),
             )
             seen = StoredSeen(storage, cache_size=policy.seen_cache, complete=not start.resumed)
         else:

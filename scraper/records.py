@@ -1,14 +1,18 @@
 """What workers hand to storage: one ``Commit`` per page, holding the page's outcome, its
-items, the requests it discovered (admitted or refused) and its errors. Value objects only:
+items, the requests it discovered (admitted or refused) and its errors. Value objects:
 named tuples, immutable like frozen dataclasses and built in a third of the time (several are
-built per page; a frozen dataclass sets each field through ``object.__setattr__``)."""
+built per page; a frozen dataclass sets each field through ``object.__setattr__``); and
+``error_record``, the one way any part of a crawl turns a failure into an error row."""
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from scraper.errors import CallbackTimeout, FetchError
 from scraper.frontier import Refused, Scheduled
+from scraper.stats import Stats
 
 
 class StoredItem(NamedTuple):
@@ -27,6 +31,15 @@ class ErrorRecord(NamedTuple):
     error_type: str
     message: str
     traceback: str | None
+
+
+def error_record(stage: str, error: BaseException, url: str | None, stats: Stats, *, context: str = "") -> ErrorRecord:
+    """Describe ``error`` for ``scraper_errors`` and count it. Expected fetch failures carry
+    no traceback: the message says it all."""
+    stats.increment(f"errors/{stage}/{type(error).__name__}")
+    trace = None if isinstance(error, (FetchError, CallbackTimeout)) else "".join(traceback.format_exception(error))
+    message = str(error) or type(error).__name__
+    return ErrorRecord(url, stage, type(error).__name__, f"{context}{message}", trace)
 
 
 class Outcome(NamedTuple):

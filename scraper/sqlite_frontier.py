@@ -5,19 +5,20 @@ crawl can resume after any stop.
 Admission keeps a request in memory while the buffer has room (its row is written leased);
 past that it is *spilled*: only its row is written. When the buffer runs low, ``refill``
 leases the best pending rows and loads them. On resume the dead run's leases are released and
-everything pending is loaded this way.
+everything pending is loaded this way. A row the spider can no longer run (its callback was
+renamed or removed between the runs) fails with an error row instead of staying pending.
 """
 
 from __future__ import annotations
 
-import logging
+import sqlite3
 import time
 
 from scraper.codec import RequestNotStorable, decode
 from scraper.frontier import MemoryFrontier, Scheduled
+from scraper.records import Commit, Outcome, error_record
+from scraper.stats import Stats
 from scraper.storage import Storage
-
-logger = logging.getLogger(__name__)
 
 _EMPTY_REFILL_PAUSE = 0.02  # seconds before asking again when the spilled rows are not committed yet
 
@@ -26,10 +27,11 @@ class SQLiteFrontier(MemoryFrontier):
     """The memory frontier as a bounded buffer in front of the database: popping, parking and
     the host queues are the memory frontier's own (several calls a page, none delegated)."""
 
-    def __init__(self, *, storage: Storage, spider: object, buffer: int, spilled: int = 0) -> None:
+    def __init__(self, *, storage: Storage, spider: object, stats: Stats, buffer: int, spilled: int = 0) -> None:
         super().__init__()
         self._storage = storage
         self._spider = spider
+        self._stats = stats
         self._buffer = buffer
         self._spilled = spilled  # pending rows in the database that are not in memory
         self._next_refill = 0.0
@@ -55,7 +57,7 @@ class SQLiteFrontier(MemoryFrontier):
         self._spilled = max(0, self._spilled - len(rows))
         hosts = []
         for row in rows:
-            entry = self._entry(row)
+            entry = await self._entry(row)
             if entry is None:
                 continue
             wait = max(0.0, (row["not_before"] or 0.0) - time.time())
@@ -63,13 +65,17 @@ class SQLiteFrontier(MemoryFrontier):
             hosts.append(entry.host)
         return hosts
 
-    def _entry(self, row: object) -> Scheduled | None:
+    async def _entry(self, row: sqlite3.Row) -> Scheduled | None:
+        """The row's request, or None when this spider cannot run it: the request then fails
+        with a ``start`` error row rather than stay pending (and leased) for good."""
         try:
-            request = decode(row, self._spider)  # type: ignore[arg-type]
+            request = decode(row, self._spider)  # type: ignore[arg-type]  # a Row is read by key, as a Mapping
         except RequestNotStorable as exc:
-            logger.error("cannot load a stored request: %s", exc)
+            failure = error_record("start", exc, row["url"], self._stats)
+            outcome = Outcome(row["fingerprint"], "failed", row["attempts"], reason=failure.message)
+            await self._storage.submit(Commit(outcome=outcome, errors=[failure]))
             return None
-        return Scheduled(request, row["fingerprint"], row["host"], attempts=row["attempts"])  # type: ignore[index]
+        return Scheduled(request, row["fingerprint"], row["host"], attempts=row["attempts"])
 
     def next_due(self) -> float | None:
         """The earliest parked entry, or the retry of a refill that found the spilled rows not

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from collections.abc import Callable
 
 from scraper.deadline import Deadlines
@@ -30,7 +29,7 @@ from scraper.loop_budget import LoopBudget
 from scraper.parse_pool import ParsePool
 from scraper.pipeline import Pipeline, Record, StageFailed
 from scraper.ratelimit import HostLimiter, Signal
-from scraper.records import Commit, ErrorRecord, Outcome, StoredItem
+from scraper.records import Commit, ErrorRecord, Outcome, StoredItem, error_record
 from scraper.redirect import is_redirect, next_hop
 from scraper.retry import PAUSING_STATUSES, backoff_delay, is_retryable, retry_after_delay
 from scraper.scheduler import Scheduler
@@ -40,15 +39,6 @@ from scraper.stats import Stats
 from scraper.storage import Storage
 
 logger = logging.getLogger(__name__)
-
-
-def error_record(stage: str, error: BaseException, url: str | None, stats: Stats, *, context: str = "") -> ErrorRecord:
-    """Describe ``error`` for ``scraper_errors`` and count it. Expected fetch failures carry
-    no traceback: the message says it all."""
-    stats.increment(f"errors/{stage}/{type(error).__name__}")
-    trace = None if isinstance(error, (FetchError, CallbackTimeout)) else "".join(traceback.format_exception(error))
-    message = str(error) or type(error).__name__
-    return ErrorRecord(url, stage, type(error).__name__, f"{context}{message}", trace)
 
 
 def signal_of_status(status: int) -> Signal:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from scraper import Request, Response, Spider
 from scraper.demo_site import build_catalog, make_app, serve
-from scraper.engine import Engine
+from scraper.engine import CrawlResult, Engine
 from scraper.errors import StorageError
 from scraper.stats import Stats
 from scraper.storage import Storage
@@ -42,6 +42,15 @@ def engine(base_url: str, database: Path, **settings: Any) -> Engine:
     return Engine(spider=DemoShopSpider(base_url=base_url), settings=make_settings(**settings), database=database)
 
 
+async def stopped_after(crawl: Engine, *, items: int) -> CrawlResult:
+    """Run ``crawl`` until it has stored ``items`` items, then stop it as Ctrl-C would."""
+    task = asyncio.create_task(crawl.run())
+    while crawl.stats.get("items/stored") < items:  # noqa: ASYNC110 - polling a counter, no event exists
+        await asyncio.sleep(0.02)
+    crawl.stop("SIGINT")
+    return await task
+
+
 @pytest.mark.timeout(120)
 async def test_a_tiny_buffer_spills_and_refills_and_still_gets_everything(database: Path) -> None:
     app, hits = logged_shop(500)
@@ -57,12 +66,7 @@ async def test_a_tiny_buffer_spills_and_refills_and_still_gets_everything(databa
 async def test_a_stopped_crawl_resumes_without_refetching(database: Path) -> None:
     app, hits = logged_shop(400, delay=0.01)
     async with serve(app) as base_url:
-        first = engine(base_url, database, concurrency=4)
-        task = asyncio.create_task(first.run())
-        while first.stats.get("items/stored") < 60:  # noqa: ASYNC110 - polling a counter, no event exists
-            await asyncio.sleep(0.02)
-        first.stop("SIGINT")
-        stopped = await task
+        stopped = await stopped_after(engine(base_url, database, concurrency=4), items=60)
         done_before = {url for (url,) in rows(database, "SELECT url FROM scraper_requests WHERE state = 'done'")}
         hits_before = Counter(hits)
         resumed = await engine(base_url, database, concurrency=4).run()
@@ -74,6 +78,37 @@ async def test_a_stopped_crawl_resumes_without_refetching(database: Path) -> Non
     assert rows(database, "SELECT count(*), count(DISTINCT url) FROM product") == [(400, 400)]
     assert rows(database, "SELECT count(*) FROM scraper_crawls") == [(1,)]
     assert rows(database, "SELECT count(*) FROM scraper_requests WHERE state != 'done'") == [(0,)]
+
+
+class RenamedCallbackSpider(DemoShopSpider):
+    """The demo spider after its ``parse_product`` was renamed between two runs."""
+
+    parse_product = None  # type: ignore[assignment]
+
+
+@pytest.mark.timeout(120)
+async def test_stored_requests_whose_callback_is_gone_fail_on_resume(database: Path) -> None:
+    """Left pending, they would stay so for good while the crawl reports itself finished."""
+    app, _ = logged_shop(200, delay=0.01)
+    async with serve(app) as base_url:
+        await stopped_after(engine(base_url, database, concurrency=4), items=30)
+        ((orphaned,),) = rows(
+            database, "SELECT count(*) FROM scraper_requests WHERE state = 'pending' AND callback = 'parse_product'"
+        )
+        spider = RenamedCallbackSpider(base_url=base_url)
+        resumed = await Engine(spider=spider, settings=make_settings(concurrency=4), database=database).run()
+
+    assert orphaned > 0 and resumed.resumed and resumed.status == "finished"
+    assert rows(database, "SELECT count(*) FROM scraper_requests WHERE state = 'pending' OR leased = 1") == [(0,)]
+    failed = rows(
+        database, "SELECT count(*) FROM scraper_requests WHERE state = 'failed' AND callback = 'parse_product'"
+    )
+    assert failed == [(orphaned,)]
+    errors = rows(database, "SELECT stage, error_type, count(*) FROM scraper_errors GROUP BY stage, error_type")
+    assert errors == [("start", "RequestNotStorable", orphaned)]
+    (message,) = rows(database, "SELECT message FROM scraper_errors LIMIT 1")[0]
+    assert message.startswith("RenamedCallbackSpider has no callback 'parse_product' for ")
+    assert resumed.stats.get("errors/start/RequestNotStorable") == orphaned
 
 
 async def test_fresh_starts_a_new_crawl_instead_of_resuming(database: Path) -> None:
