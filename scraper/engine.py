@@ -19,7 +19,7 @@ from scraper.fetcher import Fetcher
 from scraper.frontier import Frontier, MemoryFrontier, Scheduled
 from scraper.handoff import HandOff
 from scraper.http import Request
-from scraper.loading import load_object
+from scraper.loading import build_object
 from scraper.middleware import Middleware
 from scraper.parse_pool import ParsePool
 from scraper.pipeline import Pipeline
@@ -283,8 +283,7 @@ def load_middlewares(*, settings: Settings, stats: Stats, limiter: HostLimiter) 
     if settings.robots_txt:
         middlewares.append(RobotsTxt(settings=settings, stats=stats, limiter=limiter))
     for path in settings.middlewares:
-        factory = load_object(path, setting="middlewares")
-        middleware = factory(settings=settings, stats=stats, limiter=limiter)
+        middleware = build_object(path, setting="middlewares", settings=settings, stats=stats, limiter=limiter)
         if not callable(middleware):
             raise ConfigError(f"middlewares: {path} did not produce a callable middleware")
         middlewares.append(middleware)

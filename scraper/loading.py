@@ -1,5 +1,5 @@
-"""Resolves the ``"module:name"`` strings of config.yaml to Python objects, with errors that
-name the setting and the string."""
+"""Resolves the ``"module:name"`` strings of config.yaml to Python objects, and builds them,
+with errors that name the setting and the string."""
 
 from __future__ import annotations
 
@@ -21,3 +21,20 @@ def load_object(path: str, *, setting: str) -> Any:
         return getattr(module, attribute)
     except AttributeError:
         raise ConfigError(f"{setting}: module {module_name!r} has no {attribute!r}") from None
+
+
+def build_object(path: str, *, setting: str, **arguments: Any) -> Any:
+    """``path``'s object called with ``arguments`` (a class: an instance of it); an object that
+    cannot be called is returned as it is, for the caller to judge. Whatever the call raises
+    is a ``ConfigError`` naming the setting and the path (a function named by mistake, a
+    constructor that fails): the crawl must not start, and the user needs one line, not a
+    traceback."""
+    target = load_object(path, setting=setting)
+    if not callable(target):
+        return target
+    try:
+        return target(**arguments)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{setting}: {path} could not be created: {type(exc).__name__}: {exc}") from None

@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from scraper.errors import ConfigError, DropItem
 from scraper.item import Item
-from scraper.loading import load_object
+from scraper.loading import build_object
 from scraper.spider import Spider
 
 Record = Item | dict[str, Any]
@@ -56,8 +56,7 @@ class Pipeline:
         """Instantiate each ``"module:Class"``; a class that is not a ``Stage`` is a ``ConfigError``."""
         stages = []
         for path in paths:
-            stage_class = load_object(path, setting="pipelines")
-            stage = stage_class() if callable(stage_class) else stage_class
+            stage = build_object(path, setting="pipelines")
             if not isinstance(stage, Stage):
                 raise ConfigError(f"pipelines: {path} is not a Stage (needs async open, process, close)")
             stages.append(stage)

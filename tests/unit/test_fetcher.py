@@ -173,3 +173,17 @@ def test_unknown_middleware_path_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=re.escape("middlewares: cannot import 'nowhere'")):
         settings = make_settings(middlewares=["nowhere:thing"])
         load_middlewares(settings=settings, stats=Stats(), limiter=HostLimiter(settings=settings, stats=Stats()))
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("json:loads", "middlewares: json:loads could not be created: TypeError: loads() missing 1 required"),
+        ("json:__doc__", "middlewares: json:__doc__ did not produce a callable middleware"),
+    ],
+)
+def test_a_middleware_path_that_makes_no_middleware_is_a_config_error(path: str, message: str) -> None:
+    settings = make_settings(middlewares=[path])
+    with pytest.raises(ConfigError) as raised:
+        load_middlewares(settings=settings, stats=Stats(), limiter=HostLimiter(settings=settings, stats=Stats()))
+    assert str(raised.value).startswith(message)

@@ -11,6 +11,7 @@ from pipelines.clean import Normalize, clean_text
 from pipelines.dedup import DedupByKey
 from pipelines.require import RequireFields
 from scraper import DropItem, Item, Spider
+from scraper.errors import ConfigError
 from scraper.pipeline import Pipeline, Stage
 
 
@@ -182,3 +183,21 @@ async def test_require_fields_passes_filled_items_optional_blanks_and_dicts() ->
 
     assert await stage.process(note, SPIDER) is note
     assert await stage.process(record, SPIDER) is record
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        # a function named by mistake: called without its argument
+        (
+            "pipelines.clean:clean_text",
+            "pipelines: pipelines.clean:clean_text could not be created: TypeError: clean_text() missing",
+        ),
+        ("json:JSONDecoder", "pipelines: json:JSONDecoder is not a Stage (needs async open, process, close)"),
+        ("pipelines.clean:Nope", "pipelines: module 'pipelines.clean' has no 'Nope'"),
+    ],
+)
+def test_a_pipelines_entry_that_cannot_be_a_stage_is_a_config_error_naming_it(path: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Pipeline.from_settings(["pipelines.clean:Normalize", path])
+    assert str(raised.value).startswith(message)
