@@ -22,6 +22,8 @@ class CrawlLock:
         try:
             self._lock.acquire()
         except Timeout:
+            if not self.path.exists():  # no lock file, no holder: the file system would not create one
+                raise StorageError(f"cannot create the lock file {self.path}") from None
             raise StorageError(
                 f"{self.path.with_suffix('')} is in use by another crawl ({self._holder()}); "
                 "wait for it to finish or stop it first"

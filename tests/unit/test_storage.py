@@ -153,6 +153,14 @@ async def test_a_key_on_a_table_holding_duplicates_fails_by_name_and_keeps_its_r
     assert rows(database, "SELECT id, status FROM scraper_crawls") == [(1, "finished"), (2, "failed")]
 
 
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs a /proc that refuses new files")
+async def test_a_place_where_no_file_can_be_made_is_not_reported_as_in_use() -> None:
+    with pytest.raises(StorageError) as raised:
+        async with Storage(Path("/proc/scraper-test.db"), stats=Stats()):
+            pass
+    assert "/proc/scraper-test.db" in str(raised.value) and "in use" not in str(raised.value)
+
+
 async def test_database_is_in_wal_mode(database: Path) -> None:
     await write(database)
     assert rows(database, "PRAGMA journal_mode") == [("wal",)]
