@@ -174,6 +174,15 @@ def load_settings(
         raise SettingsError(describe_error(exc)) from None
 
 
+def _where(error: yaml.YAMLError) -> str:
+    """Where in the file the parser gave up and why: the line a user has to look at."""
+    mark, problem = getattr(error, "problem_mark", None), getattr(error, "problem", None)
+    if mark is None or not problem:
+        return f": {str(error).splitlines()[0]}"
+    context = getattr(error, "context", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f" ({context})" if context else "")
+
+
 def read_config(path: Path) -> dict[str, Any]:
     """The mapping in a YAML file; an unreadable or non-mapping file is a ``SettingsError``."""
     try:
@@ -181,7 +190,7 @@ def read_config(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise SettingsError(f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise SettingsError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise SettingsError(f"{path} is not valid YAML{_where(exc)}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

@@ -124,7 +124,8 @@ def test_read_config_empty_file_is_empty_mapping(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("concurrency: [1, 2\n", "is not valid YAML"),
+        ("concurrency: [1, 2\n", "is not valid YAML at line 2, column 1: expected ',' or ']'"),
+        ("per_host: a: b\n", "is not valid YAML at line 1, column 12: mapping values are not allowed here"),
         ("- concurrency\n- timeout\n", "must hold a mapping of settings, not list"),
     ],
 )
