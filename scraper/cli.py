@@ -29,6 +29,7 @@ from scraper.status import render as render_status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+QUERY_ROWS = 1_000  # rows ``query`` shows unless told otherwise: a look, not an export
 
 out = Console()
 err = Console(stderr=True)
@@ -64,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     query = commands.add_parser("query", help="read-only SQL on a crawl database, printed as a table")
     query.add_argument("target", nargs="+", metavar="SPIDER SQL | --db PATH SQL")
     query.add_argument("--db", type=Path, help="database file (instead of a spider name)")
+    query.add_argument(
+        "--rows",
+        type=whole_number,
+        default=QUERY_ROWS,
+        metavar="N",
+        help=f"rows shown at most (default {QUERY_ROWS:,}; 0: all)",
+    )
     query.set_defaults(command=command_query)
 
     status = commands.add_parser("status", help="a live or the last crawl: requests per host, items, errors, rate")
@@ -77,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--products", type=int, default=600, help="size of the demo shop (default 600)")
     demo.set_defaults(command=command_demo)
     return parser
+
+
+def whole_number(text: str) -> int:
+    """A count given on the command line: 0 or more (argparse reports a ValueError itself)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is below 0")
+    return value
 
 
 def _add_crawl_options(parser: argparse.ArgumentParser) -> None:
@@ -206,12 +222,17 @@ def command_query(args: argparse.Namespace) -> int:
             raise ScraperError('query takes a spider and one SQL argument: query SPIDER "SELECT ..."')
         project = Project.load(args.config)
         database, sql = project.database(project.spider_class(args.target[0])), args.target[1]
-    columns, rows = asyncio.run(run_query(database, sql))
+    columns, rows, more = asyncio.run(run_query(database, sql, limit=args.rows))
     table = Table(*columns, show_lines=False)
     for row in rows:
         table.add_row(*("NULL" if value is None else str(value) for value in row))
     out.print(table)
-    out.print(f"{len(rows):,} rows", style="dim")
+    if more:
+        out.print(
+            f"the first {len(rows):,} rows; more follow (LIMIT / OFFSET in the SQL, or --rows N; 0: all)", style="dim"
+        )
+    else:
+        out.print(f"{len(rows):,} rows", style="dim")
     return EXIT_OK
 
 

@@ -31,13 +31,18 @@ async def read_only(path: Path) -> AsyncIterator[aiosqlite.Connection]:
         await db.close()
 
 
-async def run_query(path: Path, sql: str, parameters: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """``(column names, rows)`` of ``sql``; an SQL error is a ``StorageError`` with SQLite's words."""
+async def run_query(
+    path: Path, sql: str, parameters: Sequence[Any] = (), *, limit: int = 0
+) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+    """``(column names, rows, more)`` of ``sql``: with a ``limit``, at most that many rows are
+    read (a ``SELECT *`` of a big crawl would hold it all in memory) and ``more`` says whether
+    others follow. An SQL error is a ``StorageError`` with SQLite's words."""
     async with read_only(path) as db:
         try:
             async with db.execute(sql, parameters) as cursor:
-                rows = await cursor.fetchall()
+                rows = list(await (cursor.fetchmany(limit + 1) if limit else cursor.fetchall()))
                 columns = [description[0] for description in cursor.description or ()]
         except sqlite3.Error as exc:
             raise StorageError(f"query failed: {exc}") from None
-    return columns, [tuple(row) for row in rows]
+    more = bool(limit) and len(rows) > limit
+    return columns, [tuple(row) for row in (rows[:limit] if more else rows)], more

@@ -75,6 +75,12 @@ def test_query_prints_a_table_and_is_read_only(tmp_path: Path) -> None:
     refused = scraper("query", "--db", str(database), "DELETE FROM product")
     assert refused.returncode == 2 and "readonly" in refused.stderr
     assert rows(database, "SELECT count(*) FROM product") == [(20,)]
+    shown = scraper("query", "--db", str(database), "--rows", "3", "SELECT url FROM product ORDER BY url")
+    assert shown.returncode == 0
+    assert shown.stdout.count("/product/") == 3
+    assert "the first 3 rows; more follow" in shown.stdout
+    everything = scraper("query", "--db", str(database), "--rows", "0", "SELECT url FROM product")
+    assert everything.stdout.count("/product/") == 20 and "20 rows" in everything.stdout
 
 
 def test_query_of_a_missing_database_is_one_clear_line(tmp_path: Path) -> None:
