@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="serve the bundled demo shop offline and crawl it")
     _add_crawl_options(demo)
-    demo.add_argument("--products", type=int, default=600, help="size of the demo shop (default 600)")
+    demo.add_argument("--products", type=whole_number, default=600, help="size of the demo shop (default 600)")
     demo.set_defaults(command=command_demo)
     return parser
 

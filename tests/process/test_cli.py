@@ -66,6 +66,14 @@ def test_demo_crawls_the_bundled_shop_and_prints_a_summary(tmp_path: Path) -> No
     assert rows(database, "SELECT status FROM scraper_crawls") == [("finished",)]
 
 
+def test_demo_refuses_a_negative_size_before_it_starts(tmp_path: Path) -> None:
+    database = tmp_path / "demo.db"
+    result = scraper("demo", "--products", "-5", "--db", str(database))
+    assert result.returncode == 2
+    assert "argument --products: -5 is below 0" in result.stderr and "Traceback" not in result.stderr
+    assert not database.exists()
+
+
 def test_query_prints_a_table_and_is_read_only(tmp_path: Path) -> None:
     database = tmp_path / "demo.db"
     assert scraper("demo", "--products", "20", "--db", str(database)).returncode == 0
