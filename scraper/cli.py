@@ -18,12 +18,13 @@ from rich.text import Text
 from scraper import __version__, runtime
 from scraper.demo_site import build_catalog, make_app, serve
 from scraper.engine import CrawlResult, Engine
-from scraper.errors import ScraperError
+from scraper.errors import ConfigError, ScraperError
 from scraper.progress import live_progress, summary
 from scraper.project import Project
 from scraper.query import run_query
 from scraper.ratelimit import describe_policy
 from scraper.settings import Settings
+from scraper.spider import Spider
 from scraper.status import read_status
 from scraper.status import render as render_status
 
@@ -116,11 +117,24 @@ def _parse_arguments(pairs: Sequence[str]) -> dict[str, str]:
     return arguments
 
 
+def _make_spider(spider_class: type[Spider], pairs: Sequence[str]) -> Spider:
+    """The spider, given its ``-a`` arguments; a constructor that refuses them (a missing or
+    misspelt argument, a bad value) is a one-line error naming the spider."""
+    arguments = _parse_arguments(pairs)
+    try:
+        return spider_class(**arguments)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        given = " ".join(f"-a {key}=..." for key in arguments) or "no -a arguments"
+        raise ConfigError(f"spider {spider_class.name!r} could not be created with {given}: {exc}") from None
+
+
 def command_run(args: argparse.Namespace) -> int:
     project = Project.load(args.config, args.settings)
     spider_class = project.spider_class(args.spider)
     settings = project.settings(spider_class)
-    spider = spider_class(**_parse_arguments(args.arguments))
+    spider = _make_spider(spider_class, args.arguments)
     database = args.db or project.database(spider_class)
     engine = Engine(spider=spider, settings=settings, database=database, fresh=args.fresh, notify=_notifier(settings))
     result, code = runtime.run(_crawl(engine), event_loop=settings.event_loop)

@@ -66,6 +66,37 @@ def test_demo_crawls_the_bundled_shop_and_prints_a_summary(tmp_path: Path) -> No
     assert rows(database, "SELECT status FROM scraper_crawls") == [("finished",)]
 
 
+ARGUMENT_SPIDER = """
+    from scraper import Spider
+
+    class NeedsLimit(Spider):
+        name = "needs_limit"
+        start_urls = ["http://127.0.0.1:1/"]
+
+        def __init__(self, limit: str) -> None:
+            super().__init__()
+            self.limit = int(limit)
+"""
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ([], "spider 'needs_limit' could not be created with no -a arguments: "),
+        (["-a", "lmit=3"], "with -a lmit=...: NeedsLimit.__init__() got an unexpected keyword argument 'lmit'"),
+        (["-a", "limit=many"], "with -a limit=...: invalid literal for int() with base 10: 'many'"),
+    ],
+)
+def test_a_spider_that_refuses_its_arguments_is_one_line_naming_it(
+    tmp_path: Path, arguments: list[str], expected: str
+) -> None:
+    project = make_project(tmp_path, ARGUMENT_SPIDER)
+    result = scraper("run", "needs_limit", *arguments, "--db", str(tmp_path / "never.db"), cwd=project)
+    assert result.returncode == 2
+    assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "never.db").exists()
+
+
 def test_demo_refuses_a_negative_size_before_it_starts(tmp_path: Path) -> None:
     database = tmp_path / "demo.db"
     result = scraper("demo", "--products", "-5", "--db", str(database))
