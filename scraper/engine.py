@@ -18,7 +18,7 @@ from scraper.feeder import DrainTimeout, Feeder
 from scraper.fetcher import Fetcher
 from scraper.frontier import Frontier, MemoryFrontier, Scheduled
 from scraper.handoff import HandOff
-from scraper.http import Request
+from scraper.http import Request, check_url
 from scraper.loading import build_object
 from scraper.middleware import Middleware
 from scraper.parse_pool import ParsePool
@@ -72,6 +72,7 @@ class Engine:
         self.scheduler: Scheduler | None = None  # built once the database is open
         self._fresh = fresh
         self._notify = notify
+        check_start_urls(spider)
         self._pipeline = Pipeline.from_settings(settings.pipelines)
         self._middlewares = load_middlewares(settings=settings, stats=self.stats, limiter=self.limiter)
         self._stop_reason: str | None = None
@@ -273,6 +274,17 @@ class Engine:
         except Exception:
             logger.exception("%s.closed() failed", type(self.spider).__name__)
         await storage.finish_crawl(status=status, reason=reason)
+
+
+def check_start_urls(spider: Spider) -> None:
+    """``start_urls`` is configuration: a URL that is not absolute is a ``ConfigError`` naming
+    it before the crawl starts. Found by the default ``start_requests`` instead, it ended that
+    generator, and every start URL after it was never crawled."""
+    for index, url in enumerate(spider.start_urls):
+        try:
+            check_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"{type(spider).__name__}.start_urls[{index}]: {exc}") from None
 
 
 def load_middlewares(*, settings: Settings, stats: Stats, limiter: HostLimiter) -> list[Middleware]:

@@ -14,6 +14,7 @@ from aiohttp import web
 from scraper import Item, Request, Response, Spider
 from scraper.demo_site import build_catalog, make_app, serve
 from scraper.engine import CrawlResult, Engine
+from scraper.errors import ConfigError
 from spiders.demo_shop import DemoShopSpider
 from tests.conftest import make_settings, rows
 
@@ -214,6 +215,17 @@ async def test_a_broken_start_generator_or_closing_hook_does_not_end_the_crawl(
     assert errors == [("start", "RuntimeError", "start list unreadable", None)]
     assert "a pipeline stage failed to close" in caplog.text and "OSError: cannot flush" in caplog.text
     assert "BrokenStartSpider.closed() failed" in caplog.text
+
+
+class BadStartUrlSpider(Spider):
+    name = "bad_start_url"
+    start_urls = ["http://127.0.0.1:1/", "www.example.com/no-scheme", "http://127.0.0.1:1/later"]
+
+
+def test_a_start_url_that_is_not_absolute_is_a_config_error_before_any_io(database: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^BadStartUrlSpider.start_urls\[1\]: not an absolute URL: 'www.example"):
+        Engine(spider=BadStartUrlSpider(), settings=make_settings(), database=database)
+    assert not database.exists()
 
 
 async def test_max_errors_stops_the_crawl_early(database: Path) -> None:
