@@ -72,7 +72,7 @@ class Engine:
         self.scheduler: Scheduler | None = None  # built once the database is open
         self._fresh = fresh
         self._notify = notify
-        check_start_urls(spider)
+        check_spider(spider)
         self._pipeline = Pipeline.from_settings(settings.pipelines)
         self._middlewares = load_middlewares(settings=settings, stats=self.stats, limiter=self.limiter)
         self._stop_reason: str | None = None
@@ -276,15 +276,20 @@ class Engine:
         await storage.finish_crawl(status=status, reason=reason)
 
 
-def check_start_urls(spider: Spider) -> None:
-    """``start_urls`` is configuration: a URL that is not absolute is a ``ConfigError`` naming
-    it before the crawl starts. Found by the default ``start_requests`` instead, it ended that
-    generator, and every start URL after it was never crawled."""
+def check_spider(spider: Spider) -> None:
+    """A spider's ``start_urls`` and ``allowed_domains`` are configuration, checked before the
+    crawl starts: each must be a list (a string there was read one character at a time: every
+    host offsite), and each start URL absolute (found by the default ``start_requests``
+    instead, a bad one ended that generator, and no start URL after it was crawled)."""
+    name = type(spider).__name__
+    for attribute in ("start_urls", "allowed_domains"):
+        if isinstance(getattr(spider, attribute), str):
+            raise ConfigError(f"{name}.{attribute} must be a list of strings, not one string")
     for index, url in enumerate(spider.start_urls):
         try:
             check_url(url)
         except ValueError as exc:
-            raise ConfigError(f"{type(spider).__name__}.start_urls[{index}]: {exc}") from None
+            raise ConfigError(f"{name}.start_urls[{index}]: {exc}") from None
 
 
 def load_middlewares(*, settings: Settings, stats: Stats, limiter: HostLimiter) -> list[Middleware]:

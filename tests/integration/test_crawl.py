@@ -222,9 +222,16 @@ class BadStartUrlSpider(Spider):
     start_urls = ["http://127.0.0.1:1/", "www.example.com/no-scheme", "http://127.0.0.1:1/later"]
 
 
-def test_a_start_url_that_is_not_absolute_is_a_config_error_before_any_io(database: Path) -> None:
+class OneStringSpider(Spider):
+    name = "one_string"
+    allowed_domains = "example.com"  # type: ignore[assignment]
+
+
+def test_a_spider_s_start_urls_and_domains_are_checked_before_any_io(database: Path) -> None:
     with pytest.raises(ConfigError, match=r"^BadStartUrlSpider.start_urls\[1\]: not an absolute URL: 'www.example"):
         Engine(spider=BadStartUrlSpider(), settings=make_settings(), database=database)
+    with pytest.raises(ConfigError, match=r"^OneStringSpider.allowed_domains must be a list of strings, not one"):
+        Engine(spider=OneStringSpider(), settings=make_settings(), database=database)
     assert not database.exists()
 
 
