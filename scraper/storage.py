@@ -18,7 +18,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from scraper.errors import StorageError
 from scraper.frontier import Refused, Scheduled
 from scraper.handoff import HandOff
 from scraper.lock import CrawlLock
-from scraper.records import Commit, StoredItem
+from scraper.records import Commit, StoredItem, error_record
 from scraper.stats import Stats
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,16 @@ _FEW_COMMITS = 32  # a transaction with fewer waits up to the linger for more (s
 _LINGER = 0.01  # seconds
 _STATS_EVERY = 2.0  # seconds between saved statistics (what a resumed crawl continues from)
 _CACHED_STATEMENTS = 96  # compiled statements each connection keeps (see _connect)
+# Failures of a value, not of the database: SQLite cannot hold it (an int past 64 bits, a
+# string with a lone surrogate, a type sqlite3 cannot bind). See Storage._write_apart.
+_UNSTORABLE = (
+    OverflowError,
+    ValueError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+)
 
 
 def _same(value: Any) -> Any:
@@ -264,13 +274,13 @@ class Storage:
             while True:
                 batch, rows, refill, stop = await self._next_batch()
                 if batch:
-                    await self._write(batch)
+                    await self._write_apart(batch)
                     await self._release(rows)
                 if refill is not None:
                     refill.result.set_result(await self._lease(refill.limit))
                 if stop:
                     return
-        except (sqlite3.Error, OSError, StorageError) as exc:
+        except Exception as exc:  # whatever it is, the crawl must hear of it and stop
             self._failure = exc
             logger.error("writing to %s failed: %s", self.path, exc)
             async with self._room:
@@ -323,6 +333,46 @@ class Storage:
                     item = await self._queue.get()
             except TimeoutError:
                 return batch, rows, None, False
+
+    async def _write_apart(self, batch: list[Commit]) -> None:
+        """Write ``batch`` in one transaction. Should one of its values be unstorable, its
+        commits are written one by one, and a commit that fails alone is written without what
+        SQLite cannot take: one bad item must neither stop the crawl nor cost the other pages
+        of its transaction theirs. Any other failure stops the writer."""
+        try:
+            await self._write(batch)
+        except _UNSTORABLE as exc:
+            self._tables = writes.ItemTables()  # the rolled-back transaction may have made tables
+            if len(batch) > 1:
+                for commit in batch:
+                    await self._write_apart([commit])
+            else:
+                await self._write_without_unstorable(batch[0], exc)
+
+    async def _write_without_unstorable(self, commit: Commit, error: Exception) -> None:
+        """``commit`` with an error row in place of each item whose values SQLite cannot take
+        (found by binding each item alone); failing that, with none of its items and one error
+        row for the page. Still atomic: the page's outcome and what is kept commit together."""
+        unstorable = await asyncio.to_thread(_unbindable, commit.items)
+        if unstorable:
+            counted = Stats()  # counted once the commit is in
+            failures = [
+                error_record("validate", cause, item.url, counted, context=f"not stored in table {item.table!r}: ")
+                for item, cause in unstorable
+            ]
+            kept = [item for item in commit.items if all(item is not bad for bad, _ in unstorable)]
+            try:
+                await self._write([commit._replace(items=kept, errors=[*commit.errors, *failures])])
+            except _UNSTORABLE as again:
+                error = again
+                self._tables = writes.ItemTables()
+            else:
+                for key, count in counted.counts.items():
+                    self._stats.increment(key, count)
+                return
+        url = commit.items[0].url if commit.items else None
+        failure = error_record("validate", error, url, self._stats, context="the page's items could not be stored: ")
+        await self._write([commit._replace(items=(), errors=[*commit.errors, failure])])
 
     async def _write(self, batch: list[Commit]) -> None:
         """One transaction for ``batch``: three trips to the connection's thread (the
@@ -408,6 +458,22 @@ def _gathered(batch: list[Commit], field: str) -> list[Any]:
     """One field's sequences of every commit in ``batch``, concatenated (in C: a batch is
     hundreds of commits, and this runs on the event loop)."""
     return list(itertools.chain.from_iterable(map(operator.attrgetter(field), batch)))
+
+
+def _unbindable(items: Sequence[StoredItem]) -> list[tuple[StoredItem, Exception]]:
+    """The items whose values SQLite cannot take, each with the error, found by binding each
+    item's values alone to a statement on a database in memory (run on a thread)."""
+    found: list[tuple[StoredItem, Exception]] = []
+    with closing(sqlite3.connect(":memory:")) as probe:
+        for item in items:
+            values = list(item.row.values())
+            if not values:
+                continue
+            try:
+                probe.execute(f"SELECT {', '.join('?' * len(values))}", values)
+            except _UNSTORABLE as exc:
+                found.append((item, exc))
+    return found
 
 
 def _rows_of(commit: Commit) -> int:

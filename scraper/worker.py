@@ -217,7 +217,12 @@ class Worker:
             except StageFailed as exc:
                 errors.append(error_record("pipeline", exc.error, response.url, self._stats, context=f"{exc.stage}: "))
             else:
-                items.append(stored_item(processed, response.url))
+                try:
+                    items.append(stored_item(processed, response.url))
+                except Exception as exc:  # a value no column can hold (a serializer that raises, binary as text)
+                    context = f"{type(processed).__name__} cannot be stored: "
+                    errors.append(error_record("validate", exc, response.url, self._stats, context=context))
+                    continue
                 self._stats.increment("items/scraped")
         return items, errors
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pydantic
 import pytest
 from aiohttp import web
 
@@ -245,6 +246,38 @@ async def test_max_errors_stops_the_crawl_early(database: Path) -> None:
     assert (result.status, result.reason) == ("finished", "max_errors")
     assert result.stats.get("errors/parse/RuntimeError") == 1  # /boom, the first error
     assert "/down" not in hits  # the home page's last link, not yet handed out at the first error
+
+
+class Touchy(Item):
+    """Its serializer refuses one value: the item cannot become a row."""
+
+    name: str
+    tags: list[str] = []
+
+    @pydantic.field_serializer("name")
+    def _name(self, name: str) -> str:
+        if name == "beta":
+            raise ValueError("beta cannot be written")
+        return name
+
+
+class TouchySpider(FaultySpider):
+    name = "touchy"
+
+    async def parse_page(self, response: Response) -> AsyncIterator[Any]:
+        for node in response.css("li"):
+            yield Touchy(name=node.text())
+
+
+async def test_an_item_that_cannot_become_a_row_fails_alone(database: Path) -> None:
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        result = await crawl(TouchySpider(base_url), database, retry={"times": 0})
+
+    assert result.status == "finished"
+    assert rows(database, "SELECT name FROM touchy ORDER BY name") == [("alpha",), ("delta",), ("eps",), ("gamma",)]
+    errors = rows(database, "SELECT stage, error_type, url FROM scraper_errors WHERE stage = 'validate'")
+    assert errors == [("validate", "PydanticSerializationError", f"{base_url}/good")]
 
 
 class CountingSpider(Spider):

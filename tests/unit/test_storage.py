@@ -299,9 +299,17 @@ async def test_statements_sent_at_once_run_in_their_order(database: Path) -> Non
     assert rows(database, "SELECT n FROM t ORDER BY rowid") == [(expected,), (expected + 1,)]
 
 
-def unbindable_item() -> StoredItem:
-    """An item whose value sqlite3 cannot bind: its statement fails inside the transaction."""
-    return stored_item({"n": 1}, "http://b.test/")._replace(row={"n": object()})
+class _FullDisk:
+    """A value whose binding fails as a full disk would: a failure of the database, not of the
+    value, so the writer must stop (sqlite3 adapts a value through its ``__conform__``)."""
+
+    def __conform__(self, protocol: object) -> object:
+        raise sqlite3.OperationalError("database or disk is full")
+
+
+def failing_item() -> StoredItem:
+    """An item whose statement fails inside the transaction, as on a full disk."""
+    return stored_item({"n": 1}, "http://b.test/")._replace(row={"n": _FullDisk()})
 
 
 async def test_a_statement_that_fails_mid_commit_leaves_none_of_its_transaction(database: Path) -> None:
@@ -309,7 +317,7 @@ async def test_a_statement_that_fails_mid_commit_leaves_none_of_its_transaction(
     transaction is rolled back whole (the request rows written before the failing statement
     are gone too), and the writer's failure reaches the crawl, here with the stop signal
     taken in the same batch as the failing commit: the writer must not wait for it."""
-    unbindable = unbindable_item()
+    failing = failing_item()
     async with Storage(database, stats=Stats()) as storage:
         await storage.begin_crawl("books")
         await storage.submit(Commit(requests=[Scheduled(Request("http://b.test/a"), "fp-a", "b.test")]))
@@ -317,7 +325,7 @@ async def test_a_statement_that_fails_mid_commit_leaves_none_of_its_transaction(
         await storage.submit(
             Commit(
                 outcome=Outcome("fp-a", "done", status=200),
-                items=[stored_item({"n": 0}, "http://b.test/a"), unbindable],
+                items=[stored_item({"n": 0}, "http://b.test/a"), failing],
                 requests=[Scheduled(Request("http://b.test/b"), "fp-b", "b.test")],
                 errors=[ErrorRecord("http://b.test/a", "parse", "ValueError", "boom", None)],
             )
@@ -330,12 +338,12 @@ async def test_a_statement_that_fails_mid_commit_leaves_none_of_its_transaction(
 
 
 async def test_a_refill_queued_with_a_failing_commit_fails_instead_of_hanging(database: Path) -> None:
-    unbindable = unbindable_item()
+    failing = failing_item()
     storage = Storage(database, stats=Stats())
     await storage.open()
     await storage.begin_crawl("books")
-    await storage.submit(Commit(items=[unbindable]))
-    with pytest.raises(StorageError, match="Error binding parameter"):
+    await storage.submit(Commit(items=[failing]))
+    with pytest.raises(StorageError, match="database or disk is full"):
         await asyncio.wait_for(storage.lease_pending(10), timeout=10.0)
     with pytest.raises(StorageError, match=r"writing to .* failed"):
         await storage.close()
@@ -427,15 +435,51 @@ async def test_submitters_wait_for_room_while_the_writer_is_behind(
     assert rows(database, "SELECT count(*) FROM item") == [(30,)]
 
 
-async def test_a_failing_writer_stops_submitters_instead_of_hanging(database: Path) -> None:
+async def test_an_item_sqlite_cannot_take_is_an_error_row_and_nothing_else_is_lost(database: Path) -> None:
+    """A value past SQLite (an int past 64 bits, a lone surrogate) fails its item only: the
+    other items of its page and of its transaction are stored, and the crawl goes on."""
+    stats = await write(
+        database,
+        Commit(items=[stored_item({"n": 1}, "http://a.test/1")]),
+        Commit(items=[stored_item({"n": 10**20}, "http://a.test/2"), stored_item({"n": 2}, "http://a.test/2")]),
+        Commit(items=[stored_item({"n": 4, "note": "\ud800"}, "http://a.test/3")]),
+        Commit(items=[stored_item({"n": 3}, "http://a.test/4")]),
+    )
+    assert rows(database, "SELECT n FROM item ORDER BY n") == [(1,), (2,), (3,)]
+    errors = rows(database, "SELECT stage, error_type, url, message FROM scraper_errors ORDER BY url")
+    assert [error[:3] for error in errors] == [
+        ("validate", "OverflowError", "http://a.test/2"),
+        ("validate", "UnicodeEncodeError", "http://a.test/3"),
+    ]
+    assert errors[0][3] == "not stored in table 'item': Python int too large to convert to SQLite INTEGER"
+    assert rows(database, "SELECT status FROM scraper_crawls") == [("finished",)]
+    assert stats.get("items/stored") == 3 and stats.get("errors/validate/OverflowError") == 1
+
+
+async def storage_whose_writes_raise(database: Path, error: Exception) -> Storage:
+    """An open storage with a crawl begun, whose every transaction raises ``error``."""
     storage = Storage(database, stats=Stats())
     await storage.open()
     await storage.begin_crawl("books")
 
     async def broken(batch: list[Commit]) -> None:
-        raise StorageError("disk full")
+        raise error
 
     storage._write = broken  # type: ignore[method-assign]
+    return storage
+
+
+async def test_a_writer_failing_in_an_unforeseen_way_still_closes_the_crawl_row(database: Path) -> None:
+    storage = await storage_whose_writes_raise(database, RuntimeError("a bug in the writer"))
+    await storage.submit(Commit(items=[stored_item({"n": 1}, "u")]))
+    with pytest.raises(StorageError, match="a bug in the writer"):
+        await storage.finish_crawl(status="finished", reason="finished")
+    await storage.close()
+    assert rows(database, "SELECT status FROM scraper_crawls") == [("failed",)]
+
+
+async def test_a_failing_writer_stops_submitters_instead_of_hanging(database: Path) -> None:
+    storage = await storage_whose_writes_raise(database, StorageError("disk full"))
     with pytest.raises(StorageError, match="disk full"):
         for n in range(20_000):  # more than the queue holds: a hang here would time the test out
             await storage.submit(Commit(items=[stored_item({"n": n}, "u")]))
