@@ -31,9 +31,12 @@ from scraper.status import render as render_status
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 QUERY_ROWS = 1_000  # rows ``query`` shows unless told otherwise: a look, not an export
+_BLOB_SHOWN = 16  # bytes of a BLOB ``query`` shows
 
-out = Console()
-err = Console(stderr=True)
+# No markup: what is printed holds the crawl's data (scraped text, URLs, spider names, error
+# messages), in which "[/b]" is text, not a tag for rich to apply or to fail on.
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.command(args)
         return code
     except ScraperError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
         return EXIT_USAGE
 
 
@@ -239,7 +242,7 @@ def command_query(args: argparse.Namespace) -> int:
     columns, rows, more = asyncio.run(run_query(database, sql, limit=args.rows))
     table = Table(*columns, show_lines=False)
     for row in rows:
-        table.add_row(*("NULL" if value is None else str(value) for value in row))
+        table.add_row(*map(_cell, row))
     out.print(table)
     if more:
         out.print(
@@ -248,6 +251,17 @@ def command_query(args: argparse.Namespace) -> int:
     else:
         out.print(f"{len(rows):,} rows", style="dim")
     return EXIT_OK
+
+
+def _cell(value: object) -> Text:
+    """A value as ``query`` shows it: NULL set apart from the text 'NULL', a BLOB by its size
+    and first bytes instead of a Python bytes literal as long as the BLOB."""
+    if value is None:
+        return Text("NULL", style="dim")
+    if isinstance(value, bytes):
+        shown = value[:_BLOB_SHOWN].hex()
+        return Text(f"x'{shown}'" if len(value) <= _BLOB_SHOWN else f"x'{shown}…' ({len(value):,} bytes)", style="cyan")
+    return Text(str(value))
 
 
 def command_status(args: argparse.Namespace) -> int:

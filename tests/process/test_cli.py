@@ -39,6 +39,7 @@ def make_project(root: Path, spider_source: str, config: str = "") -> Path:
     ("arguments", "expected"),
     [
         (["run", "no_such_spider"], "no spider named 'no_such_spider'"),
+        (["run", "[/b]"], "no spider named '[/b]'"),  # printed as it is, not read as a closing tag
         (["run", "demo_shop", "-s", "concurrency=abc"], "setting 'concurrency'"),
         (["run", "demo_shop", "-s", "no_such_key=1"], "unknown setting 'no_such_key'"),
         (["run", "demo_shop", "-s", "per_host.dealy=1"], "did you mean 'delay'"),
@@ -120,6 +121,26 @@ def test_query_prints_a_table_and_is_read_only(tmp_path: Path) -> None:
     assert "the first 3 rows; more follow" in shown.stdout
     everything = scraper("query", "--db", str(database), "--rows", "0", "SELECT url FROM product")
     assert everything.stdout.count("/product/") == 20 and "20 rows" in everything.stdout
+
+
+def test_query_shows_values_as_they_are(tmp_path: Path) -> None:
+    """Scraped text is shown as text (a '[/b]' in it once made rich raise; '[red]x' vanished
+    into a colour), NULL apart from the text 'NULL', a BLOB by its size and first bytes."""
+    database = tmp_path / "demo.db"
+    assert scraper("demo", "--products", "1", "--db", str(database)).returncode == 0
+    sql = "SELECT '[/b] quote' AS \"[/h]\", '[red]x', x'00ff', zeroblob(100), NULL, 'NULL'"
+    result = scraper("query", "--db", str(database), sql)
+    assert result.returncode == 0, result.stderr
+    cells = [cell.strip() for cell in result.stdout.splitlines()[3].split("│")[1:-1]]
+    assert cells == [
+        "[/b] quote",
+        "[red]x",
+        "x'00ff'",
+        "x'00000000000000000000000000000000…' (100 bytes)",
+        "NULL",
+        "NULL",
+    ]
+    assert "[/h]" in result.stdout.splitlines()[1]
 
 
 def test_query_of_a_missing_database_is_one_clear_line(tmp_path: Path) -> None:
