@@ -1,7 +1,7 @@
 """``Item``, the typed record a spider yields, and its mapping to an SQLite table.
 
-Each item class gets one table, named in snake_case; fields become typed columns; lists,
-dicts and nested models are stored as JSON text. Plain dicts go to the table ``item``.
+Each item class gets one table, named in snake_case; fields become typed columns; bytes are
+BLOBs; lists, dicts and nested models are stored as JSON text. Plain dicts go to the table ``item``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ _SQL_TYPES: tuple[tuple[type, str], ...] = (
     (float, "REAL"),
     (Decimal, "REAL"),  # SQLite has no decimal type; NUMERIC would turn 12.00 into 12
     (str, "TEXT"),
+    (bytes, "BLOB"),  # as they are: JSON would store them as UTF-8 text, and refuse any other
     (dt.datetime, "TEXT"),
     (dt.date, "TEXT"),
     (Enum, "TEXT"),
@@ -133,13 +134,13 @@ def columns_of_dict(record: Mapping[str, Any]) -> dict[str, str]:
     return {str(name): sql_type(type(value)) for name, value in record.items()}
 
 
-_PLAIN_TYPES = (str, int, float, bool)
+_PLAIN_TYPES = (str, int, float, bool, bytes)
 
 
 @functools.cache
 def _is_plain(item_class: type[Item]) -> bool:
-    """True when every field holds a plain scalar (or None) that ``model_dump(mode="json")``
-    would return unchanged: no serializers, computed fields or extra fields to honour."""
+    """True when every field holds a plain scalar (or None) that is its own column value: no
+    serializers, computed fields or extra fields to honour."""
     decorators = item_class.__pydantic_decorators__
     if decorators.field_serializers or decorators.model_serializers or decorators.computed_fields:
         return False
@@ -155,15 +156,47 @@ def _plain_field(field: pydantic.fields.FieldInfo) -> bool:
     return _without_none(field.annotation) in _PLAIN_TYPES
 
 
+@functools.cache
+def _bytes_fields(item_class: type[Item]) -> tuple[str, ...]:
+    """The fields stored as they are, as BLOBs, where the JSON dump would make them text:
+    ``bytes`` fields that no serializer of the field or the model rewrites."""
+    decorators = item_class.__pydantic_decorators__
+    if decorators.model_serializers:
+        return ()
+    serialized = {name for decorator in decorators.field_serializers.values() for name in decorator.info.fields}
+    if "*" in serialized:
+        return ()
+    return tuple(
+        name
+        for name, field in item_class.model_fields.items()
+        if _plain_field(field) and _without_none(field.annotation) is bytes and name not in serialized
+    )
+
+
 def to_row(record: Item | Mapping[str, Any]) -> dict[str, Any]:
-    """Values ready for sqlite3: scalars as they are, structures as JSON text."""
+    """Values ready for sqlite3: scalars as they are, bytes as BLOBs, structures as JSON text."""
     if isinstance(record, Item):
         if _is_plain(type(record)):  # the common item: its validated values are the row
             return dict(record.__dict__)
         # dumped as JSON values: only lists and dicts are left to encode
-        values = record.model_dump(mode="json")
+        values = _json_values(record)
         return {name: _to_json(value) if isinstance(value, (list, dict)) else value for name, value in values.items()}
     return {str(name): _to_column_value(value) for name, value in record.items()}
+
+
+def _json_values(record: Item) -> dict[str, Any]:
+    """``model_dump(mode="json")``, but with its bytes fields as they are, in field order."""
+    raw = _bytes_fields(type(record))
+    if not raw:
+        return record.model_dump(mode="json")
+    dumped = record.model_dump(mode="json", exclude=set(raw))
+    values = {
+        name: getattr(record, name) if name in raw else dumped.pop(name)
+        for name in record.__dict__
+        if name in raw or name in dumped
+    }
+    values.update(dumped)  # computed fields, extra fields, aliases
+    return values
 
 
 def _to_json(value: Any) -> str:

@@ -153,6 +153,8 @@ def test_stored_item_takes_table_and_key_from_the_class() -> None:
     ("annotation", "expected"),
     [
         (str, "TEXT"),
+        (bytes, "BLOB"),
+        (bytes | None, "BLOB"),
         (int, "INTEGER"),
         (bool, "INTEGER"),
         (float, "REAL"),
@@ -199,6 +201,7 @@ def test_columns_of_dict() -> None:
         "score": 1.5,
         "tags": ["a"],
         "when": dt.date.today(),
+        "raw": b"\x89PNG",
     }
     assert columns_of_dict(record) == {
         "name": "TEXT",
@@ -207,6 +210,7 @@ def test_columns_of_dict() -> None:
         "score": "REAL",
         "tags": "TEXT",
         "when": "TEXT",
+        "raw": "BLOB",
     }
 
 
@@ -279,6 +283,43 @@ def test_to_row_of_scalar_items_matches_their_json_dump(item: Item) -> None:
 def test_to_row_honours_serializers_and_computed_fields() -> None:
     row = to_row(ShoutedListing(url="https://example.com/lamp-1", title="lamp"))
     assert (row["title"], row["slug"]) == ("LAMP", "lamp-1")
+
+
+class Thumbnail(Item):
+    """Bytes are kept as they are: JSON would make them UTF-8 text and refuse a PNG."""
+
+    url: str
+    image: bytes
+    small: bytes | None = None
+
+
+class TaggedThumbnail(Thumbnail):
+    """A list makes the row go through model_dump; the bytes must still be bytes, unless a
+    serializer of the field says otherwise."""
+
+    tags: list[str] = []
+    checksum: bytes = b""
+
+    @pydantic.field_serializer("checksum")
+    def _hex(self, checksum: bytes) -> str:
+        return checksum.hex()
+
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\xff"
+
+
+def test_to_row_keeps_bytes_as_bytes() -> None:
+    assert to_row(Thumbnail(url="u", image=PNG)) == {"url": "u", "image": PNG, "small": None}
+    row = to_row(TaggedThumbnail(url="u", image=PNG, small=b"\xfe", tags=["a"], checksum=b"\x01\xab"))
+    assert row == {"url": "u", "image": PNG, "small": b"\xfe", "tags": '["a"]', "checksum": "01ab"}
+    assert columns_of(TaggedThumbnail)["image"] == "BLOB"
+
+
+def test_bytes_are_stored_as_blobs(db: sqlite3.Connection) -> None:
+    db.execute(schema.create_item_table(TaggedThumbnail.table, columns_of(TaggedThumbnail)))
+    insert(db, TaggedThumbnail.table, (), to_row(TaggedThumbnail(url="u", image=PNG, tags=["a"])))
+    stored = db.execute("SELECT image, typeof(image), typeof(small) FROM tagged_thumbnail").fetchone()
+    assert stored == (PNG, "blob", "null")
 
 
 def test_to_row_of_dict() -> None:
