@@ -10,9 +10,10 @@ import datetime as dt
 import functools
 import json
 import re
+import string
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from decimal import Decimal
 from enum import Enum
@@ -73,11 +74,15 @@ class Item(pydantic.BaseModel):
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         cls.table = cls.__dict__.get("table") or snake_case(cls.__name__)
-        if cls.table.startswith(RESERVED_PREFIX):
+        if folded(cls.table).startswith(RESERVED_PREFIX):
             raise TypeError(f"{cls.__name__}: table names starting with {RESERVED_PREFIX!r} are reserved")
         missing = [name for name in cls.key if name not in cls.model_fields]
         if missing:
             raise TypeError(f"{cls.__name__}.key names unknown fields: {', '.join(missing)}")
+        try:
+            check_column_names([*cls.model_fields, *cls.model_computed_fields], "field")
+        except ValueError as exc:
+            raise TypeError(f"{cls.__name__}: {exc}") from None
 
 
 class deferred_validation:  # lower case, like contextlib.suppress: it reads as a function
@@ -123,15 +128,63 @@ def sql_type(annotation: Any) -> str:
     return "TEXT"
 
 
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_FRAMEWORK_COLUMNS = frozenset({"_id", *META_COLUMNS})
+
+
+def folded(name: str) -> str:
+    """A table or column name as SQLite compares it: ASCII letters in any case are one name
+    ("Price" and "price" are the same column; "É" and "é" are not)."""
+    return name.translate(_ASCII_LOWER)
+
+
+def check_column_names(names: Iterable[str], what: str) -> None:
+    """Raise ``ValueError`` when two of ``names`` (``what``: "field" or "key") would be one
+    column, or one would be a column the framework keeps: the table could not be made."""
+    seen: dict[str, str] = {}
+    for name in names:
+        key = folded(name)
+        if key in _FRAMEWORK_COLUMNS:
+            kept = ", ".join(sorted(_FRAMEWORK_COLUMNS))
+            raise ValueError(f"{what} {name!r} is a column the framework keeps ({kept})")
+        if key in seen:
+            raise ValueError(f"{what}s {seen[key]!r} and {name!r} would be one column (SQLite ignores their case)")
+        seen[key] = name
+
+
 @functools.cache
 def columns_of(item_class: type[Item]) -> dict[str, str]:
-    """Column name → SQLite type, in field order (computed once per class; do not mutate)."""
-    return {name: sql_type(field.annotation) for name, field in item_class.model_fields.items()}
+    """Column name → SQLite type: the fields in order, then the computed fields (computed once
+    per class; do not mutate)."""
+    columns = {name: sql_type(field.annotation) for name, field in item_class.model_fields.items()}
+    for name, computed in item_class.model_computed_fields.items():
+        columns[name] = sql_type(computed.return_type)
+    return columns
+
+
+def columns_of_row(item_class: type[Item], row: Mapping[str, Any]) -> dict[str, str]:
+    """The columns of ``row``, an item's as ``to_row`` made it: the class's columns, unless
+    the row has others (extra fields a model allows, names a serializer or alias chose), whose
+    types are then inferred from their values. Raises ``ValueError`` as ``check_column_names``."""
+    columns = columns_of(item_class)
+    if _is_plain(item_class) or row.keys() == columns.keys():
+        return columns
+    check_column_names(row, "field")
+    return {name: columns.get(name) or _type_of_value(value) for name, value in row.items()}
+
+
+def _type_of_value(value: Any) -> str:
+    """The column type for a value seen first: none declared for None, so that the column
+    keeps whatever comes later as it is (declared TEXT, a later 2.5 would be stored '2.5')."""
+    return "" if value is None else sql_type(type(value))
 
 
 def columns_of_dict(record: Mapping[str, Any]) -> dict[str, str]:
-    """Column types inferred from a plain dict's values (its keys become columns)."""
-    return {str(name): sql_type(type(value)) for name, value in record.items()}
+    """Column types inferred from a plain dict's values (its keys become columns). Raises
+    ``ValueError`` as ``check_column_names``."""
+    columns = {str(name): _type_of_value(value) for name, value in record.items()}
+    check_column_names(columns, "key")
+    return columns
 
 
 _PLAIN_TYPES = (str, int, float, bool, bytes)

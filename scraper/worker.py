@@ -24,7 +24,7 @@ from scraper.fetcher import Fetcher
 from scraper.frontier import Scheduled
 from scraper.handoff import HandOff
 from scraper.http import Request, Response
-from scraper.item import DICT_TABLE, Item, columns_of, columns_of_dict, to_row
+from scraper.item import DICT_TABLE, Item, columns_of_dict, columns_of_row, to_row
 from scraper.loop_budget import LoopBudget
 from scraper.parse_pool import ParsePool
 from scraper.pipeline import Pipeline, Record, StageFailed
@@ -229,5 +229,6 @@ class Worker:
 
 def stored_item(record: Record, url: str) -> StoredItem:
     if isinstance(record, Item):
-        return StoredItem(record.table, record.key, columns_of(type(record)), to_row(record), url)
+        row = to_row(record)
+        return StoredItem(record.table, record.key, columns_of_row(type(record), row), row, url)
     return StoredItem(DICT_TABLE, (), columns_of_dict(record), to_row(record), url)

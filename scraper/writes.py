@@ -19,6 +19,7 @@ from scraper.codec import EncodedRequest, RequestNotStorable, encode
 from scraper.errors import StorageError
 from scraper.frontier import Refused, Scheduled
 from scraper.http import Request
+from scraper.item import folded
 from scraper.records import ErrorRecord, Outcome, StoredItem
 from scraper.schema import Statement
 
@@ -28,10 +29,12 @@ _MAX_PARAMETERS = 30_000  # SQLite allows 32,766 bound parameters
 
 class ItemTables:
     """Creates item tables on first sight and adds columns for new fields; remembers what
-    exists so that the common case costs nothing."""
+    exists so that the common case costs nothing. A name that differs from a column only in
+    case is that column (SQLite's rule): it is written there, not added."""
 
     def __init__(self) -> None:
-        self._columns: dict[str, set[str]] = {}
+        self._columns: dict[str, set[str]] = {}  # names known to be writable, as items spell them
+        self._folded: dict[str, set[str]] = {}  # the table's columns, as SQLite compares them
 
     def knows(self, item: StoredItem) -> bool:
         """Whether ``item``'s table and columns exist already (checked without an await)."""
@@ -53,10 +56,13 @@ class ItemTables:
             async with db.execute(f"PRAGMA table_info({schema.quote(item.table)})") as cursor:
                 known = {row[1] for row in await cursor.fetchall()}
             self._columns[item.table] = known
+            self._folded[item.table] = {folded(name) for name in known}
+        existing = self._folded[item.table]
         for name, kind in item.columns.items():
-            if name not in known:
+            if folded(name) not in existing:
                 await db.execute(schema.add_column(item.table, name, kind))
-                known.add(name)
+                existing.add(folded(name))
+            known.add(name)
         if item.key:
             try:
                 await db.execute(schema.create_key_index(item.table, item.key))

@@ -280,6 +280,63 @@ async def test_an_item_that_cannot_become_a_row_fails_alone(database: Path) -> N
     assert errors == [("validate", "PydanticSerializationError", f"{base_url}/good")]
 
 
+class Slugged(Item):
+    """A computed field is part of the row: it needs its column too."""
+
+    name: str
+
+    @pydantic.computed_field  # type: ignore[prop-decorator]
+    @property
+    def slug(self) -> str:
+        return self.name.upper()
+
+
+class Loose(Item):
+    """A model that allows extra fields: each new one is a column, typed by its value."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+    name: str
+
+
+class ShapesSpider(FaultySpider):
+    """Items whose columns are not just their fields, and dicts whose keys SQLite reads as
+    one column (in any case) or as the framework's own."""
+
+    name = "shapes"
+
+    async def parse_page(self, response: Response) -> AsyncIterator[Any]:
+        for number, node in enumerate(response.css("li")):
+            yield Slugged(name=node.text())
+            yield Loose(name=node.text(), size=int(node.attributes["data-size"] or 0) if number else None)
+            yield {"Name": node.text()} if number else {"name": node.text(), "SIZE": 1}
+        yield {"_URL": "mine"}
+        yield {"a": 1, "A": 2}
+
+
+async def test_items_with_computed_extra_or_differently_cased_columns_are_stored(database: Path) -> None:
+    """Each of these once stopped the whole crawl at its first transaction ("table has no column
+    named slug", "duplicate column name: name") and lost every page in it."""
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        result = await crawl(ShapesSpider(base_url), database, retry={"times": 0})
+
+    assert result.status == "finished"
+    assert rows(database, "SELECT name, slug FROM slugged ORDER BY name") == [("alpha", "ALPHA"), ("beta", "BETA")]
+    assert rows(database, "SELECT name, size, typeof(size) FROM loose ORDER BY name") == [
+        ("alpha", None, "null"),
+        ("beta", 2, "integer"),
+    ]
+    assert rows(database, "SELECT name, size FROM item ORDER BY name") == [("alpha", 1), ("beta", None)]
+    errors = rows(database, "SELECT stage, message FROM scraper_errors WHERE url LIKE '%/good' ORDER BY message")
+    assert errors == [
+        (
+            "validate",
+            "dict cannot be stored: key '_URL' is a column the framework keeps (_crawl_id, _id, _scraped_at, _url)",
+        ),
+        ("validate", "dict cannot be stored: keys 'a' and 'A' would be one column (SQLite ignores their case)"),
+    ]
+
+
 class CountingSpider(Spider):
     name = "counting"
 

@@ -20,6 +20,7 @@ from scraper.item import (
     Item,
     columns_of,
     columns_of_dict,
+    columns_of_row,
     deferred_validation,
     snake_case,
     sql_type,
@@ -126,6 +127,21 @@ def test_reserved_custom_table_is_rejected() -> None:
             url: str
 
 
+def test_reserved_prefix_in_any_case_is_rejected() -> None:
+    with pytest.raises(TypeError, match="reserved"):
+
+        class Sneaky(Item):
+            table: ClassVar[str] = "Scraper_Requests"  # SQLite's table scraper_requests
+
+
+def test_fields_that_would_be_one_column_are_rejected() -> None:
+    with pytest.raises(TypeError, match="Header: fields 'Name' and 'name' would be one column"):
+
+        class Header(Item):
+            Name: str
+            name: str
+
+
 def test_key_naming_unknown_field_is_rejected() -> None:
     with pytest.raises(TypeError, match="unknown fields: sku"):
 
@@ -191,6 +207,46 @@ def test_columns_of_in_field_order() -> None:
         "released": "TEXT",
         "seen_at": "TEXT",
     }
+
+
+def test_columns_of_include_computed_fields() -> None:
+    assert columns_of(ShoutedListing) == {
+        "url": "TEXT",
+        "title": "TEXT",
+        "price": "REAL",
+        "rating": "INTEGER",
+        "in_stock": "INTEGER",
+        "slug": "TEXT",  # after the fields, as to_row puts it
+    }
+    assert list(columns_of(ShoutedListing)) == list(to_row(ShoutedListing(url="u/x")))
+
+
+def test_columns_of_row_adds_what_the_row_has_beyond_the_fields() -> None:
+    class Open(Item):
+        model_config = pydantic.ConfigDict(extra="allow")
+        name: str
+
+    item = Open(name="x", size=3, note=None)
+    assert columns_of_row(Open, to_row(item)) == {"name": "TEXT", "size": "INTEGER", "note": ""}
+    with pytest.raises(ValueError, match="fields 'name' and 'NAME' would be one column"):
+        columns_of_row(Open, to_row(Open(name="x", NAME="y")))
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"a": 1, "A": 2}, "keys 'a' and 'A' would be one column"),
+        ({"_Url": "x"}, "key '_Url' is a column the framework keeps"),
+        ({"_id": 1}, "key '_id' is a column the framework keeps"),
+    ],
+)
+def test_columns_of_dict_refuses_keys_sqlite_would_merge(record: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        columns_of_dict(record)
+
+
+def test_a_dict_column_first_seen_empty_has_no_declared_type() -> None:
+    assert columns_of_dict({"price": None, "Ünit": "kg", "ünit": "g"}) == {"price": "", "Ünit": "TEXT", "ünit": "TEXT"}
 
 
 def test_columns_of_dict() -> None:
