@@ -70,6 +70,10 @@ _Page = tuple[str, str, int, list[tuple[str, str]], bytes, tuple[Any, ...]]
 request's fields but its (bound) callback. Plain tuples pickle several times faster than
 dataclasses."""
 
+_Result = tuple[list[tuple[tuple[Any, ...], str]], list[Any], list[Any], list[str]]
+"""A callback's outputs as they travel back: the requests (fields, callback name), the valid
+items, the invalid ones with their errors, and the type names of any other outputs."""
+
 _REQUEST_FIELDS = ("url", "method", "headers", "data", "json", "meta", "cb_kwargs", "priority", "dont_filter", "depth")
 _request_fields = operator.attrgetter(*_REQUEST_FIELDS)  # a request's fields as a tuple, in one C call
 
@@ -456,12 +460,10 @@ def _request(fields: tuple[Any, ...], callback: Callable[..., Any] | None) -> Re
     return Request(**dict(zip(_REQUEST_FIELDS, fields, strict=True)), callback=callback)
 
 
-def _unpack_result(
-    payload: tuple[list[tuple[tuple[Any, ...], str]], list[Any], list[Any]], spider: Spider
-) -> CallbackResult:
-    named, items, invalid = payload
+def _unpack_result(payload: _Result, spider: Spider) -> CallbackResult:
+    named, items, invalid, strays = payload
     requests = [_request(fields, callback_named(spider, name, fields[0])) for fields, name in named]
-    return CallbackResult(requests, items, invalid)
+    return CallbackResult(requests, items, invalid, strays)
 
 
 # -- the child's side -------------------------------------------------------------------------
@@ -485,7 +487,7 @@ def _write(stream: BinaryIO, reply: tuple[str, Any]) -> None:
     stream.flush()
 
 
-async def _handle(spider: Spider, page: _Page) -> tuple[list[tuple[tuple[Any, ...], str]], list[Any], list[Any]]:
+async def _handle(spider: Spider, page: _Page) -> _Result:
     name, url, status, headers, body, fields = page
     callback = getattr(spider, name)
     request = _request(fields, callback)
@@ -493,7 +495,7 @@ async def _handle(spider: Spider, page: _Page) -> tuple[list[tuple[tuple[Any, ..
     response = Response(url=url, status=status, headers=headers_proxy, body=body, request=request)
     result = await run_callback(callback, response)
     named = [(_request_fields(r), callback_name(r)) for r in result.requests]
-    return named, result.items, result.invalid
+    return named, result.items, result.invalid, result.strays
 
 
 def child_main() -> None:

@@ -75,12 +75,14 @@ class CallbackResult:
     requests: list[Request]
     items: list[Item | dict[str, Any]]
     invalid: list[tuple[Item, pydantic.ValidationError]]
+    strays: list[str] = dataclasses.field(default_factory=list)  # type names of other outputs
 
 
 async def run_callback(callback: Callable[..., Any], response: Response) -> CallbackResult:
     """Everything ``callback`` produces for ``response``, whatever style it is written in.
 
-    Raises what the callback raises; a ``TypeError`` for output that is not a request or item.
+    Raises what the callback raises. An output that is neither a request nor an item is
+    named in ``strays`` and the others are kept; ``None`` is skipped (as Scrapy does).
     """
     kwargs = response.request.cb_kwargs
     with deferred_validation() as invalid:
@@ -100,9 +102,14 @@ async def run_callback(callback: Callable[..., Any], response: Response) -> Call
                 result.items.append(output)
         elif isinstance(output, dict):
             result.items.append(output)
-        else:
-            raise TypeError(f"callback yielded {type(output).__name__}; expected Request, Item or dict")
+        elif output is not None:
+            result.strays.append(type(output).__name__)
     return result
+
+
+def stray_output(type_name: str) -> TypeError:
+    """The error recorded for a callback's output of type ``type_name``."""
+    return TypeError(f"callback yielded {type_name}; expected Request, Item or dict")
 
 
 async def _collect(result: Any) -> list[Any]:

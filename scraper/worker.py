@@ -34,7 +34,7 @@ from scraper.redirect import is_redirect, next_hop
 from scraper.retry import PAUSING_STATUSES, backoff_delay, is_retryable, retry_after_delay
 from scraper.scheduler import Scheduler
 from scraper.settings import Settings
-from scraper.spider import CallbackResult, Spider, callback_of, run_callback
+from scraper.spider import CallbackResult, Spider, callback_of, run_callback, stray_output
 from scraper.stats import Stats
 from scraper.storage import Storage
 
@@ -207,6 +207,7 @@ class Worker:
         self, result: CallbackResult, response: Response
     ) -> tuple[list[StoredItem], list[ErrorRecord]]:
         errors = [error_record("validate", error, response.url, self._stats) for _, error in result.invalid]
+        errors += [error_record("parse", stray_output(name), response.url, self._stats) for name in result.strays]
         items: list[StoredItem] = []
         for item in result.items:
             try:

@@ -89,6 +89,17 @@ class UnpicklableSpider(TroubleSpider):
         self.lock = threading.Lock()
 
 
+class StraySpider(TroubleSpider):
+    """Page 11 yields a string among its outputs, page 12 a None (skipped, as in Scrapy)."""
+
+    name = "stray"
+
+    async def parse_page(self, response: Response, n: int) -> AsyncIterator[Any]:
+        if n in (11, 12):
+            yield "a string" if n == 11 else None
+        yield Page(url=response.url, n=n, pid=os.getpid())
+
+
 @pytest.fixture
 async def pages_site() -> AsyncIterator[str]:
     async def page(request: web.Request) -> web.Response:
@@ -130,6 +141,21 @@ async def test_callbacks_run_in_other_processes_and_failures_become_records(page
     assert (stage, kind, message) == ("parse", "ValueError", "page 3 is broken")
     assert "parse_page" in trace and 'raise ValueError(f"page {n} is broken")' in trace  # the child's traceback
     assert by_url["5"][:2] == ("validate", "ValidationError")
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+async def test_a_stray_output_is_an_error_row_and_the_page_keeps_the_rest(
+    pages_site: str, database: Path, processes: int
+) -> None:
+    result = await crawl(StraySpider(base_url=pages_site), database, parse_processes=processes)
+
+    assert result.status == "finished"
+    assert rows(database, "SELECT count(*) FROM page") == [(20,)]
+    errors = rows(database, "SELECT url, stage, error_type, message FROM scraper_errors")
+    assert errors == [
+        (f"{pages_site}/page/11", "parse", "TypeError", "callback yielded str; expected Request, Item or dict")
+    ]
+    assert rows(database, "SELECT count(*) FROM scraper_requests WHERE state != 'done'") == [(0,)]
 
 
 async def test_a_child_that_dies_fails_only_its_page(

@@ -11,7 +11,7 @@ import pytest
 from scraper.errors import ConfigError
 from scraper.http import Request, Response
 from scraper.item import Item
-from scraper.spider import CallbackResult, Spider, callback_of, run_callback
+from scraper.spider import CallbackResult, Spider, callback_of, run_callback, stray_output
 
 URL = "https://example.com/list"
 
@@ -128,14 +128,23 @@ async def test_items_built_outside_the_callback_are_still_validated() -> None:
         Quote(text="bad", likes="many")
 
 
-@pytest.mark.parametrize("output", ["a string", 42, b"bytes", None])
-async def test_other_output_is_a_type_error(output: Any) -> None:
+async def test_other_output_is_named_and_the_rest_kept() -> None:
+    """One stray output (a string, a list, a dataclass) must not cost the page its items and
+    links; None is skipped, as Scrapy does."""
+
     async def callback(response: Response) -> AsyncIterator[Any]:
         yield Quote(text="fine")
-        yield output
+        yield "a string"
+        yield None
+        yield [Quote(text="in a list")]
+        yield Request("http://example.com/next")
+        yield {"text": "a dict"}
 
-    with pytest.raises(TypeError, match="expected Request, Item or dict"):
-        await run_callback(callback, make_response())
+    result = await run_callback(callback, make_response())
+    assert [item["text"] if isinstance(item, dict) else item.text for item in result.items] == ["fine", "a dict"]
+    assert [request.url for request in result.requests] == ["http://example.com/next"]
+    assert result.strays == ["str", "list"]
+    assert str(stray_output("str")) == "callback yielded str; expected Request, Item or dict"
 
 
 async def test_callback_errors_propagate() -> None:
