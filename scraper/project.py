@@ -4,7 +4,7 @@ spiders, and the settings of one spider with every layer applied."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,12 @@ class Project:
         return project
 
     def settings(self, spider_class: type[Spider] | None = None) -> Settings:
-        spider_settings = dict(spider_class.settings) if spider_class is not None else {}
+        spider_settings = {}
+        if spider_class is not None:
+            if not isinstance(spider_class.settings, Mapping):
+                kind = type(spider_class.settings).__name__
+                raise SettingsError(f"{spider_class.__name__}.settings must be a dict of settings, not {kind}")
+            spider_settings = dict(spider_class.settings)
         try:
             return load_settings(config=self.config, spider=spider_settings, overrides=self.overrides)
         except SettingsError as exc:

@@ -172,6 +172,29 @@ SPIDER = """
 """
 
 
+@pytest.mark.parametrize(
+    ("spider_settings", "expected"),
+    [
+        ('"concurrency=3"', "error: SiteSpider.settings must be a dict of settings, not str"),
+        (
+            '{"per_host": {"dealy": 1}}',
+            "unknown setting 'per_host.dealy' (did you mean 'delay'?) (with SiteSpider.settings)",
+        ),
+    ],
+)
+def test_bad_spider_settings_are_one_line_naming_the_spider(
+    tmp_path: Path, spider_settings: str, expected: str
+) -> None:
+    source = SPIDER.replace(
+        'start_urls = ["http://127.0.0.1:1/"]', f"start_urls = []\n        settings = {spider_settings}"
+    )
+    result = scraper("run", "site", cwd=make_project(tmp_path, source))
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()
+
+
 def test_list_shows_the_project_spiders(tmp_path: Path) -> None:
     project = make_project(tmp_path, SPIDER)
     result = scraper("list", cwd=project)
