@@ -79,4 +79,7 @@ class Pipeline:
                 raise
             except Exception as exc:  # the stage boundary: a bug in one stage fails one item
                 raise StageFailed(type(stage).__name__, exc) from exc
+            if not isinstance(item, (Item, dict)):  # most often a forgotten ``return item``
+                error = TypeError(f"process returned {type(item).__name__}; expected the item, or raise DropItem")
+                raise StageFailed(type(stage).__name__, error)
         return item

@@ -12,7 +12,7 @@ from pipelines.dedup import DedupByKey
 from pipelines.require import RequireFields
 from scraper import DropItem, Item, Spider
 from scraper.errors import ConfigError
-from scraper.pipeline import Pipeline, Stage
+from scraper.pipeline import BaseStage, Pipeline, Record, Stage, StageFailed
 
 
 class Page(Item):
@@ -201,3 +201,19 @@ def test_a_pipelines_entry_that_cannot_be_a_stage_is_a_config_error_naming_it(pa
     with pytest.raises(ConfigError) as raised:
         Pipeline.from_settings(["pipelines.clean:Normalize", path])
     assert str(raised.value).startswith(message)
+
+
+class Forgetful(BaseStage):
+    """Changes the item and forgets to return it: the classic slip."""
+
+    async def process(self, item: Record, spider: Spider) -> Record:
+        item["seen"] = True  # type: ignore[index]
+        return None  # type: ignore[return-value]
+
+
+async def test_a_stage_that_returns_no_item_fails_that_item_naming_the_stage() -> None:
+    pipeline = Pipeline([Normalize(), Forgetful()])
+    with pytest.raises(StageFailed) as raised:
+        await pipeline.process({"title": " x "}, SPIDER)
+    assert raised.value.stage == "Forgetful"
+    assert str(raised.value.error) == "process returned NoneType; expected the item, or raise DropItem"
