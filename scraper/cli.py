@@ -32,6 +32,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 QUERY_ROWS = 1_000  # rows ``query`` shows unless told otherwise: a look, not an export
 _BLOB_SHOWN = 16  # bytes of a BLOB ``query`` shows
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # No markup: what is printed holds the crawl's data (scraped text, URLs, spider names, error
 # messages), in which "[/b]" is text, not a tag for rich to apply or to fail on.
@@ -53,20 +54,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scraper", description="An asyncio-native scraping framework.")
     parser.add_argument("--version", action="version", version=f"scraper {__version__}")
-    parser.add_argument("--config", type=Path, help="project config file (default: ./config.yaml)")
-    parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
+    _add_global_options(parser, config=None, log_level="WARNING")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="crawl with a spider and store what it finds")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        subparser = commands.add_parser(name, help=help)
+        # after the command too; set only when given there, so one given before it stands
+        _add_global_options(subparser, config=argparse.SUPPRESS, log_level=argparse.SUPPRESS)
+        return subparser
+
+    run = command("run", help="crawl with a spider and store what it finds")
     run.add_argument("spider")
     _add_crawl_options(run)
     run.add_argument("-a", dest="arguments", action="append", default=[], metavar="K=V", help="spider argument")
     run.set_defaults(command=command_run)
 
-    listing = commands.add_parser("list", help="spiders with their start URLs")
+    listing = command("list", help="spiders with their start URLs")
     listing.set_defaults(command=command_list)
 
-    query = commands.add_parser("query", help="read-only SQL on a crawl database, printed as a table")
+    query = command("query", help="read-only SQL on a crawl database, printed as a table")
     query.add_argument("target", nargs="+", metavar="SPIDER SQL | --db PATH SQL")
     query.add_argument("--db", type=Path, help="database file (instead of a spider name)")
     query.add_argument(
@@ -78,17 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.set_defaults(command=command_query)
 
-    status = commands.add_parser("status", help="a live or the last crawl: requests per host, items, errors, rate")
+    status = command("status", help="a live or the last crawl: requests per host, items, errors, rate")
     status.add_argument("spider", nargs="?", help="spider name (or --db PATH)")
     status.add_argument("--db", type=Path, help="database file (instead of a spider name)")
     status.add_argument("--crawl", type=int, metavar="ID", help="crawl id (default: the latest)")
     status.set_defaults(command=command_status)
 
-    demo = commands.add_parser("demo", help="serve the bundled demo shop offline and crawl it")
+    demo = command("demo", help="serve the bundled demo shop offline and crawl it")
     _add_crawl_options(demo)
     demo.add_argument("--products", type=whole_number, default=600, help="size of the demo shop (default 600)")
     demo.set_defaults(command=command_demo)
     return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, config: object, log_level: object) -> None:
+    parser.add_argument("--config", type=Path, default=config, help="project config file (default: ./config.yaml)")
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=log_level, help="default: WARNING")
 
 
 def whole_number(text: str) -> int:

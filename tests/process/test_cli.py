@@ -202,6 +202,18 @@ def test_list_shows_the_project_spiders(tmp_path: Path) -> None:
     assert "site" in result.stdout and "myspiders.site" in result.stdout
 
 
+def test_config_and_log_level_go_before_or_after_the_command(tmp_path: Path) -> None:
+    (tmp_path / "project").mkdir()
+    project = make_project(tmp_path / "project", SPIDER)
+    config = str(project / "config.yaml")
+    for arguments in (["--config", config, "list"], ["list", "--config", config]):
+        result = scraper(*arguments, cwd=tmp_path)  # elsewhere: only the config finds the spiders
+        assert result.returncode == 0 and "myspiders.site" in result.stdout, (arguments, result.stderr)
+    bad = scraper("list", "--log-level", "loud", cwd=project)
+    assert bad.returncode == 2 and "argument --log-level: invalid choice: 'LOUD'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
 def test_two_spiders_with_one_name_is_an_error(tmp_path: Path) -> None:
     project = make_project(tmp_path, SPIDER + SPIDER.replace("class SiteSpider", "class Other"))
     result = scraper("list", cwd=project)
