@@ -18,7 +18,7 @@ from rich.text import Text
 from scraper import __version__, runtime
 from scraper.demo_site import build_catalog, make_app, serve
 from scraper.engine import CrawlResult, Engine
-from scraper.errors import ConfigError, ScraperError
+from scraper.errors import ConfigError, OpenFailed, ScraperError
 from scraper.progress import live_progress, summary
 from scraper.project import Project
 from scraper.query import run_query
@@ -28,6 +28,7 @@ from scraper.spider import Spider
 from scraper.status import read_status
 from scraper.status import render as render_status
 
+logger = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 QUERY_ROWS = 1_000  # rows ``query`` shows unless told otherwise: a look, not an export
@@ -46,9 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.command(args)
         return code
+    except OpenFailed as exc:  # the user's own hook: its traceback is theirs to read, on request
+        logger.debug("the traceback of %s", exc, exc_info=exc.__cause__)
+        _print_error(f"{exc} (--log-level DEBUG shows the traceback)")
+        return EXIT_FAILED
     except ScraperError as exc:
-        err.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
+        _print_error(str(exc))
         return EXIT_USAGE
+
+
+def _print_error(message: str) -> None:
+    err.print(Text("error: ", style="bold red") + Text(message), highlight=False, soft_wrap=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from pathlib import Path
 
 from scraper.crawls import CrawlStart
-from scraper.errors import ConfigError
+from scraper.errors import ConfigError, OpenFailed
 from scraper.feeder import DrainTimeout, Feeder
 from scraper.fetcher import Fetcher
 from scraper.frontier import Frontier, MemoryFrontier, Scheduled
@@ -122,7 +122,7 @@ class Engine:
     ) -> tuple[str, str]:
         status, reason = "failed", "error"
         try:
-            await self.spider.opened()
+            await self._open_spider()
             await self._pipeline.open(self.spider)
             if parse_pool is not None:
                 await parse_pool.start()
@@ -137,6 +137,12 @@ class Engine:
         finally:
             await self._close(storage, status, reason)
         return status, reason
+
+    async def _open_spider(self) -> None:
+        try:
+            await self.spider.opened()
+        except Exception as exc:
+            raise OpenFailed(f"{type(self.spider).__name__}.opened() failed: {type(exc).__name__}: {exc}") from exc
 
     async def _crawl_with(
         self, scheduler: Scheduler, fetcher: Fetcher, storage: Storage, parse_pool: ParsePool | None

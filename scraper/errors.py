@@ -19,6 +19,7 @@ configuration errors stop the run before any request is made::
     ├── Filtered               a request not to fetch (robots.txt, scope, traps); not an error
     ├── TryLater               a request to park until a time (host paused, robots.txt down)
     ├── CallbackTimeout        a callback ran past callback_timeout; recorded with stage "parse"
+    ├── OpenFailed             spider.opened() or a pipeline stage's open() raised: no crawl
     └── DropItem               raised by a pipeline stage to drop an item (counted, not an error)
 """
 
@@ -108,6 +109,11 @@ class TryLater(ScraperError):
 
 class CallbackTimeout(ScraperError):
     """A callback did not finish within ``callback_timeout`` seconds."""
+
+
+class OpenFailed(ScraperError):
+    """An opening hook (the spider's ``opened()``, a pipeline stage's ``open()``) raised, so
+    the crawl cannot start; its row is closed 'failed'. The message names the hook."""
 
 
 class DropItem(ScraperError):

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from scraper.errors import ConfigError, DropItem
+from scraper.errors import ConfigError, DropItem, OpenFailed
 from scraper.item import Item
 from scraper.loading import build_object
 from scraper.spider import Spider
@@ -59,12 +60,21 @@ class Pipeline:
             stage = build_object(path, setting="pipelines")
             if not isinstance(stage, Stage):
                 raise ConfigError(f"pipelines: {path} is not a Stage (needs async open, process, close)")
+            for method in ("open", "process", "close"):  # a plain def fails every item, or at the end
+                if not inspect.iscoroutinefunction(getattr(stage, method)):
+                    raise ConfigError(f"pipelines: {path}: {method} must be an 'async def'")
             stages.append(stage)
         return cls(stages)
 
     async def open(self, spider: Spider) -> None:
+        """Open each stage in order; raises ``OpenFailed`` naming the first that fails."""
         for stage in self.stages:
-            await stage.open(spider)
+            try:
+                await stage.open(spider)
+            except Exception as exc:
+                raise OpenFailed(
+                    f"pipeline stage {type(stage).__name__}: open() failed: {type(exc).__name__}: {exc}"
+                ) from exc
 
     async def close(self, spider: Spider) -> None:
         for stage in reversed(self.stages):

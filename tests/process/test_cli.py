@@ -195,6 +195,23 @@ def test_bad_spider_settings_are_one_line_naming_the_spider(
     assert not (tmp_path / "data").exists()
 
 
+def test_a_failing_opened_hook_is_one_line_and_a_failed_crawl_row(tmp_path: Path) -> None:
+    hook = "        async def opened(self):\n            raise KeyError('api_token')\n\n"
+    source = SPIDER.replace(
+        "        async def parse(self, response):", hook + "        async def parse(self, response):"
+    )
+    project = make_project(tmp_path, source)
+    result = scraper("run", "site", cwd=project)
+    assert result.returncode == 1
+    assert (
+        "error: SiteSpider.opened() failed: KeyError: 'api_token' (--log-level DEBUG shows the traceback)"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    crawls = rows(project / "data" / "site.db", "SELECT status, finish_reason FROM scraper_crawls")
+    assert crawls == [("failed", "OpenFailed: SiteSpider.opened() failed: KeyError: 'api_token'")]
+
+
 def test_list_shows_the_project_spiders(tmp_path: Path) -> None:
     project = make_project(tmp_path, SPIDER)
     result = scraper("list", cwd=project)

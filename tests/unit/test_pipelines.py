@@ -11,7 +11,7 @@ from pipelines.clean import Normalize, clean_text
 from pipelines.dedup import DedupByKey
 from pipelines.require import RequireFields
 from scraper import DropItem, Item, Spider
-from scraper.errors import ConfigError
+from scraper.errors import ConfigError, OpenFailed
 from scraper.pipeline import BaseStage, Pipeline, Record, Stage, StageFailed
 
 
@@ -217,3 +217,28 @@ async def test_a_stage_that_returns_no_item_fails_that_item_naming_the_stage() -
         await pipeline.process({"title": " x "}, SPIDER)
     assert raised.value.stage == "Forgetful"
     assert str(raised.value.error) == "process returned NoneType; expected the item, or raise DropItem"
+
+
+class PlainProcess(BaseStage):
+    def process(self, item: Record, spider: Spider) -> Record:  # type: ignore[override]
+        return item
+
+
+class Unreachable(BaseStage):
+    async def open(self, spider: Spider) -> None:
+        raise ConnectionRefusedError("the warehouse is down")
+
+
+def test_a_stage_method_that_is_not_async_is_a_config_error() -> None:
+    with pytest.raises(
+        ConfigError, match=r"^pipelines: tests.unit.test_pipelines:PlainProcess: process must be an 'async def'$"
+    ):
+        Pipeline.from_settings(["tests.unit.test_pipelines:PlainProcess"])
+
+
+async def test_a_stage_that_fails_to_open_is_named() -> None:
+    with pytest.raises(
+        OpenFailed,
+        match=r"^pipeline stage Unreachable: open\(\) failed: ConnectionRefusedError: the warehouse is down$",
+    ):
+        await Pipeline([Normalize(), Unreachable()]).open(SPIDER)
