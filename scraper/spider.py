@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import re
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -18,6 +19,8 @@ import pydantic
 from scraper.errors import ConfigError
 from scraper.http import Request, Response
 from scraper.item import Item, deferred_validation
+
+_SPIDER_NAME = re.compile(r"\w[\w.-]*")
 
 Output = Request | Item | dict[str, Any]
 """What a callback may yield."""
@@ -38,6 +41,14 @@ class Spider:
     start_urls: ClassVar[Sequence[str]] = ()
     allowed_domains: ClassVar[Sequence[str]] = ()  # empty: any host; else these and their subdomains
     settings: ClassVar[Mapping[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name", "")
+        if name and not (isinstance(name, str) and _SPIDER_NAME.fullmatch(name)):
+            # the name is typed on the command line and names the database file (data/NAME.db):
+            # 'shop/books' made a folder, '../x' a file outside data/
+            raise TypeError(f"{cls.__name__}.name {name!r}: use letters, digits, '_', '-' and '.' (not first)")
 
     def __init__(self, **arguments: str) -> None:
         for key, value in arguments.items():

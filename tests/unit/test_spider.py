@@ -196,3 +196,14 @@ async def test_run_callback_with_a_spider_method() -> None:
     spider = QuotesSpider()
     result = await run_callback(callback_of(spider, Request(URL)), make_response())
     assert result.items == [Quote(text="hi")]
+
+
+@pytest.mark.parametrize("name", ["shop/books", "../outside", "my spider", ".hidden", "a\\b", 42])
+def test_a_name_that_cannot_name_a_database_file_is_refused(name: Any) -> None:
+    with pytest.raises(TypeError, match=r"^Named\.name .*: use letters, digits, '_', '-' and '\.' \(not first\)$"):
+        type("Named", (Spider,), {"name": name})
+
+
+@pytest.mark.parametrize("name", ["books", "quotes-toscrape", "example.com", "café_2"])
+def test_usual_names_are_accepted(name: str) -> None:
+    assert type("Named", (Spider,), {"name": name}).name == name
