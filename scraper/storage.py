@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 _QUEUE_SIZE = 2_000
 _QUEUE_ROWS = 20_000  # rows (requests, items, errors) queued before submitters wait: bounds memory
 _BATCH_ROWS = 20_000  # rows per transaction, so one commit never grows huge
+_ROW_BYTES = 1024  # an item's text and bytes past this weigh as more rows (see _rows_of): ~20 MB queued at most
 _FEW_COMMITS = 32  # a transaction with fewer waits up to the linger for more (see _next_batch)
 _LINGER = 0.01  # seconds
 _STATS_EVERY = 2.0  # seconds between saved statistics (what a resumed crawl continues from)
@@ -477,7 +478,18 @@ def _unbindable(items: Sequence[StoredItem]) -> list[tuple[StoredItem, Exception
 
 
 def _rows_of(commit: Commit) -> int:
-    return 1 + len(commit.requests) + len(commit.refused) + len(commit.items) + len(commit.errors)
+    """The rows ``commit`` writes, as the queue counts them: an item with more than
+    ``_ROW_BYTES`` of text and bytes weighs one row more per ``_ROW_BYTES``, so that the
+    queue's bound holds in memory too (with each page stored whole, ~190 KB an item, the
+    20,000 rows had held a 5,000-page crawl whole: 1.1 GB)."""
+    rows = 1 + len(commit.requests) + len(commit.refused) + len(commit.errors)
+    for item in commit.items:
+        size = 0
+        for value in item.row.values():
+            if value.__class__ is str or value.__class__ is bytes:
+                size += len(value)
+        rows += 1 + size // _ROW_BYTES
+    return rows
 
 
 def _fingerprints(*entries: Iterable[Scheduled | Refused]) -> Iterator[str]:

@@ -15,6 +15,7 @@ import aiosqlite
 import pytest
 
 from scraper import schema, writes
+from scraper import storage as storage_module
 from scraper.errors import StorageError
 from scraper.frontier import Refused, Scheduled
 from scraper.http import Request
@@ -397,11 +398,19 @@ async def test_unopenable_path_is_a_storage_error(tmp_path: Path) -> None:
             pass
 
 
+@pytest.mark.parametrize(
+    ("text", "rows_each"),
+    [
+        ("", 2),  # the page's outcome and its item
+        ("x" * 3 * storage_module._ROW_BYTES + "y" * 100, 5),  # an item of 3.1 KiB of text weighs 3 rows more
+    ],
+)
 async def test_submitters_wait_for_room_while_the_writer_is_behind(
-    database: Path, monkeypatch: pytest.MonkeyPatch
+    database: Path, monkeypatch: pytest.MonkeyPatch, text: str, rows_each: int
 ) -> None:
-    """Memory stays bounded: past ``_QUEUE_ROWS`` queued rows a submitter waits for the writer."""
-    monkeypatch.setattr("scraper.storage._QUEUE_ROWS", 10)
+    """Memory stays bounded: past ``_QUEUE_ROWS`` queued rows a submitter waits for the writer,
+    an item with much text counting as several rows (pages stored whole had filled 1.1 GB)."""
+    monkeypatch.setattr("scraper.storage._QUEUE_ROWS", 5 * rows_each)
     async with Storage(database, stats=Stats()) as storage:
         await storage.begin_crawl("books")
         gate = asyncio.Event()
@@ -417,7 +426,7 @@ async def test_submitters_wait_for_room_while_the_writer_is_behind(
         async def submit_all() -> None:
             nonlocal submitted
             for n in range(30):
-                await storage.submit(Commit(items=[stored_item({"n": n}, "u")]))  # two rows each
+                await storage.submit(Commit(items=[stored_item({"n": n, "text": text}, "u")]))
                 submitted += 1
 
         submitting = asyncio.create_task(submit_all())
@@ -427,12 +436,12 @@ async def test_submitters_wait_for_room_while_the_writer_is_behind(
                     break
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.05)  # time for a sixth submit, were there room for it
-            assert submitted == 5 and storage._queued_rows == 10  # the bound reached; the sixth waits
+            assert submitted == 5 and storage._queued_rows == 5 * rows_each  # the bound reached; the sixth waits
         finally:
             gate.set()  # a failed check must not leave the writer held
         await asyncio.wait_for(submitting, 5)
         await storage.finish_crawl(status="finished", reason="finished")
-    assert rows(database, "SELECT count(*) FROM item") == [(30,)]
+    assert rows(database, "SELECT count(*), sum(length(text)) FROM item") == [(30, 30 * len(text))]
 
 
 async def test_an_item_sqlite_cannot_take_is_an_error_row_and_nothing_else_is_lost(database: Path) -> None:
