@@ -91,11 +91,14 @@ class RedirectRefused(FetchError):
 
 
 class Filtered(ScraperError):
-    """A request the crawl decided not to fetch; ``reason`` goes to ``scraper_requests``."""
+    """A request the crawl decided not to fetch; ``reason`` goes to ``scraper_requests``.
+    ``error``: a failure behind the decision, to record once in ``scraper_errors`` (an
+    ``ErrorRecord``; typed loosely, as records import this module)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, error: object = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.error = error
 
 
 class TryLater(ScraperError):

@@ -82,6 +82,8 @@ def summary(
     table.add_row("items", ", ".join(f"{name}: {count:,}" for name, count in tables.items()) or "none")
     if dropped := stats.get("items/dropped"):
         table.add_row("dropped", f"{dropped:,} items (by pipeline stages)")
+    if filtered := stats.under("requests/filtered"):  # why pages were not fetched: robots.txt, offsite...
+        table.add_row("filtered", ", ".join(f"{reason}: {count:,}" for reason, count in filtered.items()))
     errors = stats.under("errors")
     table.add_row("errors", ", ".join(f"{kind}: {count:,}" for kind, count in errors.items()) or "none")
     table.add_row("database", str(database))

@@ -15,9 +15,10 @@ from typing import Protocol
 from protego import Protego
 from yarl import URL
 
-from scraper.errors import FetchError, Filtered, TryLater
+from scraper.errors import FetchError, Filtered, HttpStatusError, TryLater
 from scraper.http import Request, Response
 from scraper.middleware import Handler
+from scraper.records import ErrorRecord, error_record
 from scraper.settings import Settings
 from scraper.stats import Stats
 
@@ -49,7 +50,7 @@ class _Policy:
     rules: Protego | _Verdict
     failures: int = 0
     retry_at: float = 0.0
-    reason: str = ""
+    error: FetchError | None = None  # the last failure, while unavailable
 
     def stale(self, now: float) -> bool:
         """An unavailable file is refetched after its window, until the origin is given up."""
@@ -71,6 +72,7 @@ class RobotsTxt:
         self._token = settings.user_agent.split("/", 1)[0].strip()
         self._policies: dict[str, _Policy] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._reported: set[str] = set()  # origins given up whose error row is written
         # every status is an answer (judged below); the body cap keeps a huge file cheap
         self._robots_meta = {
             "robots_txt": True,
@@ -113,22 +115,33 @@ class RobotsTxt:
             raise Filtered("robots.txt")
         if policy.failures >= MAX_UNAVAILABLE:
             self._stats.increment("robots/disallowed")
-            raise Filtered("robots.txt unavailable")
-        raise TryLater(f"robots.txt unavailable ({policy.reason})", until=policy.retry_at)
+            raise Filtered("robots.txt unavailable", error=self._given_up(policy, url))
+        raise TryLater(f"robots.txt unavailable ({type(policy.error).__name__}: {policy.error})", until=policy.retry_at)
+
+    def _given_up(self, policy: _Policy, url: str) -> ErrorRecord | None:
+        """The error row that says why an origin's requests are filtered, for the first of them:
+        without it a host that does not resolve was only 'filtered', its cause in the log."""
+        origin = str(URL(url).origin())
+        if origin in self._reported or policy.error is None:
+            return None
+        self._reported.add(origin)
+        context = f"robots.txt unavailable {policy.failures} times in a row, {origin}'s requests filtered: "
+        return error_record("fetch", policy.error, policy.error.url, self._stats, context=context)
 
     async def _load(self, origin: str, host: str, handler: Handler, previous: _Policy | None) -> _Policy:
         """Fetch and judge the file by RFC 9309's status rules."""
         try:
             response = await self._fetch(origin + "/robots.txt", handler)
         except FetchError as exc:
-            return self._unavailable(origin, type(exc).__name__, previous)
+            return self._unavailable(origin, exc, previous)
         unavailable = response is not None and (response.status >= 500 or response.status == 429)
         if response is None or not (200 <= response.status < 300 or unavailable):
             logger.debug("robots.txt of %s: allow all (%s)", origin, response and response.status)
             self._stats.increment("robots/allow_all")
             return _Policy(_Verdict.ALLOW_ALL)
         if unavailable:  # 429 too: a server asking us to slow down is not saying "allow all"
-            return self._unavailable(origin, f"HTTP {response.status}", previous)
+            status = HttpStatusError(f"HTTP {response.status}", url=response.url, status=response.status)
+            return self._unavailable(origin, status, previous)
         rules = Protego.parse(self._decode(response.body))
         self._stats.increment("robots/fetched")
         delay = rules.crawl_delay(self._token)
@@ -154,13 +167,13 @@ class RobotsTxt:
             url = str(target)
         return None
 
-    def _unavailable(self, origin: str, reason: str, previous: _Policy | None) -> _Policy:
+    def _unavailable(self, origin: str, error: FetchError, previous: _Policy | None) -> _Policy:
         """Disallow the origin for ``unavailable_retry`` seconds; failures count only while consecutive."""
         failures = previous.failures + 1 if previous is not None else 1
         self._stats.increment("robots/unavailable")
-        logger.info("robots.txt of %s unavailable (%s), failure %d of %d", origin, reason, failures, MAX_UNAVAILABLE)
+        logger.info("robots.txt of %s unavailable (%s), failure %d of %d", origin, error, failures, MAX_UNAVAILABLE)
         retry_at = time.monotonic() + self._settings.robots.unavailable_retry
-        return _Policy(_Verdict.UNAVAILABLE, failures=failures, retry_at=retry_at, reason=reason)
+        return _Policy(_Verdict.UNAVAILABLE, failures=failures, retry_at=retry_at, error=error)
 
     def _decode(self, body: bytes) -> str:
         """The first ``max_bytes`` as UTF-8 (a BOM ignored). A cut line is dropped whole, so that

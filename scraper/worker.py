@@ -116,7 +116,8 @@ class Worker:
                 raise
         except Filtered as exc:
             self._stats.increment(f"requests/filtered/{exc.reason}")
-            return Commit(outcome=Outcome(entry.fingerprint, "filtered", entry.attempts, reason=exc.reason))
+            outcome = Outcome(entry.fingerprint, "filtered", entry.attempts, reason=exc.reason)
+            return Commit(outcome=outcome, errors=[exc.error] if isinstance(exc.error, ErrorRecord) else ())
         except TryLater as exc:
             return await self._park(entry, until=exc.until, reason=exc.reason, count_attempt=False)
         except FetchError as exc:

@@ -462,6 +462,15 @@ async def test_robots_txt_unavailable_for_good_filters_the_pages_unfetched(datab
     assert rows(database, "SELECT DISTINCT state, reason FROM scraper_requests") == [
         ("filtered", "robots.txt unavailable")
     ]
+    # one error row says why (a host that does not resolve was once only 'filtered')
+    assert rows(database, "SELECT stage, error_type, url, message FROM scraper_errors") == [
+        (
+            "fetch",
+            "HttpStatusError",
+            f"{base}/robots.txt",
+            f"robots.txt unavailable 3 times in a row, {base}'s requests filtered: HTTP 503",
+        )
+    ]
 
 
 @pytest.mark.parametrize("crawl_delay", [0.3, None])

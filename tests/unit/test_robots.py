@@ -10,6 +10,7 @@ import pytest
 
 from scraper.errors import ConnectionFailed, FetchError, FetchTimeout, Filtered, TryLater
 from scraper.http import Request, Response
+from scraper.records import ErrorRecord
 from scraper.robots import RobotsTxt
 from scraper.settings import Settings
 from scraper.stats import Stats
@@ -173,19 +174,37 @@ async def test_unreachable_robots_parks_requests(error: type[FetchError]) -> Non
     assert stats.get("robots/unavailable") == 1
 
 
-async def test_three_unavailable_outcomes_filter_the_origin() -> None:
-    site = FakeSite({"http://a.test/robots.txt": robots("", status=502)})
+@pytest.mark.parametrize(
+    ("route", "error_type", "cause"),
+    [
+        (robots("", status=502), "HttpStatusError", "HTTP 502"),
+        (ConnectionFailed("Name or service not known", url="http://a.test/robots.txt"), "ConnectionFailed", "Name or"),
+    ],
+)
+async def test_three_unavailable_outcomes_filter_the_origin_and_say_why_once(
+    route: Route, error_type: str, cause: str
+) -> None:
+    site = FakeSite({"http://a.test/robots.txt": route})
     robots_txt, stats, _ = middleware(make_settings(user_agent="testbot/1.0", robots={"unavailable_retry": 0}))
     for _ in range(2):
         with pytest.raises(TryLater):
             await get(robots_txt, site, "http://a.test/page")
+    reported = []
     for _ in range(3):  # the third outcome gives up; later requests do not fetch again
         with pytest.raises(Filtered) as caught:
             await get(robots_txt, site, "http://a.test/page")
         assert caught.value.reason == "robots.txt unavailable"
+        reported.append(caught.value.error)
     assert site.fetched == ["http://a.test/robots.txt"] * 3
     assert stats.get("robots/unavailable") == 3
     assert stats.get("robots/disallowed") == 3
+    first, *rest = reported  # the first filtered request carries the error row, once per origin
+    assert rest == [None, None] and isinstance(first, ErrorRecord)
+    assert (first.url, first.stage, first.error_type) == ("http://a.test/robots.txt", "fetch", error_type)
+    assert first.message.startswith(
+        f"robots.txt unavailable 3 times in a row, http://a.test's requests filtered: {cause}"
+    )
+    assert stats.get(f"errors/fetch/{error_type}") == 1
 
 
 async def test_redirect_followed_to_other_origin() -> None:
