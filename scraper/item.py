@@ -130,6 +130,7 @@ def sql_type(annotation: Any) -> str:
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _FRAMEWORK_COLUMNS = frozenset({"_id", *META_COLUMNS})
+MAX_COLUMNS = 2000 - len(_FRAMEWORK_COLUMNS)  # SQLite's default SQLITE_MAX_COLUMN, less the framework's
 
 
 def folded(name: str) -> str:
@@ -139,8 +140,10 @@ def folded(name: str) -> str:
 
 
 def check_column_names(names: Iterable[str], what: str) -> None:
-    """Raise ``ValueError`` when two of ``names`` (``what``: "field" or "key") would be one
-    column, or one would be a column the framework keeps: the table could not be made."""
+    """Raise ``ValueError`` when ``names`` (``what``: "field" or "key") cannot all be columns of
+    one table: two would be one column, one is a column the framework keeps or holds a NUL,
+    or there are more than SQLite allows. Else the table could not be made, and the failure
+    would be the writer's, stopping the crawl."""
     seen: dict[str, str] = {}
     for name in names:
         key = folded(name)
@@ -149,7 +152,11 @@ def check_column_names(names: Iterable[str], what: str) -> None:
             raise ValueError(f"{what} {name!r} is a column the framework keeps ({kept})")
         if key in seen:
             raise ValueError(f"{what}s {seen[key]!r} and {name!r} would be one column (SQLite ignores their case)")
+        if "\0" in name:
+            raise ValueError(f"{what} {name!r} holds a NUL character, which no SQLite name can")
         seen[key] = name
+    if len(seen) > MAX_COLUMNS:
+        raise ValueError(f"{len(seen):,} {what}s: a table takes at most {MAX_COLUMNS:,} (SQLite's limit, less its own)")
 
 
 @functools.cache

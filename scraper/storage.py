@@ -351,11 +351,20 @@ class Storage:
                 await self._write_without_unstorable(batch[0], exc)
 
     async def _write_without_unstorable(self, commit: Commit, error: Exception) -> None:
-        """``commit`` with an error row in place of each item whose values SQLite cannot take
-        (found by binding each item alone); failing that, with none of its items and one error
-        row for the page. Still atomic: the page's outcome and what is kept commit together."""
+        """``commit`` with an error row in place of each item SQLite cannot take: its values
+        (found by binding each item alone) or its new columns (a table past SQLite's 2,000,
+        named by the error); failing that, with none of its items and one error row for the
+        page. Still atomic: the page's outcome and what is kept commit together."""
         unstorable = await asyncio.to_thread(_unbindable, commit.items)
-        if unstorable:
+        found = bool(unstorable)  # something new to leave out, so worth another try
+        while True:
+            culprit = getattr(error, "item", None)
+            if isinstance(culprit, StoredItem) and all(culprit is not bad for bad, _ in unstorable):
+                unstorable.append((culprit, error))
+                found = True
+            if not found:
+                break  # nothing (more) to leave out: the page's items go
+            found = False
             counted = Stats()  # counted once the commit is in
             failures = [
                 error_record("validate", cause, item.url, counted, context=f"not stored in table {item.table!r}: ")

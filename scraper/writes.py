@@ -19,12 +19,21 @@ from scraper.codec import EncodedRequest, RequestNotStorable, encode
 from scraper.errors import StorageError
 from scraper.frontier import Refused, Scheduled
 from scraper.http import Request
-from scraper.item import folded
+from scraper.item import MAX_COLUMNS, META_COLUMNS, folded
 from scraper.records import ErrorRecord, Outcome, StoredItem
 from scraper.schema import Statement
 
 _MAX_ROWS = 500  # rows per statement, at most: fewer, longer statements bind the same values in fewer steps
 _MAX_PARAMETERS = 30_000  # SQLite allows 32,766 bound parameters
+
+
+class ColumnsExhausted(ValueError):
+    """An item whose new columns would take its table past SQLite's limit: it cannot be
+    stored, the others can (a ``ValueError``, so storage leaves it out; ``item`` names it)."""
+
+    def __init__(self, item: StoredItem, message: str) -> None:
+        super().__init__(message)
+        self.item = item
 
 
 class ItemTables:
@@ -58,6 +67,9 @@ class ItemTables:
             self._columns[item.table] = known
             self._folded[item.table] = {folded(name) for name in known}
         existing = self._folded[item.table]
+        new = {folded(name) for name in item.columns} - existing
+        if len(existing) + len(new) > MAX_COLUMNS + len(META_COLUMNS) + 1:
+            raise ColumnsExhausted(item, f"table {item.table!r} cannot take {len(new):,} more columns (SQLite's 2,000)")
         for name, kind in item.columns.items():
             if folded(name) not in existing:
                 await db.execute(schema.add_column(item.table, name, kind))

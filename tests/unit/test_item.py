@@ -238,6 +238,8 @@ def test_columns_of_row_adds_what_the_row_has_beyond_the_fields() -> None:
         ({"a": 1, "A": 2}, "keys 'a' and 'A' would be one column"),
         ({"_Url": "x"}, "key '_Url' is a column the framework keeps"),
         ({"_id": 1}, "key '_id' is a column the framework keeps"),
+        ({"a\0b": 1}, r"key 'a\\x00b' holds a NUL character"),
+        ({f"k{n}": n for n in range(1997)}, "1,997 keys: a table takes at most 1,996"),
     ],
 )
 def test_columns_of_dict_refuses_keys_sqlite_would_merge(record: dict[str, Any], message: str) -> None:

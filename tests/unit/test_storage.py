@@ -465,6 +465,30 @@ async def test_an_item_sqlite_cannot_take_is_an_error_row_and_nothing_else_is_lo
     assert stats.get("items/stored") == 3 and stats.get("errors/validate/OverflowError") == 1
 
 
+async def test_an_item_past_the_tables_column_limit_fails_alone(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dicts of many shapes add columns to one table; the item whose columns would pass
+    SQLite's limit (here 5 + the framework's) is an error row, its page's other items stay."""
+    monkeypatch.setattr("scraper.writes.MAX_COLUMNS", 5)
+    wide = stored_item({"b1": 1, "b2": 2, "b3": 3}, "http://a.test/2")
+    stats = await write(
+        database,
+        Commit(items=[stored_item({"a1": 1, "a2": 2, "a3": 3}, "http://a.test/1")]),
+        Commit(items=[wide, stored_item({"ok": 1}, "http://a.test/2")]),
+    )
+    assert rows(database, "SELECT a1, ok FROM item ORDER BY _id") == [(1, None), (None, 1)]
+    assert rows(database, "SELECT stage, error_type, url, message FROM scraper_errors") == [
+        (
+            "validate",
+            "ColumnsExhausted",
+            "http://a.test/2",
+            "not stored in table 'item': table 'item' cannot take 3 more columns (SQLite's 2,000)",
+        )
+    ]
+    assert stats.get("items/stored") == 2 and stats.get("errors/validate/ColumnsExhausted") == 1
+
+
 async def storage_whose_writes_raise(database: Path, error: Exception) -> Storage:
     """An open storage with a crawl begun, whose every transaction raises ``error``."""
     storage = Storage(database, stats=Stats())
