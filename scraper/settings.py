@@ -154,6 +154,21 @@ class Settings(_Strict):
                 return self.per_host.model_copy(update=override.model_dump(exclude_none=True))
         return self.per_host
 
+    @pydantic.field_validator("database")
+    @classmethod
+    def _database_template(cls, value: str) -> str:
+        """A file path, ``{spider}`` standing for the spider's name: checked with the settings,
+        as a bad template had failed only as a crawl started, with a traceback."""
+        try:
+            path = value.format(spider="name")
+        except KeyError as exc:
+            raise ValueError(f"unknown placeholder {{{exc.args[0]}}} (the one known is {{spider}})") from None
+        except (IndexError, ValueError) as exc:
+            raise ValueError(f"not a path template ({exc}); write {{spider}} where the name goes") from None
+        if not path.strip() or path.endswith(("/", "\\")):
+            raise ValueError("a database file path is needed, like data/{spider}.db")
+        return value
+
     def database_path(self, spider: str) -> Path:
         return Path(self.database.format(spider=spider))
 
@@ -233,6 +248,8 @@ def describe_error(exc: pydantic.ValidationError) -> str:
     key = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return f"unknown setting {key!r}{_suggestion(error['loc'])}"
+    if error["type"] == "value_error":  # our own validators' words, as written
+        return f"setting {key!r}: {error['ctx']['error']}, got {error['input']!r}"
     return f"setting {key!r}: {error['msg'].lower()}, got {error['input']!r}"
 
 

@@ -97,6 +97,13 @@ def test_parse_overrides_builds_nested_dicts() -> None:
         ({"config": {"retry": {"tims": 1}}}, "'retry.tims' (did you mean 'times'?)"),
         ({"overrides": ["concurrency"]}, "expected KEY=VALUE"),
         ({"overrides": ["=5"]}, "expected KEY=VALUE"),
+        (
+            {"config": {"database": "data/{name}.db"}},
+            "setting 'database': unknown placeholder {name} (the one known is {spider}), got 'data/{name}.db'",
+        ),
+        ({"config": {"database": "data/{spider.db"}}, "setting 'database': not a path template (expected '}'"),
+        ({"overrides": ["database=data/{spider}/"]}, "setting 'database': a database file path is needed"),
+        ({"config": {"database": " "}}, "setting 'database': a database file path is needed"),
     ],
 )
 def test_settings_errors_name_the_key(kwargs: dict[str, Any], message: str) -> None:
