@@ -26,7 +26,12 @@ def build_chain(handler: Handler, middlewares: Sequence[Middleware]) -> Handler:
 
 
 def _bind(middleware: Middleware, handler: Handler) -> Handler:
+    name = getattr(middleware, "__name__", type(middleware).__name__)
+
     async def handle(request: Request) -> Response:
-        return await middleware(request, handler)
+        response = await middleware(request, handler)
+        if not isinstance(response, Response):  # else it fails later, far from the culprit
+            raise TypeError(f"middleware {name} returned {type(response).__name__}, not a Response")
+        return response
 
     return handle

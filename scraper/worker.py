@@ -122,6 +122,10 @@ class Worker:
             return await self._park(entry, until=exc.until, reason=exc.reason, count_attempt=False)
         except FetchError as exc:
             return await self._fetch_failed(entry, exc)
+        except Exception as exc:  # a bug in a middleware: this request fails, the crawl goes on
+            failure = error_record("fetch", exc, entry.request.url, self._stats)
+            outcome = Outcome(entry.fingerprint, "failed", entry.attempts + 1, reason=failure.message)
+            return Commit(outcome=outcome, errors=[failure])
         self._scheduler.fetched(entry, signal_of_status(response.status))
         await self._loop_budget.admit()
         if is_redirect(response):

@@ -337,6 +337,43 @@ async def test_items_with_computed_extra_or_differently_cased_columns_are_stored
     ]
 
 
+class TrippingMiddleware:
+    """A middleware with a bug on one URL and a missing return on another."""
+
+    def __init__(self, **_: Any) -> None:
+        pass
+
+    async def __call__(self, request: Request, handler: Any) -> Response | None:
+        if request.url.endswith("/boom"):
+            raise RuntimeError("middleware bug")
+        if request.url.endswith("/invalid"):
+            return None
+        return await handler(request)  # type: ignore[no-any-return]
+
+
+async def test_a_middleware_that_fails_on_one_request_fails_only_that_request(database: Path) -> None:
+    """Once, its exception ended the whole crawl with a traceback and no error row."""
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        result = await crawl(
+            FaultySpider(base_url),
+            database,
+            retry={"times": 0},
+            middlewares=["tests.integration.test_crawl:TrippingMiddleware"],
+        )
+
+    assert result.status == "finished"
+    errors = rows(database, "SELECT error_type, url, message FROM scraper_errors WHERE stage = 'fetch' ORDER BY url")
+    assert errors == [
+        ("RuntimeError", f"{base_url}/boom", "middleware bug"),
+        ("HttpStatusError", f"{base_url}/down", "HTTP 500"),
+        ("TypeError", f"{base_url}/invalid", "middleware TrippingMiddleware returned NoneType, not a Response"),
+    ]
+    assert rows(database, "SELECT name FROM thing ORDER BY name") == [("alpha",), ("beta",)]
+    states = dict(rows(database, "SELECT url, state FROM scraper_requests"))
+    assert (states[f"{base_url}/boom"], states[f"{base_url}/invalid"]) == ("failed", "failed")
+
+
 class CountingSpider(Spider):
     name = "counting"
 

@@ -169,6 +169,19 @@ async def test_chain_runs_middlewares_outermost_first() -> None:
     assert calls == ["a>", "b>", "send a,b", "<b", "<a"]
 
 
+async def test_a_middleware_that_returns_no_response_is_named() -> None:
+    class Forgetful:
+        async def __call__(self, request: Request, handler: Handler) -> Response:
+            await handler(request)
+            return None  # type: ignore[return-value]
+
+    async def send(request: Request) -> Response:
+        return Response(url=request.url, status=200, request=request)
+
+    with pytest.raises(TypeError, match=r"^middleware Forgetful returned NoneType, not a Response$"):
+        await build_chain(send, [Forgetful()])(Request(URL))
+
+
 def test_unknown_middleware_path_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=re.escape("middlewares: cannot import 'nowhere'")):
         settings = make_settings(middlewares=["nowhere:thing"])
