@@ -28,6 +28,7 @@ class CrawlStart:
     pages: int  # pages fetched and parsed so far (done rows that are not redirect hops)
     items: dict[str, int]  # stored items by table
     stats: dict[str, Any]  # the last statistics saved, to continue counting from
+    unfinished: int | None = None  # an unfinished crawl of the spider that this one does not resume
 
     def describe(self, spider: str) -> str:
         if not self.resumed:
@@ -37,8 +38,9 @@ class CrawlStart:
         return f"resuming crawl {self.crawl_id} of {spider}: {counts}; {items:,} items stored (--fresh starts anew)"
 
 
-async def begin(db: aiosqlite.Connection, spider: str, *, fresh: bool) -> CrawlStart:
-    """Resume the spider's last crawl if it did not finish (unless ``fresh``), else start one.
+async def begin(db: aiosqlite.Connection, spider: str, *, fresh: bool, resume: bool = True) -> CrawlStart:
+    """Resume the spider's last crawl if it did not finish (unless ``fresh``, or unless it
+    cannot ``resume``, which leaves that crawl as it is), else start one.
 
     Resuming returns every lease to the pool: whatever a dead run held in memory or in flight
     is pending again, and only those requests in flight at the crash can be fetched twice."""
@@ -46,12 +48,14 @@ async def begin(db: aiosqlite.Connection, spider: str, *, fresh: bool) -> CrawlS
         "SELECT id, status, stats FROM scraper_crawls WHERE spider = ? ORDER BY id DESC LIMIT 1", (spider,)
     ) as cursor:
         last = await cursor.fetchone()
-    if last is not None and last[1] in RESUMABLE and not fresh:
-        return await _resume(db, last[0], json.loads(last[2]) if last[2] else {})
+    unfinished = last if last is not None and last[1] in RESUMABLE else None
+    if unfinished is not None and resume and not fresh:
+        return await _resume(db, unfinished[0], json.loads(unfinished[2]) if unfinished[2] else {})
     cursor = await db.execute(
         "INSERT INTO scraper_crawls (spider, started_at, status) VALUES (?, ?, 'running')", (spider, utc_now())
     )
-    return CrawlStart(cursor.lastrowid or 0, False, {}, 0, {}, {})
+    left = unfinished[0] if unfinished is not None and not fresh else None
+    return CrawlStart(cursor.lastrowid or 0, False, {}, 0, {}, {}, left)
 
 
 async def _resume(db: aiosqlite.Connection, crawl_id: int, stats: dict[str, Any]) -> CrawlStart:

@@ -106,7 +106,10 @@ class Engine:
                     max_items=self.settings.close.max_items,
                 )
             )
-            start = await storage.begin_crawl(self.spider.name, fresh=self._fresh)
+            # the in-memory frontier has no pending requests or seen-set to resume from: resumed,
+            # a crawl was fetched again whole, its counts added to the first run's
+            resume = self.settings.frontier.backend == "sqlite"
+            start = await storage.begin_crawl(self.spider.name, fresh=self._fresh, resume=resume)
             self._continue_from(start)
             self.scheduler = self._scheduler(storage, start)
             if self._stop_reason is not None:  # a signal arrived while the database opened
@@ -187,7 +190,10 @@ class Engine:
     def _continue_from(self, start: CrawlStart) -> None:
         """A resumed crawl keeps counting from where it stopped (the statistics saved last);
         what the database knows exactly, pages and stored items, is recounted from it."""
-        self._notify(start.describe(self.spider.name))
+        message = start.describe(self.spider.name)
+        if start.unfinished is not None:
+            message += f"; crawl {start.unfinished} stays unfinished (the sqlite frontier would resume it)"
+        self._notify(message)
         if not start.resumed:
             return
         for key, value in start.stats.items():

@@ -171,9 +171,9 @@ class Storage:
 
     # -- crawl lifecycle ---------------------------------------------------------------------
 
-    async def begin_crawl(self, spider: str, *, fresh: bool = False) -> CrawlStart:
+    async def begin_crawl(self, spider: str, *, fresh: bool = False, resume: bool = True) -> CrawlStart:
         """Start a crawl, or resume the spider's unfinished one; then start the writer."""
-        start = await crawls.begin(self._connection, spider, fresh=fresh)
+        start = await crawls.begin(self._connection, spider, fresh=fresh, resume=resume)
         self.crawl_id = start.crawl_id
         self.items_stored = sum(start.items.values())
         self._writer = asyncio.create_task(self._write_loop(), name="sqlite-writer")

@@ -125,6 +125,41 @@ async def test_fresh_starts_a_new_crawl_instead_of_resuming(database: Path) -> N
     assert rows(database, "SELECT count(*) FROM product WHERE _crawl_id = 2") == [(40,)]
 
 
+@pytest.mark.timeout(120)
+async def test_the_in_memory_frontier_starts_anew_and_leaves_an_unfinished_crawl_to_the_sqlite_one(
+    database: Path,
+) -> None:
+    """With nothing kept to resume from, it once 'resumed' a crawl by fetching it again whole,
+    adding the second run's counts to the first's (7,196 pages and 6,839 items stored for a
+    5,000-product shop)."""
+    app, _ = logged_shop(200, delay=0.01)
+    notices: list[str] = []
+    async with serve(app) as base_url:
+        stopped = await stopped_after(
+            engine(base_url, database, concurrency=4, frontier={"backend": "memory"}), items=30
+        )
+        memory = Engine(
+            spider=DemoShopSpider(base_url=base_url),
+            settings=make_settings(frontier={"backend": "memory"}),
+            database=database,
+            notify=notices.append,
+        )
+        second = await memory.run()
+        third = await stopped_after(engine(base_url, database, concurrency=4, frontier={"backend": "memory"}), items=30)
+        resumed = await engine(base_url, database).run()
+
+    assert stopped.status == "interrupted" and not second.resumed and second.crawl_id == 2
+    assert notices == ["crawl 2 of demo_shop started; crawl 1 stays unfinished (the sqlite frontier would resume it)"]
+    assert second.stats.get("items/stored") == 200 and second.stats.get("pages") == 217  # the shop once, not added to
+    assert third.crawl_id == 3 and resumed.resumed and resumed.crawl_id == 3 and resumed.status == "finished"
+    assert rows(database, "SELECT id, status FROM scraper_crawls") == [
+        (1, "interrupted"),
+        (2, "finished"),
+        (3, "finished"),
+    ]
+    assert rows(database, "SELECT count(*), count(DISTINCT url) FROM product WHERE _crawl_id = 3") == [(200, 200)]
+
+
 @pytest.mark.parametrize("concurrency", [1, 8, 32])
 async def test_max_items_stores_exactly_that_many(database: Path, concurrency: int) -> None:
     app, _ = logged_shop(300)
