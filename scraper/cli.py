@@ -18,7 +18,7 @@ from rich.text import Text
 from scraper import __version__, runtime
 from scraper.demo_site import build_catalog, make_app, serve
 from scraper.engine import CrawlResult, Engine
-from scraper.errors import ConfigError, OpenFailed, ScraperError
+from scraper.errors import ConfigError, OpenFailed, ScraperError, WriteFailed
 from scraper.progress import live_progress, summary
 from scraper.project import Project
 from scraper.query import run_query
@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OpenFailed as exc:  # the user's own hook: its traceback is theirs to read, on request
         logger.debug("the traceback of %s", exc, exc_info=exc.__cause__)
         _print_error(f"{exc} (--log-level DEBUG shows the traceback)")
+        return EXIT_FAILED
+    except WriteFailed as exc:  # not bad input: the crawl failed (its row says so)
+        _print_error(f"{exc}; what was committed before is kept")
         return EXIT_FAILED
     except ScraperError as exc:
         _print_error(str(exc))

@@ -8,6 +8,7 @@ configuration errors stop the run before any request is made::
     │   ├── SettingsError      a setting has an unknown key or a wrong type
     │   └── SpiderNotFound     no spider has the requested name
     ├── StorageError           the database cannot be opened or read
+    │   └── WriteFailed        it stopped taking writes mid-crawl (disk full, I/O error)
     ├── FetchError             one request failed; recorded with stage "fetch"
     │   ├── FetchTimeout       no complete response within the timeout
     │   ├── ConnectionFailed   DNS, refused, reset, TLS: the transport failed
@@ -44,6 +45,11 @@ class SpiderNotFound(ConfigError):
 
 class StorageError(ScraperError):
     """The SQLite file cannot be opened, created or read."""
+
+
+class WriteFailed(StorageError):
+    """The database stopped taking writes during a crawl (disk full, an I/O error): the
+    crawl stops and is marked failed; what was committed before stays."""
 
 
 class FetchError(ScraperError):

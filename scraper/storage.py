@@ -26,7 +26,7 @@ import aiosqlite
 
 from scraper import crawls, schema, writes
 from scraper.crawls import CrawlStart, utc_now
-from scraper.errors import StorageError
+from scraper.errors import StorageError, WriteFailed
 from scraper.frontier import Refused, Scheduled
 from scraper.handoff import HandOff
 from scraper.lock import CrawlLock
@@ -291,8 +291,8 @@ class Storage:
             if not stop:  # else the stop signal came with that batch: nothing more will come
                 await self._discard_until_stopped()
 
-    def _failed(self) -> StorageError:
-        return StorageError(f"writing to {self.path} failed: {self._failure}")
+    def _failed(self) -> WriteFailed:
+        return WriteFailed(f"writing to {self.path} failed: {self._failure}")
 
     async def _discard_until_stopped(self) -> None:
         """After a failure, keep taking from the queue so that no submitter waits forever."""
@@ -404,9 +404,20 @@ class Storage:
             await writes.execute_all(db, statements)
             await db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            await self._roll_back(db)
             raise
         self._committed(_fingerprints(requests, refused), stored)
+
+    async def _roll_back(self, db: aiosqlite.Connection) -> None:
+        """Undo the failed transaction, if SQLite has not already (a full disk or an I/O error
+        ends it): the failure to report is the one that got us here, not the ROLLBACK's
+        'no transaction is active'."""
+        if not db.in_transaction:
+            return
+        try:
+            await db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            logger.warning("rolling back on %s failed too: %s", self.path, exc)
 
     async def _release(self, rows: int) -> None:
         """Committed rows leave the queue: submitters waiting for room may go on."""

@@ -9,14 +9,14 @@ import sqlite3
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import aiosqlite
 import pytest
 
 from scraper import schema, writes
 from scraper import storage as storage_module
-from scraper.errors import StorageError
+from scraper.errors import StorageError, WriteFailed
 from scraper.frontier import Refused, Scheduled
 from scraper.http import Request
 from scraper.item import Item
@@ -487,6 +487,29 @@ async def test_an_item_past_the_tables_column_limit_fails_alone(
         )
     ]
     assert stats.get("items/stored") == 2 and stats.get("errors/validate/ColumnsExhausted") == 1
+
+
+async def test_a_transaction_sqlite_ended_itself_reports_its_own_cause(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk makes SQLite roll the transaction back itself; our ROLLBACK then failed with
+    'no transaction is active', and that was the error the user saw instead of the cause."""
+
+    async def full_disk(db: aiosqlite.Connection, statements: Any) -> None:
+        await db.execute("ROLLBACK")  # what SQLite does on SQLITE_FULL
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(writes, "execute_all", full_disk)
+    storage = Storage(database, stats=Stats())
+    await storage.open()
+    await storage.begin_crawl("books")
+    await storage.submit(Commit(items=[stored_item({"n": 1}, "u")]))
+    with pytest.raises(WriteFailed, match=r"^writing to .* failed: database or disk is full$"):
+        await storage.finish_crawl(status="finished", reason="finished")
+    await storage.close()
+    assert rows(database, "SELECT status, finish_reason FROM scraper_crawls") == [
+        ("failed", f"writing to {database} failed: database or disk is full")
+    ]
 
 
 async def storage_whose_writes_raise(database: Path, error: Exception) -> Storage:
