@@ -180,13 +180,23 @@ class Storage:
         return start
 
     async def finish_crawl(self, *, status: str, reason: str) -> None:
-        """Drain the writer, then close the crawl's row with its status and final statistics."""
+        """Drain the writer, then close the crawl's row with its status and final statistics.
+
+        A crawl whose writes failed (a full disk) is 'interrupted': what it committed is
+        consistent, so the next run resumes it once the cause is gone instead of starting over.
+        Should even that row not be written, it stays 'running', which resumes the same way."""
         failure: StorageError | None = None
         try:
             await self._stop_writer()
         except StorageError as exc:
-            failure, status, reason = exc, "failed", str(exc)
-        await crawls.finish(self._connection, self.crawl_id, status=status, reason=reason, stats=self._stats.snapshot())
+            failure, status, reason = exc, "interrupted", str(exc)
+        try:
+            stats = self._stats.snapshot()
+            await crawls.finish(self._connection, self.crawl_id, status=status, reason=reason, stats=stats)
+        except sqlite3.Error as exc:
+            if failure is None:
+                raise
+            logger.warning("the crawl's row in %s stays 'running' (resumable): %s", self.path, exc)
         if failure is not None:
             raise failure
 
