@@ -75,8 +75,14 @@ class Request:
     _parsed: URL | None = dataclasses.field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        check_url(self.url)
+        url = self.url
+        if isinstance(url, str) and url and (url[0].isspace() or url[-1].isspace()):
+            url = url.strip()  # as browsers read an href (and Scrapy a URL): spaces around are no part of it
+            object.__setattr__(self, "url", url)
+        check_url(url)
         object.__setattr__(self, "method", self.method.upper())
+        if not isinstance(self.priority, int):  # else it fails far away, in the frontier's ordering
+            raise TypeError(f"Request({url!r}): priority must be an int, not {type(self.priority).__name__}")
         if self.data is not None and self.json is not None:
             raise ValueError(f"Request({self.url!r}) takes data or json, not both")
 

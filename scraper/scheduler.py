@@ -84,12 +84,12 @@ class Scheduler:
             return Admission()
         if depth is None:
             depth = parent.depth + 1 if parent is not None else 0
-        candidates = self._candidates(requests)
+        admission = Admission()
+        candidates = self._candidates(requests, admission)
         # Claim the keys before asking the seen-set (which may await the database): a page
         # parsed meanwhile that links to the same new URL must find it taken, not unseen.
         claimed = {key for _, key, _ in candidates} - self._claimed
         self._claimed |= claimed
-        admission = Admission()
         try:
             unseen = await self._seen.unseen(list(claimed))
             for request, key, host in candidates:
@@ -106,16 +106,22 @@ class Scheduler:
             self._changed.set()
         return admission
 
-    def _candidates(self, requests: Iterable[Request]) -> list[tuple[Request, str, str]]:
+    def _candidates(self, requests: Iterable[Request], admission: Admission) -> list[tuple[Request, str, str]]:
         """Requests worth a fingerprint, with it and their host (each URL parsed once):
-        unfollowable links and traps are counted and dropped."""
+        unfollowable links and traps are counted and dropped; a request whose body cannot be
+        made (``json`` holding an object JSON cannot write) goes to ``admission.unstorable``."""
         candidates = []
         for request in requests:
             reason, parsed = inspect_link(request.url, self._settings.links, parse=request.parsed_url)
             if reason is not None or parsed is None:
                 self._stats.increment(f"requests/filtered/{reason}")
                 continue
-            key = fingerprint(request, self._settings.links.session_parameters, parsed=parsed)
+            try:
+                key = fingerprint(request, self._settings.links.session_parameters, parsed=parsed)
+            except (TypeError, ValueError) as exc:  # the body, made to be hashed: one request fails
+                problem = RequestNotStorable(f"its body cannot be made: {type(exc).__name__}: {exc}")
+                admission.unstorable.append((request, problem))
+                continue
             candidates.append((request, key, parsed.host or ""))
         return candidates
 

@@ -61,6 +61,18 @@ def test_request_accepts_other_schemes_for_the_scheduler_to_filter(url: str) -> 
     assert Request(url).url == url
 
 
+@pytest.mark.parametrize("url", ["  https://example.com/a ", "\nhttps://example.com/a\t"])
+def test_request_drops_spaces_around_its_url(url: str) -> None:
+    """As a browser reads an href: a URL taken from text or an attribute often has them."""
+    assert Request(url).url == "https://example.com/a"
+
+
+@pytest.mark.parametrize("priority", ["high", 1.5, None])
+def test_request_priority_must_be_an_int(priority: Any) -> None:
+    with pytest.raises(TypeError, match=r"^Request\('https://example.com/'\): priority must be an int, not "):
+        Request("https://example.com/", priority=priority)
+
+
 def test_request_rejects_data_with_json() -> None:
     with pytest.raises(ValueError, match="data or json"):
         Request("https://example.com/", data=b"x", json={"a": 1})

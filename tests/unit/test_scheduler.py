@@ -223,3 +223,15 @@ async def test_one_wake_up_serves_successive_waits(monkeypatch: pytest.MonkeyPat
     sched.disarm()  # the crawl is over: no timer is left behind
     assert len(armed) == 3 and armed[2].cancelled()
     waiting.cancel()
+
+
+async def test_a_request_whose_body_cannot_be_made_is_unstorable_and_the_others_go_on() -> None:
+    """json holding an object JSON cannot write failed as the body was hashed, and stopped the
+    crawl; now that request alone is returned as unstorable (an error row of its page)."""
+    sched, _ = scheduler()
+    broken = Request("http://a.test/api", method="POST", json={"when": object()})
+    admission = await sched.add([Request("http://a.test/1"), broken, Request("http://a.test/2")])
+    assert [entry.request.url for entry in admission.admitted] == ["http://a.test/1", "http://a.test/2"]
+    ((request, problem),) = admission.unstorable
+    assert request is broken
+    assert str(problem) == "its body cannot be made: TypeError: Object of type object is not JSON serializable"
