@@ -76,12 +76,12 @@ class Request:
 
     def __post_init__(self) -> None:
         url = self.url
-        if isinstance(url, str) and url and (url[0].isspace() or url[-1].isspace()):
-            url = url.strip()  # as browsers read an href (and Scrapy a URL): spaces around are no part of it
+        if not (url.__class__ is str and _ABSOLUTE.match(url)) or url[-1] <= " ":  # the common URL: 2 tests
+            # spaces around a URL are no part of it (as browsers read an href, and Scrapy a URL)
+            url = check_url(url.strip() if isinstance(url, str) else url)
             object.__setattr__(self, "url", url)
-        check_url(url)
         object.__setattr__(self, "method", self.method.upper())
-        if not isinstance(self.priority, int):  # else it fails far away, in the frontier's ordering
+        if self.priority.__class__ is not int and not isinstance(self.priority, int):  # else it fails far away
             raise TypeError(f"Request({url!r}): priority must be an int, not {type(self.priority).__name__}")
         if self.data is not None and self.json is not None:
             raise ValueError(f"Request({self.url!r}) takes data or json, not both")

@@ -233,6 +233,15 @@ def _bytes_fields(item_class: type[Item]) -> tuple[str, ...]:
     )
 
 
+def item_row(record: Item) -> tuple[dict[str, Any], dict[str, str]]:
+    """``to_row(record)`` and its columns (``columns_of_row``), in one call: once per item."""
+    item_class = type(record)
+    if _is_plain(item_class):
+        return dict(record.__dict__), columns_of(item_class)
+    row = to_row(record)
+    return row, columns_of_row(item_class, row)
+
+
 def to_row(record: Item | Mapping[str, Any]) -> dict[str, Any]:
     """Values ready for sqlite3: scalars as they are, bytes as BLOBs, structures as JSON text."""
     if isinstance(record, Item):

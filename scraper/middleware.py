@@ -30,7 +30,7 @@ def _bind(middleware: Middleware, handler: Handler) -> Handler:
 
     async def handle(request: Request) -> Response:
         response = await middleware(request, handler)
-        if not isinstance(response, Response):  # else it fails later, far from the culprit
+        if response.__class__ is not Response and not isinstance(response, Response):  # else it fails far away
             raise TypeError(f"middleware {name} returned {type(response).__name__}, not a Response")
         return response
 

@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing
+from operator import length_hint
 from pathlib import Path
 from typing import Any
 
@@ -514,11 +515,9 @@ def _rows_of(commit: Commit) -> int:
     20,000 rows had held a 5,000-page crawl whole: 1.1 GB)."""
     rows = 1 + len(commit.requests) + len(commit.refused) + len(commit.errors)
     for item in commit.items:
-        size = 0
-        for value in item.row.values():
-            if value.__class__ is str or value.__class__ is bytes:
-                size += len(value)
-        rows += 1 + size // _ROW_BYTES
+        # the text's and bytes' lengths, in C (length_hint: 0 for a number or None): a loop
+        # testing each value's type cost ~150 bytecodes a page
+        rows += 1 + sum(map(length_hint, item.row.values())) // _ROW_BYTES
     return rows
 
 

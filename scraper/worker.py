@@ -24,7 +24,7 @@ from scraper.fetcher import Fetcher
 from scraper.frontier import Scheduled
 from scraper.handoff import HandOff
 from scraper.http import Request, Response
-from scraper.item import DICT_TABLE, Item, columns_of_dict, columns_of_row, to_row
+from scraper.item import DICT_TABLE, Item, columns_of_dict, item_row, to_row
 from scraper.loop_budget import LoopBudget
 from scraper.parse_pool import ParsePool
 from scraper.pipeline import Pipeline, Record, StageFailed
@@ -212,7 +212,8 @@ class Worker:
         self, result: CallbackResult, response: Response
     ) -> tuple[list[StoredItem], list[ErrorRecord]]:
         errors = [error_record("validate", error, response.url, self._stats) for _, error in result.invalid]
-        errors += [error_record("parse", stray_output(name), response.url, self._stats) for name in result.strays]
+        if result.strays:
+            errors += [error_record("parse", stray_output(name), response.url, self._stats) for name in result.strays]
         items: list[StoredItem] = []
         for item in result.items:
             try:
@@ -235,6 +236,6 @@ class Worker:
 
 def stored_item(record: Record, url: str) -> StoredItem:
     if isinstance(record, Item):
-        row = to_row(record)
-        return StoredItem(record.table, record.key, columns_of_row(type(record), row), row, url)
+        row, columns = item_row(record)
+        return StoredItem(record.table, record.key, columns, row, url)
     return StoredItem(DICT_TABLE, (), columns_of_dict(record), to_row(record), url)
