@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from pathlib import Path
 
 from scraper.crawls import CrawlStart
-from scraper.errors import ConfigError, OpenFailed
+from scraper.errors import ConfigError, OpenFailed, describe
 from scraper.feeder import DrainTimeout, Feeder
 from scraper.fetcher import Fetcher
 from scraper.frontier import Frontier, MemoryFrontier, Scheduled
@@ -135,7 +135,7 @@ class Engine:
         except BaseException as exc:
             cancelled = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt))
             status = "interrupted" if cancelled else "failed"
-            reason = self._stop_reason or "cancelled" if cancelled else f"{type(exc).__name__}: {exc}"
+            reason = self._stop_reason or "cancelled" if cancelled else describe(exc)
             raise
         finally:
             await self._close(storage, status, reason)
@@ -145,7 +145,7 @@ class Engine:
         try:
             await self.spider.opened()
         except Exception as exc:
-            raise OpenFailed(f"{type(self.spider).__name__}.opened() failed: {type(exc).__name__}: {exc}") from exc
+            raise OpenFailed(f"{type(self.spider).__name__}.opened() failed: {describe(exc)}") from exc
 
     async def _crawl_with(
         self, scheduler: Scheduler, fetcher: Fetcher, storage: Storage, parse_pool: ParsePool | None

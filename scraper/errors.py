@@ -8,7 +8,7 @@ configuration errors stop the run before any request is made::
     │   ├── SettingsError      a setting has an unknown key or a wrong type
     │   └── SpiderNotFound     no spider has the requested name
     ├── StorageError           the database cannot be opened or read
-    │   └── WriteFailed        it stopped taking writes mid-crawl (disk full, I/O error)
+    │   └── WriteFailed        it stopped taking writes mid-crawl (disk full): interrupted
     ├── FetchError             one request failed; recorded with stage "fetch"
     │   ├── FetchTimeout       no complete response within the timeout
     │   ├── ConnectionFailed   DNS, refused, reset, TLS: the transport failed
@@ -25,6 +25,16 @@ configuration errors stop the run before any request is made::
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # records imports this module: the type only, for annotations
+    from scraper.records import ErrorRecord
+
+
+def describe(error: BaseException) -> str:
+    """An error as messages quote it: its type, then what it says."""
+    return f"{type(error).__name__}: {error}"
 
 
 class ScraperError(Exception):
@@ -49,7 +59,7 @@ class StorageError(ScraperError):
 
 class WriteFailed(StorageError):
     """The database stopped taking writes during a crawl (disk full, an I/O error): the
-    crawl stops and is marked failed; what was committed before stays."""
+    crawl stops and is marked interrupted, so that the next run resumes what was committed."""
 
 
 class FetchError(ScraperError):
@@ -98,10 +108,9 @@ class RedirectRefused(FetchError):
 
 class Filtered(ScraperError):
     """A request the crawl decided not to fetch; ``reason`` goes to ``scraper_requests``.
-    ``error``: a failure behind the decision, to record once in ``scraper_errors`` (an
-    ``ErrorRecord``; typed loosely, as records import this module)."""
+    ``error``: a failure behind the decision, to record once in ``scraper_errors``."""
 
-    def __init__(self, reason: str, *, error: object = None) -> None:
+    def __init__(self, reason: str, *, error: ErrorRecord | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.error = error

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from scraper.errors import ConfigError
+from scraper.errors import ConfigError, describe
 
 
 def load_object(path: str, *, setting: str) -> Any:
@@ -37,4 +37,4 @@ def build_object(path: str, *, setting: str, **arguments: Any) -> Any:
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(f"{setting}: {path} could not be created: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(f"{setting}: {path} could not be created: {describe(exc)}") from None

@@ -42,7 +42,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from scraper.codec import callback_name, callback_named
 from scraper.deadline import Deadlines
-from scraper.errors import ConfigError, ScraperError
+from scraper.errors import ConfigError, ScraperError, describe
 from scraper.http import Request, Response
 from scraper.runtime import fewer_collections, keep_freed_heap
 from scraper.spider import CallbackResult, Spider, run_callback
@@ -532,7 +532,7 @@ def _serve(source: BinaryIO, sink: BinaryIO, *, configure_logging: bool) -> None
     try:
         spider = pickle.loads(spider_bytes)
     except Exception as exc:
-        _write(sink, ("error", (f"{type(exc).__name__}: {exc}", "")))
+        _write(sink, ("error", (describe(exc), "")))
         return
     _write(sink, ("ok", None))
     with fewer_collections(), asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:

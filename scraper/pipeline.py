@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from scraper.errors import ConfigError, DropItem, OpenFailed
+from scraper.errors import ConfigError, DropItem, OpenFailed, describe
 from scraper.item import Item
 from scraper.loading import build_object
 from scraper.spider import Spider
@@ -72,9 +72,7 @@ class Pipeline:
             try:
                 await stage.open(spider)
             except Exception as exc:
-                raise OpenFailed(
-                    f"pipeline stage {type(stage).__name__}: open() failed: {type(exc).__name__}: {exc}"
-                ) from exc
+                raise OpenFailed(f"pipeline stage {type(stage).__name__}: open() failed: {describe(exc)}") from exc
 
     async def close(self, spider: Spider) -> None:
         for stage in reversed(self.stages):

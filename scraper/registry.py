@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 
-from scraper.errors import ConfigError, SpiderNotFound
+from scraper.errors import ConfigError, SpiderNotFound, describe
 from scraper.spider import Spider
 
 
@@ -61,7 +61,7 @@ def _import(name: str) -> ModuleType:
             raise ConfigError(f"spiders: module {name!r} not found (setting 'spiders')") from None
         raise ConfigError(f"spiders: importing {name!r} failed: {exc}") from None
     except Exception as exc:
-        raise ConfigError(f"spiders: importing {name!r} failed: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(f"spiders: importing {name!r} failed: {describe(exc)}") from None
 
 
 def _spiders_in(module: ModuleType) -> Iterator[type[Spider]]:

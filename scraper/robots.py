@@ -15,7 +15,7 @@ from typing import Protocol
 from protego import Protego
 from yarl import URL
 
-from scraper.errors import FetchError, Filtered, HttpStatusError, TryLater
+from scraper.errors import FetchError, Filtered, HttpStatusError, TryLater, describe
 from scraper.http import Request, Response
 from scraper.middleware import Handler
 from scraper.records import ErrorRecord, error_record
@@ -116,7 +116,8 @@ class RobotsTxt:
         if policy.failures >= MAX_UNAVAILABLE:
             self._stats.increment("robots/disallowed")
             raise Filtered("robots.txt unavailable", error=self._given_up(policy, url))
-        raise TryLater(f"robots.txt unavailable ({type(policy.error).__name__}: {policy.error})", until=policy.retry_at)
+        cause = describe(policy.error) if policy.error is not None else "no answer"
+        raise TryLater(f"robots.txt unavailable ({cause})", until=policy.retry_at)
 
     def _given_up(self, policy: _Policy, url: str) -> ErrorRecord | None:
         """The error row that says why an origin's requests are filtered, for the first of them:

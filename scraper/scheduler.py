@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from scraper.codec import RequestNotStorable, encode
+from scraper.errors import describe
 from scraper.fingerprint import fingerprint
 from scraper.frontier import Frontier, Refused, Scheduled
 from scraper.http import Request
@@ -119,7 +120,7 @@ class Scheduler:
             try:
                 key = fingerprint(request, self._settings.links.session_parameters, parsed=parsed)
             except (TypeError, ValueError) as exc:  # the body, made to be hashed: one request fails
-                problem = RequestNotStorable(f"its body cannot be made: {type(exc).__name__}: {exc}")
+                problem = RequestNotStorable(f"its body cannot be made: {describe(exc)}")
                 admission.unstorable.append((request, problem))
                 continue
             candidates.append((request, key, parsed.host or ""))

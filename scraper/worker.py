@@ -117,7 +117,7 @@ class Worker:
         except Filtered as exc:
             self._stats.increment(f"requests/filtered/{exc.reason}")
             outcome = Outcome(entry.fingerprint, "filtered", entry.attempts, reason=exc.reason)
-            return Commit(outcome=outcome, errors=[exc.error] if isinstance(exc.error, ErrorRecord) else ())
+            return Commit(outcome=outcome, errors=() if exc.error is None else [exc.error])
         except TryLater as exc:
             return await self._park(entry, until=exc.until, reason=exc.reason, count_attempt=False)
         except FetchError as exc:
