@@ -129,8 +129,9 @@ def sql_type(annotation: Any) -> str:
 
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-_FRAMEWORK_COLUMNS = frozenset({"_id", *META_COLUMNS})
-MAX_COLUMNS = 2000 - len(_FRAMEWORK_COLUMNS)  # SQLite's default SQLITE_MAX_COLUMN, less the framework's
+FRAMEWORK_COLUMNS = frozenset({"_id", *META_COLUMNS})
+SQLITE_MAX_COLUMNS = 2000  # SQLite's default SQLITE_MAX_COLUMN: columns of a table, all told
+MAX_COLUMNS = SQLITE_MAX_COLUMNS - len(FRAMEWORK_COLUMNS)  # an item's own
 
 
 def folded(name: str) -> str:
@@ -147,8 +148,8 @@ def check_column_names(names: Iterable[str], what: str) -> None:
     seen: dict[str, str] = {}
     for name in names:
         key = folded(name)
-        if key in _FRAMEWORK_COLUMNS:
-            kept = ", ".join(sorted(_FRAMEWORK_COLUMNS))
+        if key in FRAMEWORK_COLUMNS:
+            kept = ", ".join(sorted(FRAMEWORK_COLUMNS))
             raise ValueError(f"{what} {name!r} is a column the framework keeps ({kept})")
         if key in seen:
             raise ValueError(f"{what}s {seen[key]!r} and {name!r} would be one column (SQLite ignores their case)")

@@ -354,7 +354,6 @@ class Storage:
         try:
             await self._write(batch)
         except _UNSTORABLE as exc:
-            self._tables = writes.ItemTables()  # the rolled-back transaction may have made tables
             if len(batch) > 1:
                 for commit in batch:
                     await self._write_apart([commit])
@@ -367,15 +366,14 @@ class Storage:
         named by the error); failing that, with none of its items and one error row for the
         page. Still atomic: the page's outcome and what is kept commit together."""
         unstorable = await asyncio.to_thread(_unbindable, commit.items)
-        found = bool(unstorable)  # something new to leave out, so worth another try
+        tried = 0  # items left out by the last try
         while True:
             culprit = getattr(error, "item", None)
             if isinstance(culprit, StoredItem) and all(culprit is not bad for bad, _ in unstorable):
                 unstorable.append((culprit, error))
-                found = True
-            if not found:
+            if len(unstorable) == tried:
                 break  # nothing (more) to leave out: the page's items go
-            found = False
+            tried = len(unstorable)
             counted = Stats()  # counted once the commit is in
             failures = [
                 error_record("validate", cause, item.url, counted, context=f"not stored in table {item.table!r}: ")
@@ -386,7 +384,6 @@ class Storage:
                 await self._write([commit._replace(items=kept, errors=[*commit.errors, *failures])])
             except _UNSTORABLE as again:
                 error = again
-                self._tables = writes.ItemTables()
             else:
                 for key, count in counted.counts.items():
                     self._stats.increment(key, count)
@@ -416,6 +413,7 @@ class Storage:
             await db.execute("COMMIT")
         except BaseException:
             await self._roll_back(db)
+            self._tables = writes.ItemTables()  # what it knew may include tables rolled back
             raise
         self._committed(_fingerprints(requests, refused), stored)
 

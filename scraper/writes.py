@@ -19,7 +19,7 @@ from scraper.codec import EncodedRequest, RequestNotStorable, encode
 from scraper.errors import StorageError
 from scraper.frontier import Refused, Scheduled
 from scraper.http import Request
-from scraper.item import MAX_COLUMNS, META_COLUMNS, folded
+from scraper.item import FRAMEWORK_COLUMNS, MAX_COLUMNS, SQLITE_MAX_COLUMNS, folded
 from scraper.records import ErrorRecord, Outcome, StoredItem
 from scraper.schema import Statement
 
@@ -68,12 +68,14 @@ class ItemTables:
             self._folded[item.table] = {folded(name) for name in known}
         existing = self._folded[item.table]
         new = {folded(name) for name in item.columns} - existing
-        if len(existing) + len(new) > MAX_COLUMNS + len(META_COLUMNS) + 1:
-            raise ColumnsExhausted(item, f"table {item.table!r} cannot take {len(new):,} more columns (SQLite's 2,000)")
+        if len(existing - FRAMEWORK_COLUMNS) + len(new) > MAX_COLUMNS:  # the table's own columns, as for one item
+            message = f"table {item.table!r} cannot take {len(new):,} more columns (SQLite's {SQLITE_MAX_COLUMNS:,})"
+            raise ColumnsExhausted(item, message)
         for name, kind in item.columns.items():
-            if folded(name) not in existing:
+            column = folded(name)
+            if column not in existing:
                 await db.execute(schema.add_column(item.table, name, kind))
-                existing.add(folded(name))
+                existing.add(column)
             known.add(name)
         if item.key:
             try:
