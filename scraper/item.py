@@ -175,7 +175,7 @@ def columns_of_row(item_class: type[Item], row: Mapping[str, Any]) -> dict[str, 
     the row has others (extra fields a model allows, names a serializer or alias chose), whose
     types are then inferred from their values. Raises ``ValueError`` as ``check_column_names``."""
     columns = columns_of(item_class)
-    if _is_plain(item_class) or row.keys() == columns.keys():
+    if row.keys() == columns.keys():  # always so for a plain item
         return columns
     check_column_names(row, "field")
     return {name: columns.get(name) or _type_of_value(value) for name, value in row.items()}
