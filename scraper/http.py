@@ -224,8 +224,12 @@ class Response:
         return found[0] if found else None
 
     def urljoin(self, url: str) -> str:
-        """Resolve ``url`` against this page (honouring a ``<base href>``)."""
-        return str(self._resolve(url))
+        """Resolve ``url`` against this page (honouring a ``<base href>``). A URL that cannot
+        be parsed (``http://[bad``, a port that is no number) is a ValueError naming it."""
+        try:
+            return str(self._resolve(url))
+        except ValueError as exc:
+            raise ValueError(f"cannot resolve {url!r} against {self.url}: {exc}") from None
 
     def _resolve(self, url: str) -> URL:
         return self._base_url().join(URL(url.strip()))
@@ -234,20 +238,41 @@ class Response:
         if self._base is None:
             base = self.css_first("base[href]") if b"<base" in self.body[:4096].lower() else None
             href = base.attributes.get("href") if base is not None else None
-            self._base = URL(self.url).join(URL(href)) if href else URL(self.url)
+            page = URL(self.url)
+            try:
+                self._base = page.join(URL(href.strip())) if href else page
+            except ValueError:  # a base href that cannot be parsed is ignored, as browsers do
+                self._base = page
         return self._base
 
     def follow(self, link: Link, callback: Callable[..., Any] | None = None, **kwargs: Any) -> Request:
         """A request for ``link``, relative URLs resolved. Links the crawl will not fetch
-        (``mailto:``, ``javascript:``...) are filtered and counted by the scheduler."""
+        (``mailto:``, ``javascript:``, hrefs that cannot be parsed...) are filtered and
+        counted by the scheduler, not raised here."""
         href = link.attributes.get("href") if isinstance(link, LexborNode) else link
         if not href:
             raise ValueError(f"link without href on {self.url}")
         kwargs.setdefault("depth", self.request.depth + 1)  # what the scheduler would set
-        url = self._resolve(href)
+        try:
+            url = self._resolve(href)
+        except ValueError:
+            # a link that cannot be parsed ("http://[bad", a port that is no number): its
+            # request is filtered as malformed and counted when the scheduler admits it, as
+            # mailto: links are, so that one bad href does not cost the page the rest
+            return Request(self._unparsed(href), callback=callback, **kwargs)
         request = Request(str(url), callback=callback, **kwargs)
         object.__setattr__(request, "_parsed", url)  # see parsed_url()
         return request
+
+    def _unparsed(self, href: str) -> str:
+        """An unparsable link made absolute as far as text allows (what it can fail on is its
+        host or port, hence a scheme of its own or a network-path ``//host...``)."""
+        text = href.strip()
+        if text.startswith("//"):
+            return f"{self._base_url().scheme}:{text}"
+        if not _ABSOLUTE.match(text):
+            raise ValueError(f"cannot resolve {href!r} against {self.url}")
+        return text
 
     def follow_all(
         self,

@@ -190,6 +190,30 @@ async def test_links_past_max_per_page_are_counted_not_followed(database: Path) 
     assert result.stats.get("requests/filtered/links_per_page") == 2
 
 
+async def test_links_that_cannot_be_parsed_are_filtered_and_the_page_keeps_the_rest(database: Path) -> None:
+    home = (
+        '<html><head><base href="http://[unclosed/"></head><body>'  # ignored, as browsers do
+        '<a href="http://[bad/x">v6</a><a href="//host:port/">port</a><a href="https://h:99999/">range</a>'
+        '<a href="good">g</a></body></html>'
+    )
+    bodies = {"/": home, "/good": '<li data-size="1">alpha</li>'}
+
+    async def page(request: web.Request) -> web.Response:
+        if request.path not in bodies:
+            return web.Response(status=404)  # robots.txt: allow all
+        return web.Response(text=bodies[request.path], content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    async with serve(app) as base_url:
+        result = await crawl(FaultySpider(base_url), database, retry={"times": 0})
+
+    assert result.status == "finished"
+    assert rows(database, "SELECT stage, message FROM scraper_errors") == []
+    assert rows(database, "SELECT name FROM thing") == [("alpha",)]  # the link after the bad ones
+    assert result.stats.get("requests/filtered/malformed") == 3
+
+
 class BrokenStartSpider(FaultySpider):
     """Its start generator yields one page, then breaks; its closing hook breaks too."""
 

@@ -12,6 +12,8 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from yarl import URL
 
 from scraper.http import Request, Response
+from scraper.links import filter_reason
+from scraper.settings import LinkPolicy
 
 PAGE_URL = "https://shop.example.com/catalog/page2.html"
 
@@ -315,6 +317,29 @@ def test_a_request_made_from_a_string_is_parsed_once_and_its_text_not_rendered_a
     assert kept is request.parsed_url()  # the scheduler's checks parse it; the fetcher reuses that
     assert kept == URL("https://shop.example.com/a b?q=1")
     assert request.text_of(kept) is request.url
+
+
+@pytest.mark.parametrize(
+    ("href", "url"),
+    [
+        ("http://[::1/unclosed", "http://[::1/unclosed"),
+        (" //[bad/x ", "https://[bad/x"),
+        ("https://shop.example.com:port/", "https://shop.example.com:port/"),
+        ("http://shop.example.com:99999/", "http://shop.example.com:99999/"),
+    ],
+)
+def test_follow_leaves_a_link_that_cannot_be_parsed_to_the_scheduler_s_malformed_filter(href: str, url: str) -> None:
+    response = make_response("<p>x</p>")
+    request = response.follow(href, callback, priority=1)
+    assert (request.url, request.callback, request.priority, request.depth) == (url, callback, 1, 1)
+    assert filter_reason(request.url, LinkPolicy()) == "malformed"
+    with pytest.raises(ValueError, match=re.escape(f"cannot resolve {href!r} against {PAGE_URL}")):
+        response.urljoin(href)
+
+
+def test_a_base_href_that_cannot_be_parsed_is_ignored() -> None:
+    response = make_response('<html><head><base href="http://[bad/"></head><body></body></html>')
+    assert response.urljoin("item.html") == "https://shop.example.com/catalog/item.html"
 
 
 def test_follow_rejects_a_link_without_href() -> None:
