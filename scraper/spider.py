@@ -30,6 +30,18 @@ Callback = Callable[..., AsyncIterator[Output] | Awaitable[Iterable[Output] | No
 returning an iterable of requests and items."""
 
 
+# what the framework reads from a spider: an argument of the same name would replace it with
+# a string (a crawl recorded under another name, settings silently ignored, a URL list that
+# is one string), so each is refused with what to do instead
+_OWN_ATTRIBUTES = {
+    "name": "the name picks the spider and names its crawls; it cannot be changed",
+    "settings": "give settings with -s KEY=VALUE",
+    "start_urls": "an argument is one string; read it in start_requests() or __init__()",
+    "allowed_domains": "an argument is one string; set the list in __init__() from it",
+    "logger": "the spider's logger is the framework's",
+}
+
+
 class Spider:
     """Subclass with a unique ``name``; yield ``Request``s and ``Item``s from callbacks.
 
@@ -52,6 +64,8 @@ class Spider:
 
     def __init__(self, **arguments: str) -> None:
         for key, value in arguments.items():
+            if key in _OWN_ATTRIBUTES:
+                raise ConfigError(f"spider argument -a {key}=...: {_OWN_ATTRIBUTES[key]}")
             if not key.isidentifier() or callable(getattr(type(self), key, None)):
                 raise ConfigError(f"spider argument -a {key}=...: not a usable attribute name")
             setattr(self, key, value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -168,6 +169,21 @@ def test_arguments_become_attributes() -> None:
 @pytest.mark.parametrize("name", ["parse", "start_requests", "opened", "closed", "parse_detail", "not-an-id"])
 def test_argument_shadowing_a_method_is_a_config_error(name: str) -> None:
     with pytest.raises(ConfigError, match=f"-a {name}="):
+        QuotesSpider(**{name: "x"})
+
+
+@pytest.mark.parametrize(
+    ("name", "advice"),
+    [
+        ("name", "cannot be changed"),
+        ("settings", "-s KEY=VALUE"),
+        ("start_urls", "start_requests()"),
+        ("allowed_domains", "__init__()"),
+        ("logger", "logger"),
+    ],
+)
+def test_an_argument_replacing_what_the_framework_reads_is_a_config_error(name: str, advice: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^spider argument -a {name}=\.\.\.: .*{re.escape(advice)}"):
         QuotesSpider(**{name: "x"})
 
 
