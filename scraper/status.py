@@ -42,7 +42,7 @@ class CrawlInfo:
 class HostCounts:
     host: str
     pending: int  # waiting in the store
-    in_flight: int  # pending but leased by the live crawl: in its memory queue or being fetched
+    leased: int  # pending but taken by the live crawl: in its memory queue or being fetched
     done: int
     failed: int
     filtered: int
@@ -137,7 +137,7 @@ async def find_crawl(db: aiosqlite.Connection, *, spider: str | None, crawl_id: 
 
 async def host_counts(db: aiosqlite.Connection, crawl_id: int, *, live: bool) -> list[HostCounts]:
     """Requests per host and state. Leases of a dead crawl are stale (it resumes them), so
-    they count as in flight only while the crawl is live."""
+    they count as leased only while the crawl is live."""
     sql = """
         SELECT host, sum(state = 'pending' AND NOT (leased AND :live)), sum(state = 'pending' AND leased AND :live),
                sum(state = 'done'), sum(state = 'failed'), sum(state = 'filtered')
@@ -201,7 +201,7 @@ async def read_status(
                 return None
             live = locked and crawl.status == "running"
             hosts = await host_counts(db, crawl.id, live=live)
-            pending = sum(host.pending + host.in_flight for host in hosts)
+            pending = sum(host.pending + host.leased for host in hosts)
             rate = await recent_rate(db, crawl, pending=pending, live=live, now=now)
             items, errors = await count_items(db, crawl.id), await error_counts(db, crawl.id)
         except sqlite3.Error as exc:
@@ -240,7 +240,7 @@ def _table(title: str, *columns: str, text: int = 1) -> Table:
 
 
 def _host_table(hosts: list[HostCounts], top: int) -> Table:
-    table = _table("requests by host", "host", "pending", "in flight", "done", "failed", "filtered")
+    table = _table("requests by host", "host", "pending", "leased", "done", "failed", "filtered")
     for host in hosts[:top]:
         table.add_row(host.host, *(f"{n:,}" for n in dataclasses.astuple(host)[1:]))
     if len(hosts) > top:

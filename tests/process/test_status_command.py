@@ -40,8 +40,8 @@ def test_status_beside_a_live_crawl_then_after_it_stopped(tmp_path: Path) -> Non
         assert live.returncode == 0, live.stderr
         assert "1 of demo_shop: running" in live.stdout
         host = next(line.split() for line in live.stdout.splitlines() if line.lstrip().startswith("127.0.0.1"))
-        pending, in_flight = int(host[1].replace(",", "")), int(host[2].replace(",", ""))
-        assert pending + in_flight > 0 and in_flight > 0
+        pending, leased = int(host[1].replace(",", "")), int(host[2].replace(",", ""))
+        assert pending + leased > 0 and leased > 0
         assert "ETA" in live.stdout and "pages/s" in live.stdout
     finally:
         crawl.send_signal(signal.SIGINT)

@@ -1,10 +1,11 @@
-"""The ``status`` view of a crawl database: counts per host and state, in flight only while a
+"""The ``status`` view of a crawl database: counts per host and state, leased only while a
 crawl is live, items, errors, rate and ETA, and a rendering that fits 80 columns."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -50,7 +51,7 @@ def scheduled(url: str, *, in_memory: bool = True) -> Scheduled:
     return Scheduled(Request(url), url, url.split("/")[2], in_memory=in_memory)
 
 
-async def test_a_live_crawl_shows_leased_requests_in_flight(database: Path) -> None:
+async def test_a_live_crawl_shows_its_leased_requests(database: Path) -> None:
     async with Storage(database, stats=Stats()) as storage:
         await storage.begin_crawl("shop")
         held = [scheduled(f"http://a.test/{n}") for n in range(3)]
@@ -180,5 +181,6 @@ async def test_render_fits_80_columns_and_folds_many_hosts(database: Path) -> No
     console.print(render(status))
     text = console.export_text()
     assert max(map(len, text.splitlines())) <= 80
+    assert re.search(r"host +pending +leased +done +failed +filtered", text)  # "in flight" read as fetching
     assert "running" in text and "5 more hosts" in text and "all 25 hosts" in text
     assert "HttpStatusError" in text and "items stored: none" in text and "ETA 2.4s" in text
