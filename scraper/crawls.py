@@ -58,6 +58,21 @@ async def begin(db: aiosqlite.Connection, spider: str, *, fresh: bool, resume: b
     return CrawlStart(cursor.lastrowid or 0, False, {}, 0, {}, {}, left)
 
 
+async def unfinished_of_another(db: aiosqlite.Connection, spider: str) -> tuple[int, str] | None:
+    """The id and spider of another spider's crawl in this file that is left unfinished (its
+    spider's last crawl, interrupted or killed), if there is one. A request has one row
+    whatever crawl made it, so a crawl here would take over the pending rows the two share,
+    and the other, resumed, would fetch one of those pages only if it met a link to it again."""
+    placeholders = ", ".join("?" for _ in RESUMABLE)
+    async with db.execute(
+        f"""SELECT id, spider FROM scraper_crawls AS crawl WHERE spider != ? AND status IN ({placeholders})
+            AND id = (SELECT max(id) FROM scraper_crawls WHERE spider = crawl.spider) ORDER BY id LIMIT 1""",
+        (spider, *RESUMABLE),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
 async def _resume(db: aiosqlite.Connection, crawl_id: int, stats: dict[str, Any]) -> CrawlStart:
     await db.execute(
         "UPDATE scraper_crawls SET status = 'running', finished_at = NULL, finish_reason = NULL WHERE id = ?",

@@ -192,7 +192,7 @@ class Engine:
         what the database knows exactly, pages and stored items, is recounted from it."""
         message = start.describe(self.spider.name)
         if start.unfinished is not None:
-            message += f"; crawl {start.unfinished} stays unfinished (the sqlite frontier would resume it)"
+            message += f"; unfinished crawl {start.unfinished} is given up (the memory frontier cannot resume it)"
         self._notify(message)
         if not start.resumed:
             return

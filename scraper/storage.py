@@ -173,7 +173,16 @@ class Storage:
     # -- crawl lifecycle ---------------------------------------------------------------------
 
     async def begin_crawl(self, spider: str, *, fresh: bool = False, resume: bool = True) -> CrawlStart:
-        """Start a crawl, or resume the spider's unfinished one; then start the writer."""
+        """Start a crawl, or resume the spider's unfinished one; then start the writer.
+        Refused (``StorageError``) while another spider's crawl in this file is unfinished."""
+        other = await crawls.unfinished_of_another(self._connection, spider)
+        if other is not None:
+            crawl_id, owner = other
+            raise StorageError(
+                f"{self.path} holds crawl {crawl_id} of spider {owner!r}, unfinished: finish it first "
+                f"(python -m scraper run {owner}) or give {spider!r} a database of its own (--db); "
+                "spiders sharing a file share its requests' rows"
+            )
         start = await crawls.begin(self._connection, spider, fresh=fresh, resume=resume)
         self.crawl_id = start.crawl_id
         self.items_stored = sum(start.items.values())

@@ -126,7 +126,7 @@ async def test_fresh_starts_a_new_crawl_instead_of_resuming(database: Path) -> N
 
 
 @pytest.mark.timeout(120)
-async def test_the_in_memory_frontier_starts_anew_and_leaves_an_unfinished_crawl_to_the_sqlite_one(
+async def test_the_in_memory_frontier_starts_anew_and_its_own_unfinished_crawl_resumes_with_the_sqlite_one(
     database: Path,
 ) -> None:
     """With nothing kept to resume from, it once 'resumed' a crawl by fetching it again whole,
@@ -149,7 +149,9 @@ async def test_the_in_memory_frontier_starts_anew_and_leaves_an_unfinished_crawl
         resumed = await engine(base_url, database).run()
 
     assert stopped.status == "interrupted" and not second.resumed and second.crawl_id == 2
-    assert notices == ["crawl 2 of demo_shop started; crawl 1 stays unfinished (the sqlite frontier would resume it)"]
+    assert notices == [
+        "crawl 2 of demo_shop started; unfinished crawl 1 is given up (the memory frontier cannot resume it)"
+    ]
     assert second.stats.get("items/stored") == 200 and second.stats.get("pages") == 217  # the shop once, not added to
     assert third.crawl_id == 3 and resumed.resumed and resumed.crawl_id == 3 and resumed.status == "finished"
     assert rows(database, "SELECT id, status FROM scraper_crawls") == [
@@ -158,6 +160,33 @@ async def test_the_in_memory_frontier_starts_anew_and_leaves_an_unfinished_crawl
         (3, "finished"),
     ]
     assert rows(database, "SELECT count(*), count(DISTINCT url) FROM product WHERE _crawl_id = 3") == [(200, 200)]
+
+
+class OtherShopSpider(DemoShopSpider):
+    name = "other_shop"
+
+
+@pytest.mark.timeout(120)
+async def test_another_spider_cannot_take_over_an_unfinished_crawl_s_rows_in_a_shared_file(database: Path) -> None:
+    """A request has one row in the file, whatever crawl made it: the second spider's crawl
+    would take over the first's pending rows that it reaches too, and the first, resumed,
+    would fetch one of them only if a page it has yet to fetch links to it again."""
+    app, _ = logged_shop(200, delay=0.01)
+    async with serve(app) as base_url:
+        stopped = await stopped_after(engine(base_url, database, concurrency=4), items=30)
+        other = Engine(spider=OtherShopSpider(base_url=base_url), settings=make_settings(), database=database)
+        with pytest.raises(StorageError, match=r"holds crawl 1 of spider 'demo_shop', unfinished: finish it first"):
+            await other.run()
+        resumed = await engine(base_url, database).run()
+        first = rows(database, "SELECT count(*), count(DISTINCT url) FROM product WHERE _crawl_id = 1")
+        after = await Engine(
+            spider=OtherShopSpider(base_url=base_url), settings=make_settings(), database=database
+        ).run()
+
+    assert stopped.status == "interrupted" and resumed.resumed and resumed.status == "finished"
+    assert first == [(200, 200)]  # every product, by the first spider's crawl
+    assert after.crawl_id == 2 and after.status == "finished"  # once the first is finished, the file is free
+    assert rows(database, "SELECT id, spider FROM scraper_crawls") == [(1, "demo_shop"), (2, "other_shop")]
 
 
 @pytest.mark.parametrize("concurrency", [1, 8, 32])
