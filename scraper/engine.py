@@ -6,11 +6,15 @@ watches the limits."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import ipaddress
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from pathlib import Path
+
+from yarl import URL
 
 from scraper.crawls import CrawlStart
 from scraper.errors import ConfigError, OpenFailed, describe
@@ -302,6 +306,27 @@ def check_spider(spider: Spider) -> None:
             check_url(url)
         except ValueError as exc:
             raise ConfigError(f"{name}.start_urls[{index}]: {exc}") from None
+    for index, domain in enumerate(spider.allowed_domains):
+        if problem := _domain_problem(domain):
+            raise ConfigError(f"{name}.allowed_domains[{index}]: {domain!r} {problem}")
+
+
+def _domain_problem(domain: object) -> str | None:
+    """Why ``domain`` cannot be an ``allowed_domains`` entry, or None. Entries are compared
+    with a URL's host, so a URL or a port there matched no host: every request, the start
+    URLs too, was filtered as offsite, and the crawl ended at once with 0 pages."""
+    if not isinstance(domain, str) or not domain.strip("."):
+        return "is not a domain name"
+    if "/" not in domain and ":" not in domain:
+        return None
+    with contextlib.suppress(ValueError):
+        ipaddress.IPv6Address(domain)
+        return None  # "::1": an IPv6 host, as a URL's host gives it
+    try:
+        host = URL(domain if "//" in domain else f"//{domain}").host
+    except ValueError:
+        host = None
+    return "is not a domain name" + (f": give the host alone, {host!r}" if host else "")
 
 
 def load_middlewares(*, settings: Settings, stats: Stats, limiter: HostLimiter) -> list[Middleware]:

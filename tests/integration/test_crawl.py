@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -257,6 +258,27 @@ def test_a_spider_s_start_urls_and_domains_are_checked_before_any_io(database: P
         Engine(spider=BadStartUrlSpider(), settings=make_settings(), database=database)
     with pytest.raises(ConfigError, match=r"^OneStringSpider.allowed_domains must be a list of strings, not one"):
         Engine(spider=OneStringSpider(), settings=make_settings(), database=database)
+    assert not database.exists()
+
+
+@pytest.mark.parametrize(
+    ("domain", "message"),
+    [
+        ("127.0.0.1:8765", "'127.0.0.1:8765' is not a domain name: give the host alone, '127.0.0.1'"),
+        ("https://shop.example.com/", "'https://shop.example.com/' is not a domain name: give the host alone, "),
+        ("shop.example.com/books", "'shop.example.com/books' is not a domain name: give the host alone, 'shop"),
+        ("", "'' is not a domain name"),
+    ],
+)
+def test_an_allowed_domain_that_is_a_url_or_has_a_port_is_refused_before_any_io(
+    database: Path, domain: str, message: str
+) -> None:
+    class Scoped(Spider):
+        name = "scoped"
+        allowed_domains = ["example.org", domain]
+
+    with pytest.raises(ConfigError, match=rf"^Scoped.allowed_domains\[1\]: {re.escape(message)}"):
+        Engine(spider=Scoped(), settings=make_settings(), database=database)
     assert not database.exists()
 
 

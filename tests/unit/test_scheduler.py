@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
+from scraper.engine import check_spider
 from scraper.frontier import MemoryFrontier, Scheduled
 from scraper.http import Request
 from scraper.ratelimit import HostLimiter, Signal
 from scraper.scheduler import Scheduler
 from scraper.seen import MemorySeen
+from scraper.spider import Spider
 from scraper.stats import Stats
 from tests.conftest import make_settings
 
@@ -97,6 +99,28 @@ async def test_offsite_and_host_budget_are_refused_with_a_reason() -> None:
         ("http://b.test/1", "offsite"),
         ("http://a.test/3", "host_budget"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("domain", "url"),
+    [
+        ("example.org", "http://www.example.org/a"),
+        (".example.org", "http://example.org/a"),
+        ("127.0.0.1", "http://127.0.0.1:8765/a"),
+        ("::1", "http://[::1]:8080/a"),
+        ("bücher.example", "http://bücher.example/a"),
+    ],
+)
+async def test_hosts_and_ip_addresses_pass_the_spider_check_and_admit_their_urls(domain: str, url: str) -> None:
+    class Scoped(Spider):
+        name = "scoped"
+        allowed_domains = [domain]
+
+    check_spider(Scoped())  # raises ConfigError for a URL or a port (tests/integration/test_crawl.py)
+    sched, _ = scheduler(allowed_domains=(domain,))
+    admission = await sched.add([Request(url), Request("http://elsewhere.test/")])
+    assert [entry.request.url for entry in admission.admitted] == [url]
+    assert [refused.reason for refused in admission.refused] == ["offsite"]
 
 
 async def test_higher_priority_first_then_fifo_within_a_host() -> None:
