@@ -23,6 +23,8 @@ import pydantic
 
 DICT_TABLE = "item"
 RESERVED_PREFIX = "scraper_"
+# SQLite refuses to create a table named sqlite_...: found at the first write, it stopped the crawl
+_RESERVED_PREFIXES = {RESERVED_PREFIX: "the framework's tables", "sqlite_": "SQLite's own"}
 META_COLUMNS = {"_crawl_id": "INTEGER", "_url": "TEXT", "_scraped_at": "TEXT"}
 
 _invalid_items: ContextVar[dict[int, pydantic.ValidationError] | None] = ContextVar(
@@ -74,8 +76,12 @@ class Item(pydantic.BaseModel):
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         cls.table = cls.__dict__.get("table") or snake_case(cls.__name__)
-        if folded(cls.table).startswith(RESERVED_PREFIX):
-            raise TypeError(f"{cls.__name__}: table names starting with {RESERVED_PREFIX!r} are reserved")
+        for prefix, owner in _RESERVED_PREFIXES.items():
+            if folded(cls.table).startswith(prefix):
+                raise TypeError(
+                    f"{cls.__name__}: table names starting with {prefix!r} are reserved for {owner} "
+                    f"(give the class another name, or set table: ClassVar[str])"
+                )
         missing = [name for name in cls.key if name not in cls.model_fields]
         if missing:
             raise TypeError(f"{cls.__name__}.key names unknown fields: {', '.join(missing)}")

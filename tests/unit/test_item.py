@@ -134,6 +134,20 @@ def test_reserved_prefix_in_any_case_is_rejected() -> None:
             table: ClassVar[str] = "Scraper_Requests"  # SQLite's table scraper_requests
 
 
+@pytest.mark.parametrize("reserved", ["sqlite_stat", "SQLite_Weird"])
+def test_sqlite_s_own_table_prefix_is_rejected_when_the_class_is_defined(reserved: str) -> None:
+    with pytest.raises(TypeError, match=r"^Stat: table names starting with 'sqlite_' are reserved for SQLite's own"):
+
+        class Stat(Item):
+            table: ClassVar[str] = reserved
+            url: str
+
+    with pytest.raises(TypeError, match=r"^SqliteStat: .*'sqlite_'.*give the class another name"):
+
+        class SqliteStat(Item):  # its table would be sqlite_stat
+            url: str
+
+
 def test_fields_that_would_be_one_column_are_rejected() -> None:
     with pytest.raises(TypeError, match="Header: fields 'Name' and 'name' would be one column"):
 
