@@ -10,8 +10,9 @@ import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.logging import RichHandler
+from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
@@ -33,6 +34,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 QUERY_ROWS = 1_000  # rows ``query`` shows unless told otherwise: a look, not an export
 _BLOB_SHOWN = 16  # bytes of a BLOB ``query`` shows
+_READABLE_CELL = 24  # characters each column needs for ``query`` to show a table, not records
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # No markup: what is printed holds the crawl's data (scraped text, URLs, spider names, error
@@ -263,10 +265,7 @@ def command_query(args: argparse.Namespace) -> int:
         project = Project.load(args.config)
         database, sql = project.database(project.spider_class(args.target[0])), args.target[1]
     columns, rows, more = asyncio.run(run_query(database, sql, limit=args.rows))
-    table = Table(*columns, show_lines=False)
-    for row in rows:
-        table.add_row(*map(_cell, row))
-    out.print(table)
+    out.print(_query_view(columns, [[_cell(value) for value in row] for row in rows], out.width))
     if more:
         out.print(
             f"the first {len(rows):,} rows; more follow (LIMIT / OFFSET in the SQL, or --rows N; 0: all)", style="dim"
@@ -274,6 +273,30 @@ def command_query(args: argparse.Namespace) -> int:
     else:
         out.print(f"{len(rows):,} rows", style="dim")
     return EXIT_OK
+
+
+def _query_view(columns: list[str], rows: list[list[Text]], width: int) -> RenderableType:
+    """A table when every column gets a readable width in ``width``, else each row as a block
+    of name-value lines (psql's expanded display): squeezed into 80 columns, the demo's
+    ``SELECT * FROM product`` showed two letters of each value."""
+    wanted = [
+        min(_READABLE_CELL, max([len(name), *(len(row[index].plain) for row in rows)]))
+        for index, name in enumerate(columns)
+    ]
+    if sum(wanted) + 3 * len(columns) + 1 <= width:  # a cell's padding and border: 3 characters
+        table = Table(*columns, show_lines=False)
+        for row in rows:
+            table.add_row(*row)
+        return table
+    blocks: list[RenderableType] = []
+    for number, row in enumerate(rows, 1):
+        record = Table.grid(padding=(0, 2))
+        record.add_column(style="bold", no_wrap=True)
+        record.add_column(overflow="fold")
+        for name, cell in zip(columns, row, strict=True):
+            record.add_row(name, cell)
+        blocks += [Rule(f"row {number}", align="left", style="dim"), record]
+    return Group(*blocks)
 
 
 def _cell(value: object) -> Text:

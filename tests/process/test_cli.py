@@ -143,6 +143,26 @@ def test_query_shows_values_as_they_are(tmp_path: Path) -> None:
     assert "[/h]" in result.stdout.splitlines()[1]
 
 
+def test_query_shows_each_row_as_a_block_when_its_columns_do_not_fit(tmp_path: Path) -> None:
+    """Squeezed into 80 columns, the summary's own 'look' query (SELECT * FROM product)
+    showed two letters of each value ('ti…', 'El…'); at 200, a few more."""
+    database = tmp_path / "demo.db"
+    assert scraper("demo", "--products", "2", "--db", str(database)).returncode == 0
+    ((title, description),) = rows(database, "SELECT title, description FROM product ORDER BY _id LIMIT 1")
+    wide = scraper("query", "--db", str(database), "SELECT * FROM product ORDER BY _id")
+    assert wide.returncode == 0, wide.stderr
+    lines = wide.stdout.splitlines()
+    assert lines[0].startswith("row 1 ─") and any(line.startswith("row 2 ─") for line in lines)
+    assert max(map(len, lines)) <= int(ENV["COLUMNS"]) and wide.stdout.rstrip().endswith("2 rows")
+    assert [line.split() for line in lines[1:4]][2] == ["title", *title.split()]  # whole, after _id and url
+    shown = " ".join(line.split(maxsplit=1)[1] if line.startswith("description") else line.strip() for line in lines)
+    assert " ".join(description.split()) in " ".join(shown.split())  # wrapped, not cut
+    narrow = scraper("query", "--db", str(database), "SELECT _id, title FROM product ORDER BY _id")
+    header, first = narrow.stdout.splitlines()[1], narrow.stdout.splitlines()[3]
+    assert [cell.strip() for cell in header.split("┃")[1:-1]] == ["_id", "title"]  # a table, as before
+    assert [cell.strip() for cell in first.split("│")[1:-1]] == ["1", title]
+
+
 def test_query_of_a_missing_database_is_one_clear_line(tmp_path: Path) -> None:
     result = scraper("query", "--db", str(tmp_path / "nope.db"), "SELECT 1")
     assert result.returncode == 2
