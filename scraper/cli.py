@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 QUERY_ROWS = 1_000  # rows ``query`` shows unless told otherwise: a look, not an export
+_CHATTY_LIBRARIES = ("aiosqlite", "filelock")
 _BLOB_SHOWN = 16  # bytes of a BLOB ``query`` shows
 _READABLE_CELL = 24  # characters each column needs for ``query`` to show a table, not records
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -133,6 +134,8 @@ def _add_crawl_options(parser: argparse.ArgumentParser) -> None:
 def _configure_logging(level: str) -> None:
     handler = RichHandler(console=err, show_path=False, show_time=False, markup=False)
     logging.basicConfig(level=level.upper(), format="%(name)s: %(message)s", handlers=[handler], force=True)
+    for chatty in _CHATTY_LIBRARIES:  # at DEBUG they log every SQL statement, every lock taken
+        logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 def _parse_arguments(pairs: Sequence[str]) -> dict[str, str]:

@@ -60,6 +60,27 @@ def signal_of_error(error: BaseException) -> Signal:
     return Signal.OK if status is None else signal_of_status(status)
 
 
+def log_commit(request: Request, commit: Commit) -> None:
+    """One DEBUG line for what became of a request (as Scrapy's "Crawled (200) <GET url>"),
+    and one per error it recorded: what a spider's author watches while writing it."""
+    outcome = commit.outcome
+    state = "?" if outcome is None else outcome.state
+    status = "" if outcome is None or outcome.status is None else f" ({outcome.status})"
+    reason = f" ({outcome.reason})" if outcome is not None and outcome.reason and state != "done" else ""
+    logger.debug(
+        "%s%s <%s %s>%s: %d items, %d new requests",
+        state,
+        status,
+        request.method,
+        request.url,
+        reason,
+        len(commit.items),
+        len(commit.requests),
+    )
+    for error in commit.errors:
+        logger.debug("  %s error at %s: %s: %s", error.stage, error.url, error.error_type, error.message)
+
+
 class Worker:
     def __init__(
         self,
@@ -93,12 +114,16 @@ class Worker:
         worker first asks the scheduler itself: the host slot its last fetch freed goes to
         it at once, where waiting for the feeder would cost a wake-up of two tasks a page."""
         scheduler = self._scheduler
+        debug = logger.isEnabledFor(logging.DEBUG)  # asked once: a page's line is built only for --log-level DEBUG
         while True:
             entry = (scheduler.next_ready() or await queue.get()) if queue.empty() else queue.get_nowait()
             if entry is None:
                 return
             try:
-                await self._storage.submit(await self.handle(entry))
+                commit = await self.handle(entry)
+                if debug:
+                    log_commit(entry.request, commit)
+                await self._storage.submit(commit)
             finally:
                 self._scheduler.done(entry)
             self._on_progress()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -160,6 +161,21 @@ async def test_failures_become_error_rows_and_the_crawl_finishes(database: Path,
     assert states[f"{base_url}/down"] == "failed" and states[f"{base_url}/boom"] == "failed"
     assert states[f"{base_url}/good"] == "done" and states[f"{base_url}/invalid"] == "done"
     assert result.stats.get("errors/fetch/HttpStatusError") == 1
+
+
+async def test_debug_logging_says_what_became_of_each_request(database: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="scraper.worker")
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        await crawl(FaultySpider(base_url), database, retry={"times": 0})
+
+    lines = [record.getMessage() for record in caplog.records if record.name == "scraper.worker"]
+    assert f"done (200) <GET {base_url}/>: 0 items, 4 new requests" in lines
+    assert f"done (200) <GET {base_url}/good>: 2 items, 0 new requests" in lines
+    assert f"done (200) <GET {base_url}/invalid>: 2 items, 0 new requests" in lines
+    assert f"failed (500) <GET {base_url}/down> (HTTP 500): 0 items, 0 new requests" in lines
+    assert f"  fetch error at {base_url}/down: HttpStatusError: HTTP 500" in lines
+    assert f"  parse error at {base_url}/boom: RuntimeError: spider bug on this page" in lines
 
 
 async def test_a_failing_pipeline_stage_fails_its_item_only(database: Path) -> None:

@@ -106,6 +106,13 @@ def test_demo_refuses_a_negative_size_before_it_starts(tmp_path: Path) -> None:
     assert not database.exists()
 
 
+def test_debug_logging_shows_the_pages_not_every_sql_statement(tmp_path: Path) -> None:
+    result = scraper("demo", "--products", "3", "--db", str(tmp_path / "demo.db"), "--log-level", "DEBUG")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("done (200) <GET http://127.0.0.1:") >= 4  # the home page, listings, 3 products
+    assert "aiosqlite" not in result.stderr and "filelock" not in result.stderr  # thousands of lines a crawl
+
+
 def test_query_prints_a_table_and_is_read_only(tmp_path: Path) -> None:
     database = tmp_path / "demo.db"
     assert scraper("demo", "--products", "20", "--db", str(database)).returncode == 0
