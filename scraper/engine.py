@@ -34,7 +34,7 @@ from scraper.runtime import CrawlCollector, keep_freed_heap
 from scraper.scheduler import Scheduler
 from scraper.seen import MemorySeen, SeenSet, StoredSeen
 from scraper.settings import Settings
-from scraper.spider import Spider
+from scraper.spider import Spider, start_requests_of, stray_start
 from scraper.sqlite_frontier import SQLiteFrontier
 from scraper.stats import Stats
 from scraper.storage import Storage
@@ -253,9 +253,15 @@ class Engine:
         with scheduler.producing():
             batch: list[Request] = []
             try:
-                async for request in self.spider.start_requests():
+                async for request in start_requests_of(self.spider):
                     if scheduler.closed:
                         break
+                    if not isinstance(request, Request):  # None is skipped, as from a callback
+                        if request is not None:
+                            url = request if isinstance(request, str) else None
+                            error = error_record("start", stray_start(request), url, self.stats)
+                            await storage.submit(Commit(errors=[error]))
+                        continue
                     batch.append(request)
                     if len(batch) >= _START_BATCH:
                         await self._admit_start(scheduler, batch, storage)

@@ -132,6 +132,27 @@ async def run_callback(callback: Callable[..., Any], response: Response) -> Call
     return result
 
 
+async def start_requests_of(spider: Spider) -> AsyncIterator[Any]:
+    """What ``spider.start_requests()`` produces, written as ours (an async generator) or as
+    Scrapy's (a plain generator, or a list): the plain ones gave "'async for' requires an
+    object with __aiter__", and the crawl ended with no page. Outputs are the caller's to check."""
+    produced: Any = spider.start_requests()
+    if hasattr(produced, "__aiter__"):
+        async for output in produced:
+            yield output
+        return
+    if inspect.isawaitable(produced):
+        produced = await produced
+    for output in produced or ():
+        yield output
+
+
+def stray_start(output: object) -> TypeError:
+    """The error recorded for a start output that is not a ``Request``."""
+    hint = ": yield Request(url) for a URL" if isinstance(output, str) else ""
+    return TypeError(f"start_requests() yielded {type(output).__name__}, not a Request{hint}")
+
+
 def stray_output(type_name: str) -> TypeError:
     """The error recorded for a callback's output of type ``type_name``."""
     return TypeError(f"callback yielded {type_name}; expected Request, Item or dict")

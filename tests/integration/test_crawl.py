@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -257,6 +257,57 @@ async def test_a_broken_start_generator_or_closing_hook_does_not_end_the_crawl(
     assert errors == [("start", "RuntimeError", "start list unreadable", None)]
     assert "a pipeline stage failed to close" in caplog.text and "OSError: cannot flush" in caplog.text
     assert "BrokenStartSpider.closed() failed" in caplog.text
+
+
+class PlainStartSpider(FaultySpider):
+    """start_requests written as in Scrapy: a plain generator."""
+
+    def start_requests(self) -> Iterator[Request]:  # type: ignore[override]
+        yield Request(f"{self.base_url}/good", callback=self.parse_page)
+
+
+class ListStartSpider(FaultySpider):
+    def start_requests(self) -> list[Request]:  # type: ignore[override]
+        return [Request(f"{self.base_url}/good", callback=self.parse_page)]
+
+
+class AwaitedListStartSpider(FaultySpider):
+    async def start_requests(self) -> list[Request]:  # type: ignore[override]
+        return [Request(f"{self.base_url}/good", callback=self.parse_page)]
+
+
+class StrayStartSpider(FaultySpider):
+    async def start_requests(self) -> AsyncIterator[Any]:
+        yield Thing(name="seed", size=1)
+        yield f"{self.base_url}/boom"
+        yield None
+        yield Request(f"{self.base_url}/good", callback=self.parse_page)
+
+
+@pytest.mark.parametrize("spider_class", [PlainStartSpider, ListStartSpider, AwaitedListStartSpider])
+async def test_start_requests_may_be_a_plain_generator_or_return_a_list(database: Path, spider_class: type) -> None:
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        result = await crawl(spider_class(base_url), database)
+
+    assert result.status == "finished"
+    assert rows(database, "SELECT stage, message FROM scraper_errors") == []
+    assert rows(database, "SELECT name FROM thing ORDER BY name") == [("alpha",), ("beta",)]
+
+
+async def test_a_start_output_that_is_not_a_request_is_an_error_row_and_seeding_goes_on(database: Path) -> None:
+    """An item or a URL string among the start requests once ended the crawl with a traceback."""
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        result = await crawl(StrayStartSpider(base_url), database)
+
+    assert result.status == "finished"
+    assert rows(database, "SELECT stage, url, message FROM scraper_errors ORDER BY id") == [
+        ("start", None, "start_requests() yielded Thing, not a Request"),
+        ("start", f"{base_url}/boom", "start_requests() yielded str, not a Request: yield Request(url) for a URL"),
+    ]
+    assert rows(database, "SELECT name FROM thing ORDER BY name") == [("alpha",), ("beta",)]
+    assert result.stats.get("errors/start/TypeError") == 2
 
 
 class BadStartUrlSpider(Spider):
