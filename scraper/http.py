@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from multidict import CIMultiDict, CIMultiDictProxy
+from selectolax import lexbor
 from selectolax.lexbor import LexborCSSSelector, LexborHTMLParser, LexborNode
 from yarl import URL
 
@@ -39,6 +40,19 @@ class _CssEngines(threading.local):
 
 
 _css_engines = _CssEngines()
+# what Lexbor raises for a selector it cannot parse: SelectolaxError where selectolax has it
+_SELECTOR_ERRORS: tuple[type[Exception], ...] = (getattr(lexbor, "SelectolaxError", ValueError), ValueError)
+
+
+def bad_selector(selector: str) -> ValueError:
+    """Lexbor says only "Can't parse CSS selector.": the error names the selector, and the
+    CSS that a Scrapy user's selectors (parsel's) write differently."""
+    hint = ""
+    if "::text" in selector or "::attr(" in selector:
+        hint = ": ::text and ::attr() are parsel's, not CSS (take node.text(), node.attributes['href'])"
+    elif selector.lstrip().startswith(("/", "(")):
+        hint = ": XPath is not supported, select with CSS"
+    return ValueError(f"cannot parse CSS selector {selector!r}{hint}")
 
 
 def check_url(url: str) -> str:
@@ -213,14 +227,21 @@ class Response:
         return self._parser
 
     def css(self, selector: str) -> list[LexborNode]:
-        """The elements matching ``selector``, in document order (as ``html.css()``)."""
+        """The elements matching ``selector``, in document order (as ``html.css()``). A
+        selector Lexbor cannot parse is a ValueError that names it."""
         root = self.html.root
-        return [] if root is None else _css_engines.find(selector, root)
+        try:
+            return [] if root is None else _css_engines.find(selector, root)
+        except _SELECTOR_ERRORS:
+            raise bad_selector(selector) from None
 
     def css_first(self, selector: str) -> LexborNode | None:
         """The first element matching ``selector``, or None (as ``html.css_first()``)."""
         root = self.html.root
-        found = [] if root is None else _css_engines.find_first(selector, root)
+        try:
+            found = [] if root is None else _css_engines.find_first(selector, root)
+        except _SELECTOR_ERRORS:
+            raise bad_selector(selector) from None
         return found[0] if found else None
 
     def urljoin(self, url: str) -> str:

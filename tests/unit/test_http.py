@@ -231,6 +231,22 @@ def test_css_from_several_threads_at_once() -> None:
     assert answers == [[f"{n}.{i}" for i in range(200)] for n in range(8)]
 
 
+@pytest.mark.parametrize(
+    ("selector", "message"),
+    [
+        ("a::attr(href)", "cannot parse CSS selector 'a::attr(href)': ::text and ::attr() are parsel's, not CSS"),
+        ("p::text", "cannot parse CSS selector 'p::text': ::text and ::attr() are parsel's"),
+        ("//div[@id='x']", "cannot parse CSS selector \"//div[@id='x']\": XPath is not supported, select with CSS"),
+        ("p >> b", "cannot parse CSS selector 'p >> b'"),
+    ],
+)
+def test_a_selector_lexbor_cannot_parse_is_an_error_that_names_it(selector: str, message: str) -> None:
+    response = make_response("<p>x</p>")
+    for select in (response.css, response.css_first):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+            select(selector)
+
+
 def test_document_is_parsed_once() -> None:
     response = make_response("<p>x</p>")
     parser = response.html
