@@ -61,6 +61,8 @@ class Spider:
             # the name is typed on the command line and names the database file (data/NAME.db):
             # 'shop/books' made a folder, '../x' a file outside data/
             raise TypeError(f"{cls.__name__}.name {name!r}: use letters, digits, '_', '-' and '.' (not first)")
+        if "custom_settings" in cls.__dict__:  # Scrapy's name: never read here, so it was silently ignored
+            raise TypeError(f"{cls.__name__}.custom_settings: a spider's own settings are `settings = {{...}}` here")
 
     def __init__(self, **arguments: str) -> None:
         for key, value in arguments.items():

@@ -187,6 +187,16 @@ def test_an_argument_replacing_what_the_framework_reads_is_a_config_error(name: 
         QuotesSpider(**{name: "x"})
 
 
+def test_scrapy_s_custom_settings_is_refused_when_the_spider_is_defined() -> None:
+    with pytest.raises(
+        TypeError, match=r"^Ported.custom_settings: a spider's own settings are `settings = \{...\}` here"
+    ):
+
+        class Ported(Spider):
+            name = "ported"
+            custom_settings = {"DOWNLOAD_DELAY": 1}
+
+
 async def test_default_start_requests() -> None:
     requests = [request async for request in QuotesSpider().start_requests()]
     assert [request.url for request in requests] == list(QuotesSpider.start_urls)
