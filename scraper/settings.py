@@ -253,7 +253,39 @@ def describe_error(exc: pydantic.ValidationError) -> str:
     return f"setting {key!r}: {error['msg'].lower()}, got {error['input']!r}"
 
 
+# Scrapy's names for settings this framework has, so that a ported spider's unknown key says
+# what to write instead (tests check that each names a real setting)
+SCRAPY_SETTINGS = {
+    "CONCURRENT_REQUESTS": "concurrency",
+    "CONCURRENT_REQUESTS_PER_DOMAIN": "per_host.concurrency",
+    "CONCURRENT_REQUESTS_PER_IP": "per_host.concurrency",
+    "DOWNLOAD_DELAY": "per_host.delay",
+    "AUTOTHROTTLE_ENABLED": "per_host.adaptive",
+    "AUTOTHROTTLE_MAX_DELAY": "per_host.max_delay",
+    "RETRY_TIMES": "retry.times",
+    "RETRY_HTTP_CODES": "retry.statuses",
+    "DOWNLOAD_TIMEOUT": "timeout",
+    "DOWNLOAD_MAXSIZE": "max_response_bytes",
+    "DEPTH_LIMIT": "max_depth",
+    "ROBOTSTXT_OBEY": "robots_txt",
+    "USER_AGENT": "user_agent",
+    "DEFAULT_REQUEST_HEADERS": "default_headers",
+    "COOKIES_ENABLED": "cookies",
+    "REDIRECT_MAX_TIMES": "redirect.max_hops",
+    "ITEM_PIPELINES": "pipelines",
+    "DOWNLOADER_MIDDLEWARES": "middlewares",
+    "SPIDER_MODULES": "spiders",
+    "CLOSESPIDER_ITEMCOUNT": "close.max_items",
+    "CLOSESPIDER_PAGECOUNT": "close.max_pages",
+    "CLOSESPIDER_TIMEOUT": "close.max_duration",
+    "CLOSESPIDER_ERRORCOUNT": "close.max_errors",
+}
+
+
 def _suggestion(loc: tuple[int | str, ...]) -> str:
+    if len(loc) == 1 and (ours := SCRAPY_SETTINGS.get(str(loc[0]).upper())):
+        shape = " (an ordered list of 'module:Class')" if ours in ("pipelines", "middlewares") else ""
+        return f" (Scrapy's {str(loc[0]).upper()} is {ours!r} here{shape})"
     model: type[pydantic.BaseModel] = Settings
     for part in loc[:-1]:
         annotation = model.model_fields[str(part)].annotation if str(part) in model.model_fields else None

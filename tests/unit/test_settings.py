@@ -9,7 +9,7 @@ import pydantic
 import pytest
 
 from scraper.errors import ConfigError, SettingsError
-from scraper.settings import HostPolicy, Settings, load_settings, parse_overrides, read_config
+from scraper.settings import SCRAPY_SETTINGS, HostPolicy, Settings, load_settings, parse_overrides, read_config
 from tests.conftest import make_settings
 
 
@@ -95,6 +95,9 @@ def test_parse_overrides_builds_nested_dicts() -> None:
         ({"config": {"no_such_key": 1}}, "unknown setting 'no_such_key'"),
         ({"overrides": ["per_host.dealy=1"]}, "'per_host.dealy' (did you mean 'delay'?)"),
         ({"config": {"retry": {"tims": 1}}}, "'retry.tims' (did you mean 'times'?)"),
+        ({"spider": {"DOWNLOAD_DELAY": 1}}, "'DOWNLOAD_DELAY' (Scrapy's DOWNLOAD_DELAY is 'per_host.delay' here)"),
+        ({"overrides": ["download_delay=1"]}, "(Scrapy's DOWNLOAD_DELAY is 'per_host.delay' here)"),
+        ({"config": {"ITEM_PIPELINES": {}}}, "is 'pipelines' here (an ordered list of 'module:Class'))"),
         ({"overrides": ["concurrency"]}, "expected KEY=VALUE"),
         ({"overrides": ["=5"]}, "expected KEY=VALUE"),
         (
@@ -197,3 +200,11 @@ def test_robots_txt_is_a_setting() -> None:
 def test_settings_model_forbids_extra_keys() -> None:
     with pytest.raises(pydantic.ValidationError):
         Settings.model_validate({"nope": 1})
+
+
+@pytest.mark.parametrize(("scrapy", "ours"), sorted(SCRAPY_SETTINGS.items()))
+def test_each_scrapy_setting_hint_names_a_setting_that_exists(scrapy: str, ours: str) -> None:
+    model: Any = Settings
+    for part in ours.split("."):
+        assert part in model.model_fields, f"{scrapy} -> {ours}"
+        model = model.model_fields[part].annotation

@@ -197,6 +197,26 @@ def test_scrapy_s_custom_settings_is_refused_when_the_spider_is_defined() -> Non
             custom_settings = {"DOWNLOAD_DELAY": 1}
 
 
+async def test_scrapy_s_async_start_is_refused_unless_start_requests_is_defined_too() -> None:
+    with pytest.raises(TypeError, match=r"^Ported.start\(\): the first requests come from start_requests\(\) here"):
+
+        class Ported(Spider):
+            name = "ported"
+
+            async def start(self) -> AsyncIterator[Request]:
+                yield Request(URL)
+
+    class Both(Spider):  # start() is then the spider's own business
+        async def start_requests(self) -> AsyncIterator[Request]:
+            async for request in self.start():
+                yield request
+
+        async def start(self) -> AsyncIterator[Request]:
+            yield Request(URL)
+
+    assert [request.url async for request in Both().start_requests()] == [URL]
+
+
 async def test_default_start_requests() -> None:
     requests = [request async for request in QuotesSpider().start_requests()]
     assert [request.url for request in requests] == list(QuotesSpider.start_urls)
