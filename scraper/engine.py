@@ -253,16 +253,16 @@ class Engine:
         with scheduler.producing():
             batch: list[Request] = []
             try:
-                async for request in start_requests_of(self.spider):
+                async for output in start_requests_of(self.spider):
                     if scheduler.closed:
                         break
-                    if not isinstance(request, Request):  # None is skipped, as from a callback
-                        if request is not None:
-                            url = request if isinstance(request, str) else None
-                            error = error_record("start", stray_start(request), url, self.stats)
+                    if not isinstance(output, Request):  # None is skipped, as from a callback
+                        if output is not None:
+                            url = output if isinstance(output, str) else None
+                            error = error_record("start", stray_start(output), url, self.stats)
                             await storage.submit(Commit(errors=[error]))
                         continue
-                    batch.append(request)
+                    batch.append(output)
                     if len(batch) >= _START_BATCH:
                         await self._admit_start(scheduler, batch, storage)
                         batch = []

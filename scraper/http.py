@@ -44,7 +44,7 @@ _css_engines = _CssEngines()
 _SELECTOR_ERRORS: tuple[type[Exception], ...] = (getattr(lexbor, "SelectolaxError", ValueError), ValueError)
 
 
-def bad_selector(selector: str) -> ValueError:
+def _bad_selector(selector: str) -> ValueError:
     """Lexbor says only "Can't parse CSS selector.": the error names the selector, and the
     CSS that a Scrapy user's selectors (parsel's) write differently."""
     hint = ""
@@ -233,7 +233,7 @@ class Response:
         try:
             return [] if root is None else _css_engines.find(selector, root)
         except _SELECTOR_ERRORS:
-            raise bad_selector(selector) from None
+            raise _bad_selector(selector) from None
 
     def css_first(self, selector: str) -> LexborNode | None:
         """The first element matching ``selector``, or None (as ``html.css_first()``)."""
@@ -241,7 +241,7 @@ class Response:
         try:
             found = [] if root is None else _css_engines.find_first(selector, root)
         except _SELECTOR_ERRORS:
-            raise bad_selector(selector) from None
+            raise _bad_selector(selector) from None
         return found[0] if found else None
 
     def urljoin(self, url: str) -> str:

@@ -63,7 +63,7 @@ class Spider:
             raise TypeError(f"{cls.__name__}.name {name!r}: use letters, digits, '_', '-' and '.' (not first)")
         if "custom_settings" in cls.__dict__:  # Scrapy's name: never read here, so it was silently ignored
             raise TypeError(f"{cls.__name__}.custom_settings: a spider's own settings are `settings = {{...}}` here")
-        if inspect.isasyncgenfunction(cls.__dict__.get("start")) and "start_requests" not in cls.__dict__:
+        if inspect.isasyncgenfunction(cls.__dict__.get("start")) and cls.start_requests is Spider.start_requests:
             # Scrapy 2.13's way to yield the first requests: ignored here, the crawl ran start_urls
             raise TypeError(f"{cls.__name__}.start(): the first requests come from start_requests() here")
 

@@ -214,7 +214,12 @@ async def test_scrapy_s_async_start_is_refused_unless_start_requests_is_defined_
         async def start(self) -> AsyncIterator[Request]:
             yield Request(URL)
 
+    class Inherits(Both):  # start_requests() comes from its base
+        async def start(self) -> AsyncIterator[Request]:
+            yield Request(URL + "?inherited")
+
     assert [request.url async for request in Both().start_requests()] == [URL]
+    assert [request.url async for request in Inherits().start_requests()] == [URL + "?inherited"]
 
 
 async def test_default_start_requests() -> None:
