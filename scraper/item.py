@@ -75,6 +75,9 @@ class Item(pydantic.BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
+        for name, role in (("table", "its table's name"), ("key", "its upsert key")):
+            if name in cls.model_fields:  # item.table would be the field's value: items filed by value
+                raise TypeError(f"{cls.__name__}: a field cannot be named {name!r} ({role}); name it otherwise")
         cls.table = cls.__dict__.get("table") or snake_case(cls.__name__)
         for prefix, owner in _RESERVED_PREFIXES.items():
             if folded(cls.table).startswith(prefix):

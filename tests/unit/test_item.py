@@ -6,6 +6,7 @@ import datetime as dt
 import enum
 import json
 import sqlite3
+import warnings
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Optional
@@ -146,6 +147,15 @@ def test_sqlite_s_own_table_prefix_is_rejected_when_the_class_is_defined(reserve
 
         class SqliteStat(Item):  # its table would be sqlite_stat
             url: str
+
+
+@pytest.mark.parametrize(("field", "role"), [("table", "its table's name"), ("key", "its upsert key")])
+def test_a_field_named_table_or_key_is_rejected_when_the_class_is_defined(field: str, role: str) -> None:
+    """A field named 'table' once filed each item into the table its value named ('oak')."""
+    message = f"^Furniture: a field cannot be named {field!r} \\({role}\\); name it otherwise"
+    with pytest.raises(TypeError, match=message), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydantic's own: the field shadows the ClassVar
+        type("Furniture", (Item,), {"__annotations__": {"url": str, field: str}})
 
 
 def test_fields_that_would_be_one_column_are_rejected() -> None:
