@@ -85,6 +85,8 @@ class Item(pydantic.BaseModel):
                     f"{cls.__name__}: table names starting with {prefix!r} are reserved for {owner} "
                     f"(give the class another name, or set table: ClassVar[str])"
                 )
+        if isinstance(cls.key, str):  # key = ("url") without its comma: read as one field, not 'u', 'r', 'l'
+            cls.key = (cls.key,)
         missing = [name for name in cls.key if name not in cls.model_fields]
         if missing:
             raise TypeError(f"{cls.__name__}.key names unknown fields: {', '.join(missing)}")

@@ -158,6 +158,14 @@ def test_a_field_named_table_or_key_is_rejected_when_the_class_is_defined(field:
         type("Furniture", (Item,), {"__annotations__": {"url": str, field: str}})
 
 
+def test_a_key_given_as_one_string_names_one_field() -> None:
+    class Page(Item):
+        key: ClassVar[tuple[str, ...]] = "url"  # type: ignore[assignment]  # ("url") without its comma
+        url: str
+
+    assert Page.key == ("url",) and Page(url="u").key == ("url",)
+
+
 def test_fields_that_would_be_one_column_are_rejected() -> None:
     with pytest.raises(TypeError, match="Header: fields 'Name' and 'name' would be one column"):
 
