@@ -78,13 +78,7 @@ class Item(pydantic.BaseModel):
         for name, role in (("table", "its table's name"), ("key", "its upsert key")):
             if name in cls.model_fields:  # item.table would be the field's value: items filed by value
                 raise TypeError(f"{cls.__name__}: a field cannot be named {name!r} ({role}); name it otherwise")
-        cls.table = cls.__dict__.get("table") or snake_case(cls.__name__)
-        for prefix, owner in _RESERVED_PREFIXES.items():
-            if folded(cls.table).startswith(prefix):
-                raise TypeError(
-                    f"{cls.__name__}: table names starting with {prefix!r} are reserved for {owner} "
-                    f"(give the class another name, or set table: ClassVar[str])"
-                )
+        cls.table = _table_name(cls)
         if isinstance(cls.key, str):  # key = ("url") without its comma: read as one field, not 'u', 'r', 'l'
             cls.key = (cls.key,)
         missing = [name for name in cls.key if name not in cls.model_fields]
@@ -94,6 +88,19 @@ class Item(pydantic.BaseModel):
             check_column_names([*cls.model_fields, *cls.model_computed_fields], "field")
         except ValueError as exc:
             raise TypeError(f"{cls.__name__}: {exc}") from None
+
+
+def _table_name(item_class: type[Item]) -> str:
+    """The class's ``table``, else its name in snake_case; refused (``TypeError``) when it
+    starts with a prefix the framework or SQLite keeps."""
+    table = item_class.__dict__.get("table") or snake_case(item_class.__name__)
+    for prefix, owner in _RESERVED_PREFIXES.items():
+        if folded(table).startswith(prefix):
+            raise TypeError(
+                f"{item_class.__name__}: table names starting with {prefix!r} are reserved for {owner} "
+                f"(give the class another name, or set table: ClassVar[str])"
+            )
+    return table
 
 
 class deferred_validation:  # lower case, like contextlib.suppress: it reads as a function

@@ -283,9 +283,10 @@ SCRAPY_SETTINGS = {
 
 
 def _suggestion(loc: tuple[int | str, ...]) -> str:
-    if len(loc) == 1 and (ours := SCRAPY_SETTINGS.get(str(loc[0]).upper())):
+    scrapy_name = str(loc[0]).upper()
+    if len(loc) == 1 and (ours := SCRAPY_SETTINGS.get(scrapy_name)):
         shape = " (an ordered list of 'module:Class')" if ours in ("pipelines", "middlewares") else ""
-        return f" (Scrapy's {str(loc[0]).upper()} is {ours!r} here{shape})"
+        return f" (Scrapy's {scrapy_name} is {ours!r} here{shape})"
     model: type[pydantic.BaseModel] = Settings
     for part in loc[:-1]:
         annotation = model.model_fields[str(part)].annotation if str(part) in model.model_fields else None

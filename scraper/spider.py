@@ -12,7 +12,7 @@ import logging
 import re
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pydantic
 
@@ -120,7 +120,7 @@ async def run_callback(callback: Callable[..., Any], response: Response) -> Call
         if isinstance(produced, types.AsyncGeneratorType):  # most callbacks (inspect.isasyncgen, without the call)
             outputs = [output async for output in produced]
         else:
-            outputs = await _collect(produced)
+            outputs = list(await _returned(produced))
     result = CallbackResult([], [], [])
     for output in outputs:
         if isinstance(output, Request):
@@ -145,11 +145,9 @@ async def start_requests_of(spider: Spider) -> AsyncIterator[Any]:
     if hasattr(produced, "__aiter__"):
         async for output in produced:
             yield output
-        return
-    if inspect.isawaitable(produced):
-        produced = await produced
-    for output in produced or ():
-        yield output
+    else:  # iterated, not listed: a plain generator may read a long file of URLs
+        for output in await _returned(produced):
+            yield output
 
 
 def stray_start(output: object) -> TypeError:
@@ -163,12 +161,13 @@ def stray_output(type_name: str) -> TypeError:
     return TypeError(f"callback yielded {type_name}; expected Request, Item or dict")
 
 
-async def _collect(result: Any) -> list[Any]:
-    """What a callback that is not an async generator returned, as a list."""
+async def _returned(result: Any) -> Iterable[Any]:
+    """What a callback or ``start_requests()`` that is not an async generator returned, as
+    outputs to iterate: awaited if awaitable, nothing for None, a lone request or item as one."""
     if inspect.isawaitable(result):
         result = await result
     if result is None:
-        return []
+        return ()
     if isinstance(result, (Request, Item, dict)):
-        return [result]
-    return list(result)
+        return (result,)
+    return cast(Iterable[Any], result)
