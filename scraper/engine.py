@@ -108,6 +108,7 @@ class Engine:
                     stats=self.stats,
                     batch_size=self.settings.write_batch,
                     max_items=self.settings.close.max_items,
+                    answers_known=self.settings.frontier.backend == "sqlite",  # what StoredSeen asks
                 )
             )
             # the in-memory frontier has no pending requests or seen-set to resume from: resumed,

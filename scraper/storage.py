@@ -87,8 +87,18 @@ class _Refill:
 
 class Storage:
     def __init__(
-        self, path: Path, *, stats: Stats, batch_size: int = 500, max_items: int = 0, linger: float = _LINGER
+        self,
+        path: Path,
+        *,
+        stats: Stats,
+        batch_size: int = 500,
+        max_items: int = 0,
+        linger: float = _LINGER,
+        answers_known: bool = True,
     ) -> None:
+        """``answers_known``: ``known()`` will be asked (the SQLite frontier's seen-set), so the
+        fingerprints of requests queued but not yet committed are kept for it. An in-memory
+        seen-set never asks: without it, no page pays for that bookkeeping."""
         self.path = path
         self._stats = stats
         self._batch_size = batch_size
@@ -102,6 +112,7 @@ class Storage:
         self._failure: BaseException | None = None
         self._tables = writes.ItemTables()
         self._unwritten: Counter[str] = Counter()  # fingerprints queued but not yet committed
+        self._answers_known = answers_known
         self._queued_rows = 0
         self._room = asyncio.Condition()  # signalled when committed rows leave the queue
         self._stats_saved = 0.0
@@ -223,7 +234,7 @@ class Storage:
                 await self._room.wait_for(lambda: self._has_room_for(rows))
             self._check_writer()
         self._queued_rows += rows
-        if commit.requests or commit.refused:
+        if self._answers_known and (commit.requests or commit.refused):
             self._unwritten.update(_fingerprints(commit.requests, commit.refused))
         await self._queue.put((commit, rows))
 
@@ -245,6 +256,8 @@ class Storage:
 
     async def known(self, fingerprints: Sequence[str]) -> set[str]:
         """Which of ``fingerprints`` this crawl has already seen: stored, or queued to be."""
+        if not self._answers_known:
+            raise RuntimeError("Storage(answers_known=False) does not track queued fingerprints")
         found = {fingerprint for fingerprint in fingerprints if fingerprint in self._unwritten}
         rest = [fingerprint for fingerprint in fingerprints if fingerprint not in found]
         for start in range(0, len(rest), 500):
@@ -424,7 +437,7 @@ class Storage:
             await self._roll_back(db)
             self._tables = writes.ItemTables()  # what it knew may include tables rolled back
             raise
-        self._committed(_fingerprints(requests, refused), stored)
+        self._committed(_fingerprints(requests, refused) if self._answers_known else (), stored)
 
     async def _roll_back(self, db: aiosqlite.Connection) -> None:
         """Undo the failed transaction, if SQLite has not already (a full disk or an I/O error

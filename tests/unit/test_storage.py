@@ -393,6 +393,28 @@ async def test_flush_returns_once_every_earlier_commit_is_written(database: Path
     assert rows(database, "SELECT count(*) FROM book") == [(3,)]
 
 
+async def test_known_answers_fingerprints_queued_and_committed(database: Path) -> None:
+    async with Storage(database, stats=Stats(), linger=30.0) as storage:
+        await storage.begin_crawl("books")
+        await storage.submit(Commit(requests=[Scheduled(Request("http://b.test/1"), "fp-1", "b.test")]))
+        await storage.flush()
+        await storage.submit(Commit(requests=[Scheduled(Request("http://b.test/2"), "fp-2", "b.test")]))
+        assert await storage.known(["fp-1", "fp-2", "fp-3"]) == {"fp-1", "fp-2"}  # fp-2 still queued
+        await storage.finish_crawl(status="finished", reason="finished")
+
+
+async def test_a_storage_not_asked_for_known_fingerprints_refuses_to_answer(database: Path) -> None:
+    """An in-memory seen-set never asks, so nothing tracks queued fingerprints: an answer
+    would miss them."""
+    async with Storage(database, stats=Stats(), answers_known=False) as storage:
+        await storage.begin_crawl("books")
+        await storage.submit(Commit(requests=[Scheduled(Request("http://b.test/1"), "fp-1", "b.test")]))
+        with pytest.raises(RuntimeError, match="answers_known=False"):
+            await storage.known(["fp-1"])
+        await storage.finish_crawl(status="finished", reason="finished")
+    assert rows(database, "SELECT fingerprint, state FROM scraper_requests") == [("fp-1", "pending")]
+
+
 async def test_unopenable_path_is_a_storage_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
