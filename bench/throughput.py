@@ -9,7 +9,9 @@ crawler fetches every page, parses the same fields of every product page and sto
 
 - ``reference``: ``bench/reference_loop.py`` (aiohttp, a queue of N workers, selectolax,
   batched SQLite writes) on asyncio's own loop, as a hand-written script runs;
-  ``reference+uvloop``: the same on uvloop, for comparison;
+  ``reference+uvloop``: the same on uvloop, for comparison; ``reference-nowrite``: the
+  reference with its batches dropped instead of written, to see what its own writes cost it
+  (not in the default kinds);
 - ``sqlite`` / ``memory``: our ``Engine`` with ``bench/shop_spider.py`` (the reference's own
   parsing code) and the durable SQLite frontier / the in-memory one, on the loop users get
   (``event_loop: auto``: uvloop when installed);
@@ -63,13 +65,14 @@ if TYPE_CHECKING:
 
 THIS = Path(__file__).resolve()
 OURS = ("sqlite", "memory", "pool", "nowrite")
-REFERENCES = ("reference", "reference+uvloop")
+REFERENCES = ("reference", "reference+uvloop", "reference-nowrite")
 COMPETITORS = ("scrapy", "crawlee")
 KINDS = (*REFERENCES, *OURS, *COMPETITORS)
 DEFAULT_KINDS = ("reference", "reference+uvloop", "sqlite", "memory", "scrapy", "crawlee")
 TARGETS = {"sqlite": 0.85, "memory": 0.95}  # pages/s as a fraction of the reference's
 CPU_MARGIN_MS = 0.15  # CPU ms per page may exceed the reference's by at most this much
-UNCHECKED = frozenset({"nowrite"})  # kinds that store no products, by design
+ASYNCIO_LOOP = frozenset({"reference", "reference-nowrite"})  # kinds on asyncio's own loop
+UNCHECKED = frozenset({"nowrite", "reference-nowrite"})  # kinds that store no products, by design
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +150,7 @@ def _load_modules(kind: str) -> None:
         importlib.import_module(module)
     from scraper import runtime
 
-    if kind != "reference" and runtime.uvloop_available():
+    if kind not in ASYNCIO_LOOP and runtime.uvloop_available():
         importlib.import_module("uvloop")  # the other kinds run on it: its import is start-up too
 
 
@@ -155,6 +158,8 @@ async def _crawl(args: argparse.Namespace, database: Path) -> tuple[str, int]:
     if args.one in REFERENCES:
         from bench.reference_loop import crawl
 
+        if args.one == "reference-nowrite":
+            _drop_batches()
         pages, errors = await crawl(args.base_url, database, workers=args.concurrency, per_host=args.per_host)
         return ("finished" if errors == 0 else f"{errors} errors"), pages
     from bench.durability import crawl_settings
@@ -182,13 +187,23 @@ def _drop_commits() -> None:
     Storage.submit = drop  # type: ignore[method-assign]
 
 
+def _drop_batches() -> None:
+    """For ``reference-nowrite``: the reference loop's batches are dropped, not written."""
+    from bench import reference_loop
+
+    def drop(db: sqlite3.Connection, rows: list[reference_loop.Row]) -> None:
+        return None
+
+    reference_loop._write = drop
+
+
 def run_one(args: argparse.Namespace) -> int:
     """``--one KIND``: crawl once, print one JSON line with the figures."""
     from scraper import runtime
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     event_loop: runtime.EventLoop = (
-        "asyncio" if args.one == "reference" else "uvloop" if args.one == "reference+uvloop" else "auto"
+        "asyncio" if args.one in ASYNCIO_LOOP else "uvloop" if args.one == "reference+uvloop" else "auto"
     )
     _load_modules(args.one)
     cpu, started = _cpu_with_children(), time.perf_counter()
