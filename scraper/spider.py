@@ -11,7 +11,7 @@ import inspect
 import logging
 import re
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, cast
 
 import pydantic
@@ -24,6 +24,10 @@ _SPIDER_NAME = re.compile(r"\w[\w.-]*")
 
 Output = Request | Item | dict[str, Any]
 """What a callback may yield."""
+
+NESTED_OUTPUTS = (list, tuple, types.GeneratorType)
+"""Yielded, these are read as the outputs they hold: ``yield response.follow_all(...)`` is how
+an async generator, which cannot ``yield from``, hands on a list (it was a stray "list")."""
 
 Callback = Callable[..., AsyncIterator[Output] | Awaitable[Iterable[Output] | None] | Iterable[Output] | None]
 """``async def parse(self, response, **cb_kwargs)``: an async generator, or a (async) function
@@ -121,7 +125,14 @@ async def run_callback(callback: Callable[..., Any], response: Response) -> Call
             outputs = [output async for output in produced]
         else:
             outputs = list(await _returned(produced))
-    result = CallbackResult([], [], [])
+        result = CallbackResult([], [], [])
+        _sort_outputs(outputs, result, invalid)  # inside: a yielded generator makes its items now
+    return result
+
+
+def _sort_outputs(
+    outputs: Iterable[Any], result: CallbackResult, invalid: Mapping[int, pydantic.ValidationError]
+) -> None:
     for output in outputs:
         if isinstance(output, Request):
             result.requests.append(output)
@@ -132,9 +143,10 @@ async def run_callback(callback: Callable[..., Any], response: Response) -> Call
                 result.items.append(output)
         elif isinstance(output, dict):
             result.items.append(output)
+        elif isinstance(output, NESTED_OUTPUTS):
+            _sort_outputs(output, result, invalid)
         elif output is not None:
             result.strays.append(type(output).__name__)
-    return result
 
 
 async def start_requests_of(spider: Spider) -> AsyncIterator[Any]:
@@ -144,10 +156,21 @@ async def start_requests_of(spider: Spider) -> AsyncIterator[Any]:
     produced: Any = spider.start_requests()
     if hasattr(produced, "__aiter__"):
         async for output in produced:
-            yield output
+            for each in _unnested(output):
+                yield each
     else:  # iterated, not listed: a plain generator may read a long file of URLs
         for output in await _returned(produced):
-            yield output
+            for each in _unnested(output):
+                yield each
+
+
+def _unnested(output: Any) -> Iterator[Any]:
+    """``output``, or what it holds when it is a list, tuple or generator (as in callbacks)."""
+    if isinstance(output, NESTED_OUTPUTS):
+        for nested in output:
+            yield from _unnested(nested)
+    else:
+        yield output
 
 
 def stray_start(output: object) -> TypeError:

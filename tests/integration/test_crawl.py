@@ -276,6 +276,18 @@ class AwaitedListStartSpider(FaultySpider):
         return [Request(f"{self.base_url}/good", callback=self.parse_page)]
 
 
+class NestedStartSpider(FaultySpider):
+    """Requests handed on in lists, as ``yield response.follow_all(...)`` does in a callback."""
+
+    async def start_requests(self) -> AsyncIterator[Any]:
+        yield [Request(f"{self.base_url}/good", callback=self.parse_page)]
+
+
+class PlainNestedStartSpider(FaultySpider):
+    def start_requests(self) -> Iterator[Any]:  # type: ignore[override]
+        yield (Request(f"{self.base_url}/good", callback=self.parse_page),)
+
+
 class StrayStartSpider(FaultySpider):
     async def start_requests(self) -> AsyncIterator[Any]:
         yield Thing(name="seed", size=1)
@@ -284,7 +296,10 @@ class StrayStartSpider(FaultySpider):
         yield Request(f"{self.base_url}/good", callback=self.parse_page)
 
 
-@pytest.mark.parametrize("spider_class", [PlainStartSpider, ListStartSpider, AwaitedListStartSpider])
+@pytest.mark.parametrize(
+    "spider_class",
+    [PlainStartSpider, ListStartSpider, AwaitedListStartSpider, NestedStartSpider, PlainNestedStartSpider],
+)
 async def test_start_requests_may_be_a_plain_generator_or_return_a_list(database: Path, spider_class: type) -> None:
     app, _ = faulty_site()
     async with serve(app) as base_url:

@@ -130,22 +130,46 @@ async def test_items_built_outside_the_callback_are_still_validated() -> None:
 
 
 async def test_other_output_is_named_and_the_rest_kept() -> None:
-    """One stray output (a string, a list, a dataclass) must not cost the page its items and
+    """One stray output (a string, a set, a number) must not cost the page its items and
     links; None is skipped, as Scrapy does."""
 
     async def callback(response: Response) -> AsyncIterator[Any]:
         yield Quote(text="fine")
         yield "a string"
         yield None
-        yield [Quote(text="in a list")]
+        yield {Quote(text="in a set").text}
         yield Request("http://example.com/next")
+        yield [7]
         yield {"text": "a dict"}
 
     result = await run_callback(callback, make_response())
     assert [item["text"] if isinstance(item, dict) else item.text for item in result.items] == ["fine", "a dict"]
     assert [request.url for request in result.requests] == ["http://example.com/next"]
-    assert result.strays == ["str", "list"]
+    assert result.strays == ["str", "set", "int"]
     assert str(stray_output("str")) == "callback yielded str; expected Request, Item or dict"
+
+
+async def test_a_yielded_list_tuple_or_generator_gives_its_outputs_in_order() -> None:
+    """An async generator cannot ``yield from``: ``yield response.follow_all(...)`` hands on a
+    list, which was one stray "list" and no links."""
+
+    async def callback(response: Response) -> AsyncIterator[Any]:
+        yield Request("https://example.com/a")
+        yield response.follow_all(["b", "c"])
+        yield (Quote(text="in a tuple"), {"text": "a dict in it"})
+        yield (Quote(text=text, likes=likes) for text, likes in [("lazy", 1), ("lazy and bad", "many")])
+        yield [[Request("https://example.com/d")], None]
+        yield Request("https://example.com/e")
+
+    result = await run_callback(callback, make_response())
+    assert [request.url for request in result.requests] == [f"https://example.com/{tail}" for tail in "abcde"]
+    assert [item["text"] if isinstance(item, dict) else item.text for item in result.items] == [
+        "in a tuple",
+        "a dict in it",
+        "lazy",
+    ]
+    assert [item.text for item, _ in result.invalid] == ["lazy and bad"]  # built by the generator, kept apart
+    assert result.strays == []
 
 
 async def test_callback_errors_propagate() -> None:
