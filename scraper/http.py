@@ -44,6 +44,22 @@ _css_engines = _CssEngines()
 _SELECTOR_ERRORS: tuple[type[Exception], ...] = (getattr(lexbor, "SelectolaxError", ValueError), ValueError)
 
 
+# keys of Scrapy's meta that change how it fetches: here each would be carried along and do
+# nothing, so a ported spider's request is refused with what does the job here
+_SCRAPY_META = {
+    "handle_httpstatus_list": "list the statuses in meta={'allow_statuses': [404]}",
+    "handle_httpstatus_all": "list the statuses in meta={'allow_statuses': [...]}",
+    "dont_redirect": "list the redirect statuses in meta={'allow_statuses': [301, 302]} to get the redirect itself",
+    "download_maxsize": "use meta={'max_response_bytes': N}",
+    "download_timeout": "the timeout setting applies to every request",
+    "dont_retry": "the retry.times setting applies to every request",
+    "max_retry_times": "the retry.times setting applies to every request",
+    "dont_obey_robotstxt": "the robots_txt setting applies to every request",
+    "cookiejar": "a crawl keeps one cookie jar (the cookies setting)",
+    "dont_merge_cookies": "a crawl keeps one cookie jar (the cookies setting)",
+}
+
+
 def _bad_selector(selector: str) -> ValueError:
     """Lexbor says only "Can't parse CSS selector.": the error names the selector, and the
     CSS that a Scrapy user's selectors (parsel's) write differently."""
@@ -99,6 +115,9 @@ class Request:
             raise TypeError(f"Request({url!r}): priority must be an int, not {type(self.priority).__name__}")
         if self.data is not None and self.json is not None:
             raise ValueError(f"Request({self.url!r}) takes data or json, not both")
+        if self.meta and not _SCRAPY_META.keys().isdisjoint(self.meta):
+            key = next(key for key in self.meta if key in _SCRAPY_META)
+            raise ValueError(f"Request({self.url!r}): meta key {key!r} is Scrapy's, not read here: {_SCRAPY_META[key]}")
 
     def parsed_url(self) -> URL:
         """``url`` as yarl parses it, kept from the first call on (a request made by

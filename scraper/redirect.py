@@ -28,6 +28,13 @@ def is_redirect(response: Response) -> bool:
     return response.status in REDIRECT_STATUSES and "Location" in response.headers
 
 
+def to_follow(response: Response) -> bool:
+    """A redirect the crawl follows: every one, but those whose status the request lists in
+    ``meta["allow_statuses"]``, which go to its callback as they are (Scrapy's
+    ``dont_redirect``, for a spider that reads the ``Location`` itself)."""
+    return is_redirect(response) and response.status not in response.meta.get("allow_statuses", ())
+
+
 def next_hop(response: Response, policy: RedirectPolicy) -> Request:
     """The request that follows ``response``'s redirect; ``RedirectRefused`` when it must not."""
     request = response.request

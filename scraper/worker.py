@@ -30,7 +30,7 @@ from scraper.parse_pool import ParsePool
 from scraper.pipeline import Pipeline, Record, StageFailed
 from scraper.ratelimit import HostLimiter, Signal
 from scraper.records import Commit, ErrorRecord, Outcome, StoredItem, error_record
-from scraper.redirect import is_redirect, next_hop
+from scraper.redirect import next_hop, to_follow
 from scraper.retry import PAUSING_STATUSES, backoff_delay, is_retryable, retry_after_delay
 from scraper.scheduler import Scheduler
 from scraper.settings import Settings
@@ -153,7 +153,7 @@ class Worker:
             return Commit(outcome=outcome, errors=[failure])
         self._scheduler.fetched(entry, signal_of_status(response.status))
         await self._loop_budget.admit()
-        if is_redirect(response):
+        if to_follow(response):
             return await self._redirect(entry, response)
         self._stats.increment("pages")
         return await self._parse(entry, response)

@@ -311,6 +311,28 @@ async def test_redirect_chain_is_followed_and_each_hop_is_a_done_row(database: P
     assert rows(database, "SELECT url, _url FROM item") == [(f"{base}/c/3", f"{base}/c/3")]
 
 
+async def test_a_redirect_status_the_request_allows_goes_to_its_callback_unfollowed(database: Path) -> None:
+    """Scrapy's dont_redirect, here: the spider reads the redirect itself."""
+    site = Site({"/a": lambda _r, _h: redirect("/b", 301), "/b": lambda _r, _h: html()})
+    seen: list[tuple[int, str]] = []
+
+    class ReadsRedirects(LinkSpider):
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            seen.append((response.status, response.headers.get("Location", "")))
+            yield {"url": response.url}
+
+    async with site.serve() as base:
+        start = [Request(f"{base}/a", meta={"allow_statuses": [301]}), f"{base}/b"]
+        result = await crawl(ReadsRedirects(start), database)
+    assert result.status == "finished" and result.stats.get("redirects") == 0
+    assert sorted(seen) == [(200, ""), (301, "/b")]
+    assert sorted(site.paths()) == ["/a", "/b"]
+    assert rows(database, "SELECT url, state, last_status, reason FROM scraper_requests ORDER BY url") == [
+        (f"{base}/a", "done", 301, None),
+        (f"{base}/b", "done", 200, None),
+    ]
+
+
 # -- 6. what a redirect carries -------------------------------------------------------------
 
 SECRETS = {

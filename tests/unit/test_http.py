@@ -80,6 +80,30 @@ def test_request_rejects_data_with_json() -> None:
         Request("https://example.com/", data=b"x", json={"a": 1})
 
 
+@pytest.mark.parametrize(
+    ("meta", "advice"),
+    [
+        ({"handle_httpstatus_list": [404]}, "meta={'allow_statuses': [404]}"),
+        ({"note": 1, "dont_redirect": True}, "allow_statuses': [301, 302]} to get the redirect itself"),
+        ({"download_timeout": 5}, "the timeout setting"),
+        ({"cookiejar": 2}, "one cookie jar"),
+    ],
+)
+def test_a_meta_key_of_scrapy_that_would_do_nothing_here_is_refused_with_ours(
+    meta: dict[str, Any], advice: str
+) -> None:
+    key = next(key for key in meta if key != "note")
+    with pytest.raises(ValueError, match=rf"^Request\('https://example.com/'\): meta key '{key}' is Scrapy's, "):
+        Request("https://example.com/", meta=meta)
+    with pytest.raises(ValueError, match=re.escape(advice)):
+        Request("https://example.com/", meta=meta)
+
+
+def test_meta_of_our_own_keys_and_the_user_s_is_taken() -> None:
+    meta = {"allow_statuses": [404], "proxy": "http://127.0.0.1:3128", "category": "books", "redirect_urls": []}
+    assert Request("https://example.com/", meta=meta).meta == meta
+
+
 def test_request_upper_cases_method() -> None:
     assert Request("https://example.com/", method="post").method == "POST"
 
