@@ -12,7 +12,8 @@ from scraper.errors import ConfigError, describe
 def load_object(path: str, *, setting: str) -> Any:
     module_name, sep, attribute = path.partition(":")
     if not sep or not module_name or not attribute:
-        raise ConfigError(f"{setting}: {path!r} must look like 'package.module:Name'")
+        hint = f" ({colon_form(path)}?)" if colon_form(path) != path else ""
+        raise ConfigError(f"{setting}: {path!r} must look like 'package.module:Name'{hint}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -21,6 +22,12 @@ def load_object(path: str, *, setting: str) -> Any:
         return getattr(module, attribute)
     except AttributeError:
         raise ConfigError(f"{setting}: module {module_name!r} has no {attribute!r}") from None
+
+
+def colon_form(path: str) -> str:
+    """``package.module.Class``, Scrapy's way to name an object, as ours: ``package.module:Class``."""
+    module, dot, name = path.rpartition(".")
+    return f"{module}:{name}" if ":" not in path and dot and module and name else path
 
 
 def build_object(path: str, *, setting: str, **arguments: Any) -> Any:

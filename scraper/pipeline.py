@@ -59,7 +59,8 @@ class Pipeline:
         for path in paths:
             stage = build_object(path, setting="pipelines")
             if not isinstance(stage, Stage):
-                raise ConfigError(f"pipelines: {path} is not a Stage (needs async open, process, close)")
+                scrapy_s = " (process_item is Scrapy's name)" if hasattr(stage, "process_item") else ""
+                raise ConfigError(f"pipelines: {path} is not a Stage (needs async open, process, close){scrapy_s}")
             for method in ("open", "process", "close"):  # a plain def fails every item, or at the end
                 if not inspect.iscoroutinefunction(getattr(stage, method)):
                     raise ConfigError(f"pipelines: {path}: {method} must be an 'async def'")

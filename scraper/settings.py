@@ -18,6 +18,7 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 
 from scraper import __version__
 from scraper.errors import SettingsError
+from scraper.loading import colon_form
 
 
 class _Strict(pydantic.BaseModel):
@@ -153,6 +154,16 @@ class Settings(_Strict):
             if fnmatch.fnmatchcase(host, pattern.lower()):
                 return self.per_host.model_copy(update=override.model_dump(exclude_none=True))
         return self.per_host
+
+    @pydantic.field_validator("pipelines", "middlewares", mode="before")
+    @classmethod
+    def _not_scrapy_s_mapping(cls, value: Any) -> Any:
+        """Scrapy's ``{"path.Class": 300}`` is refused with the list it means, in its order."""
+        if isinstance(value, Mapping):
+            ordered = sorted(value, key=lambda path: value[path] if isinstance(value[path], int | float) else 0)
+            listed = ", ".join(colon_form(str(path)) for path in ordered)
+            raise ValueError(f"an ordered list of 'module:Class', not Scrapy's {{path: order}} mapping: [{listed}]")
+        return value
 
     @pydantic.field_validator("database")
     @classmethod

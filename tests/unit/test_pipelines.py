@@ -185,6 +185,13 @@ async def test_require_fields_passes_filled_items_optional_blanks_and_dicts() ->
     assert await stage.process(record, SPIDER) is record
 
 
+class ScrapyStyle:
+    """A pipeline as Scrapy writes one."""
+
+    def process_item(self, item: Record, spider: Spider) -> Record:
+        return item
+
+
 @pytest.mark.parametrize(
     ("path", "message"),
     [
@@ -195,6 +202,16 @@ async def test_require_fields_passes_filled_items_optional_blanks_and_dicts() ->
         ),
         ("json:JSONDecoder", "pipelines: json:JSONDecoder is not a Stage (needs async open, process, close)"),
         ("pipelines.clean:Nope", "pipelines: module 'pipelines.clean' has no 'Nope'"),
+        (
+            "tests.unit.test_pipelines:ScrapyStyle",
+            "pipelines: tests.unit.test_pipelines:ScrapyStyle is not a Stage (needs async open, process, close) "
+            "(process_item is Scrapy's name)",
+        ),
+        (
+            "pipelines.clean.Normalize",  # Scrapy's ITEM_PIPELINES form
+            "pipelines: 'pipelines.clean.Normalize' must look like 'package.module:Name' (pipelines.clean:Normalize?)",
+        ),
+        ("Normalize", "pipelines: 'Normalize' must look like 'package.module:Name'"),
     ],
 )
 def test_a_pipelines_entry_that_cannot_be_a_stage_is_a_config_error_naming_it(path: str, message: str) -> None:

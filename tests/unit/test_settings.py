@@ -98,6 +98,12 @@ def test_parse_overrides_builds_nested_dicts() -> None:
         ({"spider": {"DOWNLOAD_DELAY": 1}}, "'DOWNLOAD_DELAY' (Scrapy's DOWNLOAD_DELAY is 'per_host.delay' here)"),
         ({"overrides": ["download_delay=1"]}, "(Scrapy's DOWNLOAD_DELAY is 'per_host.delay' here)"),
         ({"config": {"ITEM_PIPELINES": {}}}, "is 'pipelines' here (an ordered list of 'module:Class'))"),
+        (
+            {"config": {"pipelines": {"pipelines.dedup.DedupByKey": 500, "pipelines.clean:Normalize": 100}}},
+            "setting 'pipelines': an ordered list of 'module:Class', not Scrapy's {path: order} mapping: "
+            "[pipelines.clean:Normalize, pipelines.dedup:DedupByKey]",
+        ),
+        ({"spider": {"middlewares": {"m.Retry": 1}}}, "setting 'middlewares': an ordered list of 'module:Class'"),
         ({"overrides": ["concurrency"]}, "expected KEY=VALUE"),
         ({"overrides": ["=5"]}, "expected KEY=VALUE"),
         (
