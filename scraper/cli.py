@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shlex
 import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from scraper import __version__, runtime
+from scraper.crawls import RESUMABLE
 from scraper.demo_site import build_catalog, make_app, serve
 from scraper.engine import CrawlResult, Engine
 from scraper.errors import ConfigError, OpenFailed, ScraperError, WriteFailed
@@ -169,8 +171,22 @@ def command_run(args: argparse.Namespace) -> int:
     database = args.db or project.database(spider_class)
     engine = Engine(spider=spider, settings=settings, database=database, fresh=args.fresh, notify=_notifier(settings))
     result, code = runtime.run(_crawl(engine), event_loop=settings.event_loop)
-    _report(result, spider.name)
+    resumable = result.status in RESUMABLE and settings.frontier.backend == "sqlite"
+    _report(result, spider.name, resume=_resume_command(args) if resumable else None)
     return code
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    """The ``run`` command as it was given, less ``--fresh``: what resumes the crawl."""
+    words = ["python", "-m", "scraper"]
+    if args.config is not None:
+        words += ["--config", str(args.config)]
+    words += ["run", args.spider]
+    words += [word for pair in args.arguments for word in ("-a", pair)]
+    words += [word for pair in args.settings for word in ("-s", pair)]
+    if args.db:
+        words += ["--db", str(args.db)]
+    return shlex.join(words)
 
 
 def command_demo(args: argparse.Namespace) -> int:
@@ -242,9 +258,12 @@ def _notifier(engine_settings: Settings) -> Callable[[str], None]:
     return notify
 
 
-def _report(result: CrawlResult, spider: str) -> None:
+def _report(result: CrawlResult, spider: str, *, resume: str | None = None) -> None:
+    stats, database = result.stats, result.database
     out.print(
-        summary(spider=spider, status=result.status, reason=result.reason, stats=result.stats, database=result.database)
+        summary(
+            spider=spider, status=result.status, reason=result.reason, stats=stats, database=database, resume=resume
+        )
     )
 
 

@@ -68,9 +68,17 @@ async def _refresh(live: Live, crawl: CrawlView) -> None:
 
 
 def summary(
-    *, spider: str, status: str, reason: str, stats: Stats, database: Path, elapsed: float | None = None
+    *,
+    spider: str,
+    status: str,
+    reason: str,
+    stats: Stats,
+    database: Path,
+    elapsed: float | None = None,
+    resume: str | None = None,
 ) -> Group:
-    """What a user wants to see when a crawl ends: counts, rates, errors, and where to look."""
+    """What a user wants to see when a crawl ends: counts, rates, errors, where to look, and
+    the command that resumes it (``resume``) when it stopped short."""
     seconds = elapsed if elapsed is not None else stats.elapsed
     pages = stats.get("pages")
     table = Table(show_header=False, box=None, padding=(0, 2))
@@ -89,4 +97,6 @@ def summary(
     table.add_row("database", str(database))
     query = f"SELECT * FROM {next(iter(tables), 'scraper_errors')} LIMIT 5"
     table.add_row("look", f"python -m scraper query --db {shlex.quote(str(database))} {shlex.quote(query)}")
+    if resume:
+        table.add_row("resume", resume)
     return Group(table)

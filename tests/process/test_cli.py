@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from scraper.cli import _resume_command, build_parser
 from scraper.demo_site import serve
 from tests.conftest import rows
 from tests.integration.test_crawl import faulty_site
@@ -300,6 +301,22 @@ def test_sigint_drains_records_interrupted_and_exits_130(tmp_path: Path) -> None
     assert rows(database, "SELECT status, finish_reason FROM scraper_crawls") == [("interrupted", "SIGINT")]
     stored = rows(database, "SELECT count(*) FROM product")[0][0]
     assert 0 < stored < 3000
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["run", "shop"], "python -m scraper run shop"),
+        (
+            ["--config", "my conf.yaml", "run", "shop", "--fresh", "-a", "base_url=http://h/ x", "-s", "concurrency=4",
+             "--db", "out/shop.db"],
+            "python -m scraper --config 'my conf.yaml' run shop -a 'base_url=http://h/ x' -s concurrency=4 "
+            "--db out/shop.db",
+        ),
+    ],
+)  # fmt: skip
+def test_the_resume_command_is_the_run_command_without_fresh(argv: list[str], command: str) -> None:
+    assert _resume_command(build_parser().parse_args(argv)) == command
 
 
 def _has_items(database: Path) -> bool:

@@ -261,9 +261,12 @@ async def test_one_signal_drains_records_interrupted_and_the_next_run_resumes(
             (1, "interrupted", signum.name)
         ]
         assert 20 <= stored_items(database) < ITEMS
+        # the summary says how to go on: the same command
+        assert f"resume python -m scraper run shop -a base_url={base_url}" in " ".join(stopped.stdout.split())
         resumed = await run(project, base_url)
         items = item_rows(database, base_url)
     assert resumed.code == 0, resumed.stderr
+    assert "resume" not in resumed.stdout
     assert "resuming crawl 1 of shop" in resumed.stderr
     assert items == reference.items
     assert_finished_as_one_crawl(database)
