@@ -24,7 +24,7 @@ from scraper.engine import CrawlResult, Engine
 from scraper.errors import ConfigError, OpenFailed, ScraperError, WriteFailed
 from scraper.progress import live_progress, summary
 from scraper.project import Project
-from scraper.query import run_query
+from scraper.query import run_query, tables_overview
 from scraper.ratelimit import describe_policy
 from scraper.settings import Settings
 from scraper.spider import Spider
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(command=command_list)
 
     query = command("query", help="read-only SQL on a crawl database, printed as a table")
-    query.add_argument("target", nargs="+", metavar="SPIDER SQL | --db PATH SQL")
+    query.add_argument("target", nargs="*", metavar="SPIDER [SQL] | --db PATH [SQL]")
     query.add_argument("--db", type=Path, help="database file (instead of a spider name)")
     query.add_argument(
         "--rows",
@@ -278,14 +278,16 @@ def command_list(args: argparse.Namespace) -> int:
 
 def command_query(args: argparse.Namespace) -> int:
     if args.db is not None:
-        if len(args.target) != 1:
+        if len(args.target) > 1:
             raise ScraperError('query --db PATH takes one SQL argument: query --db PATH "SELECT ..."')
-        database, sql = args.db, args.target[0]
+        database, sql = args.db, (args.target or [None])[0]
     else:
-        if len(args.target) != 2:
+        if len(args.target) not in (1, 2):
             raise ScraperError('query takes a spider and one SQL argument: query SPIDER "SELECT ..."')
         project = Project.load(args.config)
-        database, sql = project.database(project.spider_class(args.target[0])), args.target[1]
+        database, sql = project.database(project.spider_class(args.target[0])), (args.target[1:] or [None])[0]
+    if sql is None:
+        return _show_tables(database, args)
     columns, rows, more = asyncio.run(run_query(database, sql, limit=args.rows))
     out.print(_query_view(columns, [[_cell(value) for value in row] for row in rows], out.width))
     if more:
@@ -294,6 +296,16 @@ def command_query(args: argparse.Namespace) -> int:
         )
     else:
         out.print(f"{len(rows):,} rows", style="dim")
+    return EXIT_OK
+
+
+def _show_tables(database: Path, args: argparse.Namespace) -> int:
+    """``query`` without SQL: the tables there are to query, and a query to start from."""
+    columns, rows = asyncio.run(tables_overview(database))
+    out.print(_query_view(columns, [[_cell(value) for value in row] for row in rows], out.width))
+    target = shlex.join(["--db", str(args.db)] if args.db is not None else args.target[:1])
+    first = rows[0][0] if rows else "scraper_crawls"
+    out.print(f"python -m scraper query {target} {shlex.quote(f'SELECT * FROM {first} LIMIT 5')}", style="dim")
     return EXIT_OK
 
 

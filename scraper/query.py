@@ -14,6 +14,7 @@ from typing import Any
 import aiosqlite
 
 from scraper.errors import StorageError
+from scraper.schema import quote
 
 
 @asynccontextmanager
@@ -46,3 +47,26 @@ async def run_query(
             raise StorageError(f"query failed: {exc}") from None
     more = bool(limit) and len(rows) > limit
     return columns, [tuple(row) for row in (rows[:limit] if more else rows)], more
+
+
+async def tables_overview(path: Path) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """What a crawl database holds, for ``query`` without SQL: each table with its row count
+    and columns, the item tables first, then the framework's."""
+    async with read_only(path) as db:
+        try:
+            async with db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+                "ORDER BY name LIKE 'scraper\\_%' ESCAPE '\\', name"
+            ) as cursor:
+                names = [row[0] for row in await cursor.fetchall()]
+            overview = []
+            for name in names:
+                quoted = quote(name)
+                async with db.execute(f"SELECT count(*) FROM {quoted}") as cursor:
+                    (count,) = await cursor.fetchone() or (0,)
+                async with db.execute(f"PRAGMA table_info({quoted})") as cursor:
+                    columns = ", ".join(row[1] for row in await cursor.fetchall())
+                overview.append((name, count, columns))
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read {path}: {exc}") from None
+    return ["table", "rows", "columns"], overview

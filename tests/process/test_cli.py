@@ -131,6 +131,21 @@ def test_query_prints_a_table_and_is_read_only(tmp_path: Path) -> None:
     assert everything.stdout.count("/product/") == 20 and "20 rows" in everything.stdout
 
 
+def test_query_without_sql_lists_the_tables_with_their_rows_and_columns(tmp_path: Path) -> None:
+    database = tmp_path / "demo.db"
+    assert scraper("demo", "--products", "20", "--db", str(database)).returncode == 0
+    shown = scraper("query", "--db", str(database))
+    assert shown.returncode == 0, shown.stderr
+    lines = [[cell.strip() for cell in line.split("│")[1:-1]] for line in shown.stdout.splitlines() if "│" in line]
+    tables = [(cells[0], cells[1]) for cells in lines if cells[0]]
+    assert tables[0] == ("product", "20")  # items first
+    assert [name for name, _ in tables[1:]] == ["scraper_crawls", "scraper_errors", "scraper_requests"]
+    assert "_scraped_at" in lines[0][2] and "title" in lines[0][2]
+    assert shown.stdout.splitlines()[-1] == f"python -m scraper query --db {database} 'SELECT * FROM product LIMIT 5'"
+    too_many = scraper("query", "--db", str(database), "SELECT 1", "SELECT 2")
+    assert too_many.returncode == 2 and "takes one SQL argument" in too_many.stderr
+
+
 def test_query_shows_values_as_they_are(tmp_path: Path) -> None:
     """Scraped text is shown as text (a '[/b]' in it once made rich raise; '[red]x' vanished
     into a colour), NULL apart from the text 'NULL', a BLOB by its size and first bytes."""
