@@ -21,7 +21,7 @@ from scraper import __version__, runtime
 from scraper.crawls import RESUMABLE
 from scraper.demo_site import build_catalog, make_app, serve
 from scraper.engine import CrawlResult, Engine
-from scraper.errors import ConfigError, OpenFailed, ScraperError, WriteFailed
+from scraper.errors import ConfigError, OpenFailed, ScraperError, SpiderNotFound, WriteFailed
 from scraper.progress import live_progress, summary
 from scraper.project import Project
 from scraper.query import run_query, tables_overview
@@ -191,7 +191,10 @@ def _resume_command(args: argparse.Namespace) -> str:
 
 def command_demo(args: argparse.Namespace) -> int:
     project = Project.load(args.config, args.settings)
-    spider_class = project.spider_class("demo_shop")
+    try:
+        spider_class = project.spider_class("demo_shop")
+    except SpiderNotFound as exc:
+        raise SpiderNotFound(f"{exc}: demo runs in the framework's repository, whose spiders/ holds it") from None
     settings = project.settings(spider_class)
     database = args.db or project.database(spider_class)
 

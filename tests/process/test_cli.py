@@ -99,6 +99,17 @@ def test_a_spider_that_refuses_its_arguments_is_one_line_naming_it(
     assert not (tmp_path / "never.db").exists()
 
 
+def test_demo_outside_the_repository_says_where_it_runs(tmp_path: Path) -> None:
+    project = make_project(tmp_path, SPIDER)
+    result = scraper("demo", cwd=project)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: no spider named 'demo_shop' in myspiders (known: site): "
+        "demo runs in the framework's repository, whose spiders/ holds it"
+    )
+    assert not (project / "data").exists()
+
+
 def test_demo_refuses_a_negative_size_before_it_starts(tmp_path: Path) -> None:
     database = tmp_path / "demo.db"
     result = scraper("demo", "--products", "-5", "--db", str(database))
