@@ -303,7 +303,9 @@ def check_spider(spider: Spider) -> None:
     """A spider's ``start_urls`` and ``allowed_domains`` are configuration, checked before the
     crawl starts: each must be a list (a string there was read one character at a time: every
     host offsite), and each start URL absolute (found by the default ``start_requests``
-    instead, a bad one ended that generator, and no start URL after it was crawled)."""
+    instead, a bad one ended that generator, and no start URL after it was crawled). With the
+    default ``start_requests()``, no start URL or no ``parse()`` made a crawl of 0 pages, or of
+    one error per start URL, that exited 0."""
     name = type(spider).__name__
     for attribute in ("start_urls", "allowed_domains"):
         if isinstance(getattr(spider, attribute), str):
@@ -316,6 +318,14 @@ def check_spider(spider: Spider) -> None:
     for index, domain in enumerate(spider.allowed_domains):
         if problem := _domain_problem(domain):
             raise ConfigError(f"{name}.allowed_domains[{index}]: {domain!r} {problem}")
+    if type(spider).start_requests is Spider.start_requests:  # the default: start_urls, each to parse()
+        if not spider.start_urls:
+            raise ConfigError(f"{name} has nothing to crawl: give it start_urls or a start_requests()")
+        if type(spider).parse is Spider.parse:
+            raise ConfigError(
+                f"{name} has start_urls but no parse(), the callback of their responses: "
+                "define parse(), or a start_requests() whose requests name their callbacks"
+            )
 
 
 def _domain_problem(domain: object) -> str | None:

@@ -343,6 +343,40 @@ def test_a_spider_s_start_urls_and_domains_are_checked_before_any_io(database: P
     assert not database.exists()
 
 
+class NoParseSpider(Spider):
+    name = "no_parse"
+    start_urls = ["http://127.0.0.1:1/"]
+
+    async def parse_page(self, response: Response) -> AsyncIterator[Any]:
+        yield {"url": response.url}
+
+
+class NothingToCrawlSpider(Spider):
+    name = "nothing_to_crawl"
+
+
+class OwnStartSpider(Spider):
+    """No start_urls and no parse(): its start requests name their callbacks."""
+
+    name = "own_start"
+
+    async def start_requests(self) -> AsyncIterator[Request]:
+        yield Request("http://127.0.0.1:1/", callback=self.parse_page)
+
+    async def parse_page(self, response: Response) -> AsyncIterator[Any]:
+        yield {"url": response.url}
+
+
+def test_a_spider_with_nothing_to_crawl_or_no_parse_for_its_start_urls_is_refused(database: Path) -> None:
+    """Each crawled and exited 0: with 0 pages, or with one NotImplementedError per start URL."""
+    with pytest.raises(ConfigError, match=r"^NoParseSpider has start_urls but no parse\(\), the callback of their"):
+        Engine(spider=NoParseSpider(), settings=make_settings(), database=database)
+    with pytest.raises(ConfigError, match=r"^NothingToCrawlSpider has nothing to crawl: give it start_urls or a start"):
+        Engine(spider=NothingToCrawlSpider(), settings=make_settings(), database=database)
+    Engine(spider=OwnStartSpider(), settings=make_settings(), database=database)  # its own start_requests()
+    assert not database.exists()
+
+
 @pytest.mark.parametrize(
     ("domain", "message"),
     [

@@ -5,6 +5,7 @@ crawl. The spiders live at module level so that the children can import them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -190,7 +191,18 @@ async def test_a_spider_that_cannot_be_copied_is_a_clear_error(pages_site: str, 
         await crawl(UnpicklableSpider(base_url=pages_site), database, parse_processes=2)
 
 
+async def _alone() -> None:
+    """Wait (up to 5 s) until this process runs no other thread: an earlier test's (an
+    executor's worker, a closed connection's) may still be ending, and the pool forks only a
+    process alone."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5.0):
+            while len(os.listdir("/proc/self/task")) > 1:  # noqa: ASYNC110 - no event says a thread ended
+                await asyncio.sleep(0.01)
+
+
 async def test_children_are_forks_of_the_crawl_unless_another_thread_runs(pages_site: str, tmp_path: Path) -> None:
+    await _alone()
     forked = await crawl(BirthplaceSpider(base_url=pages_site), tmp_path / "forked.db", parse_processes=2)
     release = threading.Event()
     bystander = threading.Thread(target=release.wait)  # a fork would copy whatever locks it holds

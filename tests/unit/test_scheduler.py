@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from scraper.engine import check_spider
 from scraper.frontier import MemoryFrontier, Scheduled
-from scraper.http import Request
+from scraper.http import Request, Response
 from scraper.ratelimit import HostLimiter, Signal
 from scraper.scheduler import Scheduler
 from scraper.seen import MemorySeen
@@ -115,6 +116,10 @@ async def test_hosts_and_ip_addresses_pass_the_spider_check_and_admit_their_urls
     class Scoped(Spider):
         name = "scoped"
         allowed_domains = [domain]
+        start_urls = [url]
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
 
     check_spider(Scoped())  # raises ConfigError for a URL or a port (tests/integration/test_crawl.py)
     sched, _ = scheduler(allowed_domains=(domain,))
