@@ -262,10 +262,14 @@ def _notifier(engine_settings: Settings) -> Callable[[str], None]:
 
 
 def _report(result: CrawlResult, spider: str, *, resume: str | None = None) -> None:
-    stats, database = result.stats, result.database
     out.print(
         summary(
-            spider=spider, status=result.status, reason=result.reason, stats=stats, database=database, resume=resume
+            spider=spider,
+            status=result.status,
+            reason=result.reason,
+            stats=result.stats,
+            database=result.database,
+            resume=resume,
         )
     )
 
