@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -236,6 +237,8 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
         except yaml.YAMLError:
             value = raw
         *parents, leaf = key.strip().split(".")
+        if parents[:1] == ["hosts"] and len(parents) > 2:  # hosts.127.0.0.1.delay: the pattern has dots
+            parents = ["hosts", ".".join(parents[1:])]
         node = result
         for part in parents:
             node = node.setdefault(part, {})
@@ -299,8 +302,13 @@ def _suggestion(loc: tuple[int | str, ...]) -> str:
         shape = " (an ordered list of 'module:Class')" if ours in ("pipelines", "middlewares") else ""
         return f" (Scrapy's {scrapy_name} is {ours!r} here{shape})"
     model: type[pydantic.BaseModel] = Settings
-    for part in loc[:-1]:
+    parts = iter(loc[:-1])
+    for part in parts:
         annotation = model.model_fields[str(part)].annotation if str(part) in model.model_fields else None
+        if typing.get_origin(annotation) is dict:  # hosts: {pattern: HostOverride}
+            annotation = typing.get_args(annotation)[1]
+            if next(parts, None) is None:  # the pattern itself
+                return ""
         if not (isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel)):
             return ""
         model = annotation

@@ -86,6 +86,15 @@ def test_parse_overrides_builds_nested_dicts() -> None:
     }
 
 
+def test_a_host_pattern_keeps_its_dots_in_a_dotted_override() -> None:
+    overrides = ["hosts.127.0.0.1.delay=0.5", "hosts.*.example.com.concurrency=2", "hosts.localhost.delay=1"]
+    settings = load_settings(overrides=overrides)
+    assert settings.policy_for("127.0.0.1").delay == 0.5
+    assert settings.policy_for("shop.example.com").concurrency == 2
+    assert settings.policy_for("localhost").delay == 1.0
+    assert settings.policy_for("example.org") == settings.per_host
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -95,6 +104,7 @@ def test_parse_overrides_builds_nested_dicts() -> None:
         ({"config": {"no_such_key": 1}}, "unknown setting 'no_such_key'"),
         ({"overrides": ["per_host.dealy=1"]}, "'per_host.dealy' (did you mean 'delay'?)"),
         ({"config": {"retry": {"tims": 1}}}, "'retry.tims' (did you mean 'times'?)"),
+        ({"config": {"hosts": {"a.test": {"dealy": 1}}}}, "'hosts.a.test.dealy' (did you mean 'delay'?)"),
         ({"spider": {"DOWNLOAD_DELAY": 1}}, "'DOWNLOAD_DELAY' (Scrapy's DOWNLOAD_DELAY is 'per_host.delay' here)"),
         ({"overrides": ["download_delay=1"]}, "(Scrapy's DOWNLOAD_DELAY is 'per_host.delay' here)"),
         ({"config": {"ITEM_PIPELINES": {}}}, "is 'pipelines' here (an ordered list of 'module:Class'))"),
