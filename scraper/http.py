@@ -68,6 +68,8 @@ def _bad_selector(selector: str) -> ValueError:
         hint = ": ::text and ::attr() are parsel's, not CSS (take node.text(), node.attributes['href'])"
     elif selector.lstrip().startswith(("/", "(")):
         hint = ": XPath is not supported, select with CSS"
+    elif ":contains(" in selector or ":-soup-contains(" in selector:
+        hint = ': text is matched with Lexbor\'s :lexbor-contains("text")'
     return ValueError(f"cannot parse CSS selector {selector!r}{hint}")
 
 

@@ -262,6 +262,11 @@ def test_css_from_several_threads_at_once() -> None:
         ("p::text", "cannot parse CSS selector 'p::text': ::text and ::attr() are parsel's"),
         ("//div[@id='x']", "cannot parse CSS selector \"//div[@id='x']\": XPath is not supported, select with CSS"),
         ("p >> b", "cannot parse CSS selector 'p >> b'"),
+        (
+            'a:contains("Next")',
+            """cannot parse CSS selector 'a:contains("Next")': text is matched with Lexbor's :lexb""",
+        ),
+        ('a:-soup-contains("x")', "cannot parse CSS selector 'a:-soup-contains(\"x\")': text is matched with"),
     ],
 )
 def test_a_selector_lexbor_cannot_parse_is_an_error_that_names_it(selector: str, message: str) -> None:
