@@ -115,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_global_options(parser: argparse.ArgumentParser, *, config: object, log_level: object) -> None:
-    parser.add_argument("--config", type=Path, default=config, help="project config file (default: ./config.yaml)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=config,
+        help="project config file (default: config.yaml here or in the nearest folder above)",
+    )
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=log_level, help="default: WARNING")
 
 

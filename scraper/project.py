@@ -24,10 +24,11 @@ class Project:
 
     @classmethod
     def load(cls, config_path: Path | None = None, overrides: Sequence[str] = ()) -> Project:
-        """The project around ``config_path`` (default: ./config.yaml, which may be absent)."""
+        """The project around ``config_path`` (default: the nearest config.yaml, which may be
+        absent: see ``nearest_config``)."""
         if config_path is not None and not config_path.is_file():
             raise SettingsError(f"config file {config_path} does not exist")
-        path = config_path or Path.cwd() / CONFIG_FILE
+        path = config_path or nearest_config(Path.cwd())
         config = read_config(path) if path.is_file() else {}
         project = cls(path.parent.resolve(), config, tuple(overrides))
         project.settings()  # a bad config.yaml or -s fails here, before anything else
@@ -55,3 +56,13 @@ class Project:
     def database(self, spider_class: type[Spider]) -> Path:
         path = self.settings(spider_class).database_path(spider_class.name)
         return path if path.is_absolute() else self.directory / path
+
+
+def nearest_config(folder: Path) -> Path:
+    """``config.yaml`` in ``folder`` or in the nearest folder above it that has one, as Scrapy
+    finds its scrapy.cfg: a command works from anywhere inside a project (from spiders/, it
+    found no spiders). Without one anywhere, ``folder``'s (absent: the defaults apply there)."""
+    for candidate in (folder, *folder.parents):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate / CONFIG_FILE
+    return folder / CONFIG_FILE

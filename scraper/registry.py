@@ -58,7 +58,10 @@ def _import(name: str) -> ModuleType:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name == name or name.startswith(f"{exc.name}."):
-            raise ConfigError(f"spiders: module {name!r} not found (setting 'spiders')") from None
+            raise ConfigError(
+                f"spiders: module {name!r} not found (setting 'spiders'; commands run in the project's folder, "
+                "the one holding config.yaml or the spiders, or in a folder below config.yaml's)"
+            ) from None
         raise ConfigError(f"spiders: importing {name!r} failed: {exc}") from None
     except Exception as exc:
         raise ConfigError(f"spiders: importing {name!r} failed: {describe(exc)}") from None

@@ -266,6 +266,28 @@ def test_a_failing_opened_hook_is_one_line_and_a_failed_crawl_row(tmp_path: Path
     assert crawls == [("failed", "OpenFailed: SiteSpider.opened() failed: KeyError: 'api_token'")]
 
 
+def test_commands_find_the_project_from_a_folder_inside_it(tmp_path: Path) -> None:
+    """As Scrapy finds scrapy.cfg: from myspiders/, no spider was found."""
+    project = make_project(tmp_path, SPIDER)
+    inside = project / "myspiders" / "deeper"
+    inside.mkdir()
+    listed = scraper("list", cwd=inside)
+    assert listed.returncode == 0, listed.stderr
+    assert "myspiders.site" in listed.stdout
+    status = scraper("status", "site", cwd=inside)  # the project's data/, not the folder's
+    assert status.returncode == 2
+    assert f"no database at {project / 'data' / 'site.db'}" in status.stderr
+
+
+def test_outside_any_project_no_spiders_module_says_where_commands_run(tmp_path: Path) -> None:
+    env = {key: value for key, value in ENV.items() if key != "PYTHONPATH"}  # the repository's spiders/ too
+    result = subprocess.run(
+        [sys.executable, "-m", "scraper", "list"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "module 'spiders' not found (setting 'spiders'; commands run in the project's folder" in result.stderr
+
+
 def test_list_shows_the_project_spiders(tmp_path: Path) -> None:
     project = make_project(tmp_path, SPIDER)
     result = scraper("list", cwd=project)
