@@ -293,7 +293,8 @@ class Response:
         counted by the scheduler, not raised here."""
         href = link.attributes.get("href") if isinstance(link, LexborNode) else link
         if not href:
-            raise ValueError(f"link without href on {self.url}")
+            what = "an element without href" if isinstance(link, LexborNode) else f"{link!r}"
+            raise ValueError(f"cannot follow {what} on {self.url}: select a[href], or follow_all() skips them")
         kwargs.setdefault("depth", self.request.depth + 1)  # what the scheduler would set
         try:
             url = self._resolve(href)

@@ -334,6 +334,17 @@ def test_follow_with_node() -> None:
     assert request.callback is None
 
 
+def test_following_a_link_without_href_says_how_to_skip_such_links() -> None:
+    response = make_response('<a name="top">top</a><a href="/b">b</a>')
+    anchor = response.css_first("a")
+    assert anchor is not None
+    with pytest.raises(ValueError, match=r"^cannot follow an element without href on https://shop\.example\.com/"):
+        response.follow(anchor)
+    with pytest.raises(ValueError, match=r"^cannot follow '' on .*: select a\[href\], or follow_all\(\) skips them$"):
+        response.follow("")
+    assert [request.url for request in response.follow_all(css="a")] == ["https://shop.example.com/b"]
+
+
 @pytest.mark.parametrize(
     "href", ["next.html", "../a b/ü.html?q=x y&r=1#frag", "//cdn.example.com:8080/%7Euser/", "/path;p=1?a=%2F"]
 )
