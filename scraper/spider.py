@@ -25,9 +25,10 @@ _SPIDER_NAME = re.compile(r"\w[\w.-]*")
 Output = Request | Item | dict[str, Any]
 """What a callback may yield."""
 
-NESTED_OUTPUTS = (list, tuple, types.GeneratorType)
+NESTED_OUTPUTS = frozenset({list, tuple, types.GeneratorType})
 """Yielded, these are read as the outputs they hold: ``yield response.follow_all(...)`` is how
-an async generator, which cannot ``yield from``, hands on a list (it was a stray "list")."""
+an async generator, which cannot ``yield from``, hands on a list (it was a stray "list").
+Exact types: a named tuple or another subclass is a value of its own, not a container."""
 
 Callback = Callable[..., AsyncIterator[Output] | Awaitable[Iterable[Output] | None] | Iterable[Output] | None]
 """``async def parse(self, response, **cb_kwargs)``: an async generator, or a (async) function
@@ -143,7 +144,7 @@ def _sort_outputs(
                 result.items.append(output)
         elif isinstance(output, dict):
             result.items.append(output)
-        elif isinstance(output, NESTED_OUTPUTS):
+        elif type(output) in NESTED_OUTPUTS:
             _sort_outputs(output, result, invalid)
         elif output is not None:
             result.strays.append(type(output).__name__)
@@ -166,7 +167,7 @@ async def start_requests_of(spider: Spider) -> AsyncIterator[Any]:
 
 def _unnested(output: Any) -> Iterator[Any]:
     """``output``, or what it holds when it is a list, tuple or generator (as in callbacks)."""
-    if isinstance(output, NESTED_OUTPUTS):
+    if type(output) in NESTED_OUTPUTS:
         for nested in output:
             yield from _unnested(nested)
     else:

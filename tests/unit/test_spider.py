@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pydantic
 import pytest
@@ -149,6 +149,11 @@ async def test_other_output_is_named_and_the_rest_kept() -> None:
     assert str(stray_output("str")) == "callback yielded str; expected Request, Item or dict"
 
 
+class Point(NamedTuple):
+    x: int
+    y: int
+
+
 async def test_a_yielded_list_tuple_or_generator_gives_its_outputs_in_order() -> None:
     """An async generator cannot ``yield from``: ``yield response.follow_all(...)`` hands on a
     list, which was one stray "list" and no links."""
@@ -160,6 +165,7 @@ async def test_a_yielded_list_tuple_or_generator_gives_its_outputs_in_order() ->
         yield (Quote(text=text, likes=likes) for text, likes in [("lazy", 1), ("lazy and bad", "many")])
         yield [[Request("https://example.com/d")], None]
         yield Request("https://example.com/e")
+        yield Point(1, 2)  # a named tuple is a value, not a container
 
     result = await run_callback(callback, make_response())
     assert [request.url for request in result.requests] == [f"https://example.com/{tail}" for tail in "abcde"]
@@ -169,7 +175,7 @@ async def test_a_yielded_list_tuple_or_generator_gives_its_outputs_in_order() ->
         "lazy",
     ]
     assert [item.text for item, _ in result.invalid] == ["lazy and bad"]  # built by the generator, kept apart
-    assert result.strays == []
+    assert result.strays == ["Point"]
 
 
 async def test_callback_errors_propagate() -> None:
