@@ -172,8 +172,16 @@ class RobotsTxt:
         """Disallow the origin for ``unavailable_retry`` seconds; failures count only while consecutive."""
         failures = previous.failures + 1 if previous is not None else 1
         self._stats.increment("robots/unavailable")
-        logger.info("robots.txt of %s unavailable (%s), failure %d of %d", origin, error, failures, MAX_UNAVAILABLE)
-        retry_at = time.monotonic() + self._settings.robots.unavailable_retry
+        wait = self._settings.robots.unavailable_retry
+        if failures == 1:  # said once per origin: else a crawl waits minutes with its cause unseen
+            logger.warning(
+                "robots.txt of %s unavailable (%s): its requests wait %gs, then it is asked again "
+                "(given up after %d failures in a row; robots.unavailable_retry sets the wait)",
+                origin, error, wait, MAX_UNAVAILABLE,
+            )  # fmt: skip
+        else:
+            logger.info("robots.txt of %s unavailable (%s), failure %d of %d", origin, error, failures, MAX_UNAVAILABLE)
+        retry_at = time.monotonic() + wait
         return _Policy(_Verdict.UNAVAILABLE, failures=failures, retry_at=retry_at, error=error)
 
     def _decode(self, body: bytes) -> str:

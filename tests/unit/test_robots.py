@@ -182,7 +182,7 @@ async def test_unreachable_robots_parks_requests(error: type[FetchError]) -> Non
     ],
 )
 async def test_three_unavailable_outcomes_filter_the_origin_and_say_why_once(
-    route: Route, error_type: str, cause: str
+    route: Route, error_type: str, cause: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     site = FakeSite({"http://a.test/robots.txt": route})
     robots_txt, stats, _ = middleware(make_settings(user_agent="testbot/1.0", robots={"unavailable_retry": 0}))
@@ -205,6 +205,11 @@ async def test_three_unavailable_outcomes_filter_the_origin_and_say_why_once(
         f"robots.txt unavailable 3 times in a row, http://a.test's requests filtered: {cause}"
     )
     assert stats.get(f"errors/fetch/{error_type}") == 1
+    # the wait is said once, at the first failure: a crawl held minutes by it said nothing
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"robots.txt of http://a.test unavailable ({cause}")
+    assert "its requests wait 0s, then it is asked again (given up after 3 failures in a row" in warnings[0]
 
 
 async def test_redirect_followed_to_other_origin() -> None:
