@@ -93,6 +93,11 @@ class IncompleteBody(ConnectionFailed):
     decompressed. Retried like other transport failures."""
 
 
+class HostGivenUp(FetchError):
+    """The request's host was rested ``breaker.max_trips`` times in a row without one success:
+    its requests fail unsent, instead of waiting ever longer for a host that is down."""
+
+
 class ResponseTooLarge(FetchError):
     """The (decompressed) body grew past ``max_response_bytes``, or ``Content-Length`` said it
     would; reading stopped there and the connection was closed."""

@@ -91,7 +91,7 @@ class Fetcher:
     async def _send(self, request: Request) -> Response:
         """One attempt on the wire, within the request's total deadline."""
         url = request.parsed_url()  # parsed once: aiohttp takes the URL as it is
-        await self._limiter.wait_turn(url.host or "")
+        await self._limiter.wait_turn(url.host or "", request.url)
         self._stats.increment("requests/sent")
         try:
             return await self._deadlines.within(self._exchange(request, url))

@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable
 
-from scraper.errors import TryLater
+from scraper.errors import HostGivenUp, TryLater
 from scraper.settings import HostPolicy, Settings
 from scraper.stats import Stats
 
@@ -43,6 +43,7 @@ class HostState:
         "crawl_delay",
         "delay",
         "failures",
+        "given_up",
         "last_start",
         "limit",
         "next_start",
@@ -64,6 +65,7 @@ class HostState:
         self.failures = 0  # consecutive
         self.successes = 0  # since the last change of rate
         self.trips = 0  # consecutive breaker trips
+        self.given_up: str | None = None  # why the host's requests fail unsent (breaker.max_trips)
 
     @property
     def floor_delay(self) -> float:
@@ -112,11 +114,14 @@ class HostLimiter:
         state.next_start = max(now, state.next_start) + state.delay
         return state.ready_at()
 
-    async def wait_turn(self, host: str) -> None:
+    async def wait_turn(self, host: str, url: str) -> None:
         """Sleep until ``delay`` has passed since the last real start to ``host``. A host paused
-        since the request was handed out raises ``TryLater``: the request is parked, not sent."""
+        since the request was handed out raises ``TryLater``: the request is parked, not sent;
+        a host given up raises ``HostGivenUp``: the request to ``url`` fails, unsent."""
         state = self._hosts[host]
         now = time.monotonic()
+        if state.given_up is not None:
+            raise HostGivenUp(state.given_up, url=url)
         if state.paused_until > now:
             raise TryLater(f"{host} is paused", until=state.paused_until)
         if not state.delay:
@@ -165,6 +170,7 @@ class HostLimiter:
             if not state.active
             and not state.crawl_delay
             and not state.failures
+            and state.given_up is None
             and state.paused_until <= now
             and state.limit == state.policy.concurrency
             and state.delay == state.policy.delay
@@ -198,12 +204,27 @@ class HostLimiter:
         state.delay = state.floor_delay + (extra if extra > 0.01 else 0.0)
 
     def _trip(self, host: str, state: HostState) -> None:
-        pause = self._settings.breaker.pause * min(2**state.trips, _MAX_TRIP_FACTOR)
+        breaker = self._settings.breaker
+        pause = breaker.pause * min(2**state.trips, _MAX_TRIP_FACTOR)
         state.trips += 1
         state.failures = 0
-        state.limit = 1  # half-open: one request probes the host when the pause ends
         self._stats.increment("hosts/breaker_trips")
-        self.pause(host, time.monotonic() + pause, f"{self._settings.breaker.failures} failures in a row")
+        if breaker.max_trips and state.trips >= breaker.max_trips:
+            # a host down for good: its requests would wait ever longer (20 requests to a port
+            # nothing listens on took ~1.7 hours of rests), so they fail now, each an error row
+            state.given_up = (
+                f"{host} given up after {state.trips} breaker trips in a row ({breaker.failures} failures each)"
+            )
+            state.limit = state.policy.concurrency  # they fail unsent: no need to take turns
+            self._stats.increment("hosts/given_up")
+            logger.warning("%s: its requests fail from now on, unsent (breaker.max_trips)", state.given_up)
+            return
+        state.limit = 1  # half-open: one request probes the host when the pause ends
+        reason = f"{breaker.failures} failures in a row"
+        if state.trips == 1:  # said once: a crawl that waits on a resting host shows why
+            logger.warning("resting %s for %gs: %s (given up after %d such trips in a row)", host, pause, reason,
+                           breaker.max_trips)  # fmt: skip
+        self.pause(host, time.monotonic() + pause, reason)
 
 
 def describe_policy(settings: Settings) -> str:
@@ -214,7 +235,8 @@ def describe_policy(settings: Settings) -> str:
         f"{host.delay:g}s apart" + (f", adaptive up to {host.max_delay:g}s" if host.adaptive else ", fixed"),
         f"retry {settings.retry.times}x (back-off {settings.retry.backoff:g}s..{settings.retry.max_backoff:g}s, "
         f"Retry-After up to {settings.retry.max_retry_after:g}s); breaker after {settings.breaker.failures} "
-        f"failures rests a host {settings.breaker.pause:g}s",
+        f"failures rests a host {settings.breaker.pause:g}s"
+        + (f", {settings.breaker.max_trips} trips in a row give it up" if settings.breaker.max_trips else ""),
         f"robots.txt {'obeyed' if settings.robots_txt else 'ignored'}; timeout {settings.timeout:g}s; "
         f"body cap {settings.max_response_bytes / 2**20:g} MiB; redirects up to {settings.redirect.max_hops}",
     ]

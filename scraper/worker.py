@@ -17,6 +17,7 @@ from scraper.errors import (
     FetchError,
     FetchTimeout,
     Filtered,
+    HostGivenUp,
     RedirectRefused,
     TryLater,
 )
@@ -50,7 +51,7 @@ def signal_of_status(status: int) -> Signal:
 
 def signal_of_error(error: BaseException) -> Signal:
     """What a failed fetch says about its host's health."""
-    if isinstance(error, (Filtered, TryLater)):
+    if isinstance(error, (Filtered, TryLater, HostGivenUp)):  # nothing reached the host
         return Signal.SKIPPED
     if isinstance(error, FetchTimeout):
         return Signal.THROTTLED

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime
 import email.utils
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -240,6 +241,32 @@ async def test_503_storm_trips_the_breaker_for_that_host_only(database: Path, br
     else:  # control: no breaker, no rest (only the adaptive delay, at most 0.2 s)
         assert result.stats.get("hosts/breaker_trips") == 0
         assert rest < 0.5
+
+
+@pytest.mark.timeout(30)
+async def test_a_host_that_is_down_for_good_is_given_up_and_the_crawl_ends(database: Path) -> None:
+    """20 requests to a port nothing listens on rested that host for ever longer: ~1.7 hours
+    with the default settings, here minutes; now its requests fail once it is given up."""
+    with socket.socket() as probe:  # a free port, closed again: connections to it are refused
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    up = Site()
+    async with up.serve("localhost") as up_base:  # another host: it goes on
+        start = [f"{dead}/p/{n}" for n in range(20)] + [f"{up_base}/fine"]
+        result = await crawl(
+            LinkSpider(start, follow=False),
+            database,
+            robots_txt=False,
+            breaker={"failures": 3, "pause": 0.2, "max_trips": 3},
+            retry={"times": 2, "backoff": 0, "max_backoff": 0},
+        )
+    assert result.status == "finished"
+    assert result.stats.get("hosts/given_up") == 1
+    failed = rows(database, "SELECT reason, count(*) FROM scraper_requests WHERE state = 'failed' GROUP BY reason")
+    given_up = ("127.0.0.1 given up after 3 breaker trips in a row (3 failures each)",)
+    assert [reason for reason, _ in failed if reason.startswith("127.0.0.1 given up")] == list(given_up)
+    assert sum(count for _, count in failed) == 20  # each dead request failed, none is left waiting
+    assert rows(database, "SELECT url FROM scraper_requests WHERE state = 'done'") == [(f"{up_base}/fine",)]
 
 
 # -- 5. redirect loops, hop limits, chains --------------------------------------------------

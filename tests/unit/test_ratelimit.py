@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from scraper.errors import TryLater
-from scraper.ratelimit import HostLimiter, Signal
+from scraper.errors import HostGivenUp, TryLater
+from scraper.ratelimit import HostLimiter, Signal, describe_policy
 from scraper.stats import Stats
 from tests.conftest import make_settings
 
@@ -68,11 +68,53 @@ def test_the_breaker_pauses_a_failing_host() -> None:
     assert hosts.state("a.test").limit == 1  # half-open: one probe when the pause ends
 
 
+def _fail(hosts: HostLimiter, host: str, times: int) -> None:
+    for _ in range(times):
+        hosts.begin(host, time.monotonic())
+        hosts.end(host, Signal.FAILED)
+
+
+async def test_a_host_tripped_max_trips_times_in_a_row_is_given_up_and_its_requests_fail_unsent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """20 requests to a port nothing listens on once rested that host for ~1.7 hours."""
+    hosts = limiter(breaker={"failures": 2, "pause": 10, "max_trips": 2}, per_host={"concurrency": 4})
+    _fail(hosts, "a.test", 2)
+    assert hosts.ready_at("a.test") > time.monotonic() + 9  # the first trip rests it
+    _fail(hosts, "a.test", 2)
+    state = hosts.state("a.test")
+    assert state.given_up == "a.test given up after 2 breaker trips in a row (2 failures each)"
+    assert state.limit == 4  # its requests fail at once, none waits its turn
+    with pytest.raises(HostGivenUp, match=r"^a\.test given up after 2 breaker trips") as caught:
+        await hosts.wait_turn("a.test", "http://a.test/x")
+    assert caught.value.url == "http://a.test/x"
+    assert hosts.evict_idle(time.monotonic() + 3600, busy=lambda host: False) == 0  # not forgotten
+    await hosts.wait_turn("b.test", "http://b.test/")  # other hosts go on
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warnings == [
+        "resting a.test for 10s: 2 failures in a row (given up after 2 such trips in a row)",
+        "a.test given up after 2 breaker trips in a row (2 failures each): its requests fail from now on, "
+        "unsent (breaker.max_trips)",
+    ]
+
+
+def test_a_success_between_trips_starts_the_count_again_and_0_never_gives_up() -> None:
+    hosts = limiter(breaker={"failures": 1, "pause": 0, "max_trips": 2})
+    _fail(hosts, "a.test", 1)
+    hosts.begin("a.test", time.monotonic())
+    hosts.end("a.test", Signal.OK)
+    _fail(hosts, "a.test", 1)
+    assert hosts.state("a.test").given_up is None
+    never = limiter(breaker={"failures": 1, "pause": 0, "max_trips": 0})
+    _fail(never, "a.test", 50)
+    assert never.state("a.test").given_up is None
+
+
 async def test_a_paused_host_turns_requests_away_at_the_last_moment() -> None:
     hosts = limiter()
     hosts.pause("a.test", time.monotonic() + 5, "Retry-After")
     with pytest.raises(TryLater):
-        await hosts.wait_turn("a.test")
+        await hosts.wait_turn("a.test", "http://a.test/")
 
 
 def test_idle_hosts_are_forgotten_busy_and_slowed_ones_kept() -> None:
@@ -87,3 +129,8 @@ def test_idle_hosts_are_forgotten_busy_and_slowed_ones_kept() -> None:
     forgotten = hosts.evict_idle(time.monotonic() + 1, busy=lambda host: host == "busy.test")
     assert forgotten == 1
     assert len(hosts) == 3
+
+
+def test_the_policy_line_says_when_a_host_is_given_up() -> None:
+    assert "breaker after 5 failures rests a host 30s, 3 trips in a row give it up" in describe_policy(make_settings())
+    assert "give it up" not in describe_policy(make_settings(breaker={"max_trips": 0}))
