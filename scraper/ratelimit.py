@@ -211,7 +211,8 @@ class HostLimiter:
         self._stats.increment("hosts/breaker_trips")
         if breaker.max_trips and state.trips >= breaker.max_trips:
             # a host down for good: its requests would wait ever longer (20 requests to a port
-            # nothing listens on took ~1.7 hours of rests), so they fail now, each an error row
+            # nothing listens on were not done after 5 minutes; the doubling rests add up to
+            # ~1.7 hours), so they fail now, each an error row
             state.given_up = (
                 f"{host} given up after {state.trips} breaker trips in a row ({breaker.failures} failures each)"
             )
