@@ -62,7 +62,7 @@ class BreakerPolicy(_Strict):
 
     failures: PositiveInt = 5
     pause: NonNegativeFloat = 30.0  # doubles on each re-trip, up to 16 times this
-    max_trips: NonNegativeInt = 3  # trips in a row, no success between, that give the host up; 0: never
+    max_trips: NonNegativeInt = 5  # trips in a row, no success between, that give the host up; 0: never
 
 
 class RobotsPolicy(_Strict):

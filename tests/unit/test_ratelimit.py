@@ -132,5 +132,5 @@ def test_idle_hosts_are_forgotten_busy_and_slowed_ones_kept() -> None:
 
 
 def test_the_policy_line_says_when_a_host_is_given_up() -> None:
-    assert "breaker after 5 failures rests a host 30s, 3 trips in a row give it up" in describe_policy(make_settings())
+    assert "breaker after 5 failures rests a host 30s, 5 trips in a row give it up" in describe_policy(make_settings())
     assert "give it up" not in describe_policy(make_settings(breaker={"max_trips": 0}))
