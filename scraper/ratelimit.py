@@ -223,8 +223,8 @@ class HostLimiter:
         state.limit = 1  # half-open: one request probes the host when the pause ends
         reason = f"{breaker.failures} failures in a row"
         if state.trips == 1:  # said once: a crawl that waits on a resting host shows why
-            logger.warning("resting %s for %gs: %s (given up after %d such trips in a row)", host, pause, reason,
-                           breaker.max_trips)  # fmt: skip
+            later = f" (given up after {breaker.max_trips} such trips in a row)" if breaker.max_trips else ""
+            logger.warning("resting %s for %gs: %s%s", host, pause, reason, later)
         self.pause(host, time.monotonic() + pause, reason)
 
 

@@ -98,7 +98,9 @@ async def test_a_host_tripped_max_trips_times_in_a_row_is_given_up_and_its_reque
     ]
 
 
-def test_a_success_between_trips_starts_the_count_again_and_0_never_gives_up() -> None:
+def test_a_success_between_trips_starts_the_count_again_and_0_never_gives_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     hosts = limiter(breaker={"failures": 1, "pause": 0, "max_trips": 2})
     _fail(hosts, "a.test", 1)
     hosts.begin("a.test", time.monotonic())
@@ -106,8 +108,12 @@ def test_a_success_between_trips_starts_the_count_again_and_0_never_gives_up() -
     _fail(hosts, "a.test", 1)
     assert hosts.state("a.test").given_up is None
     never = limiter(breaker={"failures": 1, "pause": 0, "max_trips": 0})
-    _fail(never, "a.test", 50)
-    assert never.state("a.test").given_up is None
+    caplog.clear()
+    _fail(never, "b.test", 50)
+    assert never.state("b.test").given_up is None
+    assert [record.getMessage() for record in caplog.records if record.levelname == "WARNING"] == [
+        "resting b.test for 0s: 1 failures in a row"  # and no promise to give it up
+    ]
 
 
 async def test_a_paused_host_turns_requests_away_at_the_last_moment() -> None:
