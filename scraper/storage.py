@@ -111,8 +111,8 @@ class Storage:
         self._writer: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._tables = writes.ItemTables()
-        self._unwritten: Counter[str] = Counter()  # fingerprints queued but not yet committed
-        self._answers_known = answers_known
+        # fingerprints queued but not yet committed; None: known() is never asked
+        self._unwritten: Counter[str] | None = Counter() if answers_known else None
         self._queued_rows = 0
         self._room = asyncio.Condition()  # signalled when committed rows leave the queue
         self._stats_saved = 0.0
@@ -234,7 +234,7 @@ class Storage:
                 await self._room.wait_for(lambda: self._has_room_for(rows))
             self._check_writer()
         self._queued_rows += rows
-        if self._answers_known and (commit.requests or commit.refused):
+        if self._unwritten is not None and (commit.requests or commit.refused):
             self._unwritten.update(_fingerprints(commit.requests, commit.refused))
         await self._queue.put((commit, rows))
 
@@ -256,9 +256,10 @@ class Storage:
 
     async def known(self, fingerprints: Sequence[str]) -> set[str]:
         """Which of ``fingerprints`` this crawl has already seen: stored, or queued to be."""
-        if not self._answers_known:
+        unwritten = self._unwritten
+        if unwritten is None:
             raise RuntimeError("Storage(answers_known=False) does not track queued fingerprints")
-        found = {fingerprint for fingerprint in fingerprints if fingerprint in self._unwritten}
+        found = {fingerprint for fingerprint in fingerprints if fingerprint in unwritten}
         rest = [fingerprint for fingerprint in fingerprints if fingerprint not in found]
         for start in range(0, len(rest), 500):
             chunk = rest[start : start + 500]
@@ -437,7 +438,7 @@ class Storage:
             await self._roll_back(db)
             self._tables = writes.ItemTables()  # what it knew may include tables rolled back
             raise
-        self._committed(_fingerprints(requests, refused) if self._answers_known else (), stored)
+        self._committed(requests, refused, stored)
 
     async def _roll_back(self, db: aiosqlite.Connection) -> None:
         """Undo the failed transaction, if SQLite has not already (a full disk or an I/O error
@@ -466,13 +467,14 @@ class Storage:
             return items[:room]
         return items
 
-    def _committed(self, fingerprints: Iterable[str], stored: dict[str, int]) -> None:
+    def _committed(self, requests: list[Scheduled], refused: list[Refused], stored: dict[str, int]) -> None:
         """The transaction's requests are stored now; its items count."""
         unwritten = self._unwritten
-        for fingerprint in fingerprints:
-            unwritten[fingerprint] -= 1
-            if unwritten[fingerprint] <= 0:
-                unwritten.pop(fingerprint)  # only this batch's keys; dict.pop, not Counter's Python __delitem__
+        if unwritten is not None:
+            for fingerprint in _fingerprints(requests, refused):
+                unwritten[fingerprint] -= 1
+                if unwritten[fingerprint] <= 0:
+                    unwritten.pop(fingerprint)  # only this batch's keys; dict.pop, not Counter's Python __delitem__
         for table, count in stored.items():
             self._stats.increment(f"items/{table}", count)
             self._stats.increment("items/stored", count)
