@@ -292,16 +292,16 @@ def command_query(args: argparse.Namespace) -> int:
     if args.db is not None:
         if len(args.target) > 1:
             raise ScraperError('query --db PATH takes one SQL argument: query --db PATH "SELECT ..."')
-        database, sql = args.db, (args.target or [None])[0]
+        database, rest = args.db, args.target
     else:
         if len(args.target) not in (1, 2):
             raise ScraperError('query takes a spider and one SQL argument: query SPIDER "SELECT ..."')
         project = Project.load(args.config)
-        database, sql = project.database(project.spider_class(args.target[0])), (args.target[1:] or [None])[0]
-    if sql is None:
+        database, rest = project.database(project.spider_class(args.target[0])), args.target[1:]
+    if not rest:
         return _show_tables(database, args)
-    columns, rows, more = asyncio.run(run_query(database, sql, limit=args.rows))
-    out.print(_query_view(columns, [[_cell(value) for value in row] for row in rows], out.width))
+    columns, rows, more = asyncio.run(run_query(database, rest[0], limit=args.rows))
+    _print_rows(columns, rows)
     if more:
         out.print(
             f"the first {len(rows):,} rows; more follow (LIMIT / OFFSET in the SQL, or --rows N; 0: all)", style="dim"
@@ -314,11 +314,15 @@ def command_query(args: argparse.Namespace) -> int:
 def _show_tables(database: Path, args: argparse.Namespace) -> int:
     """``query`` without SQL: the tables there are to query, and a query to start from."""
     columns, rows = asyncio.run(tables_overview(database))
-    out.print(_query_view(columns, [[_cell(value) for value in row] for row in rows], out.width))
+    _print_rows(columns, rows)
     target = shlex.join(["--db", str(args.db)] if args.db is not None else args.target[:1])
     first = rows[0][0] if rows else "scraper_crawls"
     out.print(f"python -m scraper query {target} {shlex.quote(f'SELECT * FROM {first} LIMIT 5')}", style="dim")
     return EXIT_OK
+
+
+def _print_rows(columns: list[str], rows: Sequence[Sequence[object]]) -> None:
+    out.print(_query_view(columns, [[_cell(value) for value in row] for row in rows], out.width))
 
 
 def _query_view(columns: list[str], rows: list[list[Text]], width: int) -> RenderableType:

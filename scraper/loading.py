@@ -12,7 +12,8 @@ from scraper.errors import ConfigError, describe
 def load_object(path: str, *, setting: str) -> Any:
     module_name, sep, attribute = path.partition(":")
     if not sep or not module_name or not attribute:
-        hint = f" ({colon_form(path)}?)" if colon_form(path) != path else ""
+        ours = colon_form(path)
+        hint = f" ({ours}?)" if ours != path else ""
         raise ConfigError(f"{setting}: {path!r} must look like 'package.module:Name'{hint}")
     try:
         module = importlib.import_module(module_name)
