@@ -40,6 +40,7 @@ from typing import Any, BinaryIO, Protocol, cast
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from scraper import habits
 from scraper.codec import callback_name, callback_named
 from scraper.deadline import Deadlines
 from scraper.errors import ConfigError, ScraperError, describe
@@ -547,6 +548,7 @@ async def _serve_pages(spider: Spider, source: BinaryIO, sink: BinaryIO) -> None
         try:
             reply: tuple[str, Any] = ("ok", await _handle(spider, page))
         except Exception as exc:
+            habits.annotate(exc)  # here, where the error still knows its object: that does not travel
             reply = ("error", (exc, "".join(traceback.format_exception(exc))))
         _write(sink, reply)
 

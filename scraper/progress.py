@@ -18,6 +18,7 @@ from rich.text import Text
 from scraper.stats import Stats
 
 _REFRESH_SECONDS = 0.25
+_EXAMPLE_CHARS = 240  # an error's first message in the summary, at most: the rest is in scraper_errors
 
 
 class CrawlView(Protocol):
@@ -93,10 +94,22 @@ def summary(
     if filtered := stats.under("requests/filtered"):  # why pages were not fetched: robots.txt, offsite...
         table.add_row("filtered", ", ".join(f"{reason}: {count:,}" for reason, count in filtered.items()))
     errors = stats.under("errors")
-    table.add_row("errors", ", ".join(f"{kind}: {count:,}" for kind, count in errors.items()) or "none")
+    if not errors:
+        table.add_row("errors", "none")
+    for row, (kind, count) in enumerate(errors.items()):  # each kind with its first message, if this run saw one
+        text = Text(f"{kind}: {count:,}")
+        if example := stats.examples.get(f"errors/{kind}"):
+            text.append(f"\n  first: {_shortened(example)}", style="dim")
+        table.add_row("" if row else "errors", text)
     table.add_row("database", str(database))
     query = f"SELECT * FROM {next(iter(tables), 'scraper_errors')} LIMIT 5"
     table.add_row("look", f"python -m scraper query --db {shlex.quote(str(database))} {shlex.quote(query)}")
     if resume:
         table.add_row("resume", resume)
     return Group(table)
+
+
+def _shortened(message: str) -> str:
+    """``message`` on one line, cut to ``_EXAMPLE_CHARS``."""
+    line = " ".join(message.split())
+    return line if len(line) <= _EXAMPLE_CHARS else line[: _EXAMPLE_CHARS - 1] + "…"

@@ -6,10 +6,14 @@ built per page; a frozen dataclass sets each field through ``object.__setattr__`
 
 from __future__ import annotations
 
+import logging
+import sysconfig
 import traceback
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
+from scraper import habits
 from scraper.errors import CallbackTimeout, FetchError
 from scraper.frontier import Refused, Scheduled
 from scraper.stats import Stats
@@ -33,13 +37,53 @@ class ErrorRecord(NamedTuple):
     traceback: str | None
 
 
-def error_record(stage: str, error: BaseException, url: str | None, stats: Stats, *, context: str = "") -> ErrorRecord:
+logger = logging.getLogger("scraper.errors")
+
+_QUIET_STAGES = frozenset({"fetch"})  # failures of the web, not of the project: counted, not announced
+_LIBRARY_PATHS = (
+    str(Path(__file__).resolve().parent),
+    sysconfig.get_paths()["stdlib"],
+    sysconfig.get_paths()["purelib"],
+)
+
+
+def error_record(
+    stage: str, error: BaseException, url: str | None, stats: Stats, *, context: str = "", announce: bool = True
+) -> ErrorRecord:
     """Describe ``error`` for ``scraper_errors`` and count it. Expected fetch failures carry
-    no traceback: the message says it all."""
-    stats.increment(f"errors/{stage}/{type(error).__name__}")
-    trace = None if isinstance(error, (FetchError, CallbackTimeout)) else "".join(traceback.format_exception(error))
-    message = str(error) or type(error).__name__
-    return ErrorRecord(url, stage, type(error).__name__, f"{context}{message}", trace)
+    no traceback: the message says it all. Any other error gets the hint for a Scrapy habit
+    that caused it (``habits``), and the first of its kind in a run is logged as a warning,
+    where the spider's author sees it at once (unless ``announce`` is off: counts that are
+    merged later)."""
+    expected = isinstance(error, (FetchError, CallbackTimeout))
+    if not expected:
+        habits.annotate(error)
+    message = f"{context}{str(error) or type(error).__name__}"
+    if notes := getattr(error, "__notes__", None):
+        message += f" ({'; '.join(map(str, notes))})"
+    error_type = type(error).__name__
+    first = stats.count_error(f"errors/{stage}/{error_type}", message)
+    if first and announce and stage not in _QUIET_STAGES:
+        where = _where(error)
+        logger.warning(
+            "%s error%s: %s: %s%s; more of this kind are only counted (scraper_errors holds them all)",
+            stage, f" on {url}" if url else "", error_type, message, f" [{where}]" if where else "",
+        )  # fmt: skip
+    trace = None if expected else "".join(traceback.format_exception(error))
+    return ErrorRecord(url, stage, error_type, message, trace)
+
+
+def _where(error: BaseException) -> str:
+    """The innermost line of the project's own code in ``error``'s traceback ("" if none)."""
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        path = str(Path(frame.filename).resolve())
+        if not path.startswith(_LIBRARY_PATHS) and not frame.filename.startswith("<"):
+            try:
+                shown = str(Path(path).relative_to(Path.cwd()))
+            except ValueError:
+                shown = path
+            return f"{shown}:{frame.lineno}, in {frame.name}"
+    return ""
 
 
 class Outcome(NamedTuple):

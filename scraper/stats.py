@@ -13,10 +13,26 @@ ITEM_TOTALS = frozenset({"scraped", "dropped", "stored", "over_limit"})
 class Stats:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.examples: dict[str, str] = {}  # the first message of each error kind, for the summary
         self.started = time.monotonic()
 
     def increment(self, key: str, amount: int = 1) -> None:
         self.counts[key] += amount
+
+    def count_error(self, key: str, message: str) -> bool:
+        """Count an error of the kind ``key``; True for the first of its kind in this run,
+        whose ``message`` is kept as the kind's example (a few kinds a crawl: bounded)."""
+        self.counts[key] += 1
+        if key in self.examples:
+            return False
+        self.examples[key] = message
+        return True
+
+    def add(self, other: Stats) -> None:
+        """Add ``other``'s counts, and its examples of kinds this has none of."""
+        self.counts.update(other.counts)
+        for key, message in other.examples.items():
+            self.examples.setdefault(key, message)
 
     def get(self, key: str) -> int:
         return self.counts.get(key, 0)

@@ -399,7 +399,14 @@ class Storage:
             tried = len(unstorable)
             counted = Stats()  # counted once the commit is in
             failures = [
-                error_record("validate", cause, item.url, counted, context=f"not stored in table {item.table!r}: ")
+                error_record(
+                    "validate",
+                    cause,
+                    item.url,
+                    counted,
+                    context=f"not stored in table {item.table!r}: ",
+                    announce=False,
+                )
                 for item, cause in unstorable
             ]
             kept = [item for item in commit.items if all(item is not bad for bad, _ in unstorable)]
@@ -408,8 +415,7 @@ class Storage:
             except _UNSTORABLE as again:
                 error = again
             else:
-                for key, count in counted.counts.items():
-                    self._stats.increment(key, count)
+                self._stats.add(counted)
                 return
         url = commit.items[0].url if commit.items else None
         failure = error_record("validate", error, url, self._stats, context="the page's items could not be stored: ")

@@ -101,6 +101,19 @@ class StraySpider(TroubleSpider):
         yield Page(url=response.url, n=n, pid=os.getpid())
 
 
+class PortedSpider(TroubleSpider):
+    """Pages 13 and 14 use parsel's API, as a spider ported from Scrapy does at first."""
+
+    name = "ported"
+
+    async def parse_page(self, response: Response, n: int) -> AsyncIterator[Any]:
+        if n == 13:
+            response.css("p").get()  # type: ignore[attr-defined]
+        if n == 14:
+            response.xpath("//p/text()")  # type: ignore[attr-defined]
+        yield Page(url=response.url, n=n, pid=os.getpid())
+
+
 @pytest.fixture
 async def pages_site() -> AsyncIterator[str]:
     async def page(request: web.Request) -> web.Response:
@@ -157,6 +170,23 @@ async def test_a_stray_output_is_an_error_row_and_the_page_keeps_the_rest(
         (f"{pages_site}/page/11", "parse", "TypeError", "callback yielded str; expected Request, Item or dict")
     ]
     assert rows(database, "SELECT count(*) FROM scraper_requests WHERE state != 'done'") == [(0,)]
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+async def test_a_scrapy_habit_s_error_row_says_what_to_write_instead(
+    pages_site: str, database: Path, processes: int
+) -> None:
+    result = await crawl(PortedSpider(base_url=pages_site), database, parse_processes=processes)
+
+    assert result.status == "finished"
+    assert rows(database, "SELECT count(*) FROM page") == [(18,)]
+    errors = dict(rows(database, "SELECT url, message FROM scraper_errors WHERE stage = 'parse'"))
+    assert errors.keys() == {f"{pages_site}/page/13", f"{pages_site}/page/14"}
+    assert errors[f"{pages_site}/page/13"].startswith(
+        "'list' object has no attribute 'get' (hint: css() returns a list of selectolax nodes"
+    )  # in a parse process too, where the error's object stays behind
+    assert "(hint: XPath is not available here" in errors[f"{pages_site}/page/14"]
+    assert result.stats.examples["errors/parse/AttributeError"] in errors.values()
 
 
 async def test_a_child_that_dies_fails_only_its_page(

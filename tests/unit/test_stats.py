@@ -57,3 +57,16 @@ def test_get_does_not_create_counters() -> None:
     stats = Stats()
     stats.get("items/product")
     assert stats.under("items") == {}
+
+
+def test_count_error_keeps_the_first_message_of_each_kind_and_add_merges_them() -> None:
+    stats, later = Stats(), Stats()
+    assert stats.count_error("errors/parse/KeyError", "'title'") is True
+    assert stats.count_error("errors/parse/KeyError", "'price'") is False
+    assert later.count_error("errors/parse/KeyError", "'sku'") is True
+    assert later.count_error("errors/validate/ValueError", "too big") is True
+
+    stats.add(later)
+
+    assert stats.get("errors/parse/KeyError") == 3 and stats.get("errors/validate/ValueError") == 1
+    assert stats.examples == {"errors/parse/KeyError": "'title'", "errors/validate/ValueError": "too big"}

@@ -1,0 +1,60 @@
+"""Hints for errors that a Scrapy habit causes here, added to the error as a note.
+
+A spider ported from Scrapy reaches for parsel's API (``response.xpath()``, ``.get()`` on
+what ``css()`` returned, ``node.attrib``) or treats an item as a dict, and Python's own
+message ("'list' object has no attribute 'get'") does not say what to write instead. The
+note does, in the error row's message and in the traceback. Only failures pay for this: it
+runs where an error is recorded, never on a page that works.
+
+Notes survive pickling, so a parse process annotates its callback's error before sending it
+back: the attribute error's ``obj`` does not travel."""
+
+from __future__ import annotations
+
+import builtins
+import re
+
+from selectolax.lexbor import LexborNode
+
+from scraper.http import Response
+
+_PARSEL_METHODS = frozenset({"get", "getall", "extract", "extract_first", "re", "re_first", "attrib", "xpath"})
+_TAKE = "take response.css_first(selector).text(), or node.attributes['href'] of each node in response.css(selector)"
+_NOT_SUBSCRIPTABLE = re.compile(r"'(\w+)' object (?:is not subscriptable|does not support item assignment)")
+_BUILTIN_TYPES = frozenset({"NoneType", *(name for name, value in vars(builtins).items() if isinstance(value, type))})
+_PREFIX = "hint: "
+
+
+def hint_for(error: BaseException) -> str | None:
+    """What to write instead, when ``error`` looks like a Scrapy habit; else None."""
+    if isinstance(error, AttributeError):
+        return _attribute_hint(error.obj, error.name)
+    match = _NOT_SUBSCRIPTABLE.search(str(error)) if isinstance(error, TypeError) else None
+    if match and match.group(1) not in _BUILTIN_TYPES:  # a class of the project's: most likely an Item
+        return "an Item is a pydantic model, not a dict: read and set its fields as attributes (item.price)"
+    return None
+
+
+def _attribute_hint(owner: object, name: str | None) -> str | None:
+    if isinstance(owner, Response):
+        if name in ("xpath", "selector"):
+            return f"XPath is not available here (selectolax's Lexbor reads CSS selectors): {_TAKE}"
+        return None
+    if isinstance(owner, (list, LexborNode)) and name in _PARSEL_METHODS:
+        what = "css() returns a list of selectolax nodes" if isinstance(owner, list) else "a selectolax node"
+        if name == "attrib":
+            return f"{what}, not parsel's selectors: a node's attributes are node.attributes"
+        return f"{what}, not parsel's selectors: {_TAKE}"
+    if owner is None and name in ("text", "attributes", "css", "css_first", "html"):
+        return "css_first() returns None when nothing matches: check for None first"
+    return None
+
+
+def annotate(error: BaseException) -> None:
+    """Add the hint for ``error`` as a note (once), if there is one."""
+    found = hint_for(error)
+    if found is None:
+        return
+    note = _PREFIX + found
+    if note not in getattr(error, "__notes__", ()):
+        error.add_note(note)

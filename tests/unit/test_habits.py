@@ -1,0 +1,119 @@
+"""Tests for the hints added to errors that a Scrapy habit causes, and for how a recorded
+error carries its hint and is announced once."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from scraper import Item, Request, Response
+from scraper.habits import annotate, hint_for
+from scraper.progress import summary
+from scraper.records import error_record
+from scraper.stats import Stats
+
+URL = "https://example.com/quotes"
+
+
+class Quote(Item):
+    text: str
+
+
+def page() -> Response:
+    body = b'<div class="quote"><span class="text">A</span><a href="/next">next</a></div>'
+    return Response(url=URL, status=200, body=body, request=Request(URL))
+
+
+def raised(action: Callable[[], Any]) -> BaseException:
+    """The error ``action`` raises, raised for real (so it carries what Python attaches)."""
+    try:
+        action()
+    except Exception as exc:
+        return exc
+    raise AssertionError("nothing was raised")
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        (lambda: page().xpath("//div"), "XPath is not available here"),  # type: ignore[attr-defined]
+        (lambda: page().css("span.text").get(), "css() returns a list of selectolax nodes"),  # type: ignore[attr-defined]
+        (lambda: page().css("a").getall(), "css() returns a list of selectolax nodes"),  # type: ignore[attr-defined]
+        (lambda: page().css("span").extract_first(), "css() returns a list of selectolax nodes"),  # type: ignore[attr-defined]
+        (lambda: page().css_first("span").get(), "a selectolax node, not parsel's"),  # type: ignore[union-attr]
+        (lambda: page().css_first("a").attrib["href"], "a node's attributes are node.attributes"),  # type: ignore[union-attr]
+        (lambda: page().css_first("h1").text(), "css_first() returns None when nothing matches"),  # type: ignore[union-attr]
+        (lambda: Quote(text="a")["text"], "an Item is a pydantic model, not a dict"),  # type: ignore[index]
+    ],
+)
+def test_a_scrapy_habit_gets_a_hint_that_says_what_to_write(action: Callable[[], Any], expected: str) -> None:
+    assert expected in (hint_for(raised(action)) or "")
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        lambda: page().no_such_thing,  # type: ignore[attr-defined]
+        lambda: [].append.missing,  # type: ignore[attr-defined]
+        lambda: {}.get("missing")["key"],  # type: ignore[index]
+        lambda: (1).text,  # type: ignore[attr-defined]
+        lambda: int("x"),
+    ],
+)
+def test_other_errors_get_no_hint(action: Callable[[], Any]) -> None:
+    error = raised(action)
+    assert hint_for(error) is None
+    annotate(error)
+    assert not getattr(error, "__notes__", None)
+
+
+def test_the_hint_is_a_note_added_once_that_survives_pickling() -> None:
+    error = raised(lambda: page().css("a").get())  # type: ignore[attr-defined]
+    annotate(error)
+    annotate(error)
+    assert len(error.__notes__) == 1 and error.__notes__[0].startswith("hint: css() returns")
+    copy = pickle.loads(pickle.dumps(error))  # as a parse process sends it back: without its obj
+    assert hint_for(copy) is None and copy.__notes__ == error.__notes__
+
+
+def test_an_error_row_carries_the_hint_and_only_the_first_of_a_kind_is_announced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="scraper.errors")
+    stats = Stats()
+    records = [error_record("parse", raised(lambda: page().xpath("//a")), URL, stats) for _ in range(3)]  # type: ignore[attr-defined]
+    fetch = error_record("fetch", ConnectionError("refused"), URL, stats)
+
+    assert {record.message for record in records} == {
+        "'Response' object has no attribute 'xpath' (hint: XPath is not available here (selectolax's Lexbor "
+        "reads CSS selectors): take response.css_first(selector).text(), or node.attributes['href'] of each "
+        "node in response.css(selector))"
+    }
+    assert "hint: XPath" in (records[0].traceback or "")
+    assert stats.get("errors/parse/AttributeError") == 3
+    assert stats.examples["errors/parse/AttributeError"] == records[0].message
+    assert stats.examples["errors/fetch/ConnectionError"] == fetch.message == "refused"
+    warnings = [record.getMessage() for record in caplog.records if record.name == "scraper.errors"]
+    assert len(warnings) == 1  # the first parse error; the next two and the fetch error are counted only
+    assert warnings[0].startswith(f"parse error on {URL}: AttributeError: 'Response' object has no attribute 'xpath'")
+    assert "[tests/unit/test_habits.py:" in warnings[0] and ", in <lambda>]" in warnings[0]
+
+
+def test_the_summary_shows_each_error_kind_with_its_first_message() -> None:
+    stats = Stats()
+    error_record("parse", raised(lambda: page().css("a").get()), URL, stats)  # type: ignore[attr-defined]
+    error_record("parse", raised(lambda: page().css("a").get()), URL, stats)  # type: ignore[attr-defined]
+    stats.increment("errors/fetch/FetchTimeout")  # counted in an earlier run: no example in this one
+    console = Console(width=400, record=True)
+    console.print(summary(spider="quotes", status="finished", reason="finished", stats=stats, database=URL))  # type: ignore[arg-type]
+    lines = [line.strip() for line in console.export_text().splitlines()]
+
+    kinds = lines.index("errors      fetch/FetchTimeout: 1")
+    assert lines[kinds + 1] == "parse/AttributeError: 2"
+    assert lines[kinds + 2].startswith("first: 'list' object has no attribute 'get' (hint: css() returns a list")
+    assert lines[kinds + 3].startswith("database")
