@@ -34,7 +34,7 @@ from scraper.runtime import CrawlCollector, keep_freed_heap
 from scraper.scheduler import Scheduler
 from scraper.seen import MemorySeen, SeenSet, StoredSeen
 from scraper.settings import Settings
-from scraper.spider import Spider, start_requests_of, stray_start
+from scraper.spider import Spider, run_hook, start_requests_of, stray_start
 from scraper.sqlite_frontier import SQLiteFrontier
 from scraper.stats import Stats
 from scraper.storage import Storage
@@ -148,7 +148,7 @@ class Engine:
 
     async def _open_spider(self) -> None:
         try:
-            await self.spider.opened()
+            await run_hook(self.spider.opened)
         except Exception as exc:
             raise OpenFailed(f"{type(self.spider).__name__}.opened() failed: {describe(exc)}") from exc
 
@@ -293,7 +293,7 @@ class Engine:
         except Exception:
             logger.exception("a pipeline stage failed to close")
         try:
-            await self.spider.closed(reason)
+            await run_hook(self.spider.closed, reason)
         except Exception:
             logger.exception("%s.closed() failed", type(self.spider).__name__)
         await storage.finish_crawl(status=status, reason=reason)

@@ -92,10 +92,18 @@ class Spider:
         yield  # pragma: no cover - makes this an async generator like the overrides
 
     async def opened(self) -> None:
-        """Called once before the first request."""
+        """Called once before the first request (a plain ``def`` works too)."""
 
     async def closed(self, reason: str) -> None:
-        """Called once after the last response, with the finish reason."""
+        """Called once after the last response, with the finish reason (a plain ``def`` works too)."""
+
+
+async def run_hook(hook: Callable[..., Any], *arguments: Any) -> None:
+    """Call ``opened()`` or ``closed(reason)``: an ``async def``, or a plain ``def`` as Scrapy's
+    ``closed(reason)`` is (awaited only when it returns something awaitable)."""
+    result = hook(*arguments)
+    if inspect.isawaitable(result):
+        await result
 
 
 def callback_of(spider: Spider, request: Request) -> Callable[..., Any]:

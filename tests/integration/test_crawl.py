@@ -259,6 +259,35 @@ async def test_a_broken_start_generator_or_closing_hook_does_not_end_the_crawl(
     assert "BrokenStartSpider.closed() failed" in caplog.text
 
 
+class PlainHooksSpider(FaultySpider):
+    """Hooks written as in Scrapy: plain ``def``s (Scrapy's ``closed(reason)`` is one)."""
+
+    name = "plain_hooks"
+
+    def opened(self) -> None:  # type: ignore[override]
+        self.calls = ["opened"]
+
+    def closed(self, reason: str) -> None:  # type: ignore[override]
+        self.calls.append(f"closed: {reason}")
+
+    async def start_requests(self) -> AsyncIterator[Request]:
+        yield Request(f"{self.base_url}/good", callback=self.parse_page)
+
+
+async def test_a_spider_s_hooks_may_be_plain_functions(database: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A plain ``def closed(self, reason)`` once failed the crawl before it began: opened() of
+    the same kind returned None, which was awaited."""
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        spider = PlainHooksSpider(base_url)
+        result = await crawl(spider, database)
+
+    assert (result.status, result.reason) == ("finished", "finished")
+    assert spider.calls == ["opened", "closed: finished"]
+    assert rows(database, "SELECT name FROM thing ORDER BY name") == [("alpha",), ("beta",)]
+    assert "closed() failed" not in caplog.text
+
+
 class PlainStartSpider(FaultySpider):
     """start_requests written as in Scrapy: a plain generator."""
 
