@@ -1,7 +1,8 @@
 """Hints for errors that a Scrapy habit causes here, added to the error as a note.
 
 A spider ported from Scrapy reaches for parsel's API (``response.xpath()``, ``.get()`` on
-what ``css()`` returned, ``node.attrib``) or treats an item as a dict, and Python's own
+what ``css()`` returned, ``node.attrib``) or Scrapy's (``self.log()``, ``self.crawler``),
+or treats an item as a dict, and Python's own
 message ("'list' object has no attribute 'get'") does not say what to write instead. The
 note does, in the error row's message and in the traceback. Only failures pay for this: it
 runs where an error is recorded, never on a page that works.
@@ -17,11 +18,16 @@ import re
 from selectolax.lexbor import LexborNode
 
 from scraper.http import Response
+from scraper.spider import Spider
 
 _PARSEL_METHODS = frozenset({"get", "getall", "extract", "extract_first", "re", "re_first", "attrib", "xpath"})
 _TAKE = "take response.css_first(selector).text(), or node.attributes['href'] of each node in response.css(selector)"
 _NOT_SUBSCRIPTABLE = re.compile(r"'(\w+)' object (?:is not subscriptable|does not support item assignment)")
 _BUILTIN_TYPES = frozenset({"NoneType", *(name for name, value in vars(builtins).items() if isinstance(value, type))})
+_NO_CRAWLER = (
+    "there is no crawler object here: the spider's settings are self.settings, and the crawl's counts are "
+    "kept by the framework (scraper_crawls.stats)"
+)
 _PREFIX = "hint: "
 
 
@@ -39,6 +45,12 @@ def _attribute_hint(owner: object, name: str | None) -> str | None:
     if isinstance(owner, Response):
         if name in ("xpath", "selector"):
             return f"XPath is not available here (selectolax's Lexbor reads CSS selectors): {_TAKE}"
+        return None
+    if isinstance(owner, Spider):
+        if name == "log":
+            return "a spider logs with self.logger.info(...) (the standard library's logging)"
+        if name == "crawler":
+            return _NO_CRAWLER
         return None
     if isinstance(owner, (list, LexborNode)) and name in _PARSEL_METHODS:
         what = "css() returns a list of selectolax nodes" if isinstance(owner, list) else "a selectolax node"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from scraper import Item, Request, Response
+from scraper import Item, Request, Response, Spider
 from scraper.habits import annotate, hint_for
 from scraper.progress import summary
 from scraper.records import error_record
@@ -49,6 +49,8 @@ def raised(action: Callable[[], Any]) -> BaseException:
         (lambda: page().css_first("a").attrib["href"], "a node's attributes are node.attributes"),  # type: ignore[union-attr]
         (lambda: page().css_first("h1").text(), "css_first() returns None when nothing matches"),  # type: ignore[union-attr]
         (lambda: Quote(text="a")["text"], "an Item is a pydantic model, not a dict"),  # type: ignore[index]
+        (lambda: Spider().log("hello"), "a spider logs with self.logger.info(...)"),  # type: ignore[attr-defined]
+        (lambda: Spider().crawler.stats, "there is no crawler object here"),  # type: ignore[attr-defined]
     ],
 )
 def test_a_scrapy_habit_gets_a_hint_that_says_what_to_write(action: Callable[[], Any], expected: str) -> None:
@@ -59,6 +61,7 @@ def test_a_scrapy_habit_gets_a_hint_that_says_what_to_write(action: Callable[[],
     "action",
     [
         lambda: page().no_such_thing,  # type: ignore[attr-defined]
+        lambda: Spider().no_such_thing,  # type: ignore[attr-defined]
         lambda: [].append.missing,  # type: ignore[attr-defined]
         lambda: {}.get("missing")["key"],  # type: ignore[index]
         lambda: (1).text,  # type: ignore[attr-defined]
