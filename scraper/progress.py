@@ -99,7 +99,7 @@ def summary(
     for row, (kind, count) in enumerate(errors.items()):  # each kind with its first message, if this run saw one
         text = Text(f"{kind}: {count:,}")
         if example := stats.examples.get(f"errors/{kind}"):
-            text.append(f"\n  first: {_shortened(example)}", style="dim")
+            text.append(f"\n  first: {one_line(example, _EXAMPLE_CHARS)}", style="dim")
         table.add_row("" if row else "errors", text)
     table.add_row("database", str(database))
     query = f"SELECT * FROM {next(iter(tables), 'scraper_errors')} LIMIT 5"
@@ -109,7 +109,7 @@ def summary(
     return Group(table)
 
 
-def _shortened(message: str) -> str:
-    """``message`` on one line, cut to ``_EXAMPLE_CHARS``."""
+def one_line(message: str, limit: int) -> str:
+    """``message`` on one line (a pydantic error spans several), cut to ``limit`` characters."""
     line = " ".join(message.split())
-    return line if len(line) <= _EXAMPLE_CHARS else line[: _EXAMPLE_CHARS - 1] + "…"
+    return line if len(line) <= limit else line[: limit - 1] + "…"

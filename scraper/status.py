@@ -22,10 +22,12 @@ from rich.text import Text
 from scraper.crawls import RESUMABLE, count_items
 from scraper.errors import StorageError
 from scraper.lock import CrawlLock
+from scraper.progress import one_line
 from scraper.query import read_only
 
 RATE_WINDOW = 60.0  # seconds of finished pages the rate is measured over
 TOP_HOSTS = 20
+_FIRST_CHARS = 150  # of a kind's first error message: two lines on 80 columns; the rest is in scraper_errors
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class ErrorCount:
     stage: str
     error_type: str
     count: int
+    first: str  # the message of the kind's first error in the crawl
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -147,8 +150,10 @@ async def host_counts(db: aiosqlite.Connection, crawl_id: int, *, live: bool) ->
 
 
 async def error_counts(db: aiosqlite.Connection, crawl_id: int) -> list[ErrorCount]:
-    sql = """SELECT stage, error_type, count(*) FROM scraper_errors WHERE crawl_id = ?
-             GROUP BY stage, error_type ORDER BY count(*) DESC, stage, error_type"""
+    sql = """WITH kinds AS (SELECT stage, error_type, count(*) AS n, min(id) AS first FROM scraper_errors
+                            WHERE crawl_id = ? GROUP BY stage, error_type)
+             SELECT kinds.stage, kinds.error_type, n, message FROM kinds JOIN scraper_errors ON id = first
+             ORDER BY n DESC, kinds.stage, kinds.error_type"""
     async with db.execute(sql, (crawl_id,)) as cursor:
         return [ErrorCount(*row) for row in await cursor.fetchall()]
 
@@ -261,8 +266,9 @@ def _items_table(items: dict[str, int]) -> Table | Text:
 
 def _error_table(errors: list[ErrorCount]) -> Table | Text:
     table = _table("errors", "stage", "error", "count", text=2)
+    table.add_column("first")  # the widest column: what a narrow terminal wraps first
     for error in errors:
-        table.add_row(error.stage, error.error_type, f"{error.count:,}")
+        table.add_row(error.stage, error.error_type, f"{error.count:,}", one_line(error.first, _FIRST_CHARS))
     return table if errors else Text("errors: none", style="italic")
 
 

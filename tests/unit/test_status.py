@@ -58,15 +58,17 @@ async def test_a_live_crawl_shows_its_leased_requests(database: Path) -> None:
         spilled = [scheduled(f"http://b.test/{n}", in_memory=False) for n in range(2)]
         await storage.submit(Commit(requests=[*held, *spilled]))
         error = ErrorRecord("http://a.test/0", "parse", "ValueError", "bad", None)
+        again = ErrorRecord("http://a.test/1", "parse", "ValueError", "worse", None)
         page = stored_item({"name": "x"}, "http://a.test/0")
         await storage.submit(Commit(outcome=Outcome(held[0].fingerprint, "done"), items=[page], errors=[error]))
+        await storage.submit(Commit(errors=[again]))
         await storage.lease_pending(0)  # a barrier: every commit queued before it is written
 
         status = await read_status(database)
         assert status is not None and status.live and status.state == "running"
         assert status.hosts == [HostCounts("a.test", 0, 2, 1, 0, 0), HostCounts("b.test", 2, 0, 0, 0, 0)]
         assert status.items == {"item": 1}
-        assert status.errors == [ErrorCount("parse", "ValueError", 1)]
+        assert status.errors == [ErrorCount("parse", "ValueError", 2, first="bad")]
         assert status.rate.pages == 1 and status.rate.eta is not None
         await storage.finish_crawl(status="finished", reason="finished")
 
@@ -173,7 +175,13 @@ async def test_render_fits_80_columns_and_folds_many_hosts(database: Path) -> No
     hosts = [(f"host-{n:02d}.a-rather-long-subdomain.example.com", "done", 0, 5.0) for n in range(25)]
     make_database(database, [*hosts, ("host-00.a-rather-long-subdomain.example.com", "pending", 1, 5.0)])
     with closing(sqlite3.connect(database)) as db, db:
-        db.execute("INSERT INTO scraper_errors VALUES (1, 1, 'u', 'fetch', 'HttpStatusError', 'm', NULL, ?)", (iso(1),))
+        db.execute(
+            "INSERT INTO scraper_errors VALUES (1, 1, 'u', 'fetch', 'HttpStatusError', 'HTTP 503', NULL, ?)", (iso(1),)
+        )
+        long = "1 validation error for Product\nprice\n  Input should be a valid number " + "x" * 300
+        db.execute(
+            "INSERT INTO scraper_errors VALUES (2, 1, 'u', 'validate', 'ValidationError', ?, NULL, ?)", (long, iso(1))
+        )
     with CrawlLock(database):
         status = await read_status(database, now=NOW)
     assert status is not None
@@ -184,3 +192,7 @@ async def test_render_fits_80_columns_and_folds_many_hosts(database: Path) -> No
     assert re.search(r"host +pending +leased +done +failed +filtered", text)  # "in flight" read as fetching
     assert "running" in text and "5 more hosts" in text and "all 25 hosts" in text
     assert "HttpStatusError" in text and "items stored: none" in text and "ETA 2.4s" in text
+    assert re.search(r"stage +error +count +first", text) and re.search(r"HttpStatusError +1 +HTTP 503", text)
+    words = " ".join(text.split())  # the message's own line breaks are spaces; the column wraps it
+    assert "ValidationError 1 1 validation error for Product price Input should be a valid number xxx" in words
+    assert "xxx…" in text  # cut: the whole message is in scraper_errors
