@@ -35,6 +35,8 @@ def hint_for(error: BaseException) -> str | None:
     """What to write instead, when ``error`` looks like a Scrapy habit; else None."""
     if isinstance(error, AttributeError):
         return _attribute_hint(error.obj, error.name)
+    if isinstance(error, KeyError) and error.args == ("depth",):
+        return "if this was meta['depth'], Scrapy's: a request's depth is response.request.depth here"
     match = _NOT_SUBSCRIPTABLE.search(str(error)) if isinstance(error, TypeError) else None
     if match and match.group(1) not in _BUILTIN_TYPES:  # a class of the project's: most likely an Item
         return "an Item is a pydantic model, not a dict: read and set its fields as attributes (item.price)"

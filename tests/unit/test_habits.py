@@ -49,6 +49,7 @@ def raised(action: Callable[[], Any]) -> BaseException:
         (lambda: page().css_first("a").attrib["href"], "a node's attributes are node.attributes"),  # type: ignore[union-attr]
         (lambda: page().css_first("h1").text(), "css_first() returns None when nothing matches"),  # type: ignore[union-attr]
         (lambda: Quote(text="a")["text"], "an Item is a pydantic model, not a dict"),  # type: ignore[index]
+        (lambda: page().meta["depth"], "a request's depth is response.request.depth here"),
         (lambda: Spider().log("hello"), "a spider logs with self.logger.info(...)"),  # type: ignore[attr-defined]
         (lambda: Spider().crawler.stats, "there is no crawler object here"),  # type: ignore[attr-defined]
     ],
@@ -66,6 +67,7 @@ def test_a_scrapy_habit_gets_a_hint_that_says_what_to_write(action: Callable[[],
         lambda: {}.get("missing")["key"],  # type: ignore[index]
         lambda: (1).text,  # type: ignore[attr-defined]
         lambda: int("x"),
+        lambda: page().meta["price"],
     ],
 )
 def test_other_errors_get_no_hint(action: Callable[[], Any]) -> None:
