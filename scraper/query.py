@@ -5,6 +5,7 @@ The file is opened with ``mode=ro``: a query can never change or lock a crawl's 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -15,6 +16,11 @@ import aiosqlite
 
 from scraper.errors import StorageError
 from scraper.schema import quote
+
+_TABLE_NAMES = (  # the item tables first, then the framework's
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+    "ORDER BY name LIKE 'scraper\\_%' ESCAPE '\\', name"
+)
 
 
 @asynccontextmanager
@@ -44,9 +50,24 @@ async def run_query(
                 rows = list(await (cursor.fetchmany(limit + 1) if limit else cursor.fetchall()))
                 columns = [description[0] for description in cursor.description or ()]
         except sqlite3.Error as exc:
-            raise StorageError(f"query failed: {exc}") from None
+            raise StorageError(f"query failed: {exc}{await _what_helps(db, exc)}") from None
     more = bool(limit) and len(rows) > limit
     return columns, [tuple(row) for row in (rows[:limit] if more else rows)], more
+
+
+async def _what_helps(db: aiosqlite.Connection, error: sqlite3.Error) -> str:
+    """For a table that does not exist, the tables that do (and the closest name); for a
+    write, that the file is opened read-only. Else nothing: SQLite's words say it."""
+    message = str(error)
+    if message.startswith("no such table: "):
+        async with db.execute(_TABLE_NAMES) as cursor:
+            names = [row[0] for row in await cursor.fetchall()]
+        close = difflib.get_close_matches(message.removeprefix("no such table: ").lower(), names, n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        return f" (the tables: {', '.join(names) or 'none yet'}{guess})"
+    if "readonly database" in message:
+        return " (query opens the file read-only: it never changes a crawl's data)"
+    return ""
 
 
 async def tables_overview(path: Path) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -54,10 +75,7 @@ async def tables_overview(path: Path) -> tuple[list[str], list[tuple[Any, ...]]]
     and columns, the item tables first, then the framework's."""
     async with read_only(path) as db:
         try:
-            async with db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-                "ORDER BY name LIKE 'scraper\\_%' ESCAPE '\\', name"
-            ) as cursor:
+            async with db.execute(_TABLE_NAMES) as cursor:
                 names = [row[0] for row in await cursor.fetchall()]
             overview = []
             for name in names:
