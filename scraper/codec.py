@@ -5,6 +5,7 @@ error naming the culprit."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, cast
@@ -74,8 +75,18 @@ def callback_name(request: Request) -> str:
     if getattr(callback, "__self__", None) is None or not name:
         raise RequestNotStorable(
             f"callback of {request.url} must be a method of the spider (stored by name), not {callback!r}"
+            f"{_callback_hint(callback)}"
         )
     return str(name)
+
+
+def _callback_hint(callback: object) -> str:
+    """What to pass instead of a callback that cannot be stored, where that is clear."""
+    if isinstance(callback, str):
+        return f": pass the method itself, callback=self.{callback}"
+    if isinstance(callback, functools.partial):
+        return ": pass the method, and its other arguments as cb_kwargs={...}"
+    return ""
 
 
 def _json(value: Mapping[str, Any], field: str, url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 import pytest
@@ -67,8 +68,19 @@ def test_a_callback_that_is_not_a_spider_method_is_refused() -> None:
     async def loose(response: Any) -> None:
         return None
 
-    with pytest.raises(RequestNotStorable, match="method of the spider"):
+    with pytest.raises(RequestNotStorable, match="method of the spider") as raised:
         encode(Request(URL, callback=loose))
+    assert str(raised.value).endswith(f"not {loose!r}")  # no hint where none is clear
+
+
+def test_a_callback_by_name_or_a_partial_is_refused_saying_what_to_pass() -> None:
+    spider = ShopSpider()
+    with pytest.raises(
+        RequestNotStorable, match=r"not 'parse_detail': pass the method itself, callback=self.parse_detail$"
+    ):
+        encode(Request(URL, callback="parse_detail"))  # type: ignore[arg-type]
+    with pytest.raises(RequestNotStorable, match=r"pass the method, and its other arguments as cb_kwargs=\{\.\.\.\}$"):
+        encode(Request(URL, callback=functools.partial(spider.parse_detail, page=2)))
 
 
 def test_a_stored_callback_the_spider_no_longer_has_is_an_error() -> None:
