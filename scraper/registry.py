@@ -1,10 +1,16 @@
 """Finds spiders by ``name`` in the modules that ``settings.spiders`` lists (and their
-submodules). Two spiders with one name is an error, not a silent pick."""
+submodules). Two spiders with one name is an error, not a silent pick.
+
+A submodule that fails to import (a spider being written, with a syntax error) does not hide
+the spiders of the others: they are listed and run, and the failure is a warning. Only when
+the spider asked for is not found among them is the failure the error, as that spider may be
+the broken module's."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import pkgutil
 import sys
 from collections.abc import Iterable, Iterator
@@ -14,28 +20,45 @@ from types import ModuleType
 from scraper.errors import ConfigError, SpiderNotFound, describe
 from scraper.spider import Spider
 
+logger = logging.getLogger(__name__)
+
 
 def find_spiders(modules: Iterable[str], *, project_dir: Path | None = None) -> dict[str, type[Spider]]:
-    """Every named ``Spider`` subclass defined in ``modules``, by name."""
+    """Every named ``Spider`` subclass defined in ``modules``, by name; a submodule that
+    cannot be imported is a warning."""
+    spiders, broken = _scan(modules, project_dir)
+    for failure in broken:
+        logger.warning("%s (its spiders are left out)", failure)
+    return spiders
+
+
+def load_spider_class(name: str, modules: Iterable[str], *, project_dir: Path | None = None) -> type[Spider]:
+    modules = list(modules)
+    spiders, broken = _scan(modules, project_dir)
+    if name in spiders:
+        for failure in broken:
+            logger.warning("%s (not the module of spider %r, which runs)", failure, name)
+        return spiders[name]
+    if broken:  # the spider may be the broken module's: that is the error to fix
+        raise ConfigError(f"{broken[0]} (no other module defines a spider named {name!r})")
+    known = ", ".join(sorted(spiders)) or "none"
+    raise SpiderNotFound(f"no spider named {name!r} in {', '.join(modules)} (known: {known})")
+
+
+def _scan(modules: Iterable[str], project_dir: Path | None) -> tuple[dict[str, type[Spider]], list[str]]:
+    """The spiders of ``modules`` by name, and what failed in the submodules that could not
+    be imported. A listed module that cannot be imported is an error: nothing can be found."""
     _ensure_importable(project_dir or Path.cwd())
     found: dict[str, type[Spider]] = {}
-    for module in _walk(modules):
+    broken: list[str] = []
+    for module in _walk(modules, broken):
         for spider_class in _spiders_in(module):
             other = found.setdefault(spider_class.name, spider_class)
             if other is not spider_class:
                 raise ConfigError(
                     f"two spiders are named {spider_class.name!r}: {_where(other)} and {_where(spider_class)}"
                 )
-    return found
-
-
-def load_spider_class(name: str, modules: Iterable[str], *, project_dir: Path | None = None) -> type[Spider]:
-    modules = list(modules)
-    spiders = find_spiders(modules, project_dir=project_dir)
-    if name not in spiders:
-        known = ", ".join(sorted(spiders)) or "none"
-        raise SpiderNotFound(f"no spider named {name!r} in {', '.join(modules)} (known: {known})")
-    return spiders[name]
+    return found, broken
 
 
 def _ensure_importable(project_dir: Path) -> None:
@@ -45,12 +68,21 @@ def _ensure_importable(project_dir: Path) -> None:
         sys.path.insert(0, path)
 
 
-def _walk(modules: Iterable[str]) -> Iterator[ModuleType]:
+def _walk(modules: Iterable[str], broken: list[str]) -> Iterator[ModuleType]:
+    """Each of ``modules`` and their submodules; a submodule's import failure goes to ``broken``."""
     for name in modules:
         module = _import(name)
         yield module
-        for info in pkgutil.walk_packages(getattr(module, "__path__", []), prefix=f"{name}."):
-            yield _import(info.name)
+        # onerror: a package that fails is reported by the import below, not by the walk
+        for info in pkgutil.walk_packages(getattr(module, "__path__", []), prefix=f"{name}.", onerror=_skip):
+            try:
+                yield _import(info.name)
+            except ConfigError as exc:
+                broken.append(str(exc))
+
+
+def _skip(name: str) -> None:
+    return None
 
 
 def _import(name: str) -> ModuleType:

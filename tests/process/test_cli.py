@@ -307,6 +307,31 @@ def test_config_and_log_level_go_before_or_after_the_command(tmp_path: Path) -> 
     assert "Traceback" not in bad.stderr
 
 
+def test_a_module_that_fails_to_import_hides_no_other_spider(tmp_path: Path) -> None:
+    """A spider being written, with a syntax error, stopped every command: list listed nothing
+    and no other spider would run."""
+    project = make_project(tmp_path, SPIDER + ARGUMENT_SPIDER)
+    (project / "myspiders" / "wip.py").write_text("from scraper import Spider\n\nclass Wip(Spider)\n    name = 'wip'\n")
+    failure = "spiders: importing 'myspiders.wip' failed: SyntaxError: expected ':' (wip.py, line 3)"
+
+    listed = scraper("list", cwd=project)
+    assert listed.returncode == 0, listed.stderr
+    assert "site" in listed.stdout and "needs_limit" in listed.stdout
+    assert failure in " ".join(listed.stderr.split()) and "(its spiders are left out)" in " ".join(
+        listed.stderr.split()
+    )
+
+    found = scraper("run", "needs_limit", "-a", "limit=many", "--db", str(tmp_path / "never.db"), cwd=project)
+    assert found.returncode == 2  # the spider was found: its own argument is what fails
+    assert "with -a limit=...: invalid literal for int() with base 10: 'many'" in found.stderr
+    assert failure in " ".join(found.stderr.split())  # still said, as a warning
+
+    wanted = scraper("run", "wip", "--db", str(tmp_path / "never.db"), cwd=project)
+    assert wanted.returncode == 2
+    assert f"error: {failure} (no other module defines a spider named 'wip')" in wanted.stderr
+    assert not (tmp_path / "never.db").exists()
+
+
 def test_two_spiders_with_one_name_is_an_error(tmp_path: Path) -> None:
     project = make_project(tmp_path, SPIDER + SPIDER.replace("class SiteSpider", "class Other"))
     result = scraper("list", cwd=project)
