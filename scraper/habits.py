@@ -15,9 +15,11 @@ from __future__ import annotations
 import builtins
 import re
 
+import pydantic
 from selectolax.lexbor import LexborNode
 
 from scraper.http import Response
+from scraper.item import NODE_HINT
 from scraper.spider import Spider
 
 _PARSEL_METHODS = frozenset({"get", "getall", "extract", "extract_first", "re", "re_first", "attrib", "xpath"})
@@ -35,12 +37,19 @@ def hint_for(error: BaseException) -> str | None:
     """What to write instead, when ``error`` looks like a Scrapy habit; else None."""
     if isinstance(error, AttributeError):
         return _attribute_hint(error.obj, error.name)
+    if isinstance(error, pydantic.ValidationError) and any(map(_is_node, (d.get("input") for d in error.errors()))):
+        return f"a field was given a selectolax node, not its text: {NODE_HINT}"
     if isinstance(error, KeyError) and error.args == ("depth",):
         return "if this was meta['depth'], Scrapy's: a request's depth is response.request.depth here"
     match = _NOT_SUBSCRIPTABLE.search(str(error)) if isinstance(error, TypeError) else None
     if match and match.group(1) not in _BUILTIN_TYPES:  # a class of the project's: most likely an Item
         return "an Item is a pydantic model, not a dict: read and set its fields as attributes (item.price)"
     return None
+
+
+def _is_node(value: object) -> bool:
+    """A selectolax node, or its ``repr()`` (as a parse process sends an invalid item's value)."""
+    return isinstance(value, LexborNode) or (isinstance(value, str) and value.startswith("<LexborNode "))
 
 
 def _attribute_hint(owner: object, name: str | None) -> str | None:

@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Any, ClassVar
 
 import pydantic
+from selectolax.lexbor import LexborNode
 
 DICT_TABLE = "item"
 RESERVED_PREFIX = "scraper_"
@@ -269,7 +270,7 @@ def to_row(record: Item | Mapping[str, Any]) -> dict[str, Any]:
         # dumped as JSON values: only lists and dicts are left to encode
         values = _json_values(record)
         return {name: _to_json(value) if isinstance(value, (list, dict)) else value for name, value in values.items()}
-    return {str(name): _to_column_value(value) for name, value in record.items()}
+    return {str(name): _to_column_value(value, name) for name, value in record.items()}
 
 
 def _json_values(record: Item) -> dict[str, Any]:
@@ -287,15 +288,27 @@ def _json_values(record: Item) -> dict[str, Any]:
     return values
 
 
-def _to_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+NODE_HINT = "take node.text() or node.attributes[...]"
 
 
-def _to_column_value(value: Any) -> Any:
+def _to_json(value: Any, name: object = None) -> str:
+    """``value`` as JSON text; what JSON has no type for is written as its ``str()`` (a UUID,
+    a path), but a selectolax node is refused (``name``: the dict item's key, for the error)."""
+
+    def as_text(inner: Any) -> str:
+        if isinstance(inner, LexborNode):
+            where = f"{name!r} holds" if name is not None else "it holds"
+            raise ValueError(f"{where} a selectolax node ({inner.tag}), not its text: {NODE_HINT}")
+        return str(inner)
+
+    return json.dumps(value, ensure_ascii=False, default=as_text)
+
+
+def _to_column_value(value: Any, name: object) -> Any:
     if value is None or isinstance(value, (str, int, float, bytes)):
         return value
     if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()
     if isinstance(value, (Decimal, Enum)):
         return str(value.value if isinstance(value, Enum) else value)
-    return _to_json(value)
+    return _to_json(value, name)

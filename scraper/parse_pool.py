@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any, BinaryIO, Protocol, cast
 
+import pydantic
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from scraper import habits
@@ -45,6 +46,7 @@ from scraper.codec import callback_name, callback_named
 from scraper.deadline import Deadlines
 from scraper.errors import ConfigError, ScraperError, describe
 from scraper.http import Request, Response
+from scraper.item import to_row
 from scraper.runtime import fewer_collections, keep_freed_heap
 from scraper.spider import CallbackResult, Spider, run_callback
 
@@ -481,11 +483,50 @@ def _read(stream: BinaryIO) -> Any:
 def _write(stream: BinaryIO, reply: tuple[str, Any]) -> None:
     try:
         message = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:  # an unpicklable item or exception: say so instead
-        error = TypeError(f"callback output cannot be sent back from the parse process: {exc}")
-        message = pickle.dumps(("error", (error, "")))
+    except Exception as exc:  # an unpicklable item or exception: send the rest, or say so
+        message = _sendable(reply, exc)
     stream.write(_HEADER.pack(len(message)) + message)
     stream.flush()
+
+
+def _sendable(reply: tuple[str, Any], error: Exception) -> bytes:
+    """A reply that does not pickle whole, as the page would fare on the event loop: an item
+    that does not pickle (a selectolax node in a dict) is left out with a ``validate`` error,
+    and an invalid item's error without the values it quotes. Failing that, one error for
+    the page."""
+    status, payload = reply
+    if status == "ok" and payload is not None:
+        named, items, invalid, strays = payload
+        kept: list[Any] = []
+        refused: list[tuple[None, Exception]] = []
+        for item in items:
+            try:
+                pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+                kept.append(item)
+            except Exception as exc:
+                refused.append((None, _unsendable(item, exc)))
+        invalid = [(None, _quoted(validation)) for _, validation in invalid]
+        try:
+            return pickle.dumps(("ok", (named, kept, [*invalid, *refused], strays)), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            error = exc
+    problem = TypeError(f"callback output cannot be sent back from the parse process: {error}")
+    return pickle.dumps(("error", (problem, "")))
+
+
+def _unsendable(item: Any, error: Exception) -> Exception:
+    """Why ``item`` stays in this process: what storage would have said of it, if anything."""
+    try:
+        to_row(item)
+    except ValueError as refusal:
+        return ValueError(f"{type(item).__name__} cannot be stored: {refusal}")
+    return TypeError(f"{type(item).__name__} cannot be sent back from the parse process: {error}")
+
+
+def _quoted(error: pydantic.ValidationError) -> pydantic.ValidationError:
+    """``error`` with each value it quotes as its ``repr()`` (a value may not pickle)."""
+    details = [{**detail, "input": repr(detail.get("input"))} for detail in error.errors()]
+    return pydantic.ValidationError.from_exception_data(error.title, details)  # type: ignore[arg-type]
 
 
 async def _handle(spider: Spider, page: _Page) -> _Result:

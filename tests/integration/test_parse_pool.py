@@ -114,6 +114,18 @@ class PortedSpider(TroubleSpider):
         yield Page(url=response.url, n=n, pid=os.getpid())
 
 
+class NodeSpider(TroubleSpider):
+    """Page 15 yields a node where its text belongs: in a dict, and in an item's field."""
+
+    name = "nodes"
+
+    async def parse_page(self, response: Response, n: int) -> AsyncIterator[Any]:
+        if n == 15:
+            yield {"text": response.css_first("p")}
+            yield Page(url=response.url, n=response.css_first("p"), pid=os.getpid())  # type: ignore[arg-type]
+        yield Page(url=response.url, n=n, pid=os.getpid())
+
+
 @pytest.fixture
 async def pages_site() -> AsyncIterator[str]:
     async def page(request: web.Request) -> web.Response:
@@ -187,6 +199,29 @@ async def test_a_scrapy_habit_s_error_row_says_what_to_write_instead(
     )  # in a parse process too, where the error's object stays behind
     assert "(hint: XPath is not available here" in errors[f"{pages_site}/page/14"]
     assert result.stats.examples["errors/parse/AttributeError"] in errors.values()
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+async def test_a_node_where_its_text_belongs_fails_its_item_only(
+    pages_site: str, database: Path, processes: int
+) -> None:
+    """The dict's node was stored as the text '<LexborNode p>'; from a parse process, which
+    cannot send a node back, the whole page failed."""
+    result = await crawl(NodeSpider(base_url=pages_site), database, parse_processes=processes)
+
+    assert result.status == "finished"
+    assert rows(database, "SELECT count(*) FROM page") == [(20,)]  # page 15's good item too
+    assert rows(database, "SELECT count(*) FROM sqlite_master WHERE name = 'item'") == [(0,)]
+    errors = rows(database, "SELECT url, stage, error_type, message FROM scraper_errors ORDER BY error_type")
+    assert [(url, stage, kind) for url, stage, kind, _ in errors] == [
+        (f"{pages_site}/page/15", "validate", "ValidationError"),
+        (f"{pages_site}/page/15", "validate", "ValueError"),
+    ]
+    assert "(hint: a field was given a selectolax node, not its text" in errors[0][3]
+    assert errors[1][3] == (
+        "dict cannot be stored: 'text' holds a selectolax node (p), not its text: "
+        "take node.text() or node.attributes[...]"
+    )
 
 
 async def test_a_child_that_dies_fails_only_its_page(

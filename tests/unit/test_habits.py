@@ -8,11 +8,13 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
+import pydantic
 import pytest
 from rich.console import Console
 
 from scraper import Item, Request, Response, Spider
 from scraper.habits import annotate, hint_for
+from scraper.parse_pool import _quoted
 from scraper.progress import summary
 from scraper.records import error_record
 from scraper.stats import Stats
@@ -50,6 +52,7 @@ def raised(action: Callable[[], Any]) -> BaseException:
         (lambda: page().css_first("h1").text(), "css_first() returns None when nothing matches"),  # type: ignore[union-attr]
         (lambda: Quote(text="a")["text"], "an Item is a pydantic model, not a dict"),  # type: ignore[index]
         (lambda: page().meta["depth"], "a request's depth is response.request.depth here"),
+        (lambda: Quote(text=page().css_first("span")), "a field was given a selectolax node, not its text"),  # type: ignore[arg-type]
         (lambda: Spider().log("hello"), "a spider logs with self.logger.info(...)"),  # type: ignore[attr-defined]
         (lambda: Spider().crawler.stats, "there is no crawler object here"),  # type: ignore[attr-defined]
     ],
@@ -75,6 +78,16 @@ def test_other_errors_get_no_hint(action: Callable[[], Any]) -> None:
     assert hint_for(error) is None
     annotate(error)
     assert not getattr(error, "__notes__", None)
+
+
+def test_a_node_in_an_invalid_item_is_named_after_a_parse_process_quoted_it() -> None:
+    error = raised(lambda: Quote(text=page().css_first("span")))  # type: ignore[arg-type]
+    assert isinstance(error, pydantic.ValidationError)
+    sent = pickle.loads(pickle.dumps(_quoted(error)))  # a node does not pickle: its repr() travels
+
+    assert "input_value='<LexborNode span>'" in str(sent)
+    assert "a field was given a selectolax node" in (hint_for(sent) or "")
+    assert hint_for(raised(lambda: Quote(text=None))) is None  # type: ignore[arg-type]
 
 
 def test_the_hint_is_a_note_added_once_that_survives_pickling() -> None:

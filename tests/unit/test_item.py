@@ -556,3 +556,21 @@ def test_item_row_round_trips_through_sqlite(db: sqlite3.Connection) -> None:
     insert(db, Product.table, Product.key, to_row(product))
     stored = db.execute("SELECT price, in_stock, tags FROM product WHERE price > 12").fetchone()
     assert stored == (12.5, 1, '["x"]')
+
+
+def test_a_dict_item_holding_a_selectolax_node_is_refused_naming_the_key() -> None:
+    """The node was stored as the text '<LexborNode h1>': a forgotten .text() lost the data."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    tree = LexborHTMLParser("<h1>Title</h1><a href='/a'>a</a><a href='/b'>b</a>")
+    with pytest.raises(ValueError, match=r"^'title' holds a selectolax node \(h1\), not its text: take node.text\(\)"):
+        to_row({"title": tree.css_first("h1"), "n": 1})
+    with pytest.raises(ValueError, match=r"^'links' holds a selectolax node \(a\)"):
+        to_row({"links": tree.css("a")})
+    import uuid
+
+    token = uuid.UUID(int=7)
+    assert to_row({"ids": [token], "title": tree.css_first("h1").text()}) == {  # type: ignore[union-attr]
+        "ids": f'["{token}"]',  # what JSON has no type for is still its text
+        "title": "Title",
+    }
