@@ -8,7 +8,8 @@ note does, in the error row's message and in the traceback. Only failures pay fo
 runs where an error is recorded, never on a page that works.
 
 Notes survive pickling, so a parse process annotates its callback's error before sending it
-back: the attribute error's ``obj`` does not travel."""
+back: the attribute error's ``obj`` does not travel. (A pydantic error's notes do not travel
+either; the node it quotes is recognised by its ``repr()``.)"""
 
 from __future__ import annotations
 

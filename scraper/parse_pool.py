@@ -518,7 +518,7 @@ def _unsendable(item: Any, error: Exception) -> Exception:
     """Why ``item`` stays in this process: what storage would have said of it, if anything."""
     try:
         to_row(item)
-    except ValueError as refusal:
+    except Exception as refusal:  # as the worker words it when a row cannot be made
         return ValueError(f"{type(item).__name__} cannot be stored: {refusal}")
     return TypeError(f"{type(item).__name__} cannot be sent back from the parse process: {error}")
 
