@@ -7,6 +7,7 @@ built per page; a frozen dataclass sets each field through ``object.__setattr__`
 from __future__ import annotations
 
 import logging
+import os
 import sysconfig
 import traceback
 from collections.abc import Mapping, Sequence
@@ -40,10 +41,13 @@ class ErrorRecord(NamedTuple):
 logger = logging.getLogger("scraper.errors")
 
 _QUIET_STAGES = frozenset({"fetch"})  # failures of the web, not of the project: counted, not announced
-_LIBRARY_PATHS = (
-    str(Path(__file__).resolve().parent),
-    sysconfig.get_paths()["stdlib"],
-    sysconfig.get_paths()["purelib"],
+_LIBRARY_PATHS = tuple(  # folders, each ending in a separator: "scraper_project/" is the user's
+    os.path.join(folder, "")
+    for folder in (
+        str(Path(__file__).resolve().parent),
+        sysconfig.get_paths()["stdlib"],
+        sysconfig.get_paths()["purelib"],
+    )
 )
 
 

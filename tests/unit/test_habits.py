@@ -135,3 +135,16 @@ def test_the_summary_shows_each_error_kind_with_its_first_message() -> None:
     assert lines[kinds + 1] == "parse/AttributeError: 2"
     assert lines[kinds + 2].startswith("first: 'list' object has no attribute 'get' (hint: css() returns a list")
     assert lines[kinds + 3].startswith("database")
+
+
+def test_the_line_announced_is_the_project_s_even_in_a_folder_named_like_the_framework() -> None:
+    from pathlib import Path
+
+    import scraper
+    from scraper.records import _where
+
+    beside = Path(scraper.__file__).resolve().parent.with_name("scraper_project") / "spider.py"
+    namespace: dict[str, Any] = {}
+    exec(compile("def parse(response):\n    return response.xpath('//a')\n", str(beside), "exec"), namespace)
+    error = raised(lambda: namespace["parse"](page()))
+    assert _where(error).endswith("scraper_project/spider.py:2, in parse")
