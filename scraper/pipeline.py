@@ -48,6 +48,13 @@ class StageFailed(Exception):
         self.error = error
 
 
+_SCRAPY_HOOKS = {
+    "open_spider": "write 'async def open(self, spider)'",
+    "close_spider": "write 'async def close(self, spider)'",
+    "from_crawler": "the stage is made with no arguments; set it up in 'async def open(self, spider)'",
+}
+
+
 class Pipeline:
     def __init__(self, stages: Sequence[Stage]) -> None:
         self.stages = list(stages)
@@ -64,6 +71,9 @@ class Pipeline:
             for method in ("open", "process", "close"):  # a plain def fails every item, or at the end
                 if not inspect.iscoroutinefunction(getattr(stage, method)):
                     raise ConfigError(f"pipelines: {path}: {method} must be an 'async def'")
+            for scrapy_name, ours in _SCRAPY_HOOKS.items():  # never called here: what it sets up would be missing
+                if hasattr(stage, scrapy_name):
+                    raise ConfigError(f"pipelines: {path}: {scrapy_name} is Scrapy's name, never called here: {ours}")
             stages.append(stage)
         return cls(stages)
 

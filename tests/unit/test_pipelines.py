@@ -192,9 +192,32 @@ class ScrapyStyle:
         return item
 
 
+class ScrapyHooks(BaseStage):
+    """A stage with Scrapy's hook names: open_spider() was never called, so nothing it set up
+    was there when process() ran."""
+
+    async def open_spider(self, spider: Spider) -> None:
+        self.seen: set[str] = set()
+
+
+class ScrapyFactory(BaseStage):
+    @classmethod
+    def from_crawler(cls, crawler: object) -> ScrapyFactory:
+        return cls()
+
+
 @pytest.mark.parametrize(
     ("path", "message"),
     [
+        (
+            "tests.unit.test_pipelines:ScrapyHooks",
+            "pipelines: tests.unit.test_pipelines:ScrapyHooks: open_spider is Scrapy's name, never called here: "
+            "write 'async def open(self, spider)'",
+        ),
+        (
+            "tests.unit.test_pipelines:ScrapyFactory",
+            "pipelines: tests.unit.test_pipelines:ScrapyFactory: from_crawler is Scrapy's name, never called here",
+        ),
         # a function named by mistake: called without its argument
         (
             "pipelines.clean:clean_text",
