@@ -47,6 +47,19 @@ _OWN_ATTRIBUTES = {
 }
 
 
+_SCRAPY_ATTRIBUTES = {
+    "download_delay": "per_host.delay",
+    "user_agent": "user_agent",
+    "download_timeout": "timeout",
+    "download_maxsize": "max_response_bytes",
+    "handle_httpstatus_list": None,
+    "handle_httpstatus_all": None,
+}
+"""Spider attributes Scrapy reads as settings (and the setting here, if one does the job):
+refused when the class is defined, or given with ``-a``."""
+_PER_REQUEST = 'a request takes meta={"allow_statuses": [...]}'
+
+
 class Spider:
     """Subclass with a unique ``name``; yield ``Request``s and ``Item``s from callbacks.
 
@@ -68,6 +81,10 @@ class Spider:
             raise TypeError(f"{cls.__name__}.name {name!r}: use letters, digits, '_', '-' and '.' (not first)")
         if "custom_settings" in cls.__dict__:  # Scrapy's name: never read here, so it was silently ignored
             raise TypeError(f"{cls.__name__}.custom_settings: a spider's own settings are `settings = {{...}}` here")
+        for attribute in _SCRAPY_ATTRIBUTES.keys() & cls.__dict__.keys():  # Scrapy reads these; here nothing would
+            key = _SCRAPY_ATTRIBUTES[attribute]
+            advice = f"it is the setting {key} (settings = {{...}})" if key else _PER_REQUEST
+            raise TypeError(f"{cls.__name__}.{attribute} is Scrapy's, not read here: {advice}")
         if inspect.isasyncgenfunction(cls.__dict__.get("start")) and cls.start_requests is Spider.start_requests:
             # Scrapy 2.13's way to yield the first requests: ignored here, the crawl ran start_urls
             raise TypeError(f"{cls.__name__}.start(): the first requests come from start_requests() here")
@@ -76,6 +93,10 @@ class Spider:
         for key, value in arguments.items():
             if key in _OWN_ATTRIBUTES:
                 raise ConfigError(f"spider argument -a {key}=...: {_OWN_ATTRIBUTES[key]}")
+            if key in _SCRAPY_ATTRIBUTES:
+                setting = _SCRAPY_ATTRIBUTES[key]
+                advice = f"give -s {setting}=..." if setting else _PER_REQUEST
+                raise ConfigError(f"spider argument -a {key}=...: Scrapy's, not read here: {advice}")
             if not key.isidentifier() or callable(getattr(type(self), key, None)):
                 raise ConfigError(f"spider argument -a {key}=...: not a usable attribute name")
             setattr(self, key, value)

@@ -227,6 +227,34 @@ def test_scrapy_s_custom_settings_is_refused_when_the_spider_is_defined() -> Non
             custom_settings = {"DOWNLOAD_DELAY": 1}
 
 
+@pytest.mark.parametrize(
+    ("attribute", "value", "advice"),
+    [
+        ("download_delay", 2.0, "it is the setting per_host.delay (settings = {...})"),
+        ("user_agent", "mybot/1.0", "it is the setting user_agent (settings = {...})"),
+        ("handle_httpstatus_list", [404], 'a request takes meta={"allow_statuses": [...]}'),
+    ],
+)
+def test_scrapy_s_spider_attributes_that_are_settings_are_refused_when_the_spider_is_defined(
+    attribute: str, value: object, advice: str
+) -> None:
+    """Scrapy reads these off the spider; here nothing did, and the crawl ran without them."""
+    with pytest.raises(TypeError, match=rf"^Ported.{attribute} is Scrapy's, not read here: {re.escape(advice)}$"):
+        type("Ported", (Spider,), {"name": "ported", attribute: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "advice"),
+    [("user_agent", "give -s user_agent=..."), ("download_delay", "give -s per_host.delay=...")],
+)
+def test_a_scrapy_setting_given_as_a_spider_argument_is_a_config_error(name: str, advice: str) -> None:
+    """scrapy crawl -a user_agent=... works in Scrapy; here the attribute was never read."""
+    with pytest.raises(
+        ConfigError, match=rf"^spider argument -a {name}=\.\.\.: Scrapy's, not read here: {re.escape(advice)}$"
+    ):
+        QuotesSpider(**{name: "x"})
+
+
 async def test_scrapy_s_async_start_is_refused_unless_start_requests_is_defined_too() -> None:
     with pytest.raises(TypeError, match=r"^Ported.start\(\): the first requests come from start_requests\(\) here"):
 
