@@ -31,6 +31,16 @@ _NO_CRAWLER = (
     "there is no crawler object here: the spider's settings are self.settings, and the crawl's counts are "
     "kept by the framework (scraper_crawls.stats)"
 )
+_REQUEST_KEYWORD = re.compile(r"^Request\.__init__\(\) got an unexpected keyword argument '(\w+)'$")
+_SCRAPY_REQUEST_KEYWORDS = {
+    "body": "the body is data= (bytes, text, or a dict sent form-encoded) or json=",
+    "formdata": 'a form is Request(url, method="POST", data={...})',
+    "errback": "there is no errback: a request that fails is an error row (stage fetch); "
+    'a status the callback should see goes in meta={"allow_statuses": [...]}',
+    "cookies": "cookies come from the crawl's jar (the cookies setting), or send a Cookie header",
+    "encoding": "a request's URL and body are sent as given",
+    "flags": "requests carry no flags here; meta travels with the request",
+}
 _PREFIX = "hint: "
 
 
@@ -42,6 +52,9 @@ def hint_for(error: BaseException) -> str | None:
         return f"a field was given a selectolax node, not its text: {NODE_HINT}"
     if isinstance(error, KeyError) and error.args == ("depth",):
         return "if this was meta['depth'], Scrapy's: a request's depth is response.request.depth here"
+    keyword = _REQUEST_KEYWORD.match(str(error)) if isinstance(error, TypeError) else None
+    if keyword and keyword.group(1) in _SCRAPY_REQUEST_KEYWORDS:
+        return f"{keyword.group(1)}= is Scrapy's: {_SCRAPY_REQUEST_KEYWORDS[keyword.group(1)]}"
     match = _NOT_SUBSCRIPTABLE.search(str(error)) if isinstance(error, TypeError) else None
     if match and match.group(1) not in _BUILTIN_TYPES:  # a class of the project's: most likely an Item
         return "an Item is a pydantic model, not a dict: read and set its fields as attributes (item.price)"

@@ -53,6 +53,9 @@ def raised(action: Callable[[], Any]) -> BaseException:
         (lambda: Quote(text="a")["text"], "an Item is a pydantic model, not a dict"),  # type: ignore[index]
         (lambda: page().meta["depth"], "a request's depth is response.request.depth here"),
         (lambda: Quote(text=page().css_first("span")), "a field was given a selectolax node, not its text"),  # type: ignore[arg-type]
+        (lambda: Request(URL, errback=print), "errback= is Scrapy's: there is no errback"),  # type: ignore[call-arg]
+        (lambda: Request(URL, method="POST", body=b"{}"), "body= is Scrapy's: the body is data="),  # type: ignore[call-arg]
+        (lambda: Request(URL, formdata={"q": "x"}), 'a form is Request(url, method="POST", data={...})'),  # type: ignore[call-arg]
         (lambda: Spider().log("hello"), "a spider logs with self.logger.info(...)"),  # type: ignore[attr-defined]
         (lambda: Spider().crawler.stats, "there is no crawler object here"),  # type: ignore[attr-defined]
     ],
@@ -71,6 +74,7 @@ def test_a_scrapy_habit_gets_a_hint_that_says_what_to_write(action: Callable[[],
         lambda: (1).text,  # type: ignore[attr-defined]
         lambda: int("x"),
         lambda: page().meta["price"],
+        lambda: Request(URL, callbak=print),  # type: ignore[call-arg]
     ],
 )
 def test_other_errors_get_no_hint(action: Callable[[], Any]) -> None:
