@@ -176,7 +176,21 @@ def _sort_outputs(
         elif type(output) in NESTED_OUTPUTS:
             _sort_outputs(output, result, invalid)
         elif output is not None:
-            result.strays.append(type(output).__name__)
+            result.strays.append(_stray_name(output))
+
+
+def _stray_name(output: object) -> str:
+    """What a stray output is, as its error names it: its type, or the slip that made it."""
+    if isinstance(output, type):
+        return f"the class {output.__name__} (not an instance of it)"
+    if inspect.iscoroutine(output):
+        output.close()  # never to run: closed now, Python does not warn that it was never awaited
+        return "a coroutine (an async call that was not awaited)"
+    if inspect.isasyncgen(output):
+        return "an async generator (iterate it: 'async for output in ...: yield output')"
+    if isinstance(output, str):
+        return "str (a URL? yield response.follow(url))"
+    return type(output).__name__
 
 
 async def start_requests_of(spider: Spider) -> AsyncIterator[Any]:

@@ -179,7 +179,12 @@ async def test_a_stray_output_is_an_error_row_and_the_page_keeps_the_rest(
     assert rows(database, "SELECT count(*) FROM page") == [(20,)]
     errors = rows(database, "SELECT url, stage, error_type, message FROM scraper_errors")
     assert errors == [
-        (f"{pages_site}/page/11", "parse", "TypeError", "callback yielded str; expected Request, Item or dict")
+        (
+            f"{pages_site}/page/11",
+            "parse",
+            "TypeError",
+            "callback yielded str (a URL? yield response.follow(url)); expected Request, Item or dict",
+        )
     ]
     assert rows(database, "SELECT count(*) FROM scraper_requests WHERE state != 'done'") == [(0,)]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import re
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, NamedTuple
 
@@ -145,8 +147,33 @@ async def test_other_output_is_named_and_the_rest_kept() -> None:
     result = await run_callback(callback, make_response())
     assert [item["text"] if isinstance(item, dict) else item.text for item in result.items] == ["fine", "a dict"]
     assert [request.url for request in result.requests] == ["http://example.com/next"]
-    assert result.strays == ["str", "set", "int"]
-    assert str(stray_output("str")) == "callback yielded str; expected Request, Item or dict"
+    assert result.strays == ["str (a URL? yield response.follow(url))", "set", "int"]
+    assert str(stray_output("set")) == "callback yielded set; expected Request, Item or dict"
+
+
+async def test_a_stray_output_that_is_a_slip_is_named_as_one() -> None:
+    async def more(response: Response) -> AsyncIterator[Any]:
+        yield Quote(text="never seen")
+
+    async def helper(response: Response) -> Quote:
+        return Quote(text="never awaited")
+
+    async def callback(response: Response) -> AsyncIterator[Any]:
+        yield Quote
+        yield more(response)  # Scrapy's 'yield from self.more(response)', in an async def
+        yield helper(response)
+        yield Quote(text="kept")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "coroutine ... was never awaited" would be noise on stderr
+        result = await run_callback(callback, make_response())
+        gc.collect()
+    assert [item.text for item in result.items] == ["kept"]  # type: ignore[union-attr]
+    assert result.strays == [
+        "the class Quote (not an instance of it)",
+        "an async generator (iterate it: 'async for output in ...: yield output')",
+        "a coroutine (an async call that was not awaited)",
+    ]
 
 
 class Point(NamedTuple):
