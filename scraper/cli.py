@@ -10,6 +10,7 @@ import shlex
 import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console, Group, RenderableType
 from rich.logging import RichHandler
@@ -68,8 +69,32 @@ def _print_error(message: str) -> None:
     err.print(Text("error: ", style="bold red") + Text(message), highlight=False, soft_wrap=True)
 
 
+_NOT_BUILT = "not built yet"
+_SCRAPY_COMMANDS = {
+    "crawl": "Scrapy's 'crawl' is 'run' here: python -m scraper run NAME",
+    "runspider": "put the spider in spiders/ and run it by name: python -m scraper run NAME",
+    "startproject": f"a project is a folder with spiders/ and config.yaml (the README's tutorial); {_NOT_BUILT}",
+    "genspider": f"a spider is a module in spiders/ (the README's tutorial); {_NOT_BUILT}",
+    "shell": _NOT_BUILT,
+    "fetch": _NOT_BUILT,
+    "parse": _NOT_BUILT,
+    "view": _NOT_BUILT,
+    "version": "python -m scraper --version",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with what to type instead when the command is one of Scrapy's."""
+
+    def error(self, message: str) -> NoReturn:
+        for name, hint in _SCRAPY_COMMANDS.items():
+            if message.startswith(f"argument COMMAND: invalid choice: {name!r}"):
+                message = f"{message}: {hint}"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scraper", description="An asyncio-native scraping framework.")
+    parser = _Parser(prog="scraper", description="An asyncio-native scraping framework.")
     parser.add_argument("--version", action="version", version=f"scraper {__version__}")
     _add_global_options(parser, config=None, log_level="WARNING")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")

@@ -288,6 +288,22 @@ def test_outside_any_project_no_spiders_module_says_where_commands_run(tmp_path:
     assert "module 'spiders' not found (setting 'spiders'; commands run in the project's folder" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "hint"),
+    [
+        ("crawl", "Scrapy's 'crawl' is 'run' here: python -m scraper run NAME"),
+        ("runspider", "put the spider in spiders/ and run it by name: python -m scraper run NAME"),
+        ("shell", "not built yet"),
+    ],
+)
+def test_a_scrapy_command_says_what_to_type_here(command: str, hint: str) -> None:
+    result = scraper(command, "quotes")
+    assert result.returncode == 2
+    assert result.stderr.rstrip().endswith(
+        f"invalid choice: '{command}' (choose from 'run', 'list', 'query', 'status', 'demo'): {hint}"
+    )
+
+
 def test_list_shows_the_project_spiders(tmp_path: Path) -> None:
     project = make_project(tmp_path, SPIDER)
     result = scraper("list", cwd=project)
