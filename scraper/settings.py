@@ -297,11 +297,25 @@ SCRAPY_SETTINGS = {
 }
 
 
+SCRAPY_WITHOUT_SETTING = {
+    "LOG_LEVEL": "give --log-level LEVEL",
+    "JOBDIR": "nothing to set: with the sqlite frontier every run resumes an interrupted crawl",
+    "FEEDS": "items are stored in the crawl's SQLite file, read with 'query'; an export is not built yet",
+    "FEED_URI": "items are stored in the crawl's SQLite file, read with 'query'; an export is not built yet",
+    "FEED_FORMAT": "items are stored in the crawl's SQLite file, read with 'query'; an export is not built yet",
+    "HTTPCACHE_ENABLED": "there is no response cache yet",
+    "REDIRECT_ENABLED": "redirect.max_hops: 0 refuses every redirect (meta allow_statuses hands one to the callback)",
+}
+"""Scrapy settings with no setting of the same job here, and what to do instead."""
+
+
 def _suggestion(loc: tuple[int | str, ...]) -> str:
     scrapy_name = str(loc[0]).upper()
     if len(loc) == 1 and (ours := SCRAPY_SETTINGS.get(scrapy_name)):
         shape = " (an ordered list of 'module:Class')" if ours in ("pipelines", "middlewares") else ""
         return f" (Scrapy's {scrapy_name} is {ours!r} here{shape})"
+    if len(loc) == 1 and (advice := SCRAPY_WITHOUT_SETTING.get(scrapy_name)):
+        return f" (Scrapy's {scrapy_name}: {advice})"
     model: type[pydantic.BaseModel] = Settings
     parts = iter(loc[:-1])
     for part in parts:

@@ -9,7 +9,15 @@ import pydantic
 import pytest
 
 from scraper.errors import ConfigError, SettingsError
-from scraper.settings import SCRAPY_SETTINGS, HostPolicy, Settings, load_settings, parse_overrides, read_config
+from scraper.settings import (
+    SCRAPY_SETTINGS,
+    SCRAPY_WITHOUT_SETTING,
+    HostPolicy,
+    Settings,
+    load_settings,
+    parse_overrides,
+    read_config,
+)
 from tests.conftest import make_settings
 
 
@@ -216,6 +224,24 @@ def test_robots_txt_is_a_setting() -> None:
 def test_settings_model_forbids_extra_keys() -> None:
     with pytest.raises(pydantic.ValidationError):
         Settings.model_validate({"nope": 1})
+
+
+@pytest.mark.parametrize(
+    ("override", "advice"),
+    [
+        ("LOG_LEVEL=INFO", "(Scrapy's LOG_LEVEL: give --log-level LEVEL)"),
+        ("jobdir=crawls/q", "(Scrapy's JOBDIR: nothing to set: with the sqlite frontier every run resumes"),
+        ("FEEDS=x", "(Scrapy's FEEDS: items are stored in the crawl's SQLite file, read with 'query'"),
+    ],
+)
+def test_a_scrapy_setting_with_no_setting_here_says_what_to_do_instead(override: str, advice: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(overrides=[override])
+    assert f"unknown setting '{override.split('=')[0]}' {advice}" in str(raised.value)
+
+
+def test_each_scrapy_setting_without_one_here_is_not_also_mapped_to_one() -> None:
+    assert not SCRAPY_SETTINGS.keys() & SCRAPY_WITHOUT_SETTING.keys()
 
 
 @pytest.mark.parametrize(("scrapy", "ours"), sorted(SCRAPY_SETTINGS.items()))
