@@ -297,12 +297,13 @@ SCRAPY_SETTINGS = {
 }
 
 
+_IN_THE_FILE = "items are stored in the crawl's SQLite file, read with 'query'; an export is not built yet"
 SCRAPY_WITHOUT_SETTING = {
     "LOG_LEVEL": "give --log-level LEVEL",
     "JOBDIR": "nothing to set: with the sqlite frontier every run resumes an interrupted crawl",
-    "FEEDS": "items are stored in the crawl's SQLite file, read with 'query'; an export is not built yet",
-    "FEED_URI": "items are stored in the crawl's SQLite file, read with 'query'; an export is not built yet",
-    "FEED_FORMAT": "items are stored in the crawl's SQLite file, read with 'query'; an export is not built yet",
+    "FEEDS": _IN_THE_FILE,
+    "FEED_URI": _IN_THE_FILE,
+    "FEED_FORMAT": _IN_THE_FILE,
     "HTTPCACHE_ENABLED": "there is no response cache yet",
     "REDIRECT_ENABLED": "redirect.max_hops: 0 refuses every redirect (meta allow_statuses hands one to the callback)",
 }
