@@ -24,6 +24,7 @@ from scraper.frontier import Frontier, MemoryFrontier, Scheduled
 from scraper.handoff import HandOff
 from scraper.http import Request, check_url
 from scraper.loading import build_object
+from scraper.loop_watch import LoopWatch
 from scraper.middleware import Middleware
 from scraper.parse_pool import ParsePool
 from scraper.pipeline import Pipeline
@@ -101,6 +102,7 @@ class Engine:
         keep_freed_heap()  # process-wide and idempotent: parsing stops faulting its memory back in
         async with AsyncExitStack() as stack:
             stack.enter_context(CrawlCollector.for_concurrency(self.settings.concurrency))
+            stack.enter_context(LoopWatch(self.stats))
             parse_pool = await stack.enter_async_context(self._parse_pool())  # before any file or thread
             storage = await stack.enter_async_context(
                 Storage(

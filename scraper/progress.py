@@ -101,6 +101,10 @@ def summary(
         if example := stats.examples.get(f"errors/{kind}"):
             text.append(f"\n  first: {one_line(example, _EXAMPLE_CHARS)}", style="dim")
         table.add_row("" if row else "errors", text)
+    if stalls := stats.get("loop/stalls"):  # see loop_watch: code that blocked the event loop
+        worst = stats.get("loop/worst_stall_ms") / 1000
+        times = "once" if stalls == 1 else f"{stalls:,} times"
+        table.add_row("loop", f"held {times}, the worst {worst:,.1f}s: blocking code in a callback or stage")
     table.add_row("database", str(database))
     query = f"SELECT * FROM {next(iter(tables), 'scraper_errors')} LIMIT 5"
     table.add_row("look", f"python -m scraper query --db {shlex.quote(str(database))} {shlex.quote(query)}")

@@ -13,11 +13,13 @@ from typing import Any, ClassVar
 import pydantic
 import pytest
 from aiohttp import web
+from rich.console import Console
 
 from scraper import Item, Request, Response, Spider
 from scraper.demo_site import build_catalog, make_app, serve
 from scraper.engine import CrawlResult, Engine
 from scraper.errors import ConfigError
+from scraper.progress import summary
 from spiders.demo_shop import DemoShopSpider
 from tests.conftest import make_settings, rows
 
@@ -286,6 +288,35 @@ async def test_a_spider_s_hooks_may_be_plain_functions(database: Path, caplog: p
     assert spider.calls == ["opened", "closed: finished"]
     assert rows(database, "SELECT name FROM thing ORDER BY name") == [("alpha",), ("beta",)]
     assert "closed() failed" not in caplog.text
+
+
+class BlockingSpider(FaultySpider):
+    """Its callback sleeps as a port with requests.get() or time.sleep() would."""
+
+    name = "blocking"
+
+    async def parse_page(self, response: Response) -> AsyncIterator[Any]:
+        if response.url.endswith("/good"):
+            time.sleep(0.8)  # noqa: ASYNC251 - the blocking call the crawl must notice
+        async for output in super().parse_page(response):
+            yield output
+
+
+async def test_code_that_holds_the_event_loop_is_noticed_and_summarised(
+    database: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        result = await crawl(BlockingSpider(base_url), database, retry={"times": 0})
+
+    assert result.status == "finished"
+    assert result.stats.get("loop/stalls") >= 1 and result.stats.get("loop/worst_stall_ms") >= 500
+    assert "the event loop was held for" in caplog.text
+    console = Console(width=200, record=True)
+    console.print(
+        summary(spider="blocking", status="finished", reason="finished", stats=result.stats, database=database)
+    )
+    assert re.search(r"loop +held (once|\d+ times), the worst \d\.\ds: blocking code", console.export_text())
 
 
 class PlainStartSpider(FaultySpider):

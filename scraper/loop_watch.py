@@ -1,0 +1,65 @@
+"""Notices when code running on the event loop holds it, and says so.
+
+A callback or a pipeline stage that calls ``time.sleep()``, ``requests.get()`` or reads a
+big file, or parses for a second, holds the whole crawl meanwhile: every fetch, timer and
+write waits, and the crawl only looks slow. A timer that should run every quarter second
+measures how late it ran; when it ran ``threshold`` seconds late or more, the loop was held,
+and the first time this happens in a crawl it is a warning saying what usually causes it.
+Every such stall is counted (``loop/stalls``, and the worst in ``loop/worst_stall_ms``), for
+the summary. Four timer runs a second: nothing on the page's path."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from scraper.stats import Stats
+
+logger = logging.getLogger(__name__)
+
+THRESHOLD = 0.5  # seconds late: a busy crawl's loop lags well under 0.1 s (bench/latency.py)
+EVERY = 0.25
+
+
+class LoopWatch:
+    def __init__(self, stats: Stats, *, every: float = EVERY, threshold: float = THRESHOLD) -> None:
+        self._stats = stats
+        self._every = every
+        self._threshold = threshold
+        self._due = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._warned = False  # in this run: a resumed crawl's counts carry the earlier runs' stalls
+
+    def __enter__(self) -> LoopWatch:
+        self._schedule(asyncio.get_running_loop())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._due = loop.time() + self._every
+        self._timer = loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        late = loop.time() - self._due
+        if late >= self._threshold:
+            self._held(late)
+        self._schedule(loop)
+
+    def _held(self, seconds: float) -> None:
+        self._stats.increment("loop/stalls")
+        worst = self._stats.get("loop/worst_stall_ms")
+        self._stats.increment("loop/worst_stall_ms", max(0, round(seconds * 1000) - worst))
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "the event loop was held for %.1f s or more: code running on it blocked (time.sleep(), requests, "
+                "file reads, or seconds of parsing in a callback or a pipeline stage), and every request "
+                "waited meanwhile. Await instead (asyncio.sleep(), per_host.delay for politeness, "
+                "aiofiles), or set parse_processes for heavy parsing",
+                seconds,
+            )

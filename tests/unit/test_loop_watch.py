@@ -1,0 +1,47 @@
+"""Tests for the watch that notices code holding the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from scraper.loop_watch import LoopWatch
+from scraper.stats import Stats
+
+
+async def test_a_held_loop_is_counted_and_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="scraper.loop_watch")
+    stats = Stats()
+    with LoopWatch(stats, every=0.02, threshold=0.2):
+        await asyncio.sleep(0.05)
+        time.sleep(0.5)  # noqa: ASYNC251 - the blocking call under test
+        await asyncio.sleep(0.05)  # the watch's timer runs, late
+        time.sleep(0.3)  # noqa: ASYNC251
+        await asyncio.sleep(0.05)
+
+    assert stats.get("loop/stalls") == 2
+    assert 450 <= stats.get("loop/worst_stall_ms") <= 2000  # the longer one, measured from when the timer was due
+    warnings = [record.getMessage() for record in caplog.records if record.name == "scraper.loop_watch"]
+    assert len(warnings) == 1 and warnings[0].startswith("the event loop was held for 0.")
+    assert "time.sleep(), requests" in warnings[0] and "parse_processes" in warnings[0]
+
+
+async def test_a_loop_that_is_never_held_counts_nothing() -> None:
+    """The negative control: the same watch, awaiting instead of blocking."""
+    stats = Stats()
+    with LoopWatch(stats, every=0.02, threshold=0.2):
+        for _ in range(5):
+            await asyncio.sleep(0.05)
+    assert stats.get("loop/stalls") == 0
+
+
+async def test_the_timer_stops_with_the_watch() -> None:
+    stats = Stats()
+    with LoopWatch(stats, every=0.01, threshold=0.05):
+        pass
+    time.sleep(0.2)  # noqa: ASYNC251 - would be a stall, were the watch still running
+    await asyncio.sleep(0.05)
+    assert stats.get("loop/stalls") == 0
