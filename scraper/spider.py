@@ -28,7 +28,8 @@ Output = Request | Item | dict[str, Any]
 NESTED_OUTPUTS = frozenset({list, tuple, types.GeneratorType})
 """Yielded, these are read as the outputs they hold: ``yield response.follow_all(...)`` is how
 an async generator, which cannot ``yield from``, hands on a list (it was a stray "list").
-Exact types: a named tuple or another subclass is a value of its own, not a container."""
+Exact types: a named tuple or another subclass is a value of its own, not a container. A
+yielded async generator (``yield self.parse_more(response)``) is read too, after the rest."""
 
 Callback = Callable[..., AsyncIterator[Output] | Awaitable[Iterable[Output] | None] | Iterable[Output] | None]
 """``async def parse(self, response, **cb_kwargs)``: an async generator, or a (async) function
@@ -156,13 +157,22 @@ async def run_callback(callback: Callable[..., Any], response: Response) -> Call
         else:
             outputs = list(await _returned(produced))
         result = CallbackResult([], [], [])
-        _sort_outputs(outputs, result, invalid)  # inside: a yielded generator makes its items now
+        delegated: list[AsyncIterator[Any]] = []
+        _sort_outputs(outputs, result, invalid, delegated)  # inside: a yielded generator makes its items now
+        while delegated:  # yielded async generators: 'yield from', as an async def can write it
+            _sort_outputs([output async for output in delegated.pop(0)], result, invalid, delegated)
     return result
 
 
 def _sort_outputs(
-    outputs: Iterable[Any], result: CallbackResult, invalid: Mapping[int, pydantic.ValidationError]
+    outputs: Iterable[Any],
+    result: CallbackResult,
+    invalid: Mapping[int, pydantic.ValidationError],
+    delegated: list[AsyncIterator[Any]],
 ) -> None:
+    """Requests, items (valid or not) and strays into ``result``; nested outputs are read in
+    place, and yielded async generators are left in ``delegated``, to be read (after the
+    rest) by the caller, which can await."""
     for output in outputs:
         if isinstance(output, Request):
             result.requests.append(output)
@@ -174,7 +184,9 @@ def _sort_outputs(
         elif isinstance(output, dict):
             result.items.append(output)
         elif type(output) in NESTED_OUTPUTS:
-            _sort_outputs(output, result, invalid)
+            _sort_outputs(output, result, invalid, delegated)
+        elif type(output) is types.AsyncGeneratorType:
+            delegated.append(output)
         elif output is not None:
             result.strays.append(_stray_name(output))
 
@@ -186,8 +198,6 @@ def _stray_name(output: object) -> str:
     if inspect.iscoroutine(output):
         output.close()  # never to run: closed now, Python does not warn that it was never awaited
         return "a coroutine (an async call that was not awaited)"
-    if inspect.isasyncgen(output):
-        return "an async generator (iterate it: 'async for output in ...: yield output')"
     if isinstance(output, str):
         return "str (a URL? yield response.follow(url))"
     return type(output).__name__

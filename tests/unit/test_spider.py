@@ -151,9 +151,15 @@ async def test_other_output_is_named_and_the_rest_kept() -> None:
     assert str(stray_output("set")) == "callback yielded set; expected Request, Item or dict"
 
 
-async def test_a_stray_output_that_is_a_slip_is_named_as_one() -> None:
+async def test_a_slip_is_named_and_a_yielded_async_generator_is_read() -> None:
     async def more(response: Response) -> AsyncIterator[Any]:
-        yield Quote(text="never seen")
+        yield Quote(text="from more")
+        yield [Request("http://example.com/more"), Quote(text="nested in more")]
+        yield deeper(response)
+
+    async def deeper(response: Response) -> AsyncIterator[Any]:
+        yield Quote(text="from deeper")
+        yield Quote(text="bad", likes="many")  # type: ignore[arg-type]
 
     async def helper(response: Response) -> Quote:
         return Quote(text="never awaited")
@@ -168,10 +174,12 @@ async def test_a_stray_output_that_is_a_slip_is_named_as_one() -> None:
         warnings.simplefilter("error")  # "coroutine ... was never awaited" would be noise on stderr
         result = await run_callback(callback, make_response())
         gc.collect()
-    assert [item.text for item in result.items] == ["kept"]  # type: ignore[union-attr]
+    # a yielded async generator is read, after the rest: Scrapy's 'yield from' in an async def
+    assert [item.text for item in result.items] == ["kept", "from more", "nested in more", "from deeper"]  # type: ignore[union-attr]
+    assert [request.url for request in result.requests] == ["http://example.com/more"]
+    assert [item.text for item, _ in result.invalid] == ["bad"]  # validated apart, as anywhere
     assert result.strays == [
         "the class Quote (not an instance of it)",
-        "an async generator (iterate it: 'async for output in ...: yield output')",
         "a coroutine (an async call that was not awaited)",
     ]
 
