@@ -11,7 +11,7 @@ import inspect
 import logging
 import re
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, cast
 
 import pydantic
@@ -208,21 +208,35 @@ async def start_requests_of(spider: Spider) -> AsyncIterator[Any]:
     Scrapy's (a plain generator, or a list): the plain ones gave "'async for' requires an
     object with __aiter__", and the crawl ended with no page. Outputs are the caller's to check."""
     produced: Any = spider.start_requests()
-    if hasattr(produced, "__aiter__"):
-        async for output in produced:
-            for each in _unnested(output):
+    # a plain generator is iterated, not listed: it may read a long file of URLs
+    outputs = produced if hasattr(produced, "__aiter__") else _each(await _returned(produced))
+    async for output in outputs:
+        if type(output) in _CONTAINERS:
+            async for each in _unnested(output):
                 yield each
-    else:  # iterated, not listed: a plain generator may read a long file of URLs
-        for output in await _returned(produced):
-            for each in _unnested(output):
-                yield each
+        else:  # a request, most often: no generator made for it (a seed list can be long)
+            yield output
 
 
-def _unnested(output: Any) -> Iterator[Any]:
-    """``output``, or what it holds when it is a list, tuple or generator (as in callbacks)."""
+async def _each(outputs: Iterable[Any]) -> AsyncIterator[Any]:
+    for output in outputs:
+        yield output
+
+
+_CONTAINERS = NESTED_OUTPUTS | {types.AsyncGeneratorType}
+
+
+async def _unnested(output: Any) -> AsyncIterator[Any]:
+    """``output``, or what it holds when it is a list, tuple, generator or async generator
+    (as in callbacks), in order."""
     if type(output) in NESTED_OUTPUTS:
         for nested in output:
-            yield from _unnested(nested)
+            async for each in _unnested(nested):
+                yield each
+    elif type(output) is types.AsyncGeneratorType:
+        async for nested in output:
+            async for each in _unnested(nested):
+                yield each
     else:
         yield output
 

@@ -348,6 +348,16 @@ class PlainNestedStartSpider(FaultySpider):
         yield (Request(f"{self.base_url}/good", callback=self.parse_page),)
 
 
+class DelegatingStartSpider(FaultySpider):
+    """Start requests from an async generator of the spider's own, handed on as a callback can."""
+
+    async def start_requests(self) -> AsyncIterator[Any]:
+        yield self.seeds()
+
+    async def seeds(self) -> AsyncIterator[Request]:
+        yield Request(f"{self.base_url}/good", callback=self.parse_page)
+
+
 class StrayStartSpider(FaultySpider):
     async def start_requests(self) -> AsyncIterator[Any]:
         yield Thing(name="seed", size=1)
@@ -358,7 +368,14 @@ class StrayStartSpider(FaultySpider):
 
 @pytest.mark.parametrize(
     "spider_class",
-    [PlainStartSpider, ListStartSpider, AwaitedListStartSpider, NestedStartSpider, PlainNestedStartSpider],
+    [
+        PlainStartSpider,
+        ListStartSpider,
+        AwaitedListStartSpider,
+        NestedStartSpider,
+        PlainNestedStartSpider,
+        DelegatingStartSpider,
+    ],
 )
 async def test_start_requests_may_be_a_plain_generator_or_return_a_list(database: Path, spider_class: type) -> None:
     app, _ = faulty_site()
