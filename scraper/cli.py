@@ -106,9 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         return subparser
 
     run = command("run", help="crawl with a spider and store what it finds")
-    run.add_argument("spider")
+    run.add_argument("spider", help="the spider's name (python -m scraper list shows them)")
     _add_crawl_options(run)
-    run.add_argument("-a", dest="arguments", action="append", default=[], metavar="K=V", help="spider argument")
+    run.add_argument(
+        "-a", dest="arguments", action="append", default=[], metavar="K=V",
+        help="a spider argument, given to the spider as an attribute (repeatable)",
+    )  # fmt: skip
     run.set_defaults(command=command_run)
 
     listing = command("list", help="spiders with their start URLs")
@@ -158,7 +161,10 @@ def whole_number(text: str) -> int:
 
 
 def _add_crawl_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-s", dest="settings", action="append", default=[], metavar="KEY=VALUE", help="setting")
+    parser.add_argument(
+        "-s", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+        help="a setting, over config.yaml and the spider's (repeatable; e.g. -s per_host.delay=1)",
+    )  # fmt: skip
     parser.add_argument("--db", type=Path, help="database file (default: setting 'database')")
     parser.add_argument("--fresh", action="store_true", help="start a new crawl instead of resuming an unfinished one")
 
