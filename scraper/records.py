@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sysconfig
 import traceback
 from collections.abc import Mapping, Sequence
@@ -77,16 +78,23 @@ def error_record(
     return ErrorRecord(url, stage, error_type, message, trace)
 
 
+_FRAME_LINE = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+
+
 def _where(error: BaseException) -> str:
-    """The innermost line of the project's own code in ``error``'s traceback ("" if none)."""
-    for frame in reversed(traceback.extract_tb(error.__traceback__)):
-        path = str(Path(frame.filename).resolve())
-        if not path.startswith(_LIBRARY_PATHS) and not frame.filename.startswith("<"):
+    """The innermost line of the project's own code in ``error``'s traceback, or else in the
+    traceback text it carries as its cause (a parse process's); "" if none."""
+    frames = [(frame.filename, frame.lineno, frame.name) for frame in traceback.extract_tb(error.__traceback__)]
+    if error.__cause__ is not None:  # the remote frames are the inner ones
+        frames += [(path, int(line), name) for path, line, name in _FRAME_LINE.findall(str(error.__cause__))]
+    for filename, line, name in reversed(frames):
+        path = str(Path(filename).resolve())
+        if not path.startswith(_LIBRARY_PATHS) and not filename.startswith("<"):
             try:
                 shown = str(Path(path).relative_to(Path.cwd()))
             except ValueError:
                 shown = path
-            return f"{shown}:{frame.lineno}, in {frame.name}"
+            return f"{shown}:{line}, in {name}"
     return ""
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -191,8 +192,9 @@ async def test_a_stray_output_is_an_error_row_and_the_page_keeps_the_rest(
 
 @pytest.mark.parametrize("processes", [0, 2])
 async def test_a_scrapy_habit_s_error_row_says_what_to_write_instead(
-    pages_site: str, database: Path, processes: int
+    pages_site: str, database: Path, processes: int, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="scraper.errors")
     result = await crawl(PortedSpider(base_url=pages_site), database, parse_processes=processes)
 
     assert result.status == "finished"
@@ -204,6 +206,9 @@ async def test_a_scrapy_habit_s_error_row_says_what_to_write_instead(
     )  # in a parse process too, where the error's object stays behind
     assert "(hint: XPath is not available here" in errors[f"{pages_site}/page/14"]
     assert result.stats.examples["errors/parse/AttributeError"] in errors.values()
+    (announced,) = [record.getMessage() for record in caplog.records if record.name == "scraper.errors"]
+    assert "[tests/integration/test_parse_pool.py:" in announced  # the spider's line, from a child's traceback too
+    assert ", in parse_page]" in announced
 
 
 @pytest.mark.parametrize("processes", [0, 2])
