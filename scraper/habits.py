@@ -17,6 +17,7 @@ import builtins
 import re
 
 import pydantic
+from multidict import CIMultiDictProxy
 from selectolax.lexbor import LexborNode
 
 from scraper.http import Response
@@ -82,6 +83,10 @@ def _attribute_hint(owner: object, name: str | None) -> str | None:
         if name == "attrib":
             return f"{what}, not parsel's selectors: a node's attributes are node.attributes"
         return f"{what}, not parsel's selectors: {_TAKE}"
+    if isinstance(owner, str) and name == "decode":
+        return "headers, text and selected text are str here, not bytes as in Scrapy: no .decode() needed"
+    if isinstance(owner, CIMultiDictProxy) and name == "getlist":
+        return "headers are a multidict here: headers.getall(name) gives every value (as str)"
     if owner is None and name in ("text", "attributes", "css", "css_first", "html"):
         return "css_first() returns None when nothing matches: check for None first"
     return None

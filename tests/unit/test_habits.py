@@ -56,6 +56,8 @@ def raised(action: Callable[[], Any]) -> BaseException:
         (lambda: Request(URL, errback=print), "errback= is Scrapy's: there is no errback"),  # type: ignore[call-arg]
         (lambda: Request(URL, method="POST", body=b"{}"), "body= is Scrapy's: the body is data="),  # type: ignore[call-arg]
         (lambda: Request(URL, formdata={"q": "x"}), 'a form is Request(url, method="POST", data={...})'),  # type: ignore[call-arg]
+        (lambda: page().headers.get("Content-Type", "").decode(), "str here, not bytes as in Scrapy"),  # type: ignore[attr-defined]
+        (lambda: page().headers.getlist("Set-Cookie"), "headers.getall(name) gives every value"),  # type: ignore[attr-defined]
         (lambda: Spider().log("hello"), "a spider logs with self.logger.info(...)"),  # type: ignore[attr-defined]
         (lambda: Spider().crawler.stats, "there is no crawler object here"),  # type: ignore[attr-defined]
     ],
