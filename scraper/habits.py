@@ -14,13 +14,14 @@ either; the node it quotes is recognised by its ``repr()``.)"""
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import re
 
 import pydantic
 from multidict import CIMultiDictProxy
 from selectolax.lexbor import LexborNode
 
-from scraper.http import Response
+from scraper.http import Request, Response
 from scraper.item import NODE_HINT
 from scraper.spider import Spider
 
@@ -47,6 +48,8 @@ _PREFIX = "hint: "
 
 def hint_for(error: BaseException) -> str | None:
     """What to write instead, when ``error`` looks like a Scrapy habit; else None."""
+    if isinstance(error, dataclasses.FrozenInstanceError) and isinstance(_raised_by(error), Request):
+        return "a Request is immutable: request.replace(url=...) makes the changed copy"
     if isinstance(error, AttributeError):
         return _attribute_hint(error.obj, error.name)
     if isinstance(error, pydantic.ValidationError) and any(map(_is_node, (d.get("input") for d in error.errors()))):
@@ -62,6 +65,15 @@ def hint_for(error: BaseException) -> str | None:
     return None
 
 
+def _raised_by(error: BaseException) -> object:
+    """The ``self`` of the innermost frame of ``error``'s traceback: for a frozen dataclass's
+    refusal, the instance whose field was set."""
+    trace = error.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    return trace.tb_frame.f_locals.get("self") if trace is not None else None
+
+
 def _is_node(value: object) -> bool:
     """A selectolax node, or its ``repr()`` (as a parse process sends an invalid item's value)."""
     return isinstance(value, LexborNode) or (isinstance(value, str) and value.startswith("<LexborNode "))
@@ -72,6 +84,8 @@ def _attribute_hint(owner: object, name: str | None) -> str | None:
         if name in ("xpath", "selector"):
             return f"XPath is not available here (selectolax's Lexbor reads CSS selectors): {_TAKE}"
         return None
+    if isinstance(owner, Request) and name == "copy":
+        return "a Request is immutable: request.replace(...) makes a changed copy"
     if isinstance(owner, Spider):
         if name == "log":
             return "a spider logs with self.logger.info(...) (the standard library's logging)"

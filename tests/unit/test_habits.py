@@ -3,6 +3,7 @@ error carries its hint and is announced once."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pickle
 from collections.abc import Callable
@@ -24,6 +25,11 @@ URL = "https://example.com/quotes"
 
 class Quote(Item):
     text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
 
 
 def page() -> Response:
@@ -58,6 +64,8 @@ def raised(action: Callable[[], Any]) -> BaseException:
         (lambda: Request(URL, formdata={"q": "x"}), 'a form is Request(url, method="POST", data={...})'),  # type: ignore[call-arg]
         (lambda: page().headers.get("Content-Type", "").decode(), "str here, not bytes as in Scrapy"),  # type: ignore[attr-defined]
         (lambda: page().headers.getlist("Set-Cookie"), "headers.getall(name) gives every value"),  # type: ignore[attr-defined]
+        (lambda: Request(URL).copy(), "a Request is immutable: request.replace(...)"),  # type: ignore[attr-defined]
+        (lambda: setattr(Request(URL), "url", URL + "/2"), "request.replace(url=...) makes the changed copy"),
         (lambda: Spider().log("hello"), "a spider logs with self.logger.info(...)"),  # type: ignore[attr-defined]
         (lambda: Spider().crawler.stats, "there is no crawler object here"),  # type: ignore[attr-defined]
     ],
@@ -75,6 +83,7 @@ def test_a_scrapy_habit_gets_a_hint_that_says_what_to_write(action: Callable[[],
         lambda: {}.get("missing")["key"],  # type: ignore[index]
         lambda: (1).text,  # type: ignore[attr-defined]
         lambda: int("x"),
+        lambda: setattr(Point(1), "x", 2),
         lambda: page().meta["price"],
         lambda: Request(URL, callbak=print),  # type: ignore[call-arg]
     ],
