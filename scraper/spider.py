@@ -229,16 +229,12 @@ _CONTAINERS = NESTED_OUTPUTS | {types.AsyncGeneratorType}
 async def _unnested(output: Any) -> AsyncIterator[Any]:
     """``output``, or what it holds when it is a list, tuple, generator or async generator
     (as in callbacks), in order."""
-    if type(output) in NESTED_OUTPUTS:
-        for nested in output:
-            async for each in _unnested(nested):
-                yield each
-    elif type(output) is types.AsyncGeneratorType:
-        async for nested in output:
-            async for each in _unnested(nested):
-                yield each
-    else:
+    if type(output) not in _CONTAINERS:
         yield output
+        return
+    async for nested in output if type(output) is types.AsyncGeneratorType else _each(output):
+        async for each in _unnested(nested):
+            yield each
 
 
 def stray_start(output: object) -> TypeError:
