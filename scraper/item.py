@@ -288,6 +288,11 @@ def _json_values(record: Item) -> dict[str, Any]:
     return values
 
 
+def cannot_store(record: object) -> str:
+    """How an error row starts for a record no row can be made of (``to_row`` raised)."""
+    return f"{type(record).__name__} cannot be stored: "
+
+
 NODE_HINT = "take node.text() or node.attributes[...]"
 
 

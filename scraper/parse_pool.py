@@ -46,7 +46,7 @@ from scraper.codec import callback_name, callback_named
 from scraper.deadline import Deadlines
 from scraper.errors import ConfigError, ScraperError, describe
 from scraper.http import Request, Response
-from scraper.item import to_row
+from scraper.item import cannot_store, to_row
 from scraper.runtime import fewer_collections, keep_freed_heap
 from scraper.spider import CallbackResult, Spider, run_callback
 
@@ -519,7 +519,7 @@ def _unsendable(item: Any, error: Exception) -> Exception:
     try:
         to_row(item)
     except Exception as refusal:  # as the worker words it when a row cannot be made
-        return ValueError(f"{type(item).__name__} cannot be stored: {refusal}")
+        return ValueError(f"{cannot_store(item)}{refusal}")
     return TypeError(f"{type(item).__name__} cannot be sent back from the parse process: {error}")
 
 

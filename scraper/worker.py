@@ -25,7 +25,7 @@ from scraper.fetcher import Fetcher
 from scraper.frontier import Scheduled
 from scraper.handoff import HandOff
 from scraper.http import Request, Response
-from scraper.item import DICT_TABLE, Item, columns_of_dict, item_row, to_row
+from scraper.item import DICT_TABLE, Item, cannot_store, columns_of_dict, item_row, to_row
 from scraper.loop_budget import LoopBudget
 from scraper.parse_pool import ParsePool
 from scraper.pipeline import Pipeline, Record, StageFailed
@@ -253,7 +253,7 @@ class Worker:
                 try:
                     items.append(stored_item(processed, response.url))
                 except Exception as exc:  # a value no column can hold (a serializer that raises, binary as text)
-                    context = f"{type(processed).__name__} cannot be stored: "
+                    context = cannot_store(processed)
                     errors.append(error_record("validate", exc, response.url, self._stats, context=context))
                     continue
                 self._stats.increment("items/scraped")
