@@ -52,8 +52,7 @@ class LoopWatch:
 
     def _held(self, seconds: float) -> None:
         self._stats.increment("loop/stalls")
-        worst = self._stats.get("loop/worst_stall_ms")
-        self._stats.increment("loop/worst_stall_ms", max(0, round(seconds * 1000) - worst))
+        self._stats.keep_largest("loop/worst_stall_ms", round(seconds * 1000))
         if not self._warned:
             self._warned = True
             logger.warning(

@@ -19,6 +19,11 @@ class Stats:
     def increment(self, key: str, amount: int = 1) -> None:
         self.counts[key] += amount
 
+    def keep_largest(self, key: str, value: int) -> None:
+        """``key`` holds the largest ``value`` given (a worst case, not a count)."""
+        if value > self.counts[key]:
+            self.counts[key] = value
+
     def count_error(self, key: str, message: str) -> bool:
         """Count an error of the kind ``key``; True for the first of its kind in this run,
         whose ``message`` is kept as the kind's example (a few kinds a crawl: bounded)."""

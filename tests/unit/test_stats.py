@@ -70,3 +70,10 @@ def test_count_error_keeps_the_first_message_of_each_kind_and_add_merges_them() 
 
     assert stats.get("errors/parse/KeyError") == 3 and stats.get("errors/validate/ValueError") == 1
     assert stats.examples == {"errors/parse/KeyError": "'title'", "errors/validate/ValueError": "too big"}
+
+
+def test_keep_largest_holds_the_worst_value_given() -> None:
+    stats = Stats()
+    for value in (300, 1200, 700):
+        stats.keep_largest("loop/worst_stall_ms", value)
+    assert stats.get("loop/worst_stall_ms") == 1200
