@@ -306,7 +306,8 @@ def _report(result: CrawlResult, spider: str, *, resume: str | None = None) -> N
             stats=result.stats,
             database=result.database,
             resume=resume,
-        )
+        ),
+        soft_wrap=True,  # its commands stay on one line each, to copy whole
     )
 
 
@@ -365,7 +366,9 @@ def _query_view(columns: list[str], rows: list[list[Text]], width: int) -> Rende
         for index, name in enumerate(columns)
     ]
     if sum(wanted) + 3 * len(columns) + 1 <= width:  # a cell's padding and border: 3 characters
-        table = Table(*columns, show_lines=False)
+        table = Table(show_lines=False)
+        for name in columns:  # folded, not cut short with '…': a URL has no space to wrap at
+            table.add_column(name, overflow="fold")
         for row in rows:
             table.add_row(*row)
         return table

@@ -19,6 +19,7 @@ from scraper.stats import Stats
 
 _REFRESH_SECONDS = 0.25
 _EXAMPLE_CHARS = 240  # an error's first message in the summary, at most: the rest is in scraper_errors
+_LABEL_WIDTH = len("database")  # the summary's longest label, which it always shows
 
 
 class CrawlView(Protocol):
@@ -107,10 +108,19 @@ def summary(
         table.add_row("loop", f"held {times}, the worst {worst:,.1f}s: blocking code in a callback or stage")
     table.add_row("database", str(database))
     query = f"SELECT * FROM {next(iter(tables), 'scraper_errors')} LIMIT 5"
-    table.add_row("look", f"python -m scraper query --db {shlex.quote(str(database))} {shlex.quote(query)}")
+    commands = {"look": f"python -m scraper query --db {shlex.quote(str(database))} {shlex.quote(query)}"}
     if resume:
-        table.add_row("resume", resume)
-    return Group(table)
+        commands["resume"] = resume
+    return Group(table, *(_command_line(label, command) for label, command in commands.items()))
+
+
+def _command_line(label: str, command: str) -> Text:
+    """A command to copy, in line with the table's rows but outside it: a table cell wraps a
+    long command over two lines, which then does not paste (print with ``soft_wrap=True``)."""
+    line = Text("  ")
+    line.append(f"{label:<{_LABEL_WIDTH}}", style="bold")
+    line.append(f"    {command}")  # the table pads each cell by two on either side
+    return line
 
 
 def one_line(message: str, limit: int) -> str:

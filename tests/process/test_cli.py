@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import subprocess
@@ -12,8 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from rich.text import Text
 
-from scraper.cli import _resume_command, build_parser
+from scraper.cli import _query_view, _resume_command, build_parser
 from scraper.demo_site import serve
 from tests.conftest import rows
 from tests.integration.test_crawl import faulty_site
@@ -66,6 +69,23 @@ def test_demo_crawls_the_bundled_shop_and_prints_a_summary(tmp_path: Path) -> No
     assert "python -m scraper query --db" in result.stdout
     assert rows(database, "SELECT count(DISTINCT url) FROM product") == [(40,)]
     assert rows(database, "SELECT status FROM scraper_crawls") == [("finished",)]
+
+
+def test_the_summarys_commands_stay_on_one_line_in_a_narrow_terminal(tmp_path: Path) -> None:
+    """A table cell wrapped the 'look' command over two lines, which did not paste."""
+    database = tmp_path / "a-directory-name-long-enough-to-wrap" / "demo.db"
+    database.parent.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "scraper", "demo", "--products", "5", "--db", str(database)],
+        cwd=REPO,
+        env={**ENV, "COLUMNS": "60"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    command = f"python -m scraper query --db {database} 'SELECT * FROM product LIMIT 5'"
+    assert f"  look        {command}" in result.stdout.splitlines()
 
 
 ARGUMENT_SPIDER = """
@@ -195,6 +215,17 @@ def test_query_shows_each_row_as_a_block_when_its_columns_do_not_fit(tmp_path: P
     header, first = narrow.stdout.splitlines()[1], narrow.stdout.splitlines()[3]
     assert [cell.strip() for cell in header.split("┃")[1:-1]] == ["_id", "title"]  # a table, as before
     assert [cell.strip() for cell in first.split("│")[1:-1]] == ["1", title]
+
+
+def test_query_folds_a_long_url_in_a_table_instead_of_cutting_it() -> None:
+    """A URL has no space to wrap at: the table cut it to 'http://127.0.0.1:8770/cp…'."""
+    url = "http://127.0.0.1:8770/a-path-longer-than-its-column/page?x=1"
+    console = Console(width=60, file=io.StringIO(), color_system=None)
+    console.print(_query_view(["url", "status"], [[Text(url), Text("200")]], console.width))
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert lines[1].split() == ["┃", "url", "┃", "status", "┃"]  # a table, with the URL's cells below
+    cells = [line.split("│")[1].strip() for line in lines[3:-1]]
+    assert "".join(cells) == url and "…" not in "".join(lines)
 
 
 def test_query_of_a_missing_database_is_one_clear_line(tmp_path: Path) -> None:
