@@ -8,6 +8,7 @@ the broken module's."""
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import logging
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 def find_spiders(modules: Iterable[str], *, project_dir: Path | None = None) -> dict[str, type[Spider]]:
     """Every named ``Spider`` subclass defined in ``modules``, by name; a submodule that
     cannot be imported is a warning."""
-    spiders, broken = _scan(modules, project_dir)
+    spiders, broken, _ = _scan(modules, project_dir)
     for failure in broken:
         logger.warning("%s (its spiders are left out)", failure)
     return spiders
@@ -34,7 +35,7 @@ def find_spiders(modules: Iterable[str], *, project_dir: Path | None = None) -> 
 
 def load_spider_class(name: str, modules: Iterable[str], *, project_dir: Path | None = None) -> type[Spider]:
     modules = list(modules)
-    spiders, broken = _scan(modules, project_dir)
+    spiders, broken, nameless = _scan(modules, project_dir)
     if name in spiders:
         for failure in broken:
             logger.warning("%s (not the module of spider %r, which runs)", failure, name)
@@ -42,23 +43,42 @@ def load_spider_class(name: str, modules: Iterable[str], *, project_dir: Path | 
     if broken:  # the spider may be the broken module's: that is the error to fix
         raise ConfigError(f"{broken[0]} (no other module defines a spider named {name!r})")
     known = ", ".join(sorted(spiders)) or "none"
-    raise SpiderNotFound(f"no spider named {name!r} in {', '.join(modules)} (known: {known})")
+    raise SpiderNotFound(
+        f"no spider named {name!r} in {', '.join(modules)} (known: {known}){_what_was_meant(name, spiders, nameless)}"
+    )
 
 
-def _scan(modules: Iterable[str], project_dir: Path | None) -> tuple[dict[str, type[Spider]], list[str]]:
-    """The spiders of ``modules`` by name, and what failed in the submodules that could not
-    be imported. A listed module that cannot be imported is an error: nothing can be found."""
+def _what_was_meant(name: str, spiders: dict[str, type[Spider]], nameless: list[type[Spider]]) -> str:
+    """A class that would be the spider asked for but has no ``name`` (such a class is not a
+    spider, as a base class is not: it was left out silently), or a spider's name a typo away."""
+    for spider_class in nameless:
+        if name.lower() in {spider_class.__name__.lower(), spider_class.__name__.lower().removesuffix("spider")}:
+            return f": the class {_where(spider_class)} has no name; add name = {name.lower()!r} to it"
+    close = difflib.get_close_matches(name, spiders, n=1)
+    return f": did you mean {close[0]!r}?" if close else ""
+
+
+def _scan(
+    modules: Iterable[str], project_dir: Path | None
+) -> tuple[dict[str, type[Spider]], list[str], list[type[Spider]]]:
+    """The spiders of ``modules`` by name, what failed in the submodules that could not be
+    imported, and the ``Spider`` subclasses with no name there. A listed module that cannot
+    be imported is an error: nothing can be found."""
     _ensure_importable(project_dir or Path.cwd())
     found: dict[str, type[Spider]] = {}
     broken: list[str] = []
+    nameless: list[type[Spider]] = []
     for module in _walk(modules, broken):
-        for spider_class in _spiders_in(module):
+        for spider_class in _spider_classes_in(module):
+            if not spider_class.name:
+                nameless.append(spider_class)
+                continue
             other = found.setdefault(spider_class.name, spider_class)
             if other is not spider_class:
                 raise ConfigError(
                     f"two spiders are named {spider_class.name!r}: {_where(other)} and {_where(spider_class)}"
                 )
-    return found, broken
+    return found, broken, nameless
 
 
 def _ensure_importable(project_dir: Path) -> None:
@@ -99,9 +119,10 @@ def _import(name: str) -> ModuleType:
         raise ConfigError(f"spiders: importing {name!r} failed: {describe(exc)}") from None
 
 
-def _spiders_in(module: ModuleType) -> Iterator[type[Spider]]:
+def _spider_classes_in(module: ModuleType) -> Iterator[type[Spider]]:
+    """The ``Spider`` subclasses defined in ``module``, named or not (a base class has no name)."""
     for value in vars(module).values():
-        if inspect.isclass(value) and issubclass(value, Spider) and value.__module__ == module.__name__ and value.name:
+        if inspect.isclass(value) and issubclass(value, Spider) and value.__module__ == module.__name__:
             yield value
 
 
