@@ -28,7 +28,7 @@ from scraper.project import Project
 from scraper.query import run_query, tables_overview
 from scraper.ratelimit import describe_policy
 from scraper.settings import Settings
-from scraper.spider import Spider
+from scraper.spider import SPIDER_LOGGERS, Spider
 from scraper.status import read_status
 from scraper.status import render as render_status
 
@@ -96,7 +96,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scraper", description="An asyncio-native scraping framework.")
     parser.add_argument("--version", action="version", version=f"scraper {__version__}")
-    _add_global_options(parser, config=None, log_level="WARNING")
+    _add_global_options(parser, config=None, log_level=None)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
@@ -149,7 +149,13 @@ def _add_global_options(parser: argparse.ArgumentParser, *, config: object, log_
         default=config,
         help="project config file (default: config.yaml here or in the nearest folder above)",
     )
-    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=log_level, help="default: WARNING")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=log_level,
+        help="for everything (default: WARNING, and INFO for the spiders' self.logger)",
+    )
 
 
 def whole_number(text: str) -> int:
@@ -169,9 +175,12 @@ def _add_crawl_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true", help="start a new crawl instead of resuming an unfinished one")
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str | None) -> None:
+    """``level`` for every logger; none given, WARNING, but INFO for the spiders' own
+    ``self.logger`` (a Scrapy user's ``self.logger.info(...)`` lines were silently dropped)."""
     handler = RichHandler(console=err, show_path=False, show_time=False, markup=False)
-    logging.basicConfig(level=level.upper(), format="%(name)s: %(message)s", handlers=[handler], force=True)
+    logging.basicConfig(level=level or "WARNING", format="%(name)s: %(message)s", handlers=[handler], force=True)
+    logging.getLogger(SPIDER_LOGGERS).setLevel(logging.NOTSET if level else logging.INFO)
     for chatty in _CHATTY_LIBRARIES:  # at DEBUG they log every SQL statement, every lock taken
         logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLogger().level))
 

@@ -48,7 +48,7 @@ from scraper.errors import ConfigError, ScraperError, describe
 from scraper.http import Request, Response
 from scraper.item import cannot_store, to_row
 from scraper.runtime import fewer_collections, keep_freed_heap
-from scraper.spider import CallbackResult, Spider, run_callback
+from scraper.spider import SPIDER_LOGGERS, CallbackResult, Spider, run_callback
 
 logger = logging.getLogger(__name__)
 
@@ -344,7 +344,8 @@ class ParsePool:
         return child
 
     async def _load_spider(self, child: _Child) -> None:
-        hello = pickle.dumps((self._spider_bytes, logging.getLogger().getEffectiveLevel()))
+        levels = (logging.getLogger().getEffectiveLevel(), logging.getLogger(SPIDER_LOGGERS).level)
+        hello = pickle.dumps((self._spider_bytes, levels))
         loop = asyncio.get_running_loop()
         job = _Job(hello, loop.create_future(), loop.create_future())
         child.start(job)
@@ -568,9 +569,10 @@ def _serve(source: BinaryIO, sink: BinaryIO, *, configure_logging: bool) -> None
     hello = _read(source)
     if hello is None:
         return
-    spider_bytes, level = hello
+    spider_bytes, (level, spider_level) = hello
     if configure_logging:
         logging.basicConfig(level=level, format="%(name)s: %(message)s")
+        logging.getLogger(SPIDER_LOGGERS).setLevel(spider_level)
     try:
         spider = pickle.loads(spider_bytes)
     except Exception as exc:

@@ -25,6 +25,10 @@ _SPIDER_NAME = re.compile(r"\w[\w.-]*")
 Output = Request | Item | dict[str, Any]
 """What a callback may yield."""
 
+SPIDER_LOGGERS = "spider"
+"""The parent of every spider's ``self.logger``: what the user's own spider says, which the
+command line shows at INFO by default (the framework's own loggers: WARNING)."""
+
 NESTED_OUTPUTS = frozenset({list, tuple, types.GeneratorType})
 """Yielded, these are read as the outputs they hold: ``yield response.follow_all(...)`` is how
 an async generator, which cannot ``yield from``, hands on a list (it was a stray "list").
@@ -101,7 +105,7 @@ class Spider:
             if not key.isidentifier() or callable(getattr(type(self), key, None)):
                 raise ConfigError(f"spider argument -a {key}=...: not a usable attribute name")
             setattr(self, key, value)
-        self.logger = logging.getLogger(f"spider.{self.name}")
+        self.logger = logging.getLogger(f"{SPIDER_LOGGERS}.{self.name}")
 
     async def start_requests(self) -> AsyncIterator[Request]:
         """The first requests of a crawl; by default one per ``start_urls`` entry."""

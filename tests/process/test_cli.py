@@ -405,6 +405,52 @@ async def test_run_records_failures_and_exits_zero(tmp_path: Path) -> None:
     assert "errors" in stdout.decode() and "HttpStatusError" in stdout.decode()
 
 
+LOGGING_SPIDER = """
+    from scraper import Spider, Request
+
+    class Talks(Spider):
+        name = "talks"
+        start_urls = ["http://127.0.0.1:1/"]
+
+        async def start_requests(self):
+            yield Request(self.base_url + "/good")
+
+        async def parse(self, response):
+            self.logger.info("parsed %s with status %d", response.url, response.status)
+            self.logger.debug("every detail")
+            yield {"status": response.status}
+"""
+
+
+@pytest.mark.parametrize(
+    ("options", "shown"),
+    [
+        ([], ["INFO"]),  # a Scrapy user's self.logger.info() lines were dropped by the default WARNING
+        (["-s", "parse_processes=1"], ["INFO"]),  # from a parse process too
+        (["--log-level", "WARNING"], []),  # a level given is every logger's
+        (["--log-level", "DEBUG"], ["INFO", "DEBUG"]),
+    ],
+)
+async def test_a_spiders_own_log_lines_show_at_info_by_default(
+    tmp_path: Path, options: list[str], shown: list[str]
+) -> None:
+    project = make_project(tmp_path, LOGGING_SPIDER)
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "scraper", "run", "talks", "-a", f"base_url={base_url}", *options,
+            cwd=project, env=ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    lines = stderr.decode().splitlines()
+    said = [line.split()[0] for line in lines if "spider.talks:" in line]
+    assert said == shown, lines
+    if shown:
+        assert f"spider.talks: parsed {base_url}/good with status 200" in " ".join(stderr.decode().split())
+    assert not any(line.startswith("INFO") and "spider." not in line for line in lines)  # the framework stays quiet
+
+
 def test_sigint_drains_records_interrupted_and_exits_130(tmp_path: Path) -> None:
     database = tmp_path / "demo.db"
     process = subprocess.Popen(
