@@ -8,6 +8,7 @@ import asyncio
 import logging
 import shlex
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -87,6 +88,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with what to type instead when the command is one of Scrapy's."""
 
     def error(self, message: str) -> NoReturn:
+        if message == "the following arguments are required: COMMAND":  # no command: which there are
+            self.print_help(sys.stderr)
+            self.exit(EXIT_USAGE)
         for name, hint in _SCRAPY_COMMANDS.items():
             if message.startswith(f"argument COMMAND: invalid choice: {name!r}"):
                 message = f"{message}: {hint}"

@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from scraper.cli import _query_view, _resume_command, build_parser
+from scraper.cli import _query_view, _resume_command, build_parser, main
 from scraper.demo_site import serve
 from tests.conftest import rows
 from tests.integration.test_crawl import faulty_site
@@ -58,6 +58,16 @@ def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not database.exists()
+
+
+def test_no_command_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    """It said only 'the following arguments are required: COMMAND'."""
+    with pytest.raises(SystemExit) as exited:
+        main([])
+    assert exited.value.code == 2
+    shown = capsys.readouterr().err
+    assert shown.startswith("usage: scraper") and "crawl with a spider and store what it finds" in shown
+    assert "required: COMMAND" not in shown
 
 
 def test_demo_crawls_the_bundled_shop_and_prints_a_summary(tmp_path: Path) -> None:
