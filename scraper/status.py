@@ -210,6 +210,8 @@ async def read_status(
             rate = await recent_rate(db, crawl, pending=pending, live=live, now=now)
             items, errors = await count_items(db, crawl.id), await error_counts(db, crawl.id)
         except sqlite3.Error as exc:
+            if str(exc) == "no such table: scraper_crawls":  # an SQLite file, but not a crawl's
+                raise StorageError(f"{database} holds no crawl (it has no scraper_crawls table)") from None
             raise StorageError(f"cannot read crawl status from {database}: {exc}") from None
     return CrawlStatus(database, crawl, live, _elapsed(crawl, live, now), hosts, items, errors, rate)
 
