@@ -23,6 +23,7 @@ from scraper import encoding
 Link = str | LexborNode
 """What ``follow()`` accepts: a URL (relative or absolute) or an element with an ``href``."""
 
+_SHOWN_OF_NOT_JSON = 60  # characters of a page that response.json() could not read, in its error
 _ABSOLUTE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 
@@ -234,7 +235,15 @@ class Response:
         return self._encoding
 
     def json(self) -> Any:
-        return jsonlib.loads(self.text)
+        """The body read as JSON. When it is not JSON (an API's HTML error page, a login or a
+        captcha page), the error says what the page was: its Content-Type and first characters."""
+        try:
+            return jsonlib.loads(self.text)
+        except jsonlib.JSONDecodeError as exc:
+            kind = self.headers.get("Content-Type", "no Content-Type")
+            start = " ".join(self.text[:_SHOWN_OF_NOT_JSON].split())
+            exc.add_note(f"the page is not JSON: {kind}, starting {start!r}")
+            raise
 
     @property
     def html(self) -> LexborHTMLParser:

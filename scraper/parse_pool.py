@@ -23,6 +23,7 @@ through asyncio pipes, so nothing blocks the event loop. A child that dies or ov
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import multiprocessing
 import operator
@@ -66,6 +67,35 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class ForeignError(Exception):
+    """Stands in for an exception raised in a parse process that pickle cannot rebuild here (a
+    class whose ``__init__`` takes arguments of its own: unpickling it raised a TypeError of
+    its own, which became the page's error). It is of a class with the same name and says the
+    same, so its error row reads as the error would have in one process."""
+
+    def __reduce__(self) -> tuple[Callable[[str, str], ForeignError], tuple[str, str]]:
+        return foreign_error, (type(self).__name__, str(self))
+
+
+@functools.cache
+def _foreign_class(name: str) -> type[ForeignError]:
+    return type(name, (ForeignError,), {"__module__": __name__, "__qualname__": name})
+
+
+def foreign_error(type_name: str, message: str) -> ForeignError:
+    """An exception of a class named ``type_name`` (a ``ForeignError``) saying ``message``."""
+    return _foreign_class(type_name)(message)
+
+
+def _travelling(error: Exception) -> Exception:
+    """``error`` if it comes back whole from pickle, else its stand-in (only ever on errors)."""
+    try:
+        pickle.loads(pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:
+        return foreign_error(type(error).__name__, str(error))
+    return error
 
 
 _Page = tuple[str, str, int, list[tuple[str, str]], bytes, tuple[Any, ...]]
@@ -274,8 +304,11 @@ class ParsePool:
             self.replace(child)
             raise ParseProcessFailed(f"parse process for {response.url} failed: {exc or type(exc).__name__}") from None
         if status == "error":
-            error, remote_trace = payload
+            error, remote_trace, notes = payload
             error.__cause__ = RemoteTraceback(remote_trace)
+            for note in notes:  # an exception with its own __reduce__ (JSONDecodeError's) leaves them behind
+                if note not in getattr(error, "__notes__", ()):
+                    error.add_note(note)
             raise error
         return _unpack_result(payload, self._spider)
 
@@ -512,7 +545,7 @@ def _sendable(reply: tuple[str, Any], error: Exception) -> bytes:
         except Exception as exc:
             error = exc
     problem = TypeError(f"callback output cannot be sent back from the parse process: {error}")
-    return pickle.dumps(("error", (problem, "")))
+    return pickle.dumps(("error", (problem, "", [])))
 
 
 def _unsendable(item: Any, error: Exception) -> Exception:
@@ -576,7 +609,7 @@ def _serve(source: BinaryIO, sink: BinaryIO, *, configure_logging: bool) -> None
     try:
         spider = pickle.loads(spider_bytes)
     except Exception as exc:
-        _write(sink, ("error", (describe(exc), "")))
+        _write(sink, ("error", (describe(exc), "", [])))
         return
     _write(sink, ("ok", None))
     with fewer_collections(), asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
@@ -592,7 +625,8 @@ async def _serve_pages(spider: Spider, source: BinaryIO, sink: BinaryIO) -> None
             reply: tuple[str, Any] = ("ok", await _handle(spider, page))
         except Exception as exc:
             habits.annotate(exc)  # here, where the error still knows its object: that does not travel
-            reply = ("error", (exc, "".join(traceback.format_exception(exc))))
+            trace, notes = "".join(traceback.format_exception(exc)), getattr(exc, "__notes__", [])
+            reply = ("error", (_travelling(exc), trace, notes))
         _write(sink, reply)
 
 

@@ -127,6 +127,26 @@ class NodeSpider(TroubleSpider):
         yield Page(url=response.url, n=n, pid=os.getpid())
 
 
+class Rejected(Exception):
+    """An exception whose ``__init__`` takes arguments of its own: pickle cannot rebuild it."""
+
+    def __init__(self, code: int, why: str) -> None:
+        super().__init__(f"code {code}: {why}")
+
+
+class OwnErrorsSpider(TroubleSpider):
+    """Page 16 raises an exception of the spider's own, page 17 reads a page as JSON."""
+
+    name = "own_errors"
+
+    async def parse_page(self, response: Response, n: int) -> AsyncIterator[Any]:
+        if n == 16:
+            raise Rejected(n, "not for us")
+        if n == 17:
+            response.json()
+        yield Page(url=response.url, n=n, pid=os.getpid())
+
+
 @pytest.fixture
 async def pages_site() -> AsyncIterator[str]:
     async def page(request: web.Request) -> web.Response:
@@ -209,6 +229,25 @@ async def test_a_scrapy_habit_s_error_row_says_what_to_write_instead(
     (announced,) = [record.getMessage() for record in caplog.records if record.name == "scraper.errors"]
     assert "[tests/integration/test_parse_pool.py:" in announced  # the spider's line, from a child's traceback too
     assert ", in parse_page]" in announced
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+async def test_an_error_row_is_the_same_from_a_parse_process(pages_site: str, database: Path, processes: int) -> None:
+    """From a child, an exception pickle could not rebuild became "TypeError: __init__() missing
+    1 required positional argument", and the note response.json() adds was lost."""
+    result = await crawl(OwnErrorsSpider(base_url=pages_site), database, parse_processes=processes)
+
+    assert result.status == "finished"
+    assert rows(database, "SELECT count(*) FROM page") == [(18,)]
+    assert rows(database, "SELECT url, error_type, message FROM scraper_errors ORDER BY url") == [
+        (f"{pages_site}/page/16", "Rejected", "code 16: not for us"),
+        (
+            f"{pages_site}/page/17",
+            "JSONDecodeError",
+            "Expecting value: line 1 column 1 (char 0) "
+            "(the page is not JSON: text/html; charset=utf-8, starting '<html><body><p>17</p></body></html>')",
+        ),
+    ]
 
 
 @pytest.mark.parametrize("processes", [0, 2])

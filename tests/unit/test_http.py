@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,7 +14,9 @@ from yarl import URL
 
 from scraper.http import Request, Response
 from scraper.links import filter_reason
+from scraper.records import error_record
 from scraper.settings import LinkPolicy
+from scraper.stats import Stats
 
 PAGE_URL = "https://shop.example.com/catalog/page2.html"
 
@@ -288,6 +291,24 @@ def test_document_is_parsed_once() -> None:
 def test_json() -> None:
     response = make_response(b'{"items": [1, 2], "name": "\xc3\xa9"}')
     assert response.json() == {"items": [1, 2], "name": "é"}
+
+
+def test_json_of_a_page_that_is_not_json_says_what_the_page_was() -> None:
+    """An API's HTML error page gave only "Expecting value: line 1 column 1 (char 0)"."""
+    response = Response(
+        url="https://api.example.com/items",
+        status=200,
+        headers={"Content-Type": "text/html"},
+        body=b"<html>\n  <title>Please log in</title>" + b"x" * 100,
+        request=Request("https://api.example.com/items"),
+    )
+    with pytest.raises(json.JSONDecodeError) as caught:
+        response.json()
+    record = error_record("parse", caught.value, response.url, Stats(), announce=False)
+    shown = "<html> <title>Please log in</title>" + "x" * 23  # its first 60 characters, on one line
+    assert record.message == (
+        f"Expecting value: line 1 column 1 (char 0) (the page is not JSON: text/html, starting {shown!r})"
+    )
 
 
 @pytest.mark.parametrize(
