@@ -302,6 +302,8 @@ class Response:
         counted by the scheduler, not raised here."""
         href = link.attributes.get("href") if isinstance(link, LexborNode) else link
         if not href:
+            if link is None:  # most often css_first() that matched nothing: the last page has no "next"
+                raise ValueError(f"cannot follow None on {self.url}: css_first() returns None when nothing matches")
             what = "an element without href" if isinstance(link, LexborNode) else f"{link!r}"
             raise ValueError(f"cannot follow {what} on {self.url}: select a[href], or follow_all() skips them")
         kwargs.setdefault("depth", self.request.depth + 1)  # what the scheduler would set

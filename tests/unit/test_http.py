@@ -366,6 +366,15 @@ def test_following_a_link_without_href_says_how_to_skip_such_links() -> None:
     assert [request.url for request in response.follow_all(css="a")] == ["https://shop.example.com/b"]
 
 
+def test_following_none_says_that_css_first_matched_nothing() -> None:
+    """``response.follow(response.css_first("li.next a"))`` on the last page: "select a[href]"
+    was no help there."""
+    response = make_response('<ul><li class="previous"><a href="/1">1</a></li></ul>')
+    with pytest.raises(ValueError) as caught:
+        response.follow(response.css_first("li.next a"))  # type: ignore[arg-type]
+    assert str(caught.value) == f"cannot follow None on {PAGE_URL}: css_first() returns None when nothing matches"
+
+
 @pytest.mark.parametrize(
     "href", ["next.html", "../a b/ü.html?q=x y&r=1#frag", "//cdn.example.com:8080/%7Euser/", "/path;p=1?a=%2F"]
 )
