@@ -140,6 +140,8 @@ class Storage:
             raise
 
     def _lock(self) -> None:
+        if self.path.is_dir():  # before a lock file is made beside it; SQLite says "unable to open database file"
+            raise StorageError(f"cannot open database {self.path}: a folder; give a file's path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._exit.enter_context(CrawlLock(self.path))
 

@@ -423,6 +423,15 @@ async def test_unopenable_path_is_a_storage_error(tmp_path: Path) -> None:
             pass
 
 
+async def test_a_folder_given_as_the_database_is_named_as_one(tmp_path: Path) -> None:
+    """SQLite says only "unable to open database file" (``--db /tmp`` for ``--db /tmp/x.db``)."""
+    with pytest.raises(StorageError) as raised:
+        async with Storage(tmp_path, stats=Stats()):
+            pass
+    assert str(raised.value) == f"cannot open database {tmp_path}: a folder; give a file's path"
+    assert not tmp_path.with_name(tmp_path.name + ".lock").exists()  # no lock file left beside it
+
+
 @pytest.mark.parametrize(
     ("text", "rows_each"),
     [
