@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import logging
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +23,8 @@ from scraper.http import Request
 from scraper.item import FRAMEWORK_COLUMNS, MAX_COLUMNS, SQLITE_MAX_COLUMNS, folded
 from scraper.records import ErrorRecord, Outcome, StoredItem
 from scraper.schema import Statement
+
+logger = logging.getLogger(__name__)
 
 _MAX_ROWS = 500  # rows per statement, at most: fewer, longer statements bind the same values in fewer steps
 _MAX_PARAMETERS = 30_000  # SQLite allows 32,766 bound parameters
@@ -64,6 +67,7 @@ class ItemTables:
             await db.execute(schema.create_item_table(item.table, dict(item.columns)))
             async with db.execute(f"PRAGMA table_info({schema.quote(item.table)})") as cursor:
                 known = {row[1] for row in await cursor.fetchall()}
+            await self._drop_other_keys(db, item)
             self._columns[item.table] = known
             self._folded[item.table] = {folded(name) for name in known}
         existing = self._folded[item.table]
@@ -82,6 +86,21 @@ class ItemTables:
                 await db.execute(schema.create_key_index(item.table, item.key))
             except sqlite3.IntegrityError as exc:
                 raise StorageError(f"table {item.table!r} holds duplicate rows for key {item.key}: {exc}") from None
+
+    async def _drop_other_keys(self, db: aiosqlite.Connection, item: StoredItem) -> None:
+        """Drop the unique index of a key the item's class no longer has. Kept, the old key
+        still held: with ``key = ("sku",)`` where an earlier crawl had ``("url",)``, every page
+        of several products failed on "UNIQUE constraint failed: product.url"."""
+        current = schema.key_index_name(item.table, item.key) if item.key else None
+        prefix = schema.KEY_INDEX_PREFIX.format(table=item.table)
+        async with db.execute(f"PRAGMA index_list({schema.quote(item.table)})") as cursor:
+            indexes = [row[1] for row in await cursor.fetchall()]
+        for index in indexes:
+            if index.startswith(prefix) and index != current:
+                await db.execute(f"DROP INDEX {schema.quote(index)}")
+                old_key = tuple(index.removeprefix(prefix).split("__"))
+                logger.warning("table %r: its key is now %s, not %s; the old key's unique index is dropped",
+                               item.table, item.key or "none", old_key)  # fmt: skip
 
 
 def insert_requests(entries: list[Scheduled], refused: list[Refused], crawl_id: int, now: str) -> list[Statement]:

@@ -157,6 +157,41 @@ async def test_a_key_on_a_table_holding_duplicates_fails_by_name_and_keeps_its_r
     ]  # resumes once the table is fixed
 
 
+class BookBySku(Item):
+    """``Book`` keyed by another field in a later crawl, as a user might change it."""
+
+    table: ClassVar[str] = "book"
+    key: ClassVar[tuple[str, ...]] = ("sku",)
+    url: str
+    sku: str
+
+
+class UnkeyedBook(Item):
+    table: ClassVar[str] = "book"
+    url: str
+    sku: str
+
+
+async def test_a_changed_key_replaces_the_old_keys_index(database: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The old key's index stayed: every page with two products of one url (the new key
+    tells them apart) failed on "UNIQUE constraint failed: book.url"."""
+    await write(database, Commit(items=[stored_item(book(), "u")]))
+    await write(
+        database,
+        Commit(items=[stored_item(BookBySku(url="http://b.test/1", sku=sku), "u") for sku in ("a", "b", "a")]),
+    )
+    assert rows(database, "SELECT url, sku FROM book ORDER BY _id") == [
+        ("http://b.test/1", None),  # the first crawl's row, kept
+        ("http://b.test/1", "a"),  # upserted twice, on the new key
+        ("http://b.test/1", "b"),
+    ]
+    assert rows(database, "SELECT name FROM pragma_index_list('book')") == [("book__key__sku",)]
+    assert "table 'book': its key is now ('sku',), not ('url',); the old key's unique index is dropped" in caplog.text
+    await write(database, Commit(items=[stored_item(UnkeyedBook(url="http://b.test/1", sku="b"), "u")]))
+    assert rows(database, "SELECT count(*) FROM book WHERE sku = 'b'") == [(2,)]  # no key: added, not upserted
+    assert rows(database, "SELECT name FROM pragma_index_list('book')") == []
+
+
 @pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs a /proc that refuses new files")
 async def test_a_place_where_no_file_can_be_made_is_not_reported_as_in_use() -> None:
     with pytest.raises(StorageError) as raised:
