@@ -154,13 +154,13 @@ def add_column(table: str, name: str, kind: str) -> str:
     return f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {kind}"
 
 
+KEY_INDEX_PREFIX = "{table}__key__"
+"""How every key index of an item table is named: those are the framework's to drop."""
+
+
 def key_index_name(table: str, key: Sequence[str]) -> str:
     """The name of the unique index that a ``key`` of an item table gets (unquoted)."""
     return f"{KEY_INDEX_PREFIX.format(table=table)}{'__'.join(key)}"
-
-
-KEY_INDEX_PREFIX = "{table}__key__"
-"""How every key index of an item table is named: those are the framework's to drop."""
 
 
 def create_key_index(table: str, key: Sequence[str]) -> str:
