@@ -301,11 +301,12 @@ def _notifier(engine_settings: Settings) -> Callable[[str], None]:
 
     def notify(message: str) -> None:
         nonlocal shown
-        err.print(message, style="bold", highlight=False, soft_wrap=True)
+        # styled Text, not print(style=...): that style also fell on the live status line redrawn below it
+        err.print(Text(message, style="bold"), highlight=False, soft_wrap=True)
         if not shown:
             shown = True
             policy = describe_policy(engine_settings).replace("\n", "\n        ")
-            err.print(Text("policy  ", style="bold") + Text(policy), style="dim", soft_wrap=True)
+            err.print(Text.assemble(("policy  ", "bold dim"), (policy, "dim")), soft_wrap=True)
 
     return notify
 

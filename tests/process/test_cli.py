@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,11 +15,13 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from rich.live import Live
 from rich.text import Text
 
+from scraper import cli
 from scraper.cli import _query_view, _resume_command, build_parser, main
 from scraper.demo_site import serve
-from tests.conftest import rows
+from tests.conftest import make_settings, rows
 from tests.integration.test_crawl import faulty_site
 
 REPO = Path(__file__).resolve().parents[2]
@@ -236,6 +239,19 @@ def test_query_folds_a_long_url_in_a_table_instead_of_cutting_it() -> None:
     assert lines[1].split() == ["┃", "url", "┃", "status", "┃"]  # a table, with the URL's cells below
     cells = [line.split("│")[1].strip() for line in lines[3:-1]]
     assert "".join(cells) == url and "…" not in "".join(lines)
+
+
+def test_a_notice_during_live_progress_leaves_the_status_line_unstyled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The crawl's start was printed with print(style="bold"), and the live status line, redrawn
+    beneath it by that same print, came out bold (then dim, after the policy)."""
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, color_system="standard")
+    monkeypatch.setattr(cli, "err", console)
+    with Live(Text("crawling 0 pages"), console=console, auto_refresh=False):
+        cli._notifier(make_settings())("crawl 1 of shop started")
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "\x1b[1mcrawl 1 of shop started" in shown and "\x1b[1;2mpolicy  \x1b[0m\x1b[2mconcurrency" in shown
+    assert shown.count("crawling 0 pages") >= 3  # drawn, then redrawn below each notice
+    assert re.findall(r"\x1b\[[0-9;]*mcrawling", shown) == []  # never in the notice's style
 
 
 def test_query_of_a_missing_database_is_one_clear_line(tmp_path: Path) -> None:
