@@ -344,7 +344,7 @@ def command_query(args: argparse.Namespace) -> int:
             raise ScraperError('query takes a spider and one SQL argument: query SPIDER "SELECT ..."')
         project = Project.load(args.config)
         database, rest = project.database(project.spider_class(args.target[0])), args.target[1:]
-    if not rest:
+    if not rest or not rest[0].strip():  # "" too: the tables, rather than "0 rows"
         return _show_tables(database, args)
     columns, rows, more = asyncio.run(run_query(database, rest[0], limit=args.rows))
     _print_rows(columns, rows)

@@ -186,6 +186,8 @@ def test_query_without_sql_lists_the_tables_with_their_rows_and_columns(tmp_path
     assert [name for name, _ in tables[1:]] == ["scraper_crawls", "scraper_errors", "scraper_requests"]
     assert "_scraped_at" in lines[0][2] and "title" in lines[0][2]
     assert shown.stdout.splitlines()[-1] == f"python -m scraper query --db {database} 'SELECT * FROM product LIMIT 5'"
+    blank = scraper("query", "--db", str(database), " ")  # it printed "0 rows"
+    assert blank.returncode == 0 and blank.stdout == shown.stdout
     too_many = scraper("query", "--db", str(database), "SELECT 1", "SELECT 2")
     assert too_many.returncode == 2 and "takes one SQL argument" in too_many.stderr
 
