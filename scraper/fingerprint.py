@@ -8,6 +8,7 @@ can be left out, as yarl normalises percent-encoding.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Callable, Collection
 
 from yarl import URL
@@ -40,3 +41,11 @@ def fingerprint(request: Request, session_parameters: Collection[str] = (), *, p
         digest.update(b"\n")
         digest.update(body)
     return digest.hexdigest()
+
+
+def copy_key(key: str) -> str:
+    """The row key of a ``dont_filter`` copy of a request already seen (``key``): a key of its
+    own, so that each copy is a row of ``scraper_requests`` and survives a stop. Sharing one
+    row, the copies overwrote each other's ``cb_kwargs``, the first done marked it done, and
+    the rest, kept only in memory, were lost on resume."""
+    return f"{key}+{secrets.token_hex(8)}"

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 from scraper.codec import RequestNotStorable, encode
 from scraper.errors import describe
-from scraper.fingerprint import fingerprint
+from scraper.fingerprint import copy_key, fingerprint
 from scraper.frontier import Frontier, Refused, Scheduled
 from scraper.http import Request
 from scraper.links import inspect_link
@@ -94,12 +94,15 @@ class Scheduler:
         try:
             unseen = await self._seen.unseen(list(claimed))
             for request, key, host in candidates:
-                if key not in unseen and not request.dont_filter:
-                    self._stats.increment("requests/filtered/duplicate")
-                    continue
+                row_key = key
+                if key not in unseen:
+                    if not request.dont_filter:
+                        self._stats.increment("requests/filtered/duplicate")
+                        continue
+                    row_key = copy_key(key)  # a copy asked for: a row of its own
                 self._seen.add(key)
                 unseen.discard(key)  # a second copy in this batch is a duplicate
-                await self._admit(request, key, host, depth, admission)
+                await self._admit(request, row_key, host, depth, admission)
         finally:
             self._claimed -= claimed  # every claimed key is in the seen-set by now
         if admission.admitted:
@@ -138,8 +141,7 @@ class Scheduler:
             admission.unstorable.append((request, exc))
             return
         request = request if request.depth == depth else request.replace(depth=depth)
-        # dont_filter copies stay in memory: spilled, two of them would share one row
-        in_memory = request.dont_filter or self._frontier.has_room()
+        in_memory = self._frontier.has_room()
         entry = Scheduled(request, key, host, encoded=encoded, in_memory=in_memory)
         await self._frontier.push(entry)
         if self._limiter.state(host).policy.max_pages:
