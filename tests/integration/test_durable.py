@@ -194,10 +194,7 @@ class SharedAuthorSpider(Spider):
     Scrapy spider hands data on: ``dont_filter=True`` and ``cb_kwargs``."""
 
     name = "shared_author"
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__()
-        self.base_url = base_url
+    base_url = ""  # given as an argument
 
     async def start_requests(self) -> AsyncIterator[Request]:
         yield Request(f"{self.base_url}/")
@@ -223,9 +220,9 @@ async def test_every_dont_filter_copy_of_a_request_survives_a_stop(database: Pat
     app.router.add_get("/{tail:.*}", page)
     async with serve(app) as base_url:
         settings = make_settings(per_host={"concurrency": 1})
-        crawl = Engine(spider=SharedAuthorSpider(base_url), settings=settings, database=database)
+        crawl = Engine(spider=SharedAuthorSpider(base_url=base_url), settings=settings, database=database)
         stopped = await stopped_after(crawl, items=3)
-        resumed = await Engine(spider=SharedAuthorSpider(base_url), settings=settings, database=database).run()
+        resumed = await Engine(spider=SharedAuthorSpider(base_url=base_url), settings=settings, database=database).run()
 
     assert stopped.status == "interrupted" and resumed.resumed and resumed.status == "finished"
     assert sorted(quote for (quote,) in rows(database, "SELECT quote FROM item")) == list(range(20))
