@@ -15,6 +15,9 @@ from scraper.errors import StorageError
 
 class CrawlLock:
     def __init__(self, database: Path) -> None:
+        # beside the file itself: named after a symlink to it, a second crawl took a lock of
+        # its own and both wrote one crawl (file system calls: callers run this in a thread)
+        database = database.resolve()
         self.path = database.with_name(database.name + ".lock")
         self._lock = FileLock(self.path, timeout=0)
 

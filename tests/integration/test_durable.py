@@ -294,3 +294,14 @@ async def test_a_second_crawl_on_a_live_database_is_refused(database: Path) -> N
                 pass
     async with Storage(database, stats=Stats()):  # released on close: the next one may open it
         pass
+
+
+async def test_a_symlink_to_a_live_database_is_the_same_database(database: Path, tmp_path: Path) -> None:
+    """The lock was named after the path given: through a symlink, a second crawl took a lock
+    of its own and both wrote one crawl."""
+    link = tmp_path / "link.db"
+    link.symlink_to(database)
+    async with Storage(database, stats=Stats()):
+        with pytest.raises(StorageError, match="in use by another crawl"):
+            async with Storage(link, stats=Stats()):
+                pass
