@@ -22,6 +22,11 @@ T = TypeVar("T")
 _MAX_PERIOD = 1.0  # seconds between checks, at most
 
 
+class DeadlinePassed(TimeoutError):
+    """The limit of ``Deadlines.within`` passed: a ``TimeoutError`` of its own, so that the
+    awaited code's own (an ``asyncio.wait_for`` in a callback) is not taken for it."""
+
+
 class Deadlines:
     def __init__(self, limit: float) -> None:
         self.limit = limit
@@ -31,7 +36,8 @@ class Deadlines:
         self._check_timer: asyncio.TimerHandle | None = None
 
     async def within(self, awaitable: Awaitable[T]) -> T:
-        """Await ``awaitable`` in the current task; ``TimeoutError`` once it runs past the limit.
+        """Await ``awaitable`` in the current task; ``DeadlinePassed`` (a ``TimeoutError``) once
+        it runs past the limit.
         A cancellation from elsewhere still propagates as ``CancelledError``."""
         task = asyncio.current_task()
         assert task is not None, "Deadlines.within runs inside a task"
@@ -44,7 +50,7 @@ class Deadlines:
             if task in self._overran:
                 self._overran.discard(task)
                 if task.uncancel() == 0:  # only our cancellation: it was the deadline
-                    raise TimeoutError from None
+                    raise DeadlinePassed from None
             raise
         finally:
             del self._due[task]

@@ -54,6 +54,11 @@ def hint_for(error: BaseException) -> str | None:
         return _attribute_hint(error.obj, error.name)
     if isinstance(error, pydantic.ValidationError) and any(map(_is_node, (d.get("input") for d in error.errors()))):
         return f"a field was given a selectolax node, not its text: {NODE_HINT}"
+    if isinstance(error, SystemExit):
+        return (
+            "sys.exit() fails this page only; to end the crawl early (Scrapy's CloseSpider), "
+            "set close.max_items, close.max_pages or close.max_duration"
+        )
     if isinstance(error, KeyError) and error.args == ("depth",):
         return "if this was meta['depth'], Scrapy's: a request's depth is response.request.depth here"
     keyword = _REQUEST_KEYWORD.match(str(error)) if isinstance(error, TypeError) else None

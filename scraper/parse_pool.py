@@ -89,7 +89,7 @@ def foreign_error(type_name: str, message: str) -> ForeignError:
     return _foreign_class(type_name)(message)
 
 
-def _travelling(error: Exception) -> Exception:
+def _travelling(error: BaseException) -> BaseException:
     """``error`` if it comes back whole from pickle, else its stand-in (only ever on errors)."""
     try:
         pickle.loads(pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL))
@@ -623,7 +623,9 @@ async def _serve_pages(spider: Spider, source: BinaryIO, sink: BinaryIO) -> None
     while (page := _read(source)) is not None:
         try:
             reply: tuple[str, Any] = ("ok", await _handle(spider, page))
-        except Exception as exc:
+        except (Exception, SystemExit, KeyboardInterrupt, asyncio.CancelledError) as exc:
+            # a callback's own sys.exit() or CancelledError fails its page, as on the event
+            # loop; it ended this process (ParseProcessFailed: "the parse process exited")
             habits.annotate(exc)  # here, where the error still knows its object: that does not travel
             trace, notes = "".join(traceback.format_exception(exc)), getattr(exc, "__notes__", [])
             reply = ("error", (_travelling(exc), trace, notes))

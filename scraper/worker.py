@@ -5,11 +5,12 @@ becomes an ``ErrorRecord``; none escapes a page."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
 
-from scraper.deadline import Deadlines
+from scraper.deadline import DeadlinePassed, Deadlines
 from scraper.errors import (
     CallbackTimeout,
     ConnectionFailed,
@@ -200,11 +201,13 @@ class Worker:
         try:
             result = await self._run_callback(entry, response)
         except Exception as exc:  # the callback boundary: a broken page must not stop the crawl
-            error = error_record("parse", exc, response.url, self._stats)
-            reason = f"callback: {error.error_type}"
-            return Commit(
-                outcome=Outcome(entry.fingerprint, "failed", attempts, response.status, reason), errors=[error]
-            )
+            return self._callback_failed(entry, response, exc)
+        except (asyncio.CancelledError, SystemExit, KeyboardInterrupt) as exc:
+            # a callback's own: sys.exit() ended the crawl with no word, and a CancelledError
+            # it raised ended its worker quietly (with every worker gone, the crawl hung)
+            if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
+                raise  # the crawl's own cancellation
+            return self._callback_failed(entry, response, exc)
         items, errors = await self._process_items(result, response)
         outcome = Outcome(entry.fingerprint, "done", attempts, status=response.status)
         if not result.requests:  # most pages (leaves): nothing for the scheduler
@@ -216,6 +219,13 @@ class Worker:
             outcome=outcome, items=items, requests=admission.admitted, refused=admission.refused, errors=errors
         )
 
+    def _callback_failed(self, entry: Scheduled, response: Response, exc: BaseException) -> Commit:
+        error = error_record("parse", exc, response.url, self._stats)
+        outcome = Outcome(
+            entry.fingerprint, "failed", entry.attempts + 1, response.status, f"callback: {error.error_type}"
+        )
+        return Commit(outcome=outcome, errors=[error])
+
     async def _run_callback(self, entry: Scheduled, response: Response) -> CallbackResult:
         callback = callback_of(self._spider, entry.request)
         limit = self._settings.callback_timeout
@@ -223,7 +233,7 @@ class Worker:
             if self._parse_pool is not None and getattr(callback, "__self__", None) is self._spider:
                 return await self._parse_pool.run(callback.__name__, response, deadlines=self._callback_deadlines)
             return await self._callback_deadlines.within(run_callback(callback, response))
-        except TimeoutError:
+        except DeadlinePassed:  # not the callback's own TimeoutError (an asyncio.wait_for of its own)
             raise CallbackTimeout(f"{getattr(callback, '__name__', 'callback')} ran past {limit:g}s") from None
 
     def _capped(self, result: CallbackResult, response: Response) -> list[Request]:
@@ -265,3 +275,10 @@ def stored_item(record: Record, url: str) -> StoredItem:
         row, columns = item_row(record)
         return StoredItem(record.table, record.key, columns, row, url)
     return StoredItem(DICT_TABLE, (), columns_of_dict(record), to_row(record), url)
+
+
+def _being_cancelled() -> bool:
+    """Whether the current task was asked to stop (the crawl's cancellation), as opposed to
+    code it awaited raising ``CancelledError`` of its own accord."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

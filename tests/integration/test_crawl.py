@@ -698,3 +698,56 @@ async def test_a_callback_past_its_timeout_fails_its_page_only(database: Path) -
     assert errors == [("parse", "CallbackTimeout", "parse_page ran past 0.5s")]
     assert rows(database, "SELECT name FROM thing WHERE name IN ('alpha', 'beta')") == [("alpha",), ("beta",)]
     assert result.stats.get("errors/parse/CallbackTimeout") == 1
+
+
+class AbruptSpider(Spider):
+    """Twelve pages; the callbacks of four of them end abruptly, each in its own way."""
+
+    name = "abrupt"
+    base_url = ""  # given as an argument
+
+    async def start_requests(self) -> AsyncIterator[Request]:
+        for n in range(12):
+            yield Request(f"{self.base_url}/page/{n}", cb_kwargs={"n": n})
+
+    async def parse(self, response: Response, n: int) -> AsyncIterator[Any]:
+        if n in (1, 5, 9):
+            raise asyncio.CancelledError  # code of its own that cancels
+        if n == 2:
+            raise SystemExit(3)  # sys.exit(3)
+        if n == 3:
+            raise KeyboardInterrupt
+        if n == 4:
+            await asyncio.wait_for(asyncio.sleep(1), 0.01)  # its own TimeoutError
+        yield {"n": n}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("processes", [0, 2])
+async def test_a_callback_that_cancels_or_exits_fails_its_page_only(database: Path, processes: int) -> None:
+    """Its worker ended quietly on a CancelledError (three of them: no worker left, the crawl
+    hung), sys.exit() ended the crawl without a word, and a TimeoutError of the callback's
+    own was reported as the callback running past callback_timeout."""
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<p>page</p>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    async with serve(app) as base_url:
+        result = await crawl(AbruptSpider(base_url=base_url), database, concurrency=3, parse_processes=processes)
+
+    assert (result.status, result.reason) == ("finished", "finished")
+    assert rows(database, "SELECT n FROM item ORDER BY n") == [(n,) for n in (0, 6, 7, 8, 10, 11)]
+    errors = rows(database, "SELECT url, stage, error_type FROM scraper_errors ORDER BY url")
+    assert [(url.rsplit("/", 1)[1], stage, kind) for url, stage, kind in errors] == [
+        ("1", "parse", "CancelledError"),
+        ("2", "parse", "SystemExit"),
+        ("3", "parse", "KeyboardInterrupt"),
+        ("4", "parse", "TimeoutError"),
+        ("5", "parse", "CancelledError"),
+        ("9", "parse", "CancelledError"),
+    ]
+    assert rows(database, "SELECT state, count(*) FROM scraper_requests GROUP BY state") == [("done", 6), ("failed", 6)]
+    (message,) = rows(database, "SELECT message FROM scraper_errors WHERE error_type = 'SystemExit'")[0]
+    assert message.startswith("3 (hint: sys.exit() fails this page only; to end the crawl early (Scrapy's CloseSpider)")
