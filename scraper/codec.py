@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, cast
 
+from scraper.encoding import is_unicode
 from scraper.errors import ScraperError
 from scraper.http import Request
 
@@ -91,11 +92,18 @@ def _callback_hint(callback: object) -> str:
 
 def _json(value: Mapping[str, Any], field: str, url: str) -> str:
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         culprit = next((key for key, item in value.items() if not _serialisable(item)), None)
         where = f"{field}[{culprit!r}]" if culprit is not None else field
         raise RequestNotStorable(f"{where} of {url} cannot be stored as JSON: {exc}") from None
+    if not text.isascii() and not is_unicode(text):  # written as it was, it stopped the crawl
+        culprit = next(
+            (key for key in value if not is_unicode(json.dumps({key: value[key]}, ensure_ascii=False))), None
+        )
+        where = f"{field}[{culprit!r}]" if culprit is not None else field
+        raise RequestNotStorable(f"{where} of {url} holds a lone surrogate, which is not text SQLite can store")
+    return text
 
 
 def _serialisable(value: Any) -> bool:

@@ -93,3 +93,13 @@ def decode_as(body: bytes, encoding: str) -> str:
     if encoding in _BOM_CODECS and charset_from_bom(body):
         encoding = _BOM_CODECS[encoding]
     return body.decode(encoding, errors="replace")
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8, as SQLite stores text: not when it holds a
+    lone surrogate (bytes decoded with ``errors="surrogateescape"``, a JSON ``"\\udce9"``)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -23,6 +23,7 @@ from scraper import encoding
 Link = str | LexborNode
 """What ``follow()`` accepts: a URL (relative or absolute) or an element with an ``href``."""
 
+_INT64 = 2**63
 _SHOWN_OF_NOT_JSON = 60  # characters of a page that response.json() could not read, in its error
 _ABSOLUTE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
 
@@ -111,11 +112,16 @@ class Request:
         url = self.url
         if not (url.__class__ is str and _ABSOLUTE.match(url)) or url[-1] <= " ":  # the common URL: 2 tests
             # spaces around a URL are no part of it (as browsers read an href, and Scrapy a URL)
-            url = check_url(url.strip() if isinstance(url, str) else url)
+            try:
+                url = check_url(url.strip() if isinstance(url, str) else url)
+            except ValueError as exc:
+                raise ValueError(f"{exc} (a link from a page: response.follow(url) resolves it)") from None
             object.__setattr__(self, "url", url)
         object.__setattr__(self, "method", self.method.upper())
         if self.priority.__class__ is not int and not isinstance(self.priority, int):  # else it fails far away
             raise TypeError(f"Request({url!r}): priority must be an int, not {type(self.priority).__name__}")
+        if not -_INT64 <= self.priority < _INT64:  # SQLite's integers: past them, the write stopped the crawl
+            raise ValueError(f"Request({url!r}): priority {self.priority} is out of range (at most 2**63 - 1)")
         if self.data is not None and self.json is not None:
             raise ValueError(f"Request({self.url!r}) takes data or json, not both")
         if self.meta and not _SCRAPY_META.keys().isdisjoint(self.meta):

@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 import pydantic
 from selectolax.lexbor import LexborNode
 
+from scraper.encoding import is_unicode
+
 DICT_TABLE = "item"
 RESERVED_PREFIX = "scraper_"
 # SQLite refuses to create a table named sqlite_...: found at the first write, it stopped the crawl
@@ -174,6 +176,8 @@ def check_column_names(names: Iterable[str], what: str) -> None:
             raise ValueError(f"{what}s {seen[key]!r} and {name!r} would be one column (SQLite ignores their case)")
         if "\0" in name:
             raise ValueError(f"{what} {name!r} holds a NUL character, which no SQLite name can")
+        if not name.isascii() and not is_unicode(name):  # it failed every item of its page
+            raise ValueError(f"{what} {name!r} holds a lone surrogate, which no SQLite name can")
         seen[key] = name
     if len(seen) > MAX_COLUMNS:
         raise ValueError(f"{len(seen):,} {what}s: a table takes at most {MAX_COLUMNS:,} (SQLite's limit, less its own)")

@@ -14,6 +14,7 @@ from urllib.parse import unquote
 
 from yarl import URL
 
+from scraper.encoding import is_unicode
 from scraper.settings import LinkPolicy
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
@@ -67,6 +68,8 @@ def inspect_link(
         return "scheme", None
     if len(url) > policy.max_url_length:
         return "url_too_long", None  # before parsing, so a huge URL costs nothing more
+    if not url.isascii() and not is_unicode(url):
+        return "malformed", None  # a lone surrogate: no row could hold it (it stopped the crawl)
     try:
         parsed = URL(url) if parse is None else parse()
         port = parsed.port  # yarl rejects ports that are not numbers or above 65535

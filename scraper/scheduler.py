@@ -123,7 +123,7 @@ class Scheduler:
             try:
                 key = fingerprint(request, self._settings.links.session_parameters, parsed=parsed)
             except (TypeError, ValueError) as exc:  # the body, made to be hashed: one request fails
-                problem = RequestNotStorable(f"its body cannot be made: {describe(exc)}")
+                problem = RequestNotStorable(f"the body of {request.url} cannot be made: {describe(exc)}")
                 admission.unstorable.append((request, problem))
                 continue
             candidates.append((request, key, parsed.host or ""))

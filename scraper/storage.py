@@ -534,6 +534,12 @@ def _unbindable(items: Sequence[StoredItem]) -> list[tuple[StoredItem, Exception
             try:
                 probe.execute(f"SELECT {', '.join('?' * len(values))}", values)
             except _UNSTORABLE as exc:
+                for name, value in item.row.items():  # the field, named in the error row
+                    try:
+                        probe.execute("SELECT ?", [value])
+                    except _UNSTORABLE:
+                        exc.add_note(f"field {name!r}")
+                        break
                 found.append((item, exc))
     return found
 

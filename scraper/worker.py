@@ -213,8 +213,8 @@ class Worker:
         if not result.requests:  # most pages (leaves): nothing for the scheduler
             return Commit(outcome=outcome, items=items, errors=errors)
         admission = await self._scheduler.add(self._capped(result, response), parent=entry.request)
-        for request, not_storable in admission.unstorable:
-            errors.append(error_record("parse", not_storable, request.url, self._stats))
+        for _, not_storable in admission.unstorable:  # the page whose callback made it: its message names it
+            errors.append(error_record("parse", not_storable, response.url, self._stats))
         return Commit(
             outcome=outcome, items=items, requests=admission.admitted, refused=admission.refused, errors=errors
         )

@@ -751,3 +751,72 @@ async def test_a_callback_that_cancels_or_exits_fails_its_page_only(database: Pa
     assert rows(database, "SELECT state, count(*) FROM scraper_requests GROUP BY state") == [("done", 6), ("failed", 6)]
     (message,) = rows(database, "SELECT message FROM scraper_errors WHERE error_type = 'SystemExit'")[0]
     assert message.startswith("3 (hint: sys.exit() fails this page only; to end the crawl early (Scrapy's CloseSpider)")
+
+
+class UnwritableSpider(Spider):
+    """Each page yields one request or item that SQLite cannot take as it is, and a good item."""
+
+    name = "unwritable"
+    base_url = ""  # given as an argument
+
+    async def start_requests(self) -> AsyncIterator[Request]:
+        for n in range(8):
+            yield Request(f"{self.base_url}/page/{n}", cb_kwargs={"n": n})
+
+    async def parse(self, response: Response, n: int) -> AsyncIterator[Any]:
+        bad = "caf\udce9"  # a lone surrogate: what bytes decoded with errors="surrogateescape" hold
+        follow = f"{self.base_url}/next/{n}"
+        if n == 0:
+            raise ValueError(f"no {bad}")
+        if n == 1:
+            yield Request(follow, meta={"label": bad})
+        if n == 2:
+            yield Request(follow, cb_kwargs={"label": bad})
+        if n == 3:
+            yield Request(follow, headers={"X-Label": bad})
+        if n == 4:
+            yield Request(f"{follow}?q={bad}")
+        if n == 5:
+            yield Request(follow, priority=2**70)
+        if n == 6:
+            yield {bad: 1}
+        if n == 7:
+            yield {"label": bad}
+        yield {"n": n}
+
+
+@pytest.mark.timeout(30)
+async def test_values_sqlite_cannot_take_fail_their_page_or_item_not_the_crawl(database: Path) -> None:
+    """Each of these stopped the crawl at its write ("'utf-8' codec can't encode character
+    '\\udce9'", "Python int too large to convert to SQLite INTEGER"), and again on every resume."""
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<p>page</p>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    async with serve(app) as base_url:
+        result = await crawl(UnwritableSpider(base_url=base_url), database)
+
+    assert (result.status, result.reason) == ("finished", "finished")
+    assert rows(database, "SELECT n FROM item WHERE n IS NOT NULL ORDER BY n") == [(n,) for n in (1, 2, 3, 4, 6, 7)]
+    errors = {
+        url.rsplit("/", 1)[1]: (stage, message)
+        for url, stage, message in rows(database, "SELECT url, stage, message FROM scraper_errors")
+    }
+    assert errors["0"] == ("parse", "no caf\\udce9")
+    assert errors["1"][1].endswith(
+        f"meta['label'] of {base_url}/next/1 holds a lone surrogate, which is not text SQLite can store"
+    )
+    assert errors["2"][1].startswith(f"cb_kwargs['label'] of {base_url}/next/2 holds a lone surrogate")
+    assert errors["3"][1].startswith(f"headers['X-Label'] of {base_url}/next/3 holds a lone surrogate")
+    assert errors["5"] == (  # raised by Request(), in the callback: the page fails, as for any exception
+        "parse",
+        f"Request('{base_url}/next/5'): priority 1180591620717411303424 is out of range (at most 2**63 - 1)",
+    )
+    assert errors["6"] == (
+        "validate",
+        "dict cannot be stored: key 'caf\\udce9' holds a lone surrogate, which no SQLite name can",
+    )
+    assert errors["7"][0] == "validate" and errors["7"][1].endswith("surrogates not allowed (field 'label')")
+    assert "4" not in errors and result.stats.get("requests/filtered/malformed") == 1  # a link no row can hold

@@ -78,6 +78,12 @@ def test_request_priority_must_be_an_int(priority: Any) -> None:
         Request("https://example.com/", priority=priority)
 
 
+def test_a_relative_url_says_how_to_resolve_it() -> None:
+    with pytest.raises(ValueError) as caught:
+        Request("/page/2/")
+    assert str(caught.value) == "not an absolute URL: '/page/2/' (a link from a page: response.follow(url) resolves it)"
+
+
 def test_request_rejects_data_with_json() -> None:
     with pytest.raises(ValueError, match="data or json"):
         Request("https://example.com/", data=b"x", json={"a": 1})

@@ -263,4 +263,6 @@ async def test_a_request_whose_body_cannot_be_made_is_unstorable_and_the_others_
     assert [entry.request.url for entry in admission.admitted] == ["http://a.test/1", "http://a.test/2"]
     ((request, problem),) = admission.unstorable
     assert request is broken
-    assert str(problem) == "its body cannot be made: TypeError: Object of type object is not JSON serializable"
+    assert str(problem) == (
+        f"the body of {request.url} cannot be made: TypeError: Object of type object is not JSON serializable"
+    )

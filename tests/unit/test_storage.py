@@ -529,7 +529,8 @@ async def test_an_item_sqlite_cannot_take_is_an_error_row_and_nothing_else_is_lo
         ("validate", "OverflowError", "http://a.test/2"),
         ("validate", "UnicodeEncodeError", "http://a.test/3"),
     ]
-    assert errors[0][3] == "not stored in table 'item': Python int too large to convert to SQLite INTEGER"
+    assert errors[0][3] == "not stored in table 'item': Python int too large to convert to SQLite INTEGER (field 'n')"
+    assert errors[1][3].endswith("surrogates not allowed (field 'note')")  # the field named: it was not
     assert rows(database, "SELECT status FROM scraper_crawls") == [("finished",)]
     assert stats.get("items/stored") == 3 and stats.get("errors/validate/OverflowError") == 1
 
