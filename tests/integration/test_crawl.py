@@ -700,15 +700,33 @@ async def test_a_callback_past_its_timeout_fails_its_page_only(database: Path) -
     assert result.stats.get("errors/parse/CallbackTimeout") == 1
 
 
-class AbruptSpider(Spider):
+class NumberedPagesSpider(Spider):
+    """``/page/0`` to ``/page/{pages - 1}`` of ``any_page_site``, each parsed with its number."""
+
+    base_url = ""  # given as an argument
+    pages = 0
+
+    async def start_requests(self) -> AsyncIterator[Request]:
+        for n in range(self.pages):
+            yield Request(f"{self.base_url}/page/{n}", cb_kwargs={"n": n})
+
+
+def any_page_site() -> web.Application:
+    """A site with a page at every path."""
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<p>page</p>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    return app
+
+
+class AbruptSpider(NumberedPagesSpider):
     """Twelve pages; the callbacks of four of them end abruptly, each in its own way."""
 
     name = "abrupt"
-    base_url = ""  # given as an argument
-
-    async def start_requests(self) -> AsyncIterator[Request]:
-        for n in range(12):
-            yield Request(f"{self.base_url}/page/{n}", cb_kwargs={"n": n})
+    pages = 12
 
     async def parse(self, response: Response, n: int) -> AsyncIterator[Any]:
         if n in (1, 5, 9):
@@ -728,13 +746,7 @@ async def test_a_callback_that_cancels_or_exits_fails_its_page_only(database: Pa
     """Its worker ended quietly on a CancelledError (three of them: no worker left, the crawl
     hung), sys.exit() ended the crawl without a word, and a TimeoutError of the callback's
     own was reported as the callback running past callback_timeout."""
-
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text="<p>page</p>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", page)
-    async with serve(app) as base_url:
+    async with serve(any_page_site()) as base_url:
         result = await crawl(AbruptSpider(base_url=base_url), database, concurrency=3, parse_processes=processes)
 
     assert (result.status, result.reason) == ("finished", "finished")
@@ -753,15 +765,11 @@ async def test_a_callback_that_cancels_or_exits_fails_its_page_only(database: Pa
     assert message.startswith("3 (hint: sys.exit() fails this page only; to end the crawl early (Scrapy's CloseSpider)")
 
 
-class UnwritableSpider(Spider):
+class UnwritableSpider(NumberedPagesSpider):
     """Each page yields one request or item that SQLite cannot take as it is, and a good item."""
 
     name = "unwritable"
-    base_url = ""  # given as an argument
-
-    async def start_requests(self) -> AsyncIterator[Request]:
-        for n in range(8):
-            yield Request(f"{self.base_url}/page/{n}", cb_kwargs={"n": n})
+    pages = 8
 
     async def parse(self, response: Response, n: int) -> AsyncIterator[Any]:
         bad = "caf\udce9"  # a lone surrogate: what bytes decoded with errors="surrogateescape" hold
@@ -789,13 +797,7 @@ class UnwritableSpider(Spider):
 async def test_values_sqlite_cannot_take_fail_their_page_or_item_not_the_crawl(database: Path) -> None:
     """Each of these stopped the crawl at its write ("'utf-8' codec can't encode character
     '\\udce9'", "Python int too large to convert to SQLite INTEGER"), and again on every resume."""
-
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text="<p>page</p>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", page)
-    async with serve(app) as base_url:
+    async with serve(any_page_site()) as base_url:
         result = await crawl(UnwritableSpider(base_url=base_url), database)
 
     assert (result.status, result.reason) == ("finished", "finished")
