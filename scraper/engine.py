@@ -290,10 +290,7 @@ class Engine:
 
     async def _close(self, storage: Storage, status: str, reason: str) -> None:
         """Run the closing hooks (a failing hook is logged, not fatal), then seal the crawl row."""
-        try:
-            await self._pipeline.close(self.spider)
-        except Exception:
-            logger.exception("a pipeline stage failed to close")
+        await self._pipeline.close(self.spider)  # each stage's failure logged by it
         try:
             await run_hook(self.spider.closed, reason)
         except Exception:

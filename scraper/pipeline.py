@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -11,6 +12,8 @@ from scraper.errors import ConfigError, DropItem, OpenFailed, describe
 from scraper.item import Item
 from scraper.loading import build_object
 from scraper.spider import Spider
+
+logger = logging.getLogger(__name__)
 
 Record = Item | dict[str, Any]
 
@@ -86,8 +89,13 @@ class Pipeline:
                 raise OpenFailed(f"pipeline stage {type(stage).__name__}: open() failed: {describe(exc)}") from exc
 
     async def close(self, spider: Spider) -> None:
+        """Close each stage, last first. One that fails is logged and the others still close:
+        a stage that buffers its output loses it unless its close() runs."""
         for stage in reversed(self.stages):
-            await stage.close(spider)
+            try:
+                await stage.close(spider)
+            except Exception:
+                logger.exception("pipeline stage %s: close() failed", type(stage).__name__)
 
     async def process(self, item: Record, spider: Spider) -> Record:
         """Run every stage; raises ``DropItem`` or ``StageFailed`` (never anything else)."""

@@ -282,3 +282,28 @@ async def test_a_stage_that_fails_to_open_is_named() -> None:
         match=r"^pipeline stage Unreachable: open\(\) failed: ConnectionRefusedError: the warehouse is down$",
     ):
         await Pipeline([Normalize(), Unreachable()]).open(SPIDER)
+
+
+class Buffered(BaseStage):
+    """Writes what it buffered when it closes, as an export stage would."""
+
+    def __init__(self) -> None:
+        self.flushed = False
+
+    async def close(self, spider: Spider) -> None:
+        self.flushed = True
+
+
+class BrokenClose(BaseStage):
+    async def close(self, spider: Spider) -> None:
+        raise OSError("the warehouse is down")
+
+
+async def test_a_stage_that_fails_to_close_does_not_keep_the_others_from_closing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first failure ended the closing: a stage before it never flushed its output."""
+    first, last = Buffered(), Buffered()
+    await Pipeline([first, BrokenClose(), last]).close(SPIDER)
+    assert first.flushed and last.flushed
+    assert "pipeline stage BrokenClose: close() failed" in caplog.text and "the warehouse is down" in caplog.text
