@@ -81,6 +81,7 @@ class Engine:
         self._pipeline = Pipeline.from_settings(settings.pipelines)
         self._middlewares = load_middlewares(settings=settings, stats=self.stats, limiter=self.limiter)
         self._stop_reason: str | None = None
+        self._resumed = False
 
     @property
     def pending(self) -> int:
@@ -201,6 +202,7 @@ class Engine:
         if start.unfinished is not None:
             message += f"; unfinished crawl {start.unfinished} is given up (the memory frontier cannot resume it)"
         self._notify(message)
+        self._resumed = start.resumed
         if not start.resumed:
             return
         for key, value in start.stats.items():
@@ -276,7 +278,9 @@ class Engine:
             await self._admit_start(scheduler, batch, storage)
 
     async def _admit_start(self, scheduler: Scheduler, batch: list[Request], storage: Storage) -> None:
-        admission = await scheduler.add(batch)
+        # resumed, a start request seen before was the interrupted run's, dont_filter or not: its
+        # row resumes it (admitted again, each resume fetched it again and duplicated its items)
+        admission = await scheduler.add(batch, copies=not self._resumed)
         errors = [error_record("start", error, request.url, self.stats) for request, error in admission.unstorable]
         await storage.submit(Commit(requests=admission.admitted, refused=admission.refused, errors=errors))
         await asyncio.sleep(0)  # a long start_requests must not hold the loop: fetches go on meanwhile

@@ -75,11 +75,17 @@ class Scheduler:
     # -- admission ---------------------------------------------------------------------------
 
     async def add(
-        self, requests: Iterable[Request], *, parent: Request | None = None, depth: int | None = None
+        self,
+        requests: Iterable[Request],
+        *,
+        parent: Request | None = None,
+        depth: int | None = None,
+        copies: bool = True,
     ) -> Admission:
         """Admit new requests (links found on ``parent`` are one level deeper; redirect hops
         pass ``depth``). Duplicates and unfollowable links are only counted; requests refused
-        by scope or budget, and requests that cannot be stored, are returned."""
+        by scope or budget, and requests that cannot be stored, are returned. A ``dont_filter``
+        request already seen is admitted again as a copy, unless ``copies`` is off."""
         requests = list(requests)
         if not requests:  # most pages (leaves) find nothing to follow: no awaits for them
             return Admission()
@@ -96,7 +102,7 @@ class Scheduler:
             for request, key, host in candidates:
                 row_key = key
                 if key not in unseen:
-                    if not request.dont_filter:
+                    if not (request.dont_filter and copies):
                         self._stats.increment("requests/filtered/duplicate")
                         continue
                     row_key = copy_key(key)  # a copy asked for: a row of its own

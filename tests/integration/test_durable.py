@@ -207,28 +207,66 @@ class SharedAuthorSpider(Spider):
         yield {"quote": quote}
 
 
-@pytest.mark.timeout(60)
-async def test_every_dont_filter_copy_of_a_request_survives_a_stop(database: Path) -> None:
-    """The copies shared one row: the first done marked it done, each overwrote its cb_kwargs,
-    and the copies still pending, held only in memory, were lost on resume (18 of 20 stored)."""
+async def stopped_then_resumed(
+    spider_class: type[Spider], database: Path, *, slow: str
+) -> tuple[CrawlResult, CrawlResult, Counter[str]]:
+    """``spider_class`` on a site with a page at every path (those starting with ``slow`` take
+    50 ms, one at a time), stopped after 3 items, then resumed; and each path's hits."""
+    hits: Counter[str] = Counter()
 
     async def page(request: web.Request) -> web.Response:
-        await asyncio.sleep(0.05 if request.path == "/author" else 0)
-        return web.Response(text="<p>author</p>", content_type="text/html")
+        hits[request.path] += 1
+        await asyncio.sleep(0.05 if request.path.startswith(slow) else 0)
+        return web.Response(text="<p>page</p>", content_type="text/html")
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", page)
     async with serve(app) as base_url:
         settings = make_settings(per_host={"concurrency": 1})
-        crawl = Engine(spider=SharedAuthorSpider(base_url=base_url), settings=settings, database=database)
+        crawl = Engine(spider=spider_class(base_url=base_url), settings=settings, database=database)
         stopped = await stopped_after(crawl, items=3)
-        resumed = await Engine(spider=SharedAuthorSpider(base_url=base_url), settings=settings, database=database).run()
-
+        resumed = await Engine(spider=spider_class(base_url=base_url), settings=settings, database=database).run()
     assert stopped.status == "interrupted" and resumed.resumed and resumed.status == "finished"
+    return stopped, resumed, hits
+
+
+@pytest.mark.timeout(60)
+async def test_every_dont_filter_copy_of_a_request_survives_a_stop(database: Path) -> None:
+    """The copies shared one row: the first done marked it done, each overwrote its cb_kwargs,
+    and the copies still pending, held only in memory, were lost on resume (18 of 20 stored)."""
+    await stopped_then_resumed(SharedAuthorSpider, database, slow="/author")
     assert sorted(quote for (quote,) in rows(database, "SELECT quote FROM item")) == list(range(20))
     assert rows(
         database, "SELECT count(*), count(DISTINCT cb_kwargs) FROM scraper_requests WHERE url LIKE '%/author'"
     ) == [(20, 20)]
+
+
+class DontFilterSeedSpider(Spider):
+    """A start page fetched with ``dont_filter=True`` (as Scrapy spiders often do), which stores
+    an unkeyed item and links to 20 slow pages."""
+
+    name = "dont_filter_seed"
+    base_url = ""  # given as an argument
+
+    async def start_requests(self) -> AsyncIterator[Request]:
+        yield Request(f"{self.base_url}/", dont_filter=True)
+
+    async def parse(self, response: Response) -> AsyncIterator[Any]:
+        yield {"seed": response.url}
+        for n in range(20):
+            yield Request(f"{self.base_url}/page/{n}", self.parse_page)
+
+    async def parse_page(self, response: Response) -> AsyncIterator[Any]:
+        yield {"page": response.url}
+
+
+@pytest.mark.timeout(60)
+async def test_a_dont_filter_start_request_is_not_fetched_again_on_resume(database: Path) -> None:
+    """Admitted again by every resume, the start page was fetched again, and its unkeyed items
+    stored again (four rows after three kills)."""
+    _, _, hits = await stopped_then_resumed(DontFilterSeedSpider, database, slow="/page/")
+    assert hits["/"] == 1
+    assert rows(database, "SELECT count(seed), count(page) FROM item") == [(1, 20)]
 
 
 @pytest.mark.parametrize("concurrency", [1, 8, 32])
