@@ -43,7 +43,7 @@ import pydantic
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from scraper import habits
-from scraper.codec import callback_name, callback_named
+from scraper.codec import RequestNotStorable, callback_name, callback_named
 from scraper.deadline import Deadlines
 from scraper.errors import ConfigError, ScraperError, describe
 from scraper.http import Request, Response
@@ -103,9 +103,10 @@ _Page = tuple[str, str, int, list[tuple[str, str]], bytes, tuple[Any, ...]]
 request's fields but its (bound) callback. Plain tuples pickle several times faster than
 dataclasses."""
 
-_Result = tuple[list[tuple[tuple[Any, ...], str]], list[Any], list[Any], list[str]]
+_Result = tuple[list[tuple[tuple[Any, ...], str]], list[Any], list[Any], list[str], list[Exception]]
 """A callback's outputs as they travel back: the requests (fields, callback name), the valid
-items, the invalid ones with their errors, and the type names of any other outputs."""
+items, the invalid ones with their errors, the type names of any other outputs, and the
+errors of requests that could not travel (their callback is no method of the spider)."""
 
 _REQUEST_FIELDS = ("url", "method", "headers", "data", "json", "meta", "cb_kwargs", "priority", "dont_filter", "depth")
 _request_fields = operator.attrgetter(*_REQUEST_FIELDS)  # a request's fields as a tuple, in one C call
@@ -498,9 +499,9 @@ def _request(fields: tuple[Any, ...], callback: Callable[..., Any] | None) -> Re
 
 
 def _unpack_result(payload: _Result, spider: Spider) -> CallbackResult:
-    named, items, invalid, strays = payload
+    named, items, invalid, strays, unsendable = payload
     requests = [_request(fields, callback_named(spider, name, fields[0])) for fields, name in named]
-    return CallbackResult(requests, items, invalid, strays)
+    return CallbackResult(requests, items, invalid, strays, unsendable)
 
 
 # -- the child's side -------------------------------------------------------------------------
@@ -530,7 +531,7 @@ def _sendable(reply: tuple[str, Any], error: Exception) -> bytes:
     the page."""
     status, payload = reply
     if status == "ok" and payload is not None:
-        named, items, invalid, strays = payload
+        named, items, invalid, strays, unsendable = payload
         kept: list[Any] = []
         refused: list[tuple[None, Exception]] = []
         for item in items:
@@ -541,7 +542,8 @@ def _sendable(reply: tuple[str, Any], error: Exception) -> bytes:
                 refused.append((None, _unsendable(item, exc)))
         invalid = [(None, _quoted(validation)) for _, validation in invalid]
         try:
-            return pickle.dumps(("ok", (named, kept, [*invalid, *refused], strays)), protocol=pickle.HIGHEST_PROTOCOL)
+            result = (named, kept, [*invalid, *refused], strays, unsendable)
+            return pickle.dumps(("ok", result), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
             error = exc
     problem = TypeError(f"callback output cannot be sent back from the parse process: {error}")
@@ -570,8 +572,14 @@ async def _handle(spider: Spider, page: _Page) -> _Result:
     headers_proxy = CIMultiDictProxy(CIMultiDict(headers))  # what Response keeps as it is, without a copy
     response = Response(url=url, status=status, headers=headers_proxy, body=body, request=request)
     result = await run_callback(callback, response)
-    named = [(_request_fields(r), callback_name(r)) for r in result.requests]
-    return named, result.items, result.invalid, result.strays
+    named: list[tuple[tuple[Any, ...], str]] = []
+    unsendable: list[Exception] = []
+    for request in result.requests:  # by its callback's name: one that has none fails alone, as on the loop
+        try:
+            named.append((_request_fields(request), callback_name(request)))
+        except RequestNotStorable as exc:
+            unsendable.append(exc)
+    return named, result.items, result.invalid, result.strays, unsendable
 
 
 def child_main() -> None:

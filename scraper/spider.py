@@ -145,6 +145,9 @@ class CallbackResult:
     items: list[Item | dict[str, Any]]
     invalid: list[tuple[Item, pydantic.ValidationError]]
     strays: list[str] = dataclasses.field(default_factory=list)  # type names of other outputs
+    # requests a parse process could not send back (a callback that is no method of the
+    # spider), each as the error its admission would have been
+    unsendable: list[Exception] = dataclasses.field(default_factory=list)
 
 
 async def run_callback(callback: Callable[..., Any], response: Response) -> CallbackResult:

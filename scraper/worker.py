@@ -250,6 +250,8 @@ class Worker:
         errors = [error_record("validate", error, response.url, self._stats) for _, error in result.invalid]
         if result.strays:
             errors += [error_record("parse", stray_output(name), response.url, self._stats) for name in result.strays]
+        if result.unsendable:
+            errors += [error_record("parse", problem, response.url, self._stats) for problem in result.unsendable]
         items: list[StoredItem] = []
         for item in result.items:
             try:

@@ -147,6 +147,17 @@ class OwnErrorsSpider(TroubleSpider):
         yield Page(url=response.url, n=n, pid=os.getpid())
 
 
+class NamelessCallbackSpider(TroubleSpider):
+    """Page 18 follows a link with a lambda for its callback, which no row can name."""
+
+    name = "nameless_callback"
+
+    async def parse_page(self, response: Response, n: int) -> AsyncIterator[Any]:
+        if n == 18:
+            yield Request(f"{self.base_url}/page/18?more", callback=lambda response: None)
+        yield Page(url=response.url, n=n, pid=os.getpid())
+
+
 @pytest.fixture
 async def pages_site() -> AsyncIterator[str]:
     async def page(request: web.Request) -> web.Response:
@@ -248,6 +259,18 @@ async def test_an_error_row_is_the_same_from_a_parse_process(pages_site: str, da
             "(the page is not JSON: text/html; charset=utf-8, starting '<html><body><p>17</p></body></html>')",
         ),
     ]
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+async def test_a_request_that_cannot_be_stored_fails_alone(pages_site: str, database: Path, processes: int) -> None:
+    """From a parse process, it failed its whole page: the page's item was lost."""
+    result = await crawl(NamelessCallbackSpider(base_url=pages_site), database, parse_processes=processes)
+
+    assert result.status == "finished"
+    assert rows(database, "SELECT count(*) FROM page") == [(20,)]
+    ((url, stage, message),) = rows(database, "SELECT url, stage, message FROM scraper_errors")
+    assert (url, stage) == (f"{pages_site}/page/18", "parse")
+    assert message.startswith(f"callback of {pages_site}/page/18?more must be a method of the spider")
 
 
 @pytest.mark.parametrize("processes", [0, 2])
