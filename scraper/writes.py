@@ -85,7 +85,15 @@ class ItemTables:
             try:
                 await db.execute(schema.create_key_index(item.table, item.key))
             except sqlite3.IntegrityError as exc:
-                raise StorageError(f"table {item.table!r} holds duplicate rows for key {item.key}: {exc}") from None
+                columns = ", ".join(map(schema.quote, item.key))
+                keep_last = (
+                    f"DELETE FROM {schema.quote(item.table)} WHERE _id NOT IN "
+                    f"(SELECT max(_id) FROM {schema.quote(item.table)} GROUP BY {columns})"
+                )
+                raise StorageError(
+                    f"table {item.table!r} holds duplicate rows for key {item.key}: {exc}; keep the last of each "
+                    f"with sqlite3 and {keep_last!r}, or crawl into a new file (--db)"
+                ) from None
 
     async def _drop_other_keys(self, db: aiosqlite.Connection, item: StoredItem) -> None:
         """Drop the unique index of a key the item's class no longer has. Kept, the old key
