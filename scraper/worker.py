@@ -275,6 +275,10 @@ class Worker:
 def stored_item(record: Record, url: str) -> StoredItem:
     if isinstance(record, Item):
         row, columns = item_row(record)
+        if record.key and None in map(row.get, record.key):
+            # SQLite's UNIQUE never matches a NULL: upserted on nothing, the item was added again every crawl
+            empty = next(name for name in record.key if row.get(name) is None)
+            raise ValueError(f"key field {empty!r} is None; a keyed item needs a value in each key field")
         return StoredItem(record.table, record.key, columns, row, url)
     return StoredItem(DICT_TABLE, (), columns_of_dict(record), to_row(record), url)
 

@@ -90,6 +90,21 @@ async def test_keyed_items_upsert_across_commits_and_crawls(database: Path) -> N
     ]
 
 
+class Regional(Item):
+    key: ClassVar[tuple[str, ...]] = ("sku", "region")
+    sku: str
+    region: str | None = None
+
+
+def test_a_keyed_item_with_none_in_its_key_cannot_be_stored() -> None:
+    """SQLite's UNIQUE never matches a NULL: each crawl added the item again instead of
+    replacing it (three rows after three runs)."""
+    with pytest.raises(ValueError) as raised:
+        stored_item(Regional(sku="a"), "u")
+    assert str(raised.value) == "key field 'region' is None; a keyed item needs a value in each key field"
+    assert stored_item(Regional(sku="a", region="eu"), "u").row == {"sku": "a", "region": "eu"}
+
+
 async def test_new_field_adds_a_column_and_keeps_old_rows(database: Path) -> None:
     await write(database, Commit(items=[stored_item({"name": "a"}, "u")]))
     await write(database, Commit(items=[stored_item({"name": "b", "size": 3}, "u")]))
