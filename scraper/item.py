@@ -205,9 +205,11 @@ def columns_of_row(item_class: type[Item], row: Mapping[str, Any]) -> dict[str, 
 
 
 def _type_of_value(value: Any) -> str:
-    """The column type for a value seen first: none declared for None, so that the column
-    keeps whatever comes later as it is (declared TEXT, a later 2.5 would be stored '2.5')."""
-    return "" if value is None else sql_type(type(value))
+    """The column type for a key of a dict (or an extra field) seen first: none declared, so
+    that the column keeps each value as it comes. A type taken from the first value made
+    SQLite convert later ones: a first 12345 declared INTEGER, and a later zip code '01234'
+    was stored as 1234 (declared TEXT, a later 2.5 was stored '2.5')."""
+    return ""
 
 
 def columns_of_dict(record: Mapping[str, Any]) -> dict[str, str]:

@@ -66,7 +66,9 @@ class ItemTables:
         if known is None:
             await db.execute(schema.create_item_table(item.table, dict(item.columns)))
             async with db.execute(f"PRAGMA table_info({schema.quote(item.table)})") as cursor:
-                known = {row[1] for row in await cursor.fetchall()}
+                declared = {row[1]: row[2] for row in await cursor.fetchall()}
+            known = set(declared)
+            _warn_of_changed_types(item, declared)
             await self._drop_other_keys(db, item)
             self._columns[item.table] = known
             self._folded[item.table] = {folded(name) for name in known}
@@ -109,6 +111,20 @@ class ItemTables:
                 old_key = tuple(index.removeprefix(prefix).split("__"))
                 logger.warning("table %r: its key is now %s, not %s; the old key's unique index is dropped",
                                item.table, item.key or "none", old_key)  # fmt: skip
+
+
+def _warn_of_changed_types(item: StoredItem, declared: dict[str, str]) -> None:
+    """Say when a field's type is not its column's, declared by an earlier crawl (SQLite cannot
+    change it): SQLite converts what it can, so text that looks like a number ('00123') goes
+    into an INTEGER column as the number 123, and numbers into a TEXT column as text."""
+    for name, kind in item.columns.items():
+        was = declared.get(name, "")
+        if kind and was and kind != was:
+            logger.warning(
+                "table %r: column %r is %s (made by an earlier crawl), but the field is %s now; SQLite converts "
+                "values to the column's type (text '00123' to 123): rename the field, or the table",
+                item.table, name, was, kind,
+            )  # fmt: skip
 
 
 def insert_requests(entries: list[Scheduled], refused: list[Refused], crawl_id: int, now: str) -> list[Statement]:

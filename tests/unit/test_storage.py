@@ -105,6 +105,38 @@ def test_a_keyed_item_with_none_in_its_key_cannot_be_stored() -> None:
     assert stored_item(Regional(sku="a", region="eu"), "u").row == {"sku": "a", "region": "eu"}
 
 
+async def test_dict_values_are_stored_as_they_were_given(database: Path) -> None:
+    """A dict's columns were typed by their first values: a later zip code '01234' became the
+    integer 1234, a later 2.5 the text '2.5'."""
+    await write(database, Commit(items=[stored_item({"zip": 12345, "price": "1.5"}, "u")]))
+    await write(database, Commit(items=[stored_item({"zip": "01234", "price": 2.5}, "u")]))
+    assert rows(database, "SELECT zip, typeof(zip), price, typeof(price) FROM item ORDER BY _id") == [
+        (12345, "integer", "1.5", "text"),
+        ("01234", "text", 2.5, "real"),
+    ]
+
+
+class BookWithTextPages(Item):
+    """``Book`` after its ``pages`` became text ("xii + 412"), as a model may change."""
+
+    table: ClassVar[str] = "book"
+    url: str
+    pages: str
+
+
+async def test_a_field_whose_type_changed_since_its_column_was_made_is_warned_of(
+    database: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite keeps a column's declared type: the INTEGER column turned the text '0412' into
+    412, without a word."""
+    await write(database, Commit(items=[stored_item(book(), "u")]))
+    await write(database, Commit(items=[stored_item(BookWithTextPages(url="http://b.test/2", pages="0412"), "u")]))
+    assert (
+        "table 'book': column 'pages' is INTEGER (made by an earlier crawl), but the field is TEXT now" in caplog.text
+    )
+    assert rows(database, "SELECT pages FROM book WHERE url = 'http://b.test/2'") == [(412,)]  # what it warns of
+
+
 async def test_new_field_adds_a_column_and_keeps_old_rows(database: Path) -> None:
     await write(database, Commit(items=[stored_item({"name": "a"}, "u")]))
     await write(database, Commit(items=[stored_item({"name": "b", "size": 3}, "u")]))
