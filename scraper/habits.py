@@ -30,8 +30,9 @@ _TAKE = "take response.css_first(selector).text(), or node.attributes['href'] of
 _NOT_SUBSCRIPTABLE = re.compile(r"'(\w+)' object (?:is not subscriptable|does not support item assignment)")
 _BUILTIN_TYPES = frozenset({"NoneType", *(name for name, value in vars(builtins).items() if isinstance(value, type))})
 _NO_CRAWLER = (
-    "there is no crawler object here: the spider's settings are self.settings, and the crawl's counts are "
-    "kept by the framework (scraper_crawls.stats)"
+    "there is no crawler object here: self.settings holds only the spider's own overrides (config.yaml and -s "
+    "are not in it), a value the spider reads is best an argument (-a key=value becomes self.key), and the "
+    "crawl's counts are kept by the framework (scraper_crawls.stats)"
 )
 _REQUEST_KEYWORD = re.compile(r"^Request\.__init__\(\) got an unexpected keyword argument '(\w+)'$")
 _SCRAPY_REQUEST_KEYWORDS = {

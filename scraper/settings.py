@@ -306,14 +306,27 @@ SCRAPY_WITHOUT_SETTING = {
     "FEED_FORMAT": _IN_THE_FILE,
     "HTTPCACHE_ENABLED": "there is no response cache yet",
     "REDIRECT_ENABLED": "redirect.max_hops: 0 refuses every redirect (meta allow_statuses hands one to the callback)",
+    # what 'scrapy startproject' writes into settings.py
+    "BOT_NAME": "nothing to set: the User-Agent is user_agent",
+    "NEWSPIDER_MODULE": "nothing to set: spiders are found in the modules that 'spiders' lists",
+    "TWISTED_REACTOR": "nothing to set: the crawl runs on asyncio (event_loop: auto, asyncio or uvloop)",
+    "REQUEST_FINGERPRINTER_IMPLEMENTATION": "nothing to set: there is one fingerprint",
+    "FEED_EXPORT_ENCODING": _IN_THE_FILE,
+    "HTTPERROR_ALLOWED_CODES": "a request's meta={'allow_statuses': [404]} hands those statuses to its callback",
 }
 """Scrapy settings with no setting of the same job here, and what to do instead."""
+
+
+_LIST_SHAPES = {
+    "pipelines": " (an ordered list of 'module:Class')",
+    "middlewares": " (an ordered list of 'module:factory')",
+}
 
 
 def _suggestion(loc: tuple[int | str, ...]) -> str:
     scrapy_name = str(loc[0]).upper()
     if len(loc) == 1 and (ours := SCRAPY_SETTINGS.get(scrapy_name)):
-        shape = " (an ordered list of 'module:Class')" if ours in ("pipelines", "middlewares") else ""
+        shape = _LIST_SHAPES.get(ours, "")
         return f" (Scrapy's {scrapy_name} is {ours!r} here{shape})"
     if len(loc) == 1 and (advice := SCRAPY_WITHOUT_SETTING.get(scrapy_name)):
         return f" (Scrapy's {scrapy_name}: {advice})"

@@ -232,6 +232,13 @@ def test_settings_model_forbids_extra_keys() -> None:
         ("LOG_LEVEL=INFO", "(Scrapy's LOG_LEVEL: give --log-level LEVEL)"),
         ("jobdir=crawls/q", "(Scrapy's JOBDIR: nothing to set: with the sqlite frontier every run resumes"),
         ("FEEDS=x", "(Scrapy's FEEDS: items are stored in the crawl's SQLite file, read with 'query'"),
+        ("BOT_NAME=shop", "(Scrapy's BOT_NAME: nothing to set: the User-Agent is user_agent)"),  # startproject's
+        ("TWISTED_REACTOR=x", "(Scrapy's TWISTED_REACTOR: nothing to set: the crawl runs on asyncio"),
+        ("HTTPERROR_ALLOWED_CODES=[404]", "(Scrapy's HTTPERROR_ALLOWED_CODES: a request's meta={'allow_statuses'"),
+        (
+            "DOWNLOADER_MIDDLEWARES={}",
+            "(Scrapy's DOWNLOADER_MIDDLEWARES is 'middlewares' here (an ordered list of 'module:factory'))",
+        ),
     ],
 )
 def test_a_scrapy_setting_with_no_setting_here_says_what_to_do_instead(override: str, advice: str) -> None:
