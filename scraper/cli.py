@@ -277,6 +277,7 @@ async def _crawl(engine: Engine) -> tuple[CrawlResult, int]:
             err.print(f"\n{signum.name}: finishing requests in flight (again to stop at once)")
             engine.stop(signum.name)
         elif task is not None:
+            err.print(f"{signum.name} again: stopping at once (the database stays consistent; the next run resumes)")
             task.cancel()
 
     for signum in _SIGNAL_EXIT:

@@ -10,6 +10,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, cast
 
+import pydantic
+
 from scraper.encoding import is_unicode
 from scraper.errors import ScraperError
 from scraper.http import Request
@@ -96,7 +98,9 @@ def _json(value: Mapping[str, Any], field: str, url: str) -> str:
     except (TypeError, ValueError) as exc:
         culprit = next((key for key, item in value.items() if not _serialisable(item)), None)
         where = f"{field}[{culprit!r}]" if culprit is not None else field
-        raise RequestNotStorable(f"{where} of {url} cannot be stored as JSON: {exc}") from None
+        model = culprit is not None and isinstance(value[culprit], pydantic.BaseModel)  # an item handed on
+        fix = f" (pass {field}[{culprit!r}].model_dump(), and rebuild it in the callback)" if model else ""
+        raise RequestNotStorable(f"{where} of {url} cannot be stored as JSON: {exc}{fix}") from None
     if not text.isascii() and not is_unicode(text):  # written as it was, it stopped the crawl
         culprit = next(
             (key for key in value if not is_unicode(json.dumps({key: value[key]}, ensure_ascii=False))), None

@@ -306,6 +306,9 @@ async def test_a_second_sigint_stops_at_once_and_the_crawl_still_resumes(
         assert in_flight >= 10, "the test needs requests in flight at the second SIGINT"
         if sigints == 2:
             assert took < 2.0, f"exited {took:.2f}s after the second SIGINT: it waited for the drain"
+            assert "SIGINT again: stopping at once (the database stays consistent; the next run resumes)" in " ".join(
+                stopped.stderr.split()
+            )  # it exited without a word
         else:
             assert took > 2.0, f"exited {took:.2f}s after one SIGINT: the control did not drain"
         assert integrity(database) == "ok"

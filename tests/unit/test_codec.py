@@ -10,6 +10,7 @@ import pytest
 
 from scraper.codec import RequestNotStorable, decode, encode
 from scraper.http import Request
+from scraper.item import Item
 from scraper.spider import Spider
 
 URL = "https://example.com/page"
@@ -88,3 +89,15 @@ def test_a_stored_callback_the_spider_no_longer_has_is_an_error() -> None:
     row["callback"] = "parse_gone"
     with pytest.raises(RequestNotStorable, match="parse_gone"):
         decode(row, ShopSpider())
+
+
+def test_an_item_handed_on_in_cb_kwargs_says_how_to_pass_it() -> None:
+    class Quote(Item):
+        text: str
+
+    request = Request("http://a.test/author", cb_kwargs={"quote": Quote(text="x")})
+    with pytest.raises(RequestNotStorable) as raised:
+        encode(request)
+    assert str(raised.value).endswith(
+        "is not JSON serializable (pass cb_kwargs['quote'].model_dump(), and rebuild it in the callback)"
+    )
