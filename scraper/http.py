@@ -10,7 +10,7 @@ import json as jsonlib
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import urlencode
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -24,6 +24,7 @@ Link = str | LexborNode
 """What ``follow()`` accepts: a URL (relative or absolute) or an element with an ``href``."""
 
 _INT64 = 2**63
+_Default = TypeVar("_Default")
 _SHOWN_OF_NOT_JSON = 60  # characters of a page that response.json() could not read, in its error
 _ABSOLUTE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
 
@@ -271,14 +272,22 @@ class Response:
         except _SELECTOR_ERRORS:
             raise _bad_selector(selector) from None
 
-    def css_first(self, selector: str) -> LexborNode | None:
-        """The first element matching ``selector``, or None (as ``html.css_first()``)."""
+    @overload
+    def css_first(self, selector: str) -> LexborNode | None: ...
+
+    @overload
+    def css_first(self, selector: str, default: _Default) -> LexborNode | _Default: ...
+
+    def css_first(self, selector: str, default: Any = None) -> Any:
+        """The first element matching ``selector``, or ``default`` (None unless given), as
+        selectolax's own ``css_first`` (whose ``default`` a Scrapy user reaches for, after
+        parsel's ``get(default=...)``)."""
         root = self.html.root
         try:
             found = [] if root is None else _css_engines.find_first(selector, root)
         except _SELECTOR_ERRORS:
             raise _bad_selector(selector) from None
-        return found[0] if found else None
+        return found[0] if found else default
 
     def urljoin(self, url: str) -> str:
         """Resolve ``url`` against this page (honouring a ``<base href>``). A URL that cannot

@@ -478,3 +478,12 @@ def test_response_is_immutable() -> None:
     response = make_response("<p>x</p>")
     with pytest.raises(AttributeError):
         response.status = 500
+
+
+def test_css_first_takes_a_default_as_selectolax_does() -> None:
+    """``css_first(selector, default="")`` was a TypeError, though selectolax's own takes it."""
+    response = make_response("<p>x</p>")
+    assert response.css_first("h1", default="") == ""
+    assert response.css_first("h1") is None
+    found = response.css_first("p", default="")
+    assert isinstance(found, LexborNode) and found.text() == "x"
