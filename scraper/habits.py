@@ -22,12 +22,13 @@ from multidict import CIMultiDictProxy
 from selectolax.lexbor import LexborNode
 
 from scraper.http import Request, Response
-from scraper.item import NODE_HINT
+from scraper.item import NODE_HINT, Item
 from scraper.spider import Spider
 
 _PARSEL_METHODS = frozenset({"get", "getall", "extract", "extract_first", "re", "re_first", "attrib", "xpath"})
 _TAKE = "take response.css_first(selector).text(), or node.attributes['href'] of each node in response.css(selector)"
 _NOT_SUBSCRIPTABLE = re.compile(r"'(\w+)' object (?:is not subscriptable|does not support item assignment)")
+_DICT_METHODS = frozenset({"get", "keys", "items", "values", "setdefault", "update", "pop"})
 _BUILTIN_TYPES = frozenset({"NoneType", *(name for name, value in vars(builtins).items() if isinstance(value, type))})
 _NO_CRAWLER = (
     "there is no crawler object here: self.settings holds only the spider's own overrides (config.yaml and -s "
@@ -55,6 +56,11 @@ def hint_for(error: BaseException) -> str | None:
         return _attribute_hint(error.obj, error.name)
     if isinstance(error, pydantic.ValidationError) and any(map(_is_node, (d.get("input") for d in error.errors()))):
         return f"a field was given a selectolax node, not its text: {NODE_HINT}"
+    if isinstance(error, SyntaxError) and error.msg == "'yield from' inside async function":
+        return (
+            "in an async def, yield what you would yield from: yield response.follow_all(...) or "
+            "yield self.parse_detail(response) (a yielded list, generator or async generator is read as what it holds)"
+        )
     if isinstance(error, SystemExit):
         return (
             "sys.exit() fails this page only; to end the crawl early (Scrapy's CloseSpider), "
@@ -103,6 +109,11 @@ def _attribute_hint(owner: object, name: str | None) -> str | None:
         if name == "attrib":
             return f"{what}, not parsel's selectors: a node's attributes are node.attributes"
         return f"{what}, not parsel's selectors: {_TAKE}"
+    if isinstance(owner, Item) and name in _DICT_METHODS:
+        return (
+            "an Item is a pydantic model, not a dict: read its fields as attributes (item.price, or "
+            "getattr(item, 'price', None)); item.model_dump() gives a dict"
+        )
     if isinstance(owner, str) and name == "decode":
         return "headers, text and selected text are str here, not bytes as in Scrapy: no .decode() needed"
     if isinstance(owner, CIMultiDictProxy) and name == "getlist":

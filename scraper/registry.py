@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 
+from scraper import habits
 from scraper.errors import ConfigError, SpiderNotFound, describe
 from scraper.spider import Spider
 
@@ -116,7 +117,9 @@ def _import(name: str) -> ModuleType:
             ) from None
         raise ConfigError(f"spiders: importing {name!r} failed: {exc}") from None
     except Exception as exc:
-        raise ConfigError(f"spiders: importing {name!r} failed: {describe(exc)}") from None
+        hint = habits.hint_for(exc)  # a Scrapy spider's 'yield from', carried into an async def
+        advice = f" (hint: {hint})" if hint else ""
+        raise ConfigError(f"spiders: importing {name!r} failed: {describe(exc)}{advice}") from None
 
 
 def _spider_classes_in(module: ModuleType) -> Iterator[type[Spider]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pickle
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ import pydantic
 import pytest
 from rich.console import Console
 
+import scraper
 from scraper import Item, Request, Response, Spider
 from scraper.habits import annotate, hint_for
 from scraper.parse_pool import _quoted
@@ -41,7 +43,7 @@ def raised(action: Callable[[], Any]) -> BaseException:
     """The error ``action`` raises, raised for real (so it carries what Python attaches)."""
     try:
         action()
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         return exc
     raise AssertionError("nothing was raised")
 
@@ -68,6 +70,8 @@ def raised(action: Callable[[], Any]) -> BaseException:
         (lambda: setattr(Request(URL), "url", URL + "/2"), "request.replace(url=...) makes the changed copy"),
         (lambda: Spider().log("hello"), "a spider logs with self.logger.info(...)"),  # type: ignore[attr-defined]
         (lambda: Spider().crawler.stats, "there is no crawler object here"),  # type: ignore[attr-defined]
+        (lambda: Quote(text="x").get("text"), "read its fields as attributes (item.price, or getattr("),  # type: ignore[attr-defined]
+        (lambda: sys.exit(2), "sys.exit() fails this page only; to end the crawl early (Scrapy's CloseSpider)"),
     ],
 )
 def test_a_scrapy_habit_gets_a_hint_that_says_what_to_write(action: Callable[[], Any], expected: str) -> None:
@@ -163,3 +167,19 @@ def test_the_line_announced_is_the_project_s_even_in_a_folder_named_like_the_fra
     exec(compile("def parse(response):\n    return response.xpath('//a')\n", str(beside), "exec"), namespace)
     error = raised(lambda: namespace["parse"](page()))
     assert _where(error).endswith("scraper_project/spider.py:2, in parse")
+
+
+@pytest.mark.parametrize(
+    ("name", "advice"),
+    [
+        ("FormRequest", 'Request(url, method="POST", data={...}) sends a form'),
+        ("CloseSpider", "to end a crawl early, set close.max_items, close.max_pages or close.max_duration"),
+    ],
+)
+def test_importing_a_scrapy_name_from_scraper_says_what_to_use(name: str, advice: str) -> None:
+    """It said only "cannot import name 'FormRequest' from 'scraper'"."""
+    with pytest.raises(ImportError) as raised:
+        exec(f"from scraper import {name}")
+    assert str(raised.value) == f"cannot import name {name!r} from 'scraper': Scrapy's; {advice}"
+    with pytest.raises(AttributeError):
+        scraper.no_such_name  # type: ignore[attr-defined]  # noqa: B018 - other names fail as before

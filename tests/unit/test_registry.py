@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scraper.errors import SpiderNotFound
+from scraper.errors import ConfigError, SpiderNotFound
 from scraper.registry import load_spider_class
 
 SPIDERS = """
@@ -57,3 +57,20 @@ def test_a_typo_gets_the_close_name(package: str) -> None:
         load_spider_class("zzz", [package])
     assert str(caught.value).endswith("(known: walk)")
     assert load_spider_class("walk", [package]).__name__ == "Walk"
+
+
+def test_yield_from_in_an_async_callback_says_what_to_yield(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Scrapy callback's ``yield from`` is a SyntaxError in an ``async def``."""
+    name = f"registry_yield_from_{tmp_path.name}"
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "__init__.py").write_text(
+        "from scraper import Spider\n\nclass S(Spider):\n    name = 's'\n\n"
+        "    async def parse(self, response):\n        yield from response.follow_all(css='a')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError) as caught:
+        load_spider_class("s", [name])
+    assert "SyntaxError: 'yield from' inside async function" in str(caught.value)
+    assert "(hint: in an async def, yield what you would yield from: yield response.follow_all(...)" in str(
+        caught.value
+    )
