@@ -141,3 +141,5 @@ class OpenFailed(ScraperError):
 
 class DropItem(ScraperError):
     """Raised by a pipeline stage to discard an item on purpose."""
+
+    stage = ""  # the stage that raised it, set by the pipeline: the summary names it

@@ -102,7 +102,8 @@ class Pipeline:
         for stage in self.stages:
             try:
                 item = await stage.process(item, spider)
-            except DropItem:
+            except DropItem as exc:
+                exc.stage = type(stage).__name__
                 raise
             except Exception as exc:  # the stage boundary: a bug in one stage fails one item
                 raise StageFailed(type(stage).__name__, exc) from exc

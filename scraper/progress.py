@@ -91,17 +91,14 @@ def summary(
     tables = stats.items_by_table()
     table.add_row("items", ", ".join(f"{name}: {count:,}" for name, count in tables.items()) or "none")
     if dropped := stats.get("items/dropped"):
-        table.add_row("dropped", f"{dropped:,} items (by pipeline stages)")
+        table.add_row("dropped", _with_first(f"{dropped:,} items (by pipeline stages)", stats, "items/dropped"))
     if filtered := stats.under("requests/filtered"):  # why pages were not fetched: robots.txt, offsite...
         table.add_row("filtered", ", ".join(f"{reason}: {count:,}" for reason, count in filtered.items()))
     errors = stats.under("errors")
     if not errors:
         table.add_row("errors", "none")
     for row, (kind, count) in enumerate(errors.items()):  # each kind with its first message, if this run saw one
-        text = Text(f"{kind}: {count:,}")
-        if example := stats.examples.get(f"errors/{kind}"):
-            text.append(f"\n  first: {one_line(example, _EXAMPLE_CHARS)}", style="dim")
-        table.add_row("" if row else "errors", text)
+        table.add_row("" if row else "errors", _with_first(f"{kind}: {count:,}", stats, f"errors/{kind}"))
     if stalls := stats.get("loop/stalls"):  # see loop_watch: code that blocked the event loop
         worst = stats.get("loop/worst_stall_ms") / 1000
         times = "once" if stalls == 1 else f"{stalls:,} times"
@@ -112,6 +109,14 @@ def summary(
     if resume:
         commands["resume"] = resume
     return Group(table, *(_command_line(label, command) for label, command in commands.items()))
+
+
+def _with_first(line: str, stats: Stats, key: str) -> Text:
+    """``line``, and below it the first message of ``key`` that this run saw, if it saw one."""
+    text = Text(line)
+    if example := stats.examples.get(key):
+        text.append(f"\n  first: {one_line(example, _EXAMPLE_CHARS)}", style="dim")
+    return text
 
 
 def _command_line(label: str, command: str) -> Text:

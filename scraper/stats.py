@@ -25,8 +25,9 @@ class Stats:
             self.counts[key] = value
 
     def count_error(self, key: str, message: str) -> bool:
-        """Count an error of the kind ``key``; True for the first of its kind in this run,
-        whose ``message`` is kept as the kind's example (a few kinds a crawl: bounded)."""
+        """Count an error of the kind ``key`` (or a dropped item); True for the first of its
+        kind in this run, whose ``message`` is kept as the kind's example (a few kinds a
+        crawl: bounded)."""
         self.counts[key] += 1
         if key in self.examples:
             return False

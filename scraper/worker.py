@@ -256,8 +256,8 @@ class Worker:
         for item in result.items:
             try:
                 processed = await self._pipeline.process(item, self._spider)
-            except DropItem as exc:
-                self._stats.increment("items/dropped")
+            except DropItem as exc:  # counted with its first reason, shown by the summary as an error kind's
+                self._stats.count_error("items/dropped", f"{exc.stage}: {exc}" if exc.stage else str(exc))
                 logger.debug("dropped item from %s: %s", response.url, exc)
             except StageFailed as exc:
                 errors.append(error_record("pipeline", exc.error, response.url, self._stats, context=f"{exc.stage}: "))

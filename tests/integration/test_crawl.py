@@ -195,6 +195,11 @@ async def test_a_failing_pipeline_stage_fails_its_item_only(database: Path) -> N
     assert result.stats.get("items/dropped") == 1
     assert result.stats.get("errors/pipeline/KeyError") == 1
     assert result.stats.get("items/stored") == 2
+    console = Console(width=200, record=True)  # why items were dropped: it was said only at DEBUG
+    console.print(summary(spider="faulty", status="finished", reason="finished", stats=result.stats, database=database))
+    assert re.search(
+        r"dropped +1 items \(by pipeline stages\) *\n +first: PickyStage: beta is not wanted", console.export_text()
+    )
 
 
 async def test_links_past_max_per_page_are_counted_not_followed(database: Path) -> None:
