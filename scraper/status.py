@@ -38,6 +38,7 @@ class CrawlInfo:
     started_at: str  # ISO 8601, UTC
     finished_at: str | None
     finish_reason: str | None
+    superseded: bool = False  # a later crawl of the spider started (--fresh): this one never resumes
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -97,7 +98,9 @@ class CrawlStatus:
         label = "killed" if crawl.status == "running" else crawl.status
         if crawl.finish_reason and crawl.finish_reason != crawl.status:
             label += f" ({crawl.finish_reason})"
-        return f"{label}, resumes on next run" if crawl.status in RESUMABLE else label
+        if crawl.status not in RESUMABLE:
+            return label
+        return f"{label}, given up: a later crawl started" if crawl.superseded else f"{label}, resumes on next run"
 
 
 def lock_is_held(database: Path) -> bool:
@@ -132,7 +135,9 @@ async def find_crawl(db: aiosqlite.Connection, *, spider: str | None, crawl_id: 
     conditions = [("spider = ?", spider), ("id = ?", crawl_id)]
     chosen = [(sql, value) for sql, value in conditions if value is not None]
     where = " AND ".join(sql for sql, _ in chosen) or "1"
-    sql = f"SELECT id, spider, status, started_at, finished_at, finish_reason FROM scraper_crawls WHERE {where}"
+    later = "EXISTS (SELECT 1 FROM scraper_crawls AS later WHERE later.spider = c.spider AND later.id > c.id)"
+    columns = f"id, spider, status, started_at, finished_at, finish_reason, {later}"
+    sql = f"SELECT {columns} FROM scraper_crawls AS c WHERE {where}"
     async with db.execute(sql + " ORDER BY id DESC LIMIT 1", [value for _, value in chosen]) as cursor:
         row = await cursor.fetchone()
     return None if row is None else CrawlInfo(*row)

@@ -156,6 +156,17 @@ async def test_choosing_a_crawl_by_id_or_spider(database: Path) -> None:
     assert await read_status(database, spider="nobody") is None
 
 
+async def test_a_killed_crawl_that_a_later_one_replaced_does_not_resume(database: Path) -> None:
+    """After --fresh, the killed crawl still read "resumes on next run": the next run resumes
+    the later one."""
+    make_database(database, [])  # crawl 1 of shop, left 'running' by a killed process
+    with closing(sqlite3.connect(database)) as db, db:
+        db.execute("INSERT INTO scraper_crawls (spider, started_at, status) VALUES ('shop', ?, 'running')", (iso(1),))
+    first, latest = await read_status(database, crawl_id=1), await read_status(database)
+    assert first is not None and first.state == "killed, given up: a later crawl started"
+    assert latest is not None and latest.crawl.id == 2 and latest.state == "killed, resumes on next run"
+
+
 async def test_an_empty_or_foreign_database(database: Path, tmp_path: Path) -> None:
     make_database(database, [])
     with closing(sqlite3.connect(database)) as db, db:
