@@ -94,6 +94,8 @@ class _Parser(argparse.ArgumentParser):
         for name, hint in _SCRAPY_COMMANDS.items():
             if message.startswith(f"argument COMMAND: invalid choice: {name!r}"):
                 message = f"{message}: {hint}"
+        if message.startswith("unrecognized arguments:") and {"-o", "-O"} & set(message.split()):
+            message += " (Scrapy's feed output: the items are in the crawl's SQLite file, read with 'query')"
         super().error(message)
 
 

@@ -102,7 +102,9 @@ class Spider:
                 setting = _SCRAPY_ATTRIBUTES[key]
                 advice = f"give -s {setting}=..." if setting else _PER_REQUEST
                 raise ConfigError(f"spider argument -a {key}=...: Scrapy's, not read here: {advice}")
-            if not key.isidentifier() or callable(getattr(type(self), key, None)):
+            if callable(getattr(type(self), key, None)):
+                raise ConfigError(f"spider argument -a {key}=...: the spider's method {key}() has that name")
+            if not key.isidentifier():
                 raise ConfigError(f"spider argument -a {key}=...: not a usable attribute name")
             setattr(self, key, value)
         self.logger = logging.getLogger(f"{SPIDER_LOGGERS}.{self.name}")

@@ -518,3 +518,17 @@ def _has_items(database: Path) -> bool:
         return bool(database.exists() and rows(database, "SELECT count(*) FROM product")[0][0] > 0)
     except Exception:
         return False
+
+
+def test_scrapys_output_option_is_refused_with_where_the_items_are(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "demo_shop", "-o", "items.json"])
+    assert exited.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "unrecognized arguments: -o items.json (Scrapy's feed output: the items are in the crawl's SQLite file, "
+            "read with 'query')"
+        )
+    )

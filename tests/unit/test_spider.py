@@ -231,10 +231,16 @@ def test_arguments_become_attributes() -> None:
     assert not hasattr(QuotesSpider, "category")
 
 
-@pytest.mark.parametrize("name", ["parse", "start_requests", "opened", "closed", "parse_detail", "not-an-id"])
+@pytest.mark.parametrize("name", ["parse", "start_requests", "opened", "closed", "parse_detail"])
 def test_argument_shadowing_a_method_is_a_config_error(name: str) -> None:
-    with pytest.raises(ConfigError, match=f"-a {name}="):
+    with pytest.raises(ConfigError) as raised:  # it said "not a usable attribute name"
         QuotesSpider(**{name: "x"})
+    assert str(raised.value) == f"spider argument -a {name}=...: the spider's method {name}() has that name"
+
+
+def test_an_argument_that_is_no_python_name_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"^spider argument -a not-an-id=\.\.\.: not a usable attribute name$"):
+        QuotesSpider(**{"not-an-id": "x"})
 
 
 @pytest.mark.parametrize(
