@@ -51,7 +51,10 @@ class Scheduler:
         settings: Settings,
         stats: Stats,
         allowed_domains: Sequence[str] = (),
+        handed_out: int = 0,
     ) -> None:
+        """``handed_out``: the pages a resumed crawl fetched before, counted against
+        ``close.max_pages`` (each resume had the whole quota again: 1,702 pages for 1,001)."""
         self._frontier = frontier
         self._seen = seen
         self._limiter = limiter
@@ -64,13 +67,16 @@ class Scheduler:
         self._queued_hosts: set[str] = set()  # hosts in _hosts
         self._full_hosts: set[str] = set()  # hosts with work whose slots are all taken
         self._order = itertools.count()
-        self._handed_out = 0
+        self._handed_out = handed_out
         self._in_flight = 0
         self._producers = 0
         self._changed = asyncio.Event()
         self._wake: asyncio.TimerHandle | None = None  # armed by wait_for_change
         self._closed = False
         self.limit_reached: str | None = None
+        if settings.close.max_pages and handed_out >= settings.close.max_pages:
+            self.limit_reached = "max_pages"  # reached before the stop: nothing more to hand out
+            self.close()
 
     # -- admission ---------------------------------------------------------------------------
 

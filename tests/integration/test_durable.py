@@ -269,6 +269,19 @@ async def test_a_dont_filter_start_request_is_not_fetched_again_on_resume(databa
     assert rows(database, "SELECT count(seed), count(page) FROM item") == [(1, 20)]
 
 
+@pytest.mark.timeout(120)
+async def test_max_pages_counts_the_pages_fetched_before_a_resume(database: Path) -> None:
+    """Each resume had the whole quota again (1,702 pages for max_pages 1,001 after three kills)."""
+    app, _ = logged_shop(300, delay=0.01)
+    async with serve(app) as base_url:
+        stopped = await stopped_after(engine(base_url, database, concurrency=4, close={"max_pages": 60}), items=10)
+        resumed = await engine(base_url, database, concurrency=4, close={"max_pages": 60}).run()
+    assert stopped.status == "interrupted" and 10 <= stopped.stats.get("pages") < 60
+    assert resumed.resumed and (resumed.status, resumed.reason) == ("finished", "max_pages")
+    assert rows(database, "SELECT count(*) FROM scraper_requests WHERE state IN ('done', 'failed')") == [(60,)]
+    assert resumed.stats.get("pages") == 60
+
+
 @pytest.mark.parametrize("concurrency", [1, 8, 32])
 async def test_max_items_stores_exactly_that_many(database: Path, concurrency: int) -> None:
     app, _ = logged_shop(300)
