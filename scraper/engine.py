@@ -210,6 +210,7 @@ class Engine:
                 self.stats.counts[key] = value
         self.stats.set_items_by_table(start.items)
         self.stats.counts["pages"] = start.pages
+        self.stats.counts["resume/pages_before"] = start.pages  # this run's rate leaves them out
 
     def _scheduler(self, storage: Storage, start: CrawlStart) -> Scheduler:
         policy = self.settings.frontier

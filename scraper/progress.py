@@ -83,11 +83,14 @@ def summary(
     the command that resumes it (``resume``) when it stopped short."""
     seconds = elapsed if elapsed is not None else stats.elapsed
     pages = stats.get("pages")
+    before = stats.get("resume/pages_before")  # a resumed crawl's, fetched by the runs before this one
     table = Table(show_header=False, box=None, padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
     table.add_row("crawl", f"{spider}: {status} ({reason})")
-    table.add_row("pages", f"{pages:,} in {seconds:,.1f}s = {pages / max(seconds, 1e-9):,.0f} pages/s")
+    this_run = pages - before
+    rate = f"{this_run:,} in {seconds:,.1f}s = {this_run / max(seconds, 1e-9):,.0f} pages/s"
+    table.add_row("pages", f"{pages:,} ({before:,} before this run; {rate})" if before else rate)
     tables = stats.items_by_table()
     table.add_row("items", ", ".join(f"{name}: {count:,}" for name, count in tables.items()) or "none")
     if dropped := stats.get("items/dropped"):

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import random
+import re
 import signal
 import sqlite3
 import sys
@@ -275,6 +276,12 @@ async def test_one_signal_drains_records_interrupted_and_the_next_run_resumes(
     # and the statistics (saved at the stop) continue: the crawl's counts cover both runs
     stats = json.loads(query(database, "SELECT stats FROM scraper_crawls")[0][0])
     assert (stats["pages"], stats["requests/admitted"], stats["items/stored"]) == (PAGES, PAGES, ITEMS)
+    # the summary's rate is this run's: it divided the whole crawl's pages by this run's time
+    before = stats["resume/pages_before"]
+    assert 0 < before < PAGES
+    assert re.search(
+        rf"pages +{PAGES:,} \({before:,} before this run; {PAGES - before:,} in [\d.]+s = ", resumed.stdout
+    )
 
 
 # -- two SIGINTs: stop at once ----------------------------------------------------------------
