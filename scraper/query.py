@@ -29,13 +29,41 @@ async def read_only(path: Path) -> AsyncIterator[aiosqlite.Connection]:
         raise StorageError(f"no database at {path} (has the spider run yet?)")
     uri = (await asyncio.to_thread(path.resolve)).as_uri()
     try:
-        db = await aiosqlite.connect(f"{uri}?mode=ro", uri=True)
+        db = await _opened(f"{uri}?mode=ro")
+    except sqlite3.OperationalError as exc:
+        if str(exc) != "unable to open database file":
+            raise StorageError(f"cannot open database {path}: {exc}") from None
+        # on read-only media a WAL file cannot get its shared-memory index: read it as a file
+        # that nothing changes (a copy of a crawl's database on a read-only mount failed)
+        try:
+            db = await _opened(f"{uri}?mode=ro&immutable=1")
+        except sqlite3.Error as again:
+            raise StorageError(f"cannot open database {path}: {again}") from None
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open database {path}: {exc}") from None
     try:
         yield db
     finally:
         await db.close()
+
+
+async def _opened(uri: str) -> aiosqlite.Connection:
+    """A connection to ``uri``, tried with a first read (a WAL file on read-only media opens,
+    then fails there), that may not attach another file: ``ATTACH`` creates the file it names,
+    and read-only is the promise of ``query``."""
+    db = await aiosqlite.connect(uri, uri=True)
+    try:
+        await db.set_authorizer(_no_attach)
+        async with db.execute("SELECT 1 FROM sqlite_master LIMIT 1") as cursor:
+            await cursor.fetchone()
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+def _no_attach(action: int, *_: object) -> int:
+    return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_ATTACH else sqlite3.SQLITE_OK
 
 
 async def run_query(
@@ -67,6 +95,8 @@ async def _what_helps(db: aiosqlite.Connection, error: sqlite3.Error) -> str:
         return f" (the tables: {', '.join(names) or 'none yet'}{guess})"
     if "readonly database" in message:
         return " (query opens the file read-only: it never changes a crawl's data)"
+    if message in ("not authorized", "authorization denied"):  # ATTACH, or VACUUM INTO (which attaches)
+        return " (query reads this file only: it attaches no other, nor writes one)"
     return ""
 
 

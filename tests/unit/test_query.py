@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -43,3 +45,35 @@ async def test_an_sql_error_says_what_the_file_holds_when_that_helps(crawl_file:
         await run_query(crawl_file, sql)
     assert str(raised.value).endswith(expected)
     assert await run_query(crawl_file, "SELECT title FROM product") == (["title"], [("teapot",)], False)
+
+
+@pytest.mark.parametrize("sql", ["ATTACH '{other}' AS other", "VACUUM INTO '{other}'"])
+async def test_query_writes_no_other_file(crawl_file: Path, sql: str) -> None:
+    """Read-only as the crawl's file was, ATTACH created the file it named and VACUUM INTO
+    wrote a copy."""
+    other = crawl_file.with_name("other.db")
+    with pytest.raises(StorageError) as raised:
+        await run_query(crawl_file, sql.format(other=other))
+    assert str(raised.value).endswith("(query reads this file only: it attaches no other, nor writes one)")
+    assert not other.exists()
+
+
+@pytest.fixture
+def read_only_mount(crawl_file: Path, tmp_path: Path) -> Iterator[Path]:
+    """``crawl_file``, in WAL mode, seen through a bind mount made read-only (root only)."""
+    with closing(sqlite3.connect(crawl_file)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    if subprocess.run(["mount", "--bind", str(crawl_file.parent), str(mounted)], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount here (needs root)")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(mounted)], check=True, capture_output=True)
+        yield mounted / crawl_file.name
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True, capture_output=True)
+
+
+async def test_a_crawl_file_on_a_read_only_mount_can_be_queried(read_only_mount: Path) -> None:
+    """A WAL file there cannot get its shared-memory index: "unable to open database file"."""
+    assert await run_query(read_only_mount, "SELECT title FROM product") == (["title"], [("teapot",)], False)
