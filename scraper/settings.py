@@ -16,6 +16,7 @@ from typing import Any, Literal
 import pydantic
 import yaml
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from yarl import URL
 
 from scraper import __version__
 from scraper.errors import SettingsError
@@ -165,6 +166,21 @@ class Settings(_Strict):
             ordered = sorted(value, key=lambda path: value[path] if isinstance(value[path], int | float) else 0)
             listed = ", ".join(colon_form(str(path)) for path in ordered)
             raise ValueError(f"an ordered list of 'module:Class', not Scrapy's {{path: order}} mapping: [{listed}]")
+        return value
+
+    @pydantic.field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        """An http(s) URL with a host: a proxy that was not one stalled the crawl at its first
+        request (robots.txt), with nothing said."""
+        if value is None:
+            return value
+        try:
+            url = URL(value)
+        except ValueError as exc:
+            raise ValueError(f"not a URL ({exc})") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("a proxy is an http:// or https:// URL with a host, like http://proxy:3128")
         return value
 
     @pydantic.field_validator("database")

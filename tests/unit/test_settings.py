@@ -257,3 +257,14 @@ def test_each_scrapy_setting_hint_names_a_setting_that_exists(scrapy: str, ours:
     for part in ours.split("."):
         assert part in model.model_fields, f"{scrapy} -> {ours}"
         model = model.model_fields[part].annotation
+
+
+@pytest.mark.parametrize("proxy", ["notaurl", "http://", "socks5://proxy:1080"])
+def test_a_proxy_that_is_no_http_url_is_refused_before_the_crawl(proxy: str) -> None:
+    """It stalled the crawl at its first request (robots.txt), with nothing said."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings(overrides=[f"proxy={proxy}"])
+    assert str(raised.value) == (
+        f"setting 'proxy': a proxy is an http:// or https:// URL with a host, like http://proxy:3128, got {proxy!r}"
+    )
+    assert load_settings(overrides=["proxy=http://user:pw@proxy:3128"]).proxy == "http://user:pw@proxy:3128"
