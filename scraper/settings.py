@@ -11,16 +11,30 @@ import fnmatch
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import Field
 from yarl import URL
 
 from scraper import __version__
 from scraper.errors import SettingsError
 from scraper.loading import colon_form
+
+
+def _not_a_bool(value: Any) -> Any:
+    """pydantic takes true for 1 (``close.max_items=true`` stored one item)."""
+    if isinstance(value, bool):
+        raise ValueError("a number, not true or false")
+    return value
+
+
+_Number = pydantic.BeforeValidator(_not_a_bool)
+NonNegativeInt = Annotated[int, _Number, Field(ge=0)]
+PositiveInt = Annotated[int, _Number, Field(gt=0)]
+NonNegativeFloat = Annotated[float, _Number, Field(ge=0)]
+PositiveFloat = Annotated[float, _Number, Field(gt=0)]
 
 
 class _Strict(pydantic.BaseModel):

@@ -268,3 +268,11 @@ def test_a_proxy_that_is_no_http_url_is_refused_before_the_crawl(proxy: str) -> 
         f"setting 'proxy': a proxy is an http:// or https:// URL with a host, like http://proxy:3128, got {proxy!r}"
     )
     assert load_settings(overrides=["proxy=http://user:pw@proxy:3128"]).proxy == "http://user:pw@proxy:3128"
+
+
+@pytest.mark.parametrize("override", ["close.max_items=true", "timeout=false", "per_host.concurrency=yes"])
+def test_true_or_false_is_no_number(override: str) -> None:
+    """pydantic took true for 1: close.max_items=true stored one item."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings(overrides=[override])
+    assert f"setting '{override.split('=')[0]}': a number, not true or false, got " in str(raised.value)
