@@ -9,6 +9,7 @@ import dataclasses
 import json as jsonlib
 import re
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar, overload
 from urllib.parse import urlencode
@@ -24,6 +25,14 @@ Link = str | LexborNode
 """What ``follow()`` accepts: a URL (relative or absolute) or an element with an ``href``."""
 
 _INT64 = 2**63
+_GET_WITH_BODY_SAID = False  # once a process: copies (replace(), a resume's rows) would say it again
+
+
+def _said_get_with_body() -> None:
+    global _GET_WITH_BODY_SAID
+    _GET_WITH_BODY_SAID = True
+
+
 _Default = TypeVar("_Default")
 _SHOWN_OF_NOT_JSON = 60  # characters of a page that response.json() could not read, in its error
 _ABSOLUTE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
@@ -123,8 +132,16 @@ class Request:
             raise TypeError(f"Request({url!r}): priority must be an int, not {type(self.priority).__name__}")
         if not -_INT64 <= self.priority < _INT64:  # SQLite's integers: past them, the write stopped the crawl
             raise ValueError(f"Request({url!r}): priority {self.priority} is out of range (at most 2**63 - 1)")
-        if self.data is not None and self.json is not None:
-            raise ValueError(f"Request({self.url!r}) takes data or json, not both")
+        if self.data is not None or self.json is not None:
+            if self.data is not None and self.json is not None:
+                raise ValueError(f"Request({self.url!r}) takes data or json, not both")
+            if self.method == "GET" and not _GET_WITH_BODY_SAID:  # Scrapy's FormRequest and JsonRequest POST
+                _said_get_with_body()
+                warnings.warn(
+                    f"a Request with {'data' if self.data is not None else 'json'}= sends it as the body of a GET, "
+                    "which servers ignore; give method='POST' (Scrapy's FormRequest and JsonRequest post)",
+                    stacklevel=3,
+                )
         if self.meta and not _SCRAPY_META.keys().isdisjoint(self.meta):
             key = next(key for key in self.meta if key in _SCRAPY_META)
             raise ValueError(f"Request({self.url!r}): meta key {key!r} is Scrapy's, not read here: {_SCRAPY_META[key]}")

@@ -67,7 +67,7 @@ def test_body_changes_fingerprint(first: dict[str, Any], second: dict[str, Any])
 
 def test_json_key_order_does_not_matter() -> None:
     url = "https://example.com/api"
-    assert print_of(url, json={"a": 1, "b": 2}) == print_of(url, json={"b": 2, "a": 1})
+    assert print_of(url, method="POST", json={"a": 1, "b": 2}) == print_of(url, method="POST", json={"b": 2, "a": 1})
 
 
 def test_callback_meta_and_priority_do_not_matter() -> None:

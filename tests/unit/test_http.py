@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 from yarl import URL
 
+from scraper import http
 from scraper.http import Request, Response
 from scraper.links import filter_reason
 from scraper.records import error_record
@@ -82,6 +84,22 @@ def test_a_relative_url_says_how_to_resolve_it() -> None:
     with pytest.raises(ValueError) as caught:
         Request("/page/2/")
     assert str(caught.value) == "not an absolute URL: '/page/2/' (a link from a page: response.follow(url) resolves it)"
+
+
+def test_a_get_with_a_body_is_warned_of_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scrapy's FormRequest and JsonRequest POST; ported as Request(url, data=...), the form went
+    as the body of a GET, which servers ignore, without a word."""
+    monkeypatch.setattr(http, "_GET_WITH_BODY_SAID", False)
+    with pytest.warns(
+        UserWarning,
+        match=r"^a Request with data= sends it as the body of a GET, which servers ignore; give method='POST'",
+    ):
+        Request("https://example.com/login", data={"user": "u"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Request("https://example.com/login", method="POST", data={"user": "u"})  # no warning
+        Request("https://example.com/login")
+        Request("https://example.com/login", data={"user": "v"})  # said once: not again
 
 
 def test_request_rejects_data_with_json() -> None:
