@@ -101,7 +101,7 @@ def _json(value: Mapping[str, Any], field: str, url: str) -> str:
         model = culprit is not None and isinstance(value[culprit], pydantic.BaseModel)  # an item handed on
         fix = f" (pass {field}[{culprit!r}].model_dump(), and rebuild it in the callback)" if model else ""
         raise RequestNotStorable(f"{where} of {url} cannot be stored as JSON: {exc}{fix}") from None
-    if not text.isascii() and not is_unicode(text):  # written as it was, it stopped the crawl
+    if not is_unicode(text):  # written as it was, it stopped the crawl
         culprit = next(
             (key for key in value if not is_unicode(json.dumps({key: value[key]}, ensure_ascii=False))), None
         )

@@ -97,9 +97,18 @@ def decode_as(body: bytes, encoding: str) -> str:
 
 def is_unicode(text: str) -> bool:
     """Whether ``text`` can be written as UTF-8, as SQLite stores text: not when it holds a
-    lone surrogate (bytes decoded with ``errors="surrogateescape"``, a JSON ``"\\udce9"``)."""
+    lone surrogate (bytes decoded with ``errors="surrogateescape"``, a JSON ``"\\udce9"``).
+    ASCII text, the common case, is answered without encoding it."""
+    if text.isascii():
+        return True
     try:
         text.encode()
     except UnicodeEncodeError:
         return False
     return True
+
+
+def storable(text: str) -> str:
+    """``text``, with each lone surrogate written as its escape (``"caf\\udce9"``), so that
+    SQLite can store it."""
+    return text if is_unicode(text) else text.encode("utf-8", "backslashreplace").decode()

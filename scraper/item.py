@@ -176,7 +176,7 @@ def check_column_names(names: Iterable[str], what: str) -> None:
             raise ValueError(f"{what}s {seen[key]!r} and {name!r} would be one column (SQLite ignores their case)")
         if "\0" in name:
             raise ValueError(f"{what} {name!r} holds a NUL character, which no SQLite name can")
-        if not name.isascii() and not is_unicode(name):  # it failed every item of its page
+        if not is_unicode(name):  # it failed every item of its page
             raise ValueError(f"{what} {name!r} holds a lone surrogate, which no SQLite name can")
         seen[key] = name
     if len(seen) > MAX_COLUMNS:

@@ -68,7 +68,7 @@ def inspect_link(
         return "scheme", None
     if len(url) > policy.max_url_length:
         return "url_too_long", None  # before parsing, so a huge URL costs nothing more
-    if not url.isascii() and not is_unicode(url):
+    if not is_unicode(url):
         return "malformed", None  # a lone surrogate: no row could hold it (it stopped the crawl)
     try:
         parsed = URL(url) if parse is None else parse()

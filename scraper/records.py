@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from scraper import habits
-from scraper.encoding import is_unicode
+from scraper.encoding import storable
 from scraper.errors import CallbackTimeout, FetchError
 from scraper.frontier import Refused, Scheduled
 from scraper.stats import Stats
@@ -67,8 +67,9 @@ def error_record(
     message = f"{context}{str(error) or type(error).__name__}"
     if notes := getattr(error, "__notes__", None):
         message += f" ({'; '.join(map(str, notes))})"
-    if not (message.isascii() and (url is None or url.isascii())):
-        url, message = url and storable_text(url), storable_text(message)
+    # a lone surrogate, as it was, made the error row unwritable: the writer stopped the
+    # crawl, and again on every resume
+    url, message = url and storable(url), storable(message)
     error_type = type(error).__name__
     first = stats.count_error(f"errors/{stage}/{error_type}", message)
     if first and announce and stage not in _QUIET_STAGES:
@@ -78,16 +79,9 @@ def error_record(
             stage, f" on {url}" if url else "", error_type, message, f" [{where}]" if where else "",
         )  # fmt: skip
     trace = None if expected else "".join(traceback.format_exception(error))
-    if trace is not None and not trace.isascii():
-        trace = storable_text(trace)
+    if trace is not None:
+        trace = storable(trace)
     return ErrorRecord(url, stage, error_type, message, trace)
-
-
-def storable_text(text: str) -> str:
-    """``text``, with a lone surrogate (``"caf\\udce9"``, from bytes decoded with
-    ``surrogateescape`` or a JSON escape) written as its escape: as it was, the error row
-    could not be written, and the writer stopped the crawl, again on every resume."""
-    return text if is_unicode(text) else text.encode("utf-8", "backslashreplace").decode()
 
 
 _FRAME_LINE = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
