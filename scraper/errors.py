@@ -37,6 +37,13 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def notes_of(error: BaseException) -> str:
+    """The notes ``error`` carries (``add_note``: a hint for a Scrapy habit, what a page was),
+    as a message ends with them: `` (note; note)``, or nothing."""
+    notes = getattr(error, "__notes__", None)
+    return f" ({'; '.join(map(str, notes))})" if notes else ""
+
+
 class ScraperError(Exception):
     """Base of every exception the framework raises on purpose."""
 

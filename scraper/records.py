@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from scraper import habits
 from scraper.encoding import storable
-from scraper.errors import CallbackTimeout, FetchError
+from scraper.errors import CallbackTimeout, FetchError, notes_of
 from scraper.frontier import Refused, Scheduled
 from scraper.stats import Stats
 
@@ -64,9 +64,7 @@ def error_record(
     expected = isinstance(error, (FetchError, CallbackTimeout))
     if not expected:
         habits.annotate(error)
-    message = f"{context}{str(error) or type(error).__name__}"
-    if notes := getattr(error, "__notes__", None):
-        message += f" ({'; '.join(map(str, notes))})"
+    message = f"{context}{str(error) or type(error).__name__}{notes_of(error)}"
     # a lone surrogate, as it was, made the error row unwritable: the writer stopped the
     # crawl, and again on every resume
     url, message = url and storable(url), storable(message)

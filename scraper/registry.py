@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 from scraper import habits
-from scraper.errors import ConfigError, SpiderNotFound, describe
+from scraper.errors import ConfigError, SpiderNotFound, describe, notes_of
 from scraper.spider import Spider
 
 logger = logging.getLogger(__name__)
@@ -117,9 +117,8 @@ def _import(name: str) -> ModuleType:
             ) from None
         raise ConfigError(f"spiders: importing {name!r} failed: {exc}") from None
     except Exception as exc:
-        hint = habits.hint_for(exc)  # a Scrapy spider's 'yield from', carried into an async def
-        advice = f" (hint: {hint})" if hint else ""
-        raise ConfigError(f"spiders: importing {name!r} failed: {describe(exc)}{advice}") from None
+        habits.annotate(exc)  # a Scrapy spider's 'yield from', carried into an async def
+        raise ConfigError(f"spiders: importing {name!r} failed: {describe(exc)}{notes_of(exc)}") from None
 
 
 def _spider_classes_in(module: ModuleType) -> Iterator[type[Spider]]:
