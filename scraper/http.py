@@ -25,17 +25,24 @@ Link = str | LexborNode
 """What ``follow()`` accepts: a URL (relative or absolute) or an element with an ``href``."""
 
 _INT64 = 2**63
+_SHOWN_OF_NOT_JSON = 60  # characters of a page that response.json() could not read, in its error
+_ABSOLUTE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
+_Default = TypeVar("_Default")
 _GET_WITH_BODY_SAID = False  # once a process: copies (replace(), a resume's rows) would say it again
 
 
-def _said_get_with_body() -> None:
+def _warn_of_get_with_body(field: str) -> None:
+    """Scrapy's FormRequest and JsonRequest POST: ported as ``Request(url, data=...)``, the
+    form went as the body of a GET, which servers ignore, without a word."""
     global _GET_WITH_BODY_SAID
+    if _GET_WITH_BODY_SAID:
+        return
     _GET_WITH_BODY_SAID = True
-
-
-_Default = TypeVar("_Default")
-_SHOWN_OF_NOT_JSON = 60  # characters of a page that response.json() could not read, in its error
-_ABSOLUTE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
+    warnings.warn(
+        f"a Request with {field}= sends it as the body of a GET, which servers ignore; "
+        "give method='POST' (Scrapy's FormRequest and JsonRequest post)",
+        stacklevel=4,  # the line that made the request, past __post_init__ and the dataclass's __init__
+    )
 
 
 class _CssEngines(threading.local):
@@ -135,13 +142,8 @@ class Request:
         if self.data is not None or self.json is not None:
             if self.data is not None and self.json is not None:
                 raise ValueError(f"Request({self.url!r}) takes data or json, not both")
-            if self.method == "GET" and not _GET_WITH_BODY_SAID:  # Scrapy's FormRequest and JsonRequest POST
-                _said_get_with_body()
-                warnings.warn(
-                    f"a Request with {'data' if self.data is not None else 'json'}= sends it as the body of a GET, "
-                    "which servers ignore; give method='POST' (Scrapy's FormRequest and JsonRequest post)",
-                    stacklevel=3,
-                )
+            if self.method == "GET":
+                _warn_of_get_with_body("data" if self.data is not None else "json")
         if self.meta and not _SCRAPY_META.keys().isdisjoint(self.meta):
             key = next(key for key in self.meta if key in _SCRAPY_META)
             raise ValueError(f"Request({self.url!r}): meta key {key!r} is Scrapy's, not read here: {_SCRAPY_META[key]}")

@@ -93,8 +93,9 @@ def test_a_get_with_a_body_is_warned_of_once(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.warns(
         UserWarning,
         match=r"^a Request with data= sends it as the body of a GET, which servers ignore; give method='POST'",
-    ):
+    ) as caught:
         Request("https://example.com/login", data={"user": "u"})
+    assert caught[0].filename == __file__  # the line that made the request
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Request("https://example.com/login", method="POST", data={"user": "u"})  # no warning
