@@ -29,22 +29,24 @@ async def read_only(path: Path) -> AsyncIterator[aiosqlite.Connection]:
         raise StorageError(f"no database at {path} (has the spider run yet?)")
     uri = (await asyncio.to_thread(path.resolve)).as_uri()
     try:
-        db = await _opened(f"{uri}?mode=ro")
-    except sqlite3.OperationalError as exc:
-        if str(exc) != "unable to open database file":
-            raise StorageError(f"cannot open database {path}: {exc}") from None
-        # on read-only media a WAL file cannot get its shared-memory index: read it as a file
-        # that nothing changes (a copy of a crawl's database on a read-only mount failed)
-        try:
-            db = await _opened(f"{uri}?mode=ro&immutable=1")
-        except sqlite3.Error as again:
-            raise StorageError(f"cannot open database {path}: {again}") from None
+        db = await _read_only_connection(uri)
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open database {path}: {exc}") from None
     try:
         yield db
     finally:
         await db.close()
+
+
+async def _read_only_connection(uri: str) -> aiosqlite.Connection:
+    try:
+        return await _opened(f"{uri}?mode=ro")
+    except sqlite3.OperationalError as exc:
+        if str(exc) != "unable to open database file":
+            raise
+    # on read-only media a WAL file cannot get its shared-memory index: read it as a file
+    # that nothing changes (a copy of a crawl's database on a read-only mount failed)
+    return await _opened(f"{uri}?mode=ro&immutable=1")
 
 
 async def _opened(uri: str) -> aiosqlite.Connection:
