@@ -154,18 +154,32 @@ def add_column(table: str, name: str, kind: str) -> str:
     return f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {kind}"
 
 
-KEY_INDEX_PREFIX = "{table}__key__"
-"""How every key index of an item table is named: those are the framework's to drop."""
+def key_index_prefix(table: str) -> str:
+    """How every key index of ``table`` is named (unquoted): those are the framework's to drop."""
+    return f"{table}__key__"
 
 
 def key_index_name(table: str, key: Sequence[str]) -> str:
     """The name of the unique index that a ``key`` of an item table gets (unquoted)."""
-    return f"{KEY_INDEX_PREFIX.format(table=table)}{'__'.join(key)}"
+    return key_index_prefix(table) + "__".join(key)
 
 
 def create_key_index(table: str, key: Sequence[str]) -> str:
     index = quote(key_index_name(table, key))
     return f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {quote(table)} ({', '.join(map(quote, key))})"
+
+
+def drop_index(index: str) -> str:
+    return f"DROP INDEX {quote(index)}"
+
+
+def keep_last_of_each_key(table: str, key: Sequence[str]) -> str:
+    """The DELETE that leaves one row, the last stored, for each value of ``key``: what makes
+    room for the key's unique index in a table that holds duplicates."""
+    return (
+        f"DELETE FROM {quote(table)} WHERE _id NOT IN "
+        f"(SELECT max(_id) FROM {quote(table)} GROUP BY {', '.join(map(quote, key))})"
+    )
 
 
 @functools.lru_cache(maxsize=256)

@@ -87,11 +87,7 @@ class ItemTables:
             try:
                 await db.execute(schema.create_key_index(item.table, item.key))
             except sqlite3.IntegrityError as exc:
-                columns = ", ".join(map(schema.quote, item.key))
-                keep_last = (
-                    f"DELETE FROM {schema.quote(item.table)} WHERE _id NOT IN "
-                    f"(SELECT max(_id) FROM {schema.quote(item.table)} GROUP BY {columns})"
-                )
+                keep_last = schema.keep_last_of_each_key(item.table, item.key)
                 raise StorageError(
                     f"table {item.table!r} holds duplicate rows for key {item.key}: {exc}; keep the last of each "
                     f"with sqlite3 and {keep_last!r}, or crawl into a new file (--db)"
@@ -102,12 +98,12 @@ class ItemTables:
         still held: with ``key = ("sku",)`` where an earlier crawl had ``("url",)``, every page
         of several products failed on "UNIQUE constraint failed: product.url"."""
         current = schema.key_index_name(item.table, item.key) if item.key else None
-        prefix = schema.KEY_INDEX_PREFIX.format(table=item.table)
+        prefix = schema.key_index_prefix(item.table)
         async with db.execute(f"PRAGMA index_list({schema.quote(item.table)})") as cursor:
             indexes = [row[1] for row in await cursor.fetchall()]
         for index in indexes:
             if index.startswith(prefix) and index != current:
-                await db.execute(f"DROP INDEX {schema.quote(index)}")
+                await db.execute(schema.drop_index(index))
                 old_key = tuple(index.removeprefix(prefix).split("__"))
                 logger.warning("table %r: its key is now %s, not %s; the old key's unique index is dropped",
                                item.table, item.key or "none", old_key)  # fmt: skip
