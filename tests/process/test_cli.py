@@ -28,10 +28,27 @@ REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
 
 
-def scraper(*args: str, cwd: Path = REPO, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def scraper(
+    *args: str, cwd: Path = REPO, timeout: float = 60, columns: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The command line in a subprocess; ``columns``: the terminal's width, if not ENV's."""
+    env = ENV if columns is None else {**ENV, "COLUMNS": str(columns)}
     return subprocess.run(
-        [sys.executable, "-m", "scraper", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "scraper", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+async def run_on_faulty_site(project: Path, spider: str, *options: str) -> tuple[int | None, str, str, str]:
+    """``run SPIDER`` in ``project`` against ``faulty_site``: exit code, stdout, stderr, and
+    the site's URL."""
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "scraper", "run", spider, "-a", f"base_url={base_url}", *options,
+            cwd=project, env=ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode, stdout.decode(), stderr.decode(), base_url
 
 
 def make_project(root: Path, spider_source: str, config: str = "") -> Path:
@@ -88,14 +105,7 @@ def test_the_summarys_commands_stay_on_one_line_in_a_narrow_terminal(tmp_path: P
     """A table cell wrapped the 'look' command over two lines, which did not paste."""
     database = tmp_path / "a-directory-name-long-enough-to-wrap" / "demo.db"
     database.parent.mkdir()
-    result = subprocess.run(
-        [sys.executable, "-m", "scraper", "demo", "--products", "5", "--db", str(database)],
-        cwd=REPO,
-        env={**ENV, "COLUMNS": "60"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = scraper("demo", "--products", "5", "--db", str(database), columns=60)
     assert result.returncode == 0, result.stderr
     command = f"python -m scraper query --db {database} 'SELECT * FROM product LIMIT 5'"
     assert f"  look        {command}" in result.stdout.splitlines()
@@ -415,14 +425,8 @@ def test_two_spiders_with_one_name_is_an_error(tmp_path: Path) -> None:
 
 async def test_run_records_failures_and_exits_zero(tmp_path: Path) -> None:
     project = make_project(tmp_path, SPIDER, "retry: {times: 1, backoff: 0}\n")
-    app, _ = faulty_site()
-    async with serve(app) as base_url:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "scraper", "run", "site", "-a", f"base_url={base_url}",
-            cwd=project, env=ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, stderr.decode()
+    code, stdout, stderr, _ = await run_on_faulty_site(project, "site")
+    assert code == 0, stderr
     database = project / "data" / "site.db"
     assert sorted(rows(database, "SELECT stage, error_type FROM scraper_errors")) == [
         ("fetch", "HttpStatusError"),
@@ -430,7 +434,7 @@ async def test_run_records_failures_and_exits_zero(tmp_path: Path) -> None:
         ("parse", "ValueError"),  # int("huge") in the /invalid page's dict items
     ]
     assert rows(database, "SELECT name FROM item ORDER BY name") == [("alpha",), ("beta",)]
-    assert "errors" in stdout.decode() and "HttpStatusError" in stdout.decode()
+    assert "errors" in stdout and "HttpStatusError" in stdout
 
 
 LOGGING_SPIDER = """
@@ -463,19 +467,13 @@ async def test_a_spiders_own_log_lines_show_at_info_by_default(
     tmp_path: Path, options: list[str], shown: list[str]
 ) -> None:
     project = make_project(tmp_path, LOGGING_SPIDER)
-    app, _ = faulty_site()
-    async with serve(app) as base_url:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "scraper", "run", "talks", "-a", f"base_url={base_url}", *options,
-            cwd=project, env=ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        _, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, stderr.decode()
-    lines = stderr.decode().splitlines()
+    code, _, stderr, base_url = await run_on_faulty_site(project, "talks", *options)
+    assert code == 0, stderr
+    lines = stderr.splitlines()
     said = [line.split()[0] for line in lines if "spider.talks:" in line]
     assert said == shown, lines
     if shown:
-        assert f"spider.talks: parsed {base_url}/good with status 200" in " ".join(stderr.decode().split())
+        assert f"spider.talks: parsed {base_url}/good with status 200" in " ".join(stderr.split())
     assert not any(line.startswith("INFO") and "spider." not in line for line in lines)  # the framework stays quiet
 
 
