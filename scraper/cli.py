@@ -201,10 +201,9 @@ def _parse_arguments(pairs: Sequence[str]) -> dict[str, str]:
     return arguments
 
 
-def _make_spider(spider_class: type[Spider], pairs: Sequence[str]) -> Spider:
+def _make_spider(spider_class: type[Spider], arguments: dict[str, str]) -> Spider:
     """The spider, given its ``-a`` arguments; a constructor that refuses them (a missing or
     misspelt argument, a bad value) is a one-line error naming the spider."""
-    arguments = _parse_arguments(pairs)
     try:
         return spider_class(**arguments)
     except ConfigError:
@@ -218,9 +217,17 @@ def command_run(args: argparse.Namespace) -> int:
     project = Project.load(args.config, args.settings)
     spider_class = project.spider_class(args.spider)
     settings = project.settings(spider_class)
-    spider = _make_spider(spider_class, args.arguments)
+    arguments = _parse_arguments(args.arguments)
+    spider = _make_spider(spider_class, arguments)
     database = args.db or project.database(spider_class)
-    engine = Engine(spider=spider, settings=settings, database=database, fresh=args.fresh, notify=_notifier(settings))
+    engine = Engine(
+        spider=spider,
+        settings=settings,
+        database=database,
+        fresh=args.fresh,
+        arguments=arguments,
+        notify=_notifier(settings),
+    )
     result, code = runtime.run(_crawl(engine), event_loop=settings.event_loop)
     resumable = result.status in RESUMABLE and settings.frontier.backend == "sqlite"
     _report(result, spider.name, resume=_resume_command(args) if resumable else None)

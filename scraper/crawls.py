@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import aiosqlite
 
 from scraper import schema
+from scraper.errors import ConfigError
 from scraper.schema import Statement
 
 RESUMABLE = ("running", "interrupted")  # "running" with no live process: it was killed
@@ -38,24 +41,62 @@ class CrawlStart:
         return f"resuming crawl {self.crawl_id} of {spider}: {counts}; {items:,} items stored (--fresh starts anew)"
 
 
-async def begin(db: aiosqlite.Connection, spider: str, *, fresh: bool, resume: bool = True) -> CrawlStart:
+async def begin(
+    db: aiosqlite.Connection,
+    spider: str,
+    *,
+    fresh: bool,
+    resume: bool = True,
+    arguments: Mapping[str, str] | None = None,
+) -> CrawlStart:
     """Resume the spider's last crawl if it did not finish (unless ``fresh``, or unless it
     cannot ``resume``, which leaves that crawl as it is), else start one.
 
     Resuming returns every lease to the pool: whatever a dead run held in memory or in flight
-    is pending again, and only those requests in flight at the crash can be fetched twice."""
+    is pending again, and only those requests in flight at the crash can be fetched twice.
+    A crawl resumes only with the ``-a`` ``arguments`` it was started with (``ConfigError``):
+    with others, its pending pages would be crawled for one set and the new ones for another."""
+    digest = arguments_digest(arguments or {})
     async with db.execute(
-        "SELECT id, status, stats FROM scraper_crawls WHERE spider = ? ORDER BY id DESC LIMIT 1", (spider,)
+        "SELECT id, status, stats, arguments FROM scraper_crawls WHERE spider = ? ORDER BY id DESC LIMIT 1",
+        (spider,),
     ) as cursor:
         last = await cursor.fetchone()
     unfinished = last if last is not None and last[1] in RESUMABLE else None
     if unfinished is not None and resume and not fresh:
+        if unfinished[3] is not None:  # NULL: started before the arguments were kept
+            _check_arguments(unfinished[0], spider, json.loads(unfinished[3]), digest)
         return await _resume(db, unfinished[0], json.loads(unfinished[2]) if unfinished[2] else {})
     cursor = await db.execute(
-        "INSERT INTO scraper_crawls (spider, started_at, status) VALUES (?, ?, 'running')", (spider, utc_now())
+        "INSERT INTO scraper_crawls (spider, started_at, status, arguments) VALUES (?, ?, 'running', ?)",
+        (spider, utc_now(), json.dumps(digest)),
     )
     left = unfinished[0] if unfinished is not None and not fresh else None
     return CrawlStart(cursor.lastrowid or 0, False, {}, 0, {}, {}, left)
+
+
+def arguments_digest(arguments: Mapping[str, str]) -> dict[str, str]:
+    """Each ``-a`` name with a digest of its value: enough to tell a resume given other values,
+    without keeping in the crawl's file a value that may be a secret (``-a token=...``)."""
+    return {
+        name: hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        for name, value in sorted(arguments.items())
+    }
+
+
+def _check_arguments(crawl_id: int, spider: str, started: dict[str, str], given: dict[str, str]) -> None:
+    """Refuse to resume with ``-a`` values other than those the crawl was started with."""
+    differences = [
+        f"{name}: "
+        + ("not given now" if name not in given else "given now only" if name not in started else "another value")
+        for name in sorted(started.keys() | given.keys())
+        if started.get(name) != given.get(name)
+    ]
+    if differences:
+        raise ConfigError(
+            f"crawl {crawl_id} of {spider} was started with other -a arguments ({'; '.join(differences)}): "
+            "give the same ones to resume it, or --fresh to start anew"
+        )
 
 
 async def unfinished_of_another(db: aiosqlite.Connection, spider: str) -> tuple[int, str] | None:

@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from pathlib import Path
 
@@ -67,8 +67,11 @@ class Engine:
         settings: Settings,
         database: Path,
         fresh: bool = False,
+        arguments: Mapping[str, str] | None = None,
         notify: Callable[[str], None] = logger.info,
     ) -> None:
+        """``arguments``: the ``-a`` values the spider was made with; a crawl resumes only with
+        the same ones."""
         self.spider = spider
         self.settings = settings
         self.database = database
@@ -76,6 +79,7 @@ class Engine:
         self.limiter = HostLimiter(settings=settings, stats=self.stats)
         self.scheduler: Scheduler | None = None  # built once the database is open
         self._fresh = fresh
+        self._arguments = dict(arguments or {})
         self._notify = notify
         check_spider(spider)
         self._pipeline = Pipeline.from_settings(settings.pipelines)
@@ -117,7 +121,9 @@ class Engine:
             # the in-memory frontier has no pending requests or seen-set to resume from: resumed,
             # a crawl was fetched again whole, its counts added to the first run's
             resume = self.settings.frontier.backend == "sqlite"
-            start = await storage.begin_crawl(self.spider.name, fresh=self._fresh, resume=resume)
+            start = await storage.begin_crawl(
+                self.spider.name, fresh=self._fresh, resume=resume, arguments=self._arguments
+            )
             self._continue_from(start)
             self.scheduler = self._scheduler(storage, start)
             if self._stop_reason is not None:  # a signal arrived while the database opened

@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS scraper_crawls (
     finished_at   TEXT,
     status        TEXT NOT NULL,          -- running / finished / interrupted / failed
     finish_reason TEXT,
-    stats         TEXT                    -- JSON
+    stats         TEXT,                   -- JSON
+    arguments     TEXT                    -- JSON: each -a name and a digest of its value (crawls.arguments_digest)
 );
 CREATE TABLE IF NOT EXISTS scraper_requests (
     id          INTEGER PRIMARY KEY,
@@ -68,6 +69,10 @@ CREATE TABLE IF NOT EXISTS scraper_errors (
 );
 CREATE INDEX IF NOT EXISTS scraper_errors_crawl ON scraper_errors (crawl_id, stage);
 """
+
+UPGRADES = {  # a column added since the table was first made: its name and how to add it to an older file
+    ("scraper_crawls", "arguments"): "ALTER TABLE scraper_crawls ADD COLUMN arguments TEXT",
+}
 
 REQUEST_COLUMNS = (
     "fingerprint, url, method, host, depth, priority, callback, headers, body, meta, cb_kwargs, dont_filter, "

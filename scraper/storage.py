@@ -17,7 +17,7 @@ import operator
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, closing
 from operator import length_hint
 from pathlib import Path
@@ -167,6 +167,7 @@ class Storage:
             )
             if create_tables:
                 await db.executescript(f"BEGIN; {schema.FRAMEWORK_TABLES} COMMIT;")  # one transaction, not one each
+                await _upgrade(db)
         except BaseException:
             await db.close()
             raise
@@ -185,9 +186,12 @@ class Storage:
 
     # -- crawl lifecycle ---------------------------------------------------------------------
 
-    async def begin_crawl(self, spider: str, *, fresh: bool = False, resume: bool = True) -> CrawlStart:
+    async def begin_crawl(
+        self, spider: str, *, fresh: bool = False, resume: bool = True, arguments: Mapping[str, str] | None = None
+    ) -> CrawlStart:
         """Start a crawl, or resume the spider's unfinished one; then start the writer.
-        Refused (``StorageError``) while another spider's crawl in this file is unfinished."""
+        Refused (``StorageError``) while another spider's crawl in this file is unfinished,
+        and (``ConfigError``) when the unfinished one was started with other ``arguments``."""
         other = await crawls.unfinished_of_another(self._connection, spider)
         if other is not None:
             crawl_id, owner = other
@@ -196,7 +200,7 @@ class Storage:
                 f"(python -m scraper run {owner}) or give {spider!r} a database of its own (--db); "
                 "spiders sharing a file share its requests' rows"
             )
-        start = await crawls.begin(self._connection, spider, fresh=fresh, resume=resume)
+        start = await crawls.begin(self._connection, spider, fresh=fresh, resume=resume, arguments=arguments or {})
         self.crawl_id = start.crawl_id
         self.items_stored = sum(start.items.values())
         self._writer = asyncio.create_task(self._write_loop(), name="sqlite-writer")
@@ -510,6 +514,16 @@ class Storage:
             await db.execute("ROLLBACK")
             raise
         return rows
+
+
+async def _upgrade(db: aiosqlite.Connection) -> None:
+    """Add the columns that a file made by an older version lacks (``CREATE TABLE IF NOT
+    EXISTS`` leaves its tables as they were)."""
+    for (table, column), statement in schema.UPGRADES.items():
+        async with db.execute("SELECT 1 FROM pragma_table_info(?) WHERE name = ?", (table, column)) as cursor:
+            missing = await cursor.fetchone() is None
+        if missing:
+            await db.execute(statement)
 
 
 _OUTCOME = operator.attrgetter("outcome")

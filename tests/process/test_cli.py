@@ -21,6 +21,8 @@ from rich.text import Text
 from scraper import cli
 from scraper.cli import _query_view, _resume_command, build_parser, main
 from scraper.demo_site import serve
+from scraper.stats import Stats
+from scraper.storage import Storage
 from tests.conftest import make_settings, rows
 from tests.integration.test_crawl import faulty_site
 
@@ -435,6 +437,23 @@ async def test_run_records_failures_and_exits_zero(tmp_path: Path) -> None:
     ]
     assert rows(database, "SELECT name FROM item ORDER BY name") == [("alpha",), ("beta",)]
     assert "errors" in stdout and "HttpStatusError" in stdout
+
+
+async def test_resuming_with_other_arguments_is_refused_and_keeps_the_crawl(tmp_path: Path) -> None:
+    project = make_project(tmp_path, SPIDER)
+    database = project / "data" / "site.db"
+    async with Storage(database, stats=Stats()) as storage:  # a crawl killed while it ran for another site
+        await storage.begin_crawl("site", arguments={"base_url": "http://127.0.0.1:1"})
+    code, _, stderr, _ = await run_on_faulty_site(project, "site")
+    assert code == 2
+    assert " ".join(stderr.split()) == (
+        "error: crawl 1 of site was started with other -a arguments (base_url: another value): "
+        "give the same ones to resume it, or --fresh to start anew"
+    )
+    assert rows(database, "SELECT id, status FROM scraper_crawls") == [(1, "running")]
+    code, _, stderr, _ = await run_on_faulty_site(project, "site", "--fresh")
+    assert code == 0, stderr
+    assert rows(database, "SELECT id, status FROM scraper_crawls") == [(1, "running"), (2, "finished")]
 
 
 LOGGING_SPIDER = """

@@ -18,7 +18,7 @@ import pytest
 
 from scraper import schema, writes
 from scraper import storage as storage_module
-from scraper.errors import StorageError, WriteFailed
+from scraper.errors import ConfigError, StorageError, WriteFailed
 from scraper.frontier import Refused, Scheduled
 from scraper.http import Request
 from scraper.item import Item
@@ -671,3 +671,47 @@ async def test_a_failing_writer_stops_submitters_instead_of_hanging(database: Pa
             await storage.submit(Commit(items=[stored_item({"n": n}, "u")]))
     with pytest.raises(StorageError, match=r"writing to .* failed: disk full"):
         await storage.close()
+
+
+async def unfinished_crawl(database: Path, **arguments: str) -> None:
+    """A crawl of ``books`` begun with ``arguments`` and left running, as a killed run leaves it."""
+    async with Storage(database, stats=Stats()) as storage:
+        await storage.begin_crawl("books", arguments=arguments)
+
+
+async def test_a_crawl_resumes_only_with_the_arguments_it_was_started_with(database: Path) -> None:
+    """Resumed with other -a values, the pending pages were crawled for one and the new ones
+    for the other, in one crawl, without a word."""
+    await unfinished_crawl(database, category="poetry", token="s3cret")
+    async with Storage(database, stats=Stats()) as storage:
+        with pytest.raises(ConfigError) as refused:
+            await storage.begin_crawl("books", arguments={"category": "travel", "page": "2"})
+        start = await storage.begin_crawl("books", arguments={"token": "s3cret", "category": "poetry"})
+    assert str(refused.value) == (
+        "crawl 1 of books was started with other -a arguments (category: another value; page: given now only; "
+        "token: not given now): give the same ones to resume it, or --fresh to start anew"
+    )
+    assert start.resumed and start.crawl_id == 1
+    (stored,) = rows(database, "SELECT arguments FROM scraper_crawls")[0]
+    assert set(json.loads(stored)) == {"category", "token"} and "s3cret" not in stored  # names, not values
+
+
+async def test_fresh_starts_anew_whatever_the_arguments(database: Path) -> None:
+    await unfinished_crawl(database, category="poetry")
+    async with Storage(database, stats=Stats()) as storage:
+        start = await storage.begin_crawl("books", fresh=True, arguments={"category": "travel"})
+    assert not start.resumed and start.crawl_id == 2
+
+
+async def test_a_file_from_before_the_arguments_were_kept_gains_the_column_and_resumes(database: Path) -> None:
+    with closing(sqlite3.connect(database)) as old:
+        old.execute(
+            "CREATE TABLE scraper_crawls (id INTEGER PRIMARY KEY, spider TEXT NOT NULL, started_at TEXT NOT NULL,"
+            " finished_at TEXT, status TEXT NOT NULL, finish_reason TEXT, stats TEXT)"
+        )
+        old.execute("INSERT INTO scraper_crawls (spider, started_at, status) VALUES ('books', 'then', 'interrupted')")
+        old.commit()
+    async with Storage(database, stats=Stats()) as storage:
+        start = await storage.begin_crawl("books", arguments={"category": "poetry"})  # nothing to compare with
+    assert start.resumed and start.crawl_id == 1
+    assert rows(database, "SELECT arguments FROM scraper_crawls") == [(None,)]
