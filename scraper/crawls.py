@@ -13,6 +13,7 @@ from typing import Any
 import aiosqlite
 
 from scraper import schema
+from scraper.cookies import CookieChanges, StoredCookie
 from scraper.errors import ConfigError
 from scraper.schema import Statement
 
@@ -32,6 +33,7 @@ class CrawlStart:
     items: dict[str, int]  # stored items by table
     stats: dict[str, Any]  # the last statistics saved, to continue counting from
     unfinished: int | None = None  # an unfinished crawl of the spider that this one does not resume
+    cookies: tuple[StoredCookie, ...] = ()  # the jar a resumed crawl kept
 
     def describe(self, spider: str) -> str:
         if not self.resumed:
@@ -71,8 +73,14 @@ async def begin(
         "INSERT INTO scraper_crawls (spider, started_at, status, arguments) VALUES (?, ?, 'running', ?)",
         (spider, utc_now(), json.dumps(digest)),
     )
+    crawl_id = cursor.lastrowid or 0
+    # no earlier crawl of the spider will resume: its cookies (a session, maybe) go
+    await db.execute(
+        "DELETE FROM scraper_cookies WHERE crawl_id IN (SELECT id FROM scraper_crawls WHERE spider = ? AND id != ?)",
+        (spider, crawl_id),
+    )
     left = unfinished[0] if unfinished is not None and not fresh else None
-    return CrawlStart(cursor.lastrowid or 0, False, {}, 0, {}, {}, left)
+    return CrawlStart(crawl_id, False, {}, 0, {}, {}, left)
 
 
 def arguments_digest(arguments: Mapping[str, str]) -> dict[str, str]:
@@ -131,7 +139,9 @@ async def _resume(db: aiosqlite.Connection, crawl_id: int, stats: dict[str, Any]
     ) as cursor:
         row = await cursor.fetchone()
     pages = int(row[0]) if row else 0
-    return CrawlStart(crawl_id, True, states, pages, await count_items(db, crawl_id), stats)
+    async with db.execute(schema.CRAWL_COOKIES, (crawl_id,)) as cursor:
+        cookies = tuple(StoredCookie(*row) for row in await cursor.fetchall())
+    return CrawlStart(crawl_id, True, states, pages, await count_items(db, crawl_id), stats, cookies=cookies)
 
 
 async def count_items(db: aiosqlite.Connection, crawl_id: int) -> dict[str, int]:
@@ -153,6 +163,14 @@ async def count_items(db: aiosqlite.Connection, crawl_id: int) -> dict[str, int]
 def save_stats(crawl_id: int, stats: dict[str, Any]) -> Statement:
     """The statement that saves a running crawl's statistics (what a resumed crawl goes on from)."""
     return "UPDATE scraper_crawls SET stats = ? WHERE id = ?", (json.dumps(stats), crawl_id)
+
+
+def save_cookies(crawl_id: int, changes: CookieChanges) -> list[Statement]:
+    """The statements that bring the crawl's kept cookies up to its jar."""
+    return [
+        *((schema.SAVE_COOKIE, (crawl_id, *cookie)) for cookie in changes.written),
+        *((schema.DELETE_COOKIE, (crawl_id, *key)) for key in changes.deleted),
+    ]
 
 
 async def finish(db: aiosqlite.Connection, crawl_id: int, *, status: str, reason: str, stats: dict[str, Any]) -> None:

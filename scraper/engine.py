@@ -129,8 +129,16 @@ class Engine:
             if self._stop_reason is not None:  # a signal arrived while the database opened
                 self.scheduler.close()
             fetcher = await stack.enter_async_context(
-                Fetcher(settings=self.settings, limiter=self.limiter, middlewares=self._middlewares, stats=self.stats)
+                Fetcher(
+                    settings=self.settings,
+                    limiter=self.limiter,
+                    middlewares=self._middlewares,
+                    stats=self.stats,
+                    cookies=start.cookies,
+                )
             )
+            if fetcher.cookie_jar is not None and resume:  # kept only for a crawl that can resume
+                storage.keep_cookies(fetcher.cookie_jar)
             status, reason = await self._run_crawl(self.scheduler, fetcher, storage, parse_pool)
         return CrawlResult(start.crawl_id, status, reason, self.stats, self.database, start.resumed)
 

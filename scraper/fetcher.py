@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 
 import aiohttp
 from yarl import URL
 
 from scraper.body import ACCEPT_ENCODING, check_headers, read_body, readable_whole
-from scraper.cookies import CrawlCookieJar
+from scraper.cookies import CrawlCookieJar, StoredCookie
 from scraper.deadline import Deadlines
 from scraper.errors import ConnectionFailed, FetchError, FetchTimeout, HttpStatusError
 from scraper.http import Request, Response
@@ -40,8 +40,12 @@ class Fetcher:
         limiter: HostLimiter,
         middlewares: Sequence[Middleware],
         stats: Stats,
+        cookies: Iterable[StoredCookie] = (),
     ) -> None:
+        """``cookies``: the jar's content to start from (what a resumed crawl kept)."""
         self._settings = settings
+        self._kept_cookies = cookies
+        self.cookie_jar: CrawlCookieJar | None = None  # None: the crawl keeps no cookies (or not yet open)
         self._limiter = limiter
         self._stats = stats
         self._session: aiohttp.ClientSession | None = None
@@ -53,9 +57,10 @@ class Fetcher:
 
     async def __aenter__(self) -> Fetcher:
         connector = aiohttp.TCPConnector(limit=self._settings.concurrency, limit_per_host=0, ttl_dns_cache=300)
-        jar: aiohttp.abc.AbstractCookieJar = (
-            CrawlCookieJar(unsafe=True) if self._settings.cookies else aiohttp.DummyCookieJar()
-        )
+        jar: aiohttp.abc.AbstractCookieJar = aiohttp.DummyCookieJar()
+        if self._settings.cookies:
+            jar = self.cookie_jar = CrawlCookieJar(unsafe=True)
+            self.cookie_jar.restore(self._kept_cookies)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(),  # none: _send's deadline covers the whole attempt

@@ -68,7 +68,32 @@ CREATE TABLE IF NOT EXISTS scraper_errors (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS scraper_errors_crawl ON scraper_errors (crawl_id, stage);
+-- the cookie jar of an unfinished crawl, which a resume starts from (deleted when it finishes)
+CREATE TABLE IF NOT EXISTS scraper_cookies (
+    crawl_id    INTEGER NOT NULL,
+    domain      TEXT NOT NULL,            -- the host, for a host-only cookie
+    path        TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    coded_value TEXT NOT NULL,            -- as it goes in the Cookie header
+    host_only   INTEGER NOT NULL,
+    expires     TEXT,                     -- HTTP date; NULL: a session cookie
+    secure      INTEGER NOT NULL,
+    http_only   INTEGER NOT NULL,
+    same_site   TEXT,
+    PRIMARY KEY (crawl_id, domain, path, name)
+);
 """
+
+COOKIE_COLUMNS = "domain, path, name, value, coded_value, host_only, expires, secure, http_only, same_site"
+
+SAVE_COOKIE = f"INSERT OR REPLACE INTO scraper_cookies (crawl_id, {COOKIE_COLUMNS}) VALUES ({', '.join('?' * 11)})"
+
+DELETE_COOKIE = "DELETE FROM scraper_cookies WHERE crawl_id = ? AND domain = ? AND path = ? AND name = ?"
+
+CRAWL_COOKIES = f"SELECT {COOKIE_COLUMNS} FROM scraper_cookies WHERE crawl_id = ?"
+
+FORGET_COOKIES = "DELETE FROM scraper_cookies WHERE crawl_id = ?"
 
 UPGRADES = {  # a column added since the table was first made: its name and how to add it to an older file
     ("scraper_crawls", "arguments"): "ALTER TABLE scraper_crawls ADD COLUMN arguments TEXT",

@@ -26,6 +26,7 @@ from typing import Any
 import aiosqlite
 
 from scraper import crawls, schema, writes
+from scraper.cookies import CrawlCookieJar
 from scraper.crawls import CrawlStart, utc_now
 from scraper.errors import StorageError, WriteFailed
 from scraper.frontier import Refused, Scheduled
@@ -116,6 +117,7 @@ class Storage:
         self._queued_rows = 0
         self._room = asyncio.Condition()  # signalled when committed rows leave the queue
         self._stats_saved = 0.0
+        self._cookies: CrawlCookieJar | None = None  # the jar kept with the crawl (keep_cookies)
         self.items_stored = 0
         self.crawl_id = 0
 
@@ -206,6 +208,11 @@ class Storage:
         self._writer = asyncio.create_task(self._write_loop(), name="sqlite-writer")
         return start
 
+    def keep_cookies(self, jar: CrawlCookieJar) -> None:
+        """Write ``jar``'s changes with the pages, so that a resume starts from what it held:
+        each transaction takes those made until it begins (with them those of its pages)."""
+        self._cookies = jar
+
     async def finish_crawl(self, *, status: str, reason: str) -> None:
         """Drain the writer, then close the crawl's row with its status and final statistics.
 
@@ -219,6 +226,7 @@ class Storage:
             failure, status, reason = exc, "interrupted", str(exc)
         try:
             stats = self._stats.snapshot()
+            await self._keep_or_forget_cookies(status)
             await crawls.finish(self._connection, self.crawl_id, status=status, reason=reason, stats=stats)
         except sqlite3.Error as exc:
             if failure is None:
@@ -307,6 +315,15 @@ class Storage:
         await writer
         if self._failure is not None:
             raise self._failed() from self._failure
+
+    async def _keep_or_forget_cookies(self, status: str) -> None:
+        """A crawl that will resume keeps its jar's last changes; one that is over, no cookie
+        (the file outlives the sessions it would otherwise hold)."""
+        if status not in crawls.RESUMABLE:
+            await self._connection.execute(schema.FORGET_COOKIES, (self.crawl_id,))
+        elif self._cookies is not None and (changes := self._cookies.changes()) is not None:
+            await writes.execute_all(self._connection, crawls.save_cookies(self.crawl_id, changes))
+            self._cookies.saved(changes)
 
     async def _write_loop(self) -> None:
         refill: _Refill | None = None
@@ -441,6 +458,10 @@ class Storage:
             *writes.finish_requests(list(filter(None, map(_OUTCOME, batch))), now),
         ]
         statements += self._stats_now_and_then()
+        jar = self._cookies
+        cookies = jar.changes() if jar is not None else None
+        if cookies is not None:
+            statements += crawls.save_cookies(crawl_id, cookies)
         await db.execute("BEGIN IMMEDIATE")
         try:
             await self._tables.ensure_all(db, items)
@@ -451,6 +472,8 @@ class Storage:
             self._tables = writes.ItemTables()  # what it knew may include tables rolled back
             raise
         self._committed(requests, refused, stored)
+        if jar is not None and cookies is not None:
+            jar.saved(cookies)
 
     async def _roll_back(self, db: aiosqlite.Connection) -> None:
         """Undo the failed transaction, if SQLite has not already (a full disk or an I/O error

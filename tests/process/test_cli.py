@@ -195,7 +195,12 @@ def test_query_without_sql_lists_the_tables_with_their_rows_and_columns(tmp_path
     lines = [[cell.strip() for cell in line.split("│")[1:-1]] for line in shown.stdout.splitlines() if "│" in line]
     tables = [(cells[0], cells[1]) for cells in lines if cells[0]]
     assert tables[0] == ("product", "20")  # items first
-    assert [name for name, _ in tables[1:]] == ["scraper_crawls", "scraper_errors", "scraper_requests"]
+    assert [name for name, _ in tables[1:]] == [
+        "scraper_cookies",
+        "scraper_crawls",
+        "scraper_errors",
+        "scraper_requests",
+    ]
     assert "_scraped_at" in lines[0][2] and "title" in lines[0][2]
     assert shown.stdout.splitlines()[-1] == f"python -m scraper query --db {database} 'SELECT * FROM product LIMIT 5'"
     blank = scraper("query", "--db", str(database), " ")  # it printed "0 rows"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 from http.cookies import SimpleCookie
 
 import aiohttp
+import pytest
 from yarl import URL
 
 from scraper.cookies import CrawlCookieJar, is_public_suffix
@@ -126,3 +129,73 @@ async def test_refuses_a_punycode_public_suffix_domain() -> None:
     jar.update_cookies(set_cookie("kept=1; Domain=xn--e1afmkfd.xn--p1ai; Path=/"), shop)
     assert sent_to(jar, "http://other.xn--p1ai/") == {}
     assert sent_to(jar, "http://www.xn--e1afmkfd.xn--p1ai/") == {"kept": "1"}
+
+
+def restored(jar: CrawlCookieJar) -> CrawlCookieJar:
+    """A new jar started from what ``jar`` would keep with the crawl."""
+    changes = jar.changes()
+    again = CrawlCookieJar(unsafe=True)
+    again.restore(changes.jar.values() if changes is not None else ())
+    return again
+
+
+async def test_a_restored_jar_sends_what_the_kept_one_sent_and_nothing_more() -> None:
+    jar = CrawlCookieJar()
+    jar.update_cookies(set_cookie("cart=7; Path=/"), SHOP)  # host-only
+    jar.update_cookies(set_cookie("session=abc; Domain=example.co.uk; Path=/; Secure; HttpOnly; SameSite=Lax"), SHOP)
+    jar.update_cookies(set_cookie('note="a b"; Path=/basket'), SHOP)  # quoted, and for one path
+    jar.update_cookies(set_cookie("gone=1; Expires=Thu, 01 Jan 2015 00:00:00 GMT"), SHOP)
+    again = restored(jar)
+    for url in (
+        "http://shop.example.co.uk/",
+        "https://shop.example.co.uk/basket/1",
+        "https://sub.shop.example.co.uk/",
+        "https://www.example.co.uk/",
+    ):
+        assert jar.filter_cookies(URL(url)) == again.filter_cookies(URL(url)), url
+    assert sent_to(again, "https://shop.example.co.uk/basket/1") == {"cart": "7", "session": "abc", "note": "a b"}
+    assert sent_to(again, "https://sub.shop.example.co.uk/") == {"session": "abc"}  # the host-only one stays home
+    assert sent_to(again, "http://www.example.co.uk/") == {}  # Secure
+    assert again.changes() is None  # restored is saved
+
+
+async def test_a_max_age_is_kept_as_the_date_it_comes_to() -> None:
+    """Kept as "Max-Age=60", a cookie resumed an hour later would live another minute."""
+    jar = CrawlCookieJar()
+    jar.update_cookies(set_cookie("short=1; Max-Age=60"), SHOP)
+    jar.update_cookies(set_cookie("odd=1; Max-Age=soon"), SHOP)  # not a number: ignored, as aiohttp does
+    changes = jar.changes()
+    assert changes is not None
+    expires = {cookie.name: cookie.expires for cookie in changes.written}
+    assert expires["odd"] is None
+    short = email.utils.parsedate_to_datetime(expires["short"] or "")
+    assert 50 < (short - dt.datetime.now(dt.UTC)).total_seconds() <= 60
+    assert sent_to(restored(jar), "http://shop.example.co.uk/") == {"short": "1", "odd": "1"}
+
+
+async def test_changes_are_what_was_not_saved_yet() -> None:
+    jar = CrawlCookieJar()
+    assert jar.changes() is None
+    jar.update_cookies(set_cookie("a=1"), SHOP)
+    jar.update_cookies(set_cookie("b=1"), SHOP)
+    first = jar.changes()
+    assert first is not None and sorted(cookie.name for cookie in first.written) == ["a", "b"]
+    jar.update_cookies(set_cookie("a=2"), SHOP)  # while the first changes are being written
+    jar.saved(first)
+    second = jar.changes()
+    assert second is not None
+    assert [(cookie.name, cookie.value) for cookie in second.written] == [("a", "2")] and second.deleted == []
+    jar.saved(second)
+    jar.update_cookies(set_cookie("b=; Max-Age=0"), SHOP)  # deleted by the site
+    third = jar.changes()
+    assert third is not None and third.written == [] and third.deleted == [("shop.example.co.uk", "/", "b")]
+
+
+async def test_a_cookie_that_is_not_valid_text_is_sent_but_not_kept(caplog: pytest.LogCaptureFixture) -> None:
+    jar = CrawlCookieJar()
+    jar.update_cookies({"bad": "caf\udce9"}, SHOP)  # undecodable bytes in its header, as aiohttp reads them
+    jar.update_cookies({"good": "1"}, SHOP)
+    changes = jar.changes()
+    assert changes is not None and [cookie.name for cookie in changes.written] == ["good"]
+    assert sent_to(jar, "http://shop.example.co.uk/") == {"bad": "caf\udce9", "good": "1"}
+    assert "cookie 'bad' of shop.example.co.uk is not kept with the crawl" in caplog.text

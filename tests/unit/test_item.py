@@ -464,7 +464,7 @@ def test_framework_tables_are_idempotent(db: sqlite3.Connection) -> None:
     db.executescript(schema.FRAMEWORK_TABLES)
     db.executescript(schema.FRAMEWORK_TABLES)
     names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert names == {"scraper_crawls", "scraper_requests", "scraper_errors"}
+    assert names == {"scraper_crawls", "scraper_requests", "scraper_errors", "scraper_cookies"}
 
 
 def test_create_item_table(db: sqlite3.Connection) -> None:
