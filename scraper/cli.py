@@ -419,7 +419,8 @@ def _cell(value: object) -> Text:
 
 
 def command_status(args: argparse.Namespace) -> int:
-    """Exit 0 with the report; 1 when the database holds no matching crawl."""
+    """Exit 0 with the report; 1 when the database holds no crawl (of the spider); 2 when it
+    holds no crawl of the number given (bad input)."""
     database = args.db
     if database is None:
         if args.spider is None:
@@ -427,9 +428,10 @@ def command_status(args: argparse.Namespace) -> int:
         project = Project.load(args.config)
         database = project.database(project.spider_class(args.spider))
     report = asyncio.run(read_status(database, spider=args.spider, crawl_id=args.crawl))
+    if report is None and args.crawl is not None:
+        raise ScraperError(f"no crawl {args.crawl} recorded in {database} (without --crawl, status shows the last one)")
     if report is None:
-        which = f"crawl {args.crawl}" if args.crawl is not None else "crawl"
-        err.print(f"no {which} recorded in {database}", highlight=False, soft_wrap=True)
+        err.print(f"no crawl recorded in {database}", highlight=False, soft_wrap=True)
         return EXIT_FAILED
     out.print(render_status(report))
     return EXIT_OK

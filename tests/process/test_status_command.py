@@ -75,3 +75,18 @@ def test_status_of_a_database_without_crawls(tmp_path: Path) -> None:
     result = scraper("status", "--db", str(database))
     assert result.returncode == 1
     assert result.stderr.strip() == f"no crawl recorded in {database}"
+
+
+def test_status_of_a_crawl_number_not_there_is_bad_input(tmp_path: Path) -> None:
+    """It exited 1 with no 'error:', as if the crawl had failed."""
+    database = tmp_path / "one.db"
+    with closing(sqlite3.connect(database)) as db:
+        db.executescript(FRAMEWORK_TABLES)
+        db.execute("INSERT INTO scraper_crawls (spider, started_at, status) VALUES ('shop', 'then', 'finished')")
+        db.commit()
+    result = scraper("status", "--db", str(database), "--crawl", "9")
+    assert result.returncode == 2
+    assert " ".join(result.stderr.split()) == (
+        f"error: no crawl 9 recorded in {database} (without --crawl, status shows the last one)"
+    )
+    assert scraper("status", "--db", str(database), "--crawl", "1").returncode == 0
