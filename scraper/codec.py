@@ -37,8 +37,8 @@ def encode(request: Request) -> EncodedRequest:
         callback=callback_name(request),
         headers=_json(headers, "headers", request.url) if headers else None,
         body=request.body(),
-        meta=_json(request.meta, "meta", request.url) if request.meta else None,
-        cb_kwargs=_json(request.cb_kwargs, "cb_kwargs", request.url) if request.cb_kwargs else None,
+        meta=_json(request.meta, "meta", request.url, exact=True) if request.meta else None,
+        cb_kwargs=_json(request.cb_kwargs, "cb_kwargs", request.url, exact=True) if request.cb_kwargs else None,
     )
 
 
@@ -92,15 +92,21 @@ def _callback_hint(callback: object) -> str:
     return ""
 
 
-def _json(value: Mapping[str, Any], field: str, url: str) -> str:
+def _json(value: Mapping[str, Any], field: str, url: str, *, exact: bool = False) -> str:
+    """``value`` as JSON text; with ``exact``, refused if it would come back changed (what a
+    callback gets from a request read back from the file must be what it gets from memory)."""
     try:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         culprit = next((key for key, item in value.items() if not _serialisable(item)), None)
         where = f"{field}[{culprit!r}]" if culprit is not None else field
-        model = culprit is not None and isinstance(value[culprit], pydantic.BaseModel)  # an item handed on
-        fix = f" (pass {field}[{culprit!r}].model_dump(), and rebuild it in the callback)" if model else ""
-        raise RequestNotStorable(f"{where} of {url} cannot be stored as JSON: {exc}{fix}") from None
+        hint = _json_hint(where, value[culprit]) if culprit is not None else ""
+        raise RequestNotStorable(f"{where} of {url} cannot be stored as JSON: {exc}{hint}") from None
+    # compared in C first: the walk that names the change runs only for a value that changed
+    # (or holds a NaN, which equals nothing and which JSON gives back as it was)
+    if exact and json.loads(text) != value and (change := _changed_by_json(value, field)) is not None:
+        where, how = change
+        raise RequestNotStorable(f"{where} of {url} {how}")
     if not is_unicode(text):  # written as it was, it stopped the crawl
         culprit = next(
             (key for key in value if not is_unicode(json.dumps({key: value[key]}, ensure_ascii=False))), None
@@ -108,6 +114,32 @@ def _json(value: Mapping[str, Any], field: str, url: str) -> str:
         where = f"{field}[{culprit!r}]" if culprit is not None else field
         raise RequestNotStorable(f"{where} of {url} holds a lone surrogate, which is not text SQLite can store")
     return text
+
+
+def _json_hint(where: str, value: Any) -> str:
+    """How to hand on an item, or an item's dump with dates and decimals, as JSON values."""
+    if isinstance(value, pydantic.BaseModel):
+        return f" (pass {where}.model_dump(mode='json'), and rebuild it in the callback)"
+    if isinstance(value, dict):
+        return " (an item's model_dump(mode='json') gives dates and decimals as JSON values)"
+    return ""
+
+
+def _changed_by_json(value: Any, path: str) -> tuple[str, str] | None:
+    """Where ``value`` would come back from JSON as something else, and how: a tuple comes back
+    a list, a key that is not a string comes back a string."""
+    if isinstance(value, tuple):
+        return path, "is a tuple, which comes back from the crawl's file as a list: pass a list"
+    if isinstance(value, list):
+        return next(filter(None, (_changed_by_json(item, f"{path}[{n}]") for n, item in enumerate(value))), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                came_back = json.dumps({key: None})[1:].partition(":")[0]  # the key as JSON gives it back
+                return path, f"has the key {key!r}, which comes back from the crawl's file as {came_back}: use strings"
+            if (change := _changed_by_json(item, f"{path}[{key!r}]")) is not None:
+                return change
+    return None
 
 
 def _serialisable(value: Any) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -99,5 +101,53 @@ def test_an_item_handed_on_in_cb_kwargs_says_how_to_pass_it() -> None:
     with pytest.raises(RequestNotStorable) as raised:
         encode(request)
     assert str(raised.value).endswith(
-        "is not JSON serializable (pass cb_kwargs['quote'].model_dump(), and rebuild it in the callback)"
+        "is not JSON serializable (pass cb_kwargs['quote'].model_dump(mode='json'), and rebuild it in the callback)"
     )
+
+
+def test_an_items_dump_with_a_decimal_says_how_to_make_it_json() -> None:
+    """README had said to pass an item as model_dump(): with a Decimal or a date, every such
+    request failed, and the message did not say what would do."""
+
+    class Listing(Item):
+        price: Decimal
+        seen_at: dt.datetime
+
+    listing = Listing(price=Decimal("54.99"), seen_at=dt.datetime(2026, 11, 24, 4, 0))
+    with pytest.raises(RequestNotStorable) as raised:
+        encode(Request("http://a.test/p/1", meta={"item": listing.model_dump()}))
+    assert str(raised.value) == (
+        "meta['item'] of http://a.test/p/1 cannot be stored as JSON: Object of type Decimal is not JSON serializable"
+        " (an item's model_dump(mode='json') gives dates and decimals as JSON values)"
+    )
+    encoded = encode(Request("http://a.test/p/1", meta={"item": listing.model_dump(mode="json")}))
+    assert encoded.meta == '{"item":{"price":"54.99","seen_at":"2026-11-24T04:00:00"}}'
+
+
+BACK = "which comes back from the crawl's file as"
+
+
+@pytest.mark.parametrize(
+    ("meta", "cb_kwargs", "message"),
+    [
+        ({"map": {1: "a"}}, None, f"meta['map'] of http://a.test/ has the key 1, {BACK} \"1\": use strings"),
+        (None, {"ids": [7, (2, 3)]}, f"cb_kwargs['ids'][1] of http://a.test/ is a tuple, {BACK} a list: pass a list"),
+        ({2.5: "x"}, None, f'meta of http://a.test/ has the key 2.5, {BACK} "2.5": use strings'),
+    ],
+)
+def test_a_value_that_json_would_give_back_changed_is_refused(
+    meta: dict[Any, Any] | None, cb_kwargs: dict[str, Any] | None, message: str
+) -> None:
+    """Held in memory, the callback got {1: 'a'} and a tuple; read back from the file (past the
+    frontier's buffer, or after a resume), {'1': 'a'} and a list: response.meta['map'][1] then
+    raised KeyError on a big crawl only."""
+    with pytest.raises(RequestNotStorable) as raised:
+        encode(Request("http://a.test/", meta=meta, cb_kwargs=cb_kwargs))
+    assert str(raised.value) == message
+
+
+def test_values_json_gives_back_as_they_were_are_stored() -> None:
+    meta = {"ok": [1, {"a": None, "b": [True, 2.5]}], "nan": math.nan, "big": 2**70}
+    request = Request("http://a.test/", meta=meta)
+    decoded = decode(row_of(request), ShopSpider())
+    assert decoded.meta["ok"] == meta["ok"] and math.isnan(decoded.meta["nan"]) and decoded.meta["big"] == 2**70
