@@ -44,6 +44,7 @@ from scraper.worker import Worker
 logger = logging.getLogger(__name__)
 
 _START_BATCH = 100
+_START_LINGER = 0.05  # seconds a start request waits for its batch to fill before it is admitted
 _FINISHED_REASONS = frozenset({"finished", "max_pages", "max_items", "max_errors", "max_duration"})
 
 
@@ -270,9 +271,31 @@ class Engine:
 
     async def _seed(self, scheduler: Scheduler, storage: Storage) -> None:
         """Admit the spider's start requests in batches while the crawl already runs (on
-        resume, those already seen are duplicates and cost nothing)."""
+        resume, those already seen are duplicates and cost nothing). A batch not yet full is
+        admitted after ``_START_LINGER`` too: a generator that waits between its requests (a
+        slow seed API, a queue it polls) had its first ones fetched only once it had yielded
+        100 or ended."""
         with scheduler.producing():
             batch: list[Request] = []
+            admitting = asyncio.Lock()  # batches are admitted one at a time, in the order yielded
+
+            async def admit() -> None:
+                taken = batch.copy()
+                batch.clear()  # before any await: a request is in one batch only
+                async with admitting:
+                    await self._admit_start(scheduler, taken, storage)
+
+            async def admit_now_and_then() -> None:
+                """Never cancelled: a batch taken and cancelled before its admission was lost."""
+                while not seeded.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(_START_LINGER):
+                            await seeded.wait()
+                    if batch:
+                        await admit()
+
+            seeded = asyncio.Event()
+            lingering = asyncio.create_task(admit_now_and_then(), name="start-requests-linger")
             try:
                 async for output in start_requests_of(self.spider):
                     if scheduler.closed:
@@ -285,13 +308,15 @@ class Engine:
                         continue
                     batch.append(output)
                     if len(batch) >= _START_BATCH:
-                        await self._admit_start(scheduler, batch, storage)
-                        batch = []
+                        await admit()
             except ConfigError:
                 raise  # the spider says it cannot run as configured: end the crawl, loudly
             except Exception as exc:  # the callback boundary: a bad start generator ends seeding only
                 await storage.submit(Commit(errors=[error_record("start", exc, None, self.stats)]))
-            await self._admit_start(scheduler, batch, storage)
+            finally:
+                seeded.set()
+                await lingering
+            await admit()
 
     async def _admit_start(self, scheduler: Scheduler, batch: list[Request], storage: Storage) -> None:
         # resumed, a start request seen before was the interrupted run's, dont_filter or not: its

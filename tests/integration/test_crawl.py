@@ -407,6 +407,39 @@ async def test_a_start_output_that_is_not_a_request_is_an_error_row_and_seeding_
     assert result.stats.get("errors/start/TypeError") == 2
 
 
+class SlowSeedSpider(Spider):
+    """A start generator that waits between its requests, as one reading a slow seed API does."""
+
+    name = "slow_seed"
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self.base_url = base_url
+        self.parsed_while_seeding: list[str] = []
+        self.seeding = True
+
+    async def start_requests(self) -> AsyncIterator[Request]:
+        for n in range(3):
+            yield Request(f"{self.base_url}/good?n={n}")
+            await asyncio.sleep(0.4)
+        self.seeding = False
+
+    async def parse(self, response: Response) -> AsyncIterator[Any]:
+        if self.seeding:
+            self.parsed_while_seeding.append(response.url)
+        yield {"url": response.url}
+
+
+async def test_start_requests_are_fetched_while_a_slow_start_generator_waits(database: Path) -> None:
+    """Admitted 100 at a time, none was fetched until the generator had yielded 100 or ended."""
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        spider = SlowSeedSpider(base_url)
+        result = await crawl(spider, database)
+    assert result.status == "finished" and rows(database, "SELECT count(*) FROM item") == [(3,)]
+    assert spider.parsed_while_seeding == [f"{base_url}/good?n=0", f"{base_url}/good?n=1", f"{base_url}/good?n=2"]
+
+
 class BadStartUrlSpider(Spider):
     name = "bad_start_url"
     start_urls = ["http://127.0.0.1:1/", "www.example.com/no-scheme", "http://127.0.0.1:1/later"]
