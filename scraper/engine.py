@@ -97,12 +97,14 @@ class Engine:
         return self.scheduler.in_flight if self.scheduler else 0
 
     def stop(self, reason: str) -> None:
-        """Take no new work; requests in flight finish (within ``close.drain_timeout``)."""
+        """Take no new work; requests already sent finish (within ``close.drain_timeout``), and
+        those handed out but still waiting for their host's turn stay pending, unsent."""
         if self._stop_reason is None:
             self._stop_reason = reason
             logger.info("stopping (%s): finishing %d requests in flight", reason, self.in_flight)
         if self.scheduler is not None:
             self.scheduler.close()
+        self.limiter.stop()  # what waits for its host's turn is parked, not sent
 
     async def run(self) -> CrawlResult:
         keep_freed_heap()  # process-wide and idempotent: parsing stops faulting its memory back in

@@ -11,6 +11,7 @@ breaker rests a host after K consecutive failures.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import math
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 _FIRST_BACKOFF_DELAY = 0.25  # seconds: the first slow-down of a host that had no delay
 _RECOVERY = 0.8  # each good window shrinks the extra delay by this factor
 _MAX_TRIP_FACTOR = 16
+_NOT_SENT = "not sent: the crawl is stopping"  # the reason a pending row gives
 
 
 class Signal(enum.Enum):
@@ -97,6 +99,7 @@ class HostLimiter:
         self._settings = settings
         self._stats = stats
         self._hosts = _HostStates(settings)
+        self._stopping = asyncio.Event()
 
     def state(self, host: str) -> HostState:
         return self._hosts[host]
@@ -114,22 +117,34 @@ class HostLimiter:
         state.next_start = max(now, state.next_start) + state.delay
         return state.ready_at()
 
+    def stop(self) -> None:
+        """The crawl is stopping: a request not sent yet (waiting for its turn) is not sent."""
+        self._stopping.set()
+
     async def wait_turn(self, host: str, url: str) -> None:
         """Sleep until ``delay`` has passed since the last real start to ``host``. A host paused
         since the request was handed out raises ``TryLater``: the request is parked, not sent;
-        a host given up raises ``HostGivenUp``: the request to ``url`` fails, unsent."""
+        a host given up raises ``HostGivenUp``: the request to ``url`` fails, unsent. So does a
+        stopping crawl (``TryLater``): its requests waiting for their turn had gone out after the
+        first Ctrl-C, one a delay apart, for up to ``close.drain_timeout``."""
         state = self._hosts[host]
         now = time.monotonic()
         if state.given_up is not None:
             raise HostGivenUp(state.given_up, url=url)
         if state.paused_until > now:
             raise TryLater(f"{host} is paused", until=state.paused_until)
+        if self._stopping.is_set():
+            raise TryLater(_NOT_SENT, until=now)
         if not state.delay:
             return
         start = max(now, state.last_start + state.delay)
         state.last_start = start  # reserved before sleeping, so turns keep their order
         if start > now:
-            await asyncio.sleep(start - now)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(start - now):
+                    await self._stopping.wait()
+            if self._stopping.is_set():
+                raise TryLater(_NOT_SENT, until=time.monotonic())
 
     def end(self, host: str, signal: Signal) -> None:
         """Release the slot and adapt the host's rate to how the fetch went."""

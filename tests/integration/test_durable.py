@@ -20,6 +20,7 @@ from scraper.stats import Stats
 from scraper.storage import Storage
 from spiders.demo_shop import DemoShopSpider
 from tests.conftest import make_settings, rows
+from tests.integration.test_crawl import FaultySpider
 
 
 def logged_shop(products: int, delay: float = 0.0) -> tuple[web.Application, Counter[str]]:
@@ -78,6 +79,50 @@ async def test_a_stopped_crawl_resumes_without_refetching(database: Path) -> Non
     assert rows(database, "SELECT count(*), count(DISTINCT url) FROM product") == [(400, 400)]
     assert rows(database, "SELECT count(*) FROM scraper_crawls") == [(1,)]
     assert rows(database, "SELECT count(*) FROM scraper_requests WHERE state != 'done'") == [(0,)]
+
+
+class CrawlDelaySpider(FaultySpider):
+    """The index of a site, then each page it links to, stored by URL."""
+
+    name = "crawl_delay"
+
+    async def parse_page(self, response: Response) -> AsyncIterator[Any]:
+        yield {"page": response.url}
+
+
+@pytest.mark.timeout(60)
+async def test_a_stop_sends_no_request_still_waiting_for_its_turn_and_the_resume_does(database: Path) -> None:
+    """Handed out before robots.txt's Crawl-delay was known, requests waited for their turn and
+    went out after the first Ctrl-C, one a delay apart (for up to close.drain_timeout)."""
+    hits: Counter[str] = Counter()
+
+    async def page(request: web.Request) -> web.Response:
+        hits[request.path] += 1
+        if request.path == "/robots.txt":
+            return web.Response(text="User-agent: *\nCrawl-delay: 0.3\n")
+        links = "".join(f'<a href="/p/{n}">{n}</a>' for n in range(12)) if request.path == "/" else ""
+        return web.Response(text=f"<p>{links}</p>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    polite = make_settings(robots_txt=True, per_host={"concurrency": 8})
+    async with serve(app) as base_url:
+        crawl = Engine(spider=CrawlDelaySpider(base_url), settings=polite, database=database)
+        task = asyncio.create_task(crawl.run())
+        while crawl.stats.get("pages") < 3:  # noqa: ASYNC110 - polling a counter, no event exists
+            await asyncio.sleep(0.01)
+        crawl.stop("SIGINT")
+        sent_before = hits.total()
+        stopped = await task
+        sent_after = hits.total() - sent_before
+        unsent = rows(
+            database, "SELECT count(*) FROM scraper_requests WHERE reason = 'not sent: the crawl is stopping'"
+        )
+        resumed = await Engine(spider=CrawlDelaySpider(base_url), settings=polite, database=database).run()
+    assert stopped.status == "interrupted" and resumed.status == "finished"
+    assert sent_after == 0 and unsent[0][0] >= 1
+    assert rows(database, "SELECT count(*), count(DISTINCT page) FROM item") == [(12, 12)]
+    assert max(count for path, count in hits.items() if path != "/robots.txt") == 1
 
 
 class RenamedCallbackSpider(DemoShopSpider):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from typing import Any
@@ -121,6 +122,21 @@ async def test_a_paused_host_turns_requests_away_at_the_last_moment() -> None:
     hosts.pause("a.test", time.monotonic() + 5, "Retry-After")
     with pytest.raises(TryLater):
         await hosts.wait_turn("a.test", "http://a.test/")
+
+
+async def test_a_stopping_crawl_sends_no_request_still_waiting_for_its_turn() -> None:
+    """Each went out a delay after the one before, the first Ctrl-C notwithstanding."""
+    hosts = limiter(per_host={"delay": 5.0})
+    await hosts.wait_turn("a.test", "http://a.test/1")  # the first goes at once
+    waiting = asyncio.create_task(hosts.wait_turn("a.test", "http://a.test/2"))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    hosts.stop()
+    with pytest.raises(TryLater, match=r"^not sent: the crawl is stopping$"):
+        await waiting
+    assert time.monotonic() - started < 1
+    with pytest.raises(TryLater):  # and none handed out later
+        await hosts.wait_turn("b.test", "http://b.test/")
 
 
 def test_idle_hosts_are_forgotten_busy_and_slowed_ones_kept() -> None:
