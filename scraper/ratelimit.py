@@ -256,7 +256,13 @@ def describe_policy(settings: Settings) -> str:
         f"robots.txt {'obeyed' if settings.robots_txt else 'ignored'}; timeout {settings.timeout:g}s; "
         f"body cap {settings.max_response_bytes / 2**20:g} MiB; redirects up to {settings.redirect.max_hops}",
     ]
+    general = host.model_dump()
     for pattern, override in settings.hosts.items():
-        changes = override.model_dump(exclude_none=True)
-        lines.append(f"hosts {pattern}: " + ", ".join(f"{key}={value}" for key, value in changes.items()))
+        # a host's own entry wins over per_host from any layer: say what it replaces, since a
+        # -s per_host.delay=... seemed ignored for hosts that config.yaml's entry matched
+        changes = [
+            f"{key}={value}" + (f" (instead of per_host's {general[key]})" if general[key] != value else "")
+            for key, value in override.model_dump(exclude_none=True).items()
+        ]
+        lines.append(f"hosts {pattern}: " + ", ".join(changes))
     return "\n".join(lines)

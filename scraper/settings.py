@@ -182,6 +182,19 @@ class Settings(_Strict):
             raise ValueError(f"an ordered list of 'module:Class', not Scrapy's {{path: order}} mapping: [{listed}]")
         return value
 
+    @pydantic.field_validator("hosts")
+    @classmethod
+    def _host_patterns(cls, value: dict[str, HostOverride]) -> dict[str, HostOverride]:
+        """A pattern with a port never matched (a host is matched without its port), silently."""
+        for pattern in value:
+            host, colon, port = pattern.rpartition(":")  # an IPv6 address has more than one colon
+            bare = (
+                pattern[1:].partition("]")[0] if pattern.startswith("[") else host if colon and port.isdigit() else ""
+            )
+            if bare and (pattern.startswith("[") or ":" not in host):
+                raise ValueError(f"{pattern!r}: a pattern matches a host without its port or brackets; write {bare!r}")
+        return value
+
     @pydantic.field_validator("proxy")
     @classmethod
     def _proxy_url(cls, value: str | None) -> str | None:

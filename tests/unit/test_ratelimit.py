@@ -156,3 +156,14 @@ def test_idle_hosts_are_forgotten_busy_and_slowed_ones_kept() -> None:
 def test_the_policy_line_says_when_a_host_is_given_up() -> None:
     assert "breaker after 5 failures rests a host 30s, 5 trips in a row give it up" in describe_policy(make_settings())
     assert "give it up" not in describe_policy(make_settings(breaker={"max_trips": 0}))
+
+
+def test_the_policy_says_what_a_hosts_entry_replaces() -> None:
+    """A -s per_host.delay=0.5 seemed ignored on the hosts that config.yaml's entry matched."""
+    settings = make_settings(
+        per_host={"delay": 0.5, "concurrency": 2}, hosts={"127.0.0.1": {"delay": 0.1, "concurrency": 2}}
+    )
+    assert (
+        describe_policy(settings).splitlines()[-1]
+        == "hosts 127.0.0.1: concurrency=2, delay=0.1 (instead of per_host's 0.5)"
+    )

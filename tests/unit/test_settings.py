@@ -103,6 +103,10 @@ def test_a_host_pattern_keeps_its_dots_in_a_dotted_override() -> None:
     assert settings.policy_for("example.org") == settings.per_host
 
 
+def test_an_ipv6_host_pattern_is_taken() -> None:
+    assert load_settings(config={"hosts": {"::1": {"delay": 2}}}).policy_for("::1").delay == 2
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -131,6 +135,12 @@ def test_a_host_pattern_keeps_its_dots_in_a_dotted_override() -> None:
         ({"config": {"database": "data/{spider.db"}}, "setting 'database': not a path template (expected '}'"),
         ({"overrides": ["database=data/{spider}/"]}, "setting 'database': a database file path is needed"),
         ({"config": {"database": " "}}, "setting 'database': a database file path is needed"),
+        (  # matched against the host alone, it never applied, without a word
+            {"overrides": ['hosts={"127.0.0.1:8903": {"delay": 1}}']},
+            "setting 'hosts': '127.0.0.1:8903': a pattern matches a host without its port or brackets; "
+            "write '127.0.0.1'",
+        ),
+        ({"config": {"hosts": {"[::1]:80": {"delay": 1}}}}, "without its port or brackets; write '::1'"),
     ],
 )
 def test_settings_errors_name_the_key(kwargs: dict[str, Any], message: str) -> None:
