@@ -30,6 +30,7 @@ from scraper.query import run_query, tables_overview
 from scraper.ratelimit import describe_policy
 from scraper.settings import Settings
 from scraper.spider import SPIDER_LOGGERS, Spider
+from scraper.stats import SEEDING_CUT_SHORT
 from scraper.status import read_status
 from scraper.status import render as render_status
 
@@ -301,7 +302,9 @@ async def _crawl(engine: Engine) -> tuple[CrawlResult, int]:
             loop.remove_signal_handler(signum)
     if received:
         return result, _SIGNAL_EXIT[received[0]]
-    return result, EXIT_OK if result.status == "finished" else EXIT_FAILED
+    # a crawl whose start_requests() raised did only part of its work: a cron job must hear it
+    complete = result.status == "finished" and not result.stats.get(SEEDING_CUT_SHORT)
+    return result, EXIT_OK if complete else EXIT_FAILED
 
 
 def _notifier(engine_settings: Settings) -> Callable[[str], None]:

@@ -37,7 +37,7 @@ from scraper.seen import MemorySeen, SeenSet, StoredSeen
 from scraper.settings import Settings
 from scraper.spider import Spider, run_hook, start_requests_of, stray_start
 from scraper.sqlite_frontier import SQLiteFrontier
-from scraper.stats import Stats
+from scraper.stats import SEEDING_CUT_SHORT, Stats
 from scraper.storage import Storage
 from scraper.worker import Worker
 
@@ -223,7 +223,7 @@ class Engine:
         if not start.resumed:
             return
         for key, value in start.stats.items():
-            if isinstance(value, int):
+            if isinstance(value, int) and key != SEEDING_CUT_SHORT:  # this run's start_requests() runs anew
                 self.stats.counts[key] = value
         self.stats.set_items_by_table(start.items)
         self.stats.counts["pages"] = start.pages
@@ -314,6 +314,7 @@ class Engine:
             except ConfigError:
                 raise  # the spider says it cannot run as configured: end the crawl, loudly
             except Exception as exc:  # the callback boundary: a bad start generator ends seeding only
+                self.stats.increment(SEEDING_CUT_SHORT)  # the crawl goes on; its exit code says so
                 await storage.submit(Commit(errors=[error_record("start", exc, None, self.stats)]))
             finally:
                 seeded.set()

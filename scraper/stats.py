@@ -8,6 +8,8 @@ from collections import Counter
 
 ITEM_TOTALS = frozenset({"scraped", "dropped", "stored", "over_limit"})
 """Counters under ``items/`` that are totals; every other ``items/<name>`` is a table's count."""
+SEEDING_CUT_SHORT = "start/raised"
+"""Set when ``start_requests()`` raised: the crawl went on without what it had yet to yield."""
 
 
 class Stats:

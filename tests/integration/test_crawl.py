@@ -262,6 +262,7 @@ async def test_a_broken_start_generator_or_closing_hook_does_not_end_the_crawl(
     assert rows(database, "SELECT name FROM thing ORDER BY name") == [("alpha",), ("beta",)]
     errors = rows(database, "SELECT stage, error_type, message, url FROM scraper_errors")
     assert errors == [("start", "RuntimeError", "start list unreadable", None)]
+    assert result.stats.get("start/raised") == 1  # what the exit code and the summary go by
     assert "pipeline stage FailsToClose: close() failed" in caplog.text and "OSError: cannot flush" in caplog.text
     assert "BrokenStartSpider.closed() failed" in caplog.text
 

@@ -461,6 +461,32 @@ async def test_resuming_with_other_arguments_is_refused_and_keeps_the_crawl(tmp_
     assert rows(database, "SELECT id, status FROM scraper_crawls") == [(1, "running"), (2, "finished")]
 
 
+CUT_SHORT_SPIDER = """
+    from scraper import Spider, Request
+
+    class CutShort(Spider):
+        name = "cut_short"
+
+        async def start_requests(self):
+            yield Request(self.base_url + "/good")
+            raise RuntimeError("the seed list is gone")
+
+        async def parse(self, response):
+            yield {"status": response.status}
+"""
+
+
+async def test_a_crawl_whose_start_requests_raised_crawls_what_it_had_and_exits_1(tmp_path: Path) -> None:
+    """It exited 0 as 'finished': a cron job took a crawl that lacked its seeds for a success."""
+    project = make_project(tmp_path, CUT_SHORT_SPIDER)
+    code, stdout, stderr, _ = await run_on_faulty_site(project, "cut_short")
+    assert code == 1, stderr
+    assert "cut_short: finished (finished); start_requests() raised, so nothing it had yet to yield was crawled" in (
+        " ".join(stdout.split())
+    )
+    assert rows(project / "data" / "cut_short.db", "SELECT status FROM item") == [(200,)]
+
+
 LOGGING_SPIDER = """
     from scraper import Spider, Request
 
