@@ -29,6 +29,7 @@ from scraper import crawls, schema, writes
 from scraper.cookies import CrawlCookieJar
 from scraper.crawls import CrawlStart, utc_now
 from scraper.errors import StorageError, WriteFailed
+from scraper.filewatch import FileWatch
 from scraper.frontier import Refused, Scheduled
 from scraper.handoff import HandOff
 from scraper.lock import CrawlLock
@@ -108,6 +109,7 @@ class Storage:
         self._db: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._exit = ExitStack()
+        self._watch = FileWatch(path)  # deleted while the crawl runs, the file is written back
         self._queue: HandOff[tuple[Commit, int] | _Refill | None] = HandOff(_QUEUE_SIZE)  # a commit with its rows
         self._writer: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
@@ -134,6 +136,7 @@ class Storage:
             await asyncio.to_thread(self._lock)  # file system work, off the event loop
             self._db = await self._connect(create_tables=True)
             self._reader = await self._connect()
+            await self._watch.start()
         except (OSError, sqlite3.Error) as exc:
             await self.close()
             raise StorageError(f"cannot open database {self.path}: {exc}") from None
@@ -180,6 +183,8 @@ class Storage:
         try:
             await self._stop_writer()
         finally:
+            if self._db is not None:
+                await self._watch.rescue(self._db)
             for connection in (self._reader, self._db):
                 if connection is not None:
                     await connection.close()
@@ -334,6 +339,7 @@ class Storage:
                 if batch:
                     await self._write_apart(batch)
                     await self._release(rows)
+                    await self._watch.check_now_and_then()
                 if refill is not None:
                     refill.result.set_result(await self._lease(refill.limit))
                 if stop:

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from scraper import Request, Response, Spider
+from scraper import Request, Response, Spider, filewatch
 from scraper.demo_site import build_catalog, make_app, serve
 from scraper.engine import CrawlResult, Engine
-from scraper.errors import StorageError
+from scraper.errors import StorageError, WriteFailed
 from scraper.stats import Stats
 from scraper.storage import Storage
 from spiders.demo_shop import DemoShopSpider
@@ -123,6 +123,28 @@ async def test_a_stop_sends_no_request_still_waiting_for_its_turn_and_the_resume
     assert sent_after == 0 and unsent[0][0] >= 1
     assert rows(database, "SELECT count(*), count(DISTINCT page) FROM item") == [(12, 12)]
     assert max(count for path, count in hits.items() if path != "/robots.txt") == 1
+
+
+@pytest.mark.timeout(120)
+async def test_a_database_deleted_during_the_crawl_is_written_back_and_resumes(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The crawl wrote on to the unlinked file, reported 'finished' and exit 0, and lost it all."""
+    monkeypatch.setattr(filewatch, "_EVERY", 0.0)
+    app, _ = logged_shop(300, delay=0.01)
+    async with serve(app) as base_url:
+        crawl = engine(base_url, database, concurrency=4)
+        task = asyncio.create_task(crawl.run())
+        while crawl.stats.get("items/stored") < 20:  # noqa: ASYNC110 - polling a counter, no event exists
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(lambda: [path.unlink() for path in database.parent.glob(database.name + "*")])
+        with pytest.raises(WriteFailed, match="was deleted or replaced while the crawl ran"):
+            await task
+        ((status, stored),) = rows(database, "SELECT status, (SELECT count(*) FROM product) FROM scraper_crawls")
+        resumed = await engine(base_url, database, concurrency=4).run()
+    assert status == "interrupted" and stored >= 20
+    assert resumed.resumed and resumed.status == "finished"
+    assert rows(database, "SELECT count(*), count(DISTINCT url) FROM product") == [(300, 300)]
 
 
 class RenamedCallbackSpider(DemoShopSpider):

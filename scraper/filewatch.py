@@ -1,0 +1,85 @@
+"""The crawl's database file, watched while the crawl writes to it.
+
+Deleted (or replaced) during a crawl, the file lives on unlinked for as long as the crawl
+holds it open: every write succeeds, the crawl reports its items stored at that path, and
+they vanish when it closes. The watch notices within ``_EVERY`` seconds (the writer then
+stops the crawl), and at the end writes the open file's content back to the path (``VACUUM
+INTO``), or beside it when another file is there now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import aiosqlite
+
+from scraper.errors import StorageError
+
+logger = logging.getLogger(__name__)
+
+_EVERY = 2.0  # seconds between looks at the path: a thread hop each, from the writer
+
+
+def _identity_of(path: Path) -> tuple[int, int] | None:
+    """The device and inode at ``path`` (None when nothing is there)."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+class FileWatch:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._identity: tuple[int, int] | None = None
+        self._looked = 0.0
+
+    async def start(self) -> None:
+        """Note which file the path is now (the one the crawl opened)."""
+        self._identity = await asyncio.to_thread(_identity_of, self.path)
+        self._looked = time.monotonic()
+
+    async def check_now_and_then(self) -> None:
+        """Raise ``StorageError`` once the path no longer holds the file the crawl writes."""
+        now = time.monotonic()
+        if self._identity is None or now - self._looked < _EVERY:
+            return
+        self._looked = now
+        if await asyncio.to_thread(_identity_of, self.path) != self._identity:
+            raise StorageError(
+                f"{self.path} was deleted or replaced while the crawl ran; what it committed is written back at the end"
+            )
+
+    async def rescue(self, db: aiosqlite.Connection) -> None:
+        """If the path no longer holds the open file, write the file's content (all that was
+        committed) back to the path, or beside it if another file is there."""
+        if self._identity is None or await asyncio.to_thread(_identity_of, self.path) == self._identity:
+            return
+        target = await asyncio.to_thread(self._free_target)
+        if target is None:
+            logger.error(
+                "%s was replaced while the crawl ran, and its .recovered exists: the crawl's data is lost", self.path
+            )
+            return
+        try:
+            await db.execute("VACUUM INTO ?", (str(target),))
+        except sqlite3.Error as exc:
+            logger.error("%s was deleted while the crawl ran, and writing it back failed: %s", self.path, exc)
+            return
+        logger.warning(
+            "%s was deleted or replaced while the crawl ran: its data is written back to %s", self.path, target
+        )
+
+    def _free_target(self) -> Path | None:
+        """The path, or ``<path>.recovered`` when another file took the path (None: both taken)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # its folder may have gone with it
+        for target in (self.path, self.path.with_name(self.path.name + ".recovered")):
+            if not target.exists():
+                return target
+        return None
