@@ -207,7 +207,18 @@ class Storage:
                 f"(python -m scraper run {owner}) or give {spider!r} a database of its own (--db); "
                 "spiders sharing a file share its requests' rows"
             )
-        start = await crawls.begin(self._connection, spider, fresh=fresh, resume=resume, arguments=arguments or {})
+        # one transaction: a resume that cannot write (a disk still full) leaves the crawl's row
+        # as it was, 'interrupted' with its reason, where a half-done one marked it running
+        db = self._connection
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            start = await crawls.begin(db, spider, fresh=fresh, resume=resume, arguments=arguments or {})
+            await db.execute("COMMIT")
+        except BaseException as exc:
+            await self._roll_back(db)
+            if isinstance(exc, sqlite3.Error):
+                raise WriteFailed(f"cannot begin the crawl in {self.path}: {exc}") from exc
+            raise
         self.crawl_id = start.crawl_id
         self.items_stored = sum(start.items.values())
         self._writer = asyncio.create_task(self._write_loop(), name="sqlite-writer")

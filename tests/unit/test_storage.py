@@ -715,3 +715,24 @@ async def test_a_file_from_before_the_arguments_were_kept_gains_the_column_and_r
         start = await storage.begin_crawl("books", arguments={"category": "poetry"})  # nothing to compare with
     assert start.resumed and start.crawl_id == 1
     assert rows(database, "SELECT arguments FROM scraper_crawls") == [(None,)]
+
+
+async def test_a_resume_that_cannot_write_is_one_error_and_leaves_the_crawl_as_it_was(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a disk still full, the resume marked the crawl running, then died with a traceback:
+    the row lost its 'interrupted' and the reason why."""
+    async with Storage(database, stats=Stats()) as storage:
+        await storage.begin_crawl("books")
+        await storage.finish_crawl(status="interrupted", reason="writing failed: database or disk is full")
+    release = schema.RELEASE_LEASES
+    monkeypatch.setattr(schema, "RELEASE_LEASES", "INSERT INTO no_such_table VALUES (?)")  # fails after the UPDATE
+    async with Storage(database, stats=Stats()) as storage:
+        with pytest.raises(WriteFailed, match=r"^cannot begin the crawl in .*: no such table: no_such_table$"):
+            await storage.begin_crawl("books")
+    assert rows(database, "SELECT status, finish_reason FROM scraper_crawls") == [
+        ("interrupted", "writing failed: database or disk is full")
+    ]
+    monkeypatch.setattr(schema, "RELEASE_LEASES", release)
+    async with Storage(database, stats=Stats()) as storage:
+        assert (await storage.begin_crawl("books")).resumed
