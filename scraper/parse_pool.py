@@ -606,6 +606,15 @@ def _serve(source: BinaryIO, sink: BinaryIO, *, configure_logging: bool) -> None
     input (and if the crawl's process is killed, the input ends with it)."""
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, signal.SIG_IGN)
+    try:
+        _serve_spider(source, sink, configure_logging=configure_logging)
+    except (BrokenPipeError, ConnectionResetError, EOFError, pickle.UnpicklingError):
+        # the crawl's process died (kill -9, a closed terminal) mid-message: no one is left to
+        # answer, and each child had printed a traceback of it. No flush on the way out either.
+        os._exit(0)
+
+
+def _serve_spider(source: BinaryIO, sink: BinaryIO, *, configure_logging: bool) -> None:
     keep_freed_heap()  # a fork has it from the crawl already; a fresh interpreter does not
     hello = _read(source)
     if hello is None:

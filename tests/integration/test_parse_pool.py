@@ -8,7 +8,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import pickle
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -24,7 +26,7 @@ from scraper.deadline import Deadlines
 from scraper.demo_site import build_catalog, make_app, serve
 from scraper.engine import CrawlResult, Engine
 from scraper.errors import ConfigError
-from scraper.parse_pool import ParsePool
+from scraper.parse_pool import _HEADER, ParsePool
 from spiders.demo_shop import DemoShopSpider
 from tests.conftest import make_settings, rows
 
@@ -418,3 +420,30 @@ async def test_stop_signals_are_the_crawls_to_handle_not_the_parse_processes(how
     assert seen_by_crawl == []
     parsed_by = {item.pid for result in results for item in result.items}  # type: ignore[union-attr]
     assert len(parsed_by) >= 1 and parsed_by <= pids
+
+
+def test_a_parse_process_whose_crawl_died_ends_without_a_traceback() -> None:
+    """After a kill -9 of the crawl, each parse process printed ~20 lines of traceback ending
+    in BrokenPipeError when it answered its page."""
+
+    def message(value: Any) -> bytes:
+        body = pickle.dumps(value)
+        return _HEADER.pack(len(body)) + body
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "scraper.parse_pool"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+    spider = pickle.dumps(DemoShopSpider(base_url="http://127.0.0.1:1"))
+    child.stdin.write(message((spider, (logging.WARNING, logging.INFO))))
+    child.stdin.flush()
+    (size,) = _HEADER.unpack(child.stdout.read(_HEADER.size))
+    assert pickle.loads(child.stdout.read(size)) == ("ok", None)
+    child.stdout.close()  # the crawl is gone: nobody reads the answers
+    child.stdin.write(message("a page"))
+    child.stdin.close()
+    with child.stderr:
+        said = child.stderr.read()
+    assert child.wait(timeout=30) == 0 and said == b""
