@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -39,6 +40,12 @@ class CrawlInfo:
     finished_at: str | None
     finish_reason: str | None
     superseded: bool = False  # a later crawl of the spider started (--fresh): this one never resumes
+    stats_json: str | None = None  # the statistics it saved last
+
+    def counted(self, key: str) -> int:
+        """A count from the crawl's own statistics (0 when it saved none)."""
+        value = json.loads(self.stats_json).get(key, 0) if self.stats_json else 0
+        return value if isinstance(value, int) else 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -136,7 +143,7 @@ async def find_crawl(db: aiosqlite.Connection, *, spider: str | None, crawl_id: 
     chosen = [(sql, value) for sql, value in conditions if value is not None]
     where = " AND ".join(sql for sql, _ in chosen) or "1"
     later = "EXISTS (SELECT 1 FROM scraper_crawls AS later WHERE later.spider = c.spider AND later.id > c.id)"
-    columns = f"id, spider, status, started_at, finished_at, finish_reason, {later}"
+    columns = f"id, spider, status, started_at, finished_at, finish_reason, {later}, stats"
     sql = f"SELECT {columns} FROM scraper_crawls AS c WHERE {where}"
     async with db.execute(sql + " ORDER BY id DESC LIMIT 1", [value for _, value in chosen]) as cursor:
         row = await cursor.fetchone()
@@ -239,6 +246,13 @@ def render(status: CrawlStatus, *, top: int = TOP_HOSTS) -> Group:
     eta = "—" if rate.eta is None else _duration(rate.eta)
     header.add_row("rate", f"{rate.per_second:,.1f} pages/s ({rate.span}) · ETA {eta}")
     header.add_row("database", str(status.database))
+    if crawl.superseded:  # its pages' rows, and its keyed items, belong to the crawls that met them again
+        header.add_row(
+            "note",
+            f"a later crawl of {crawl.spider} took over the requests and keyed items it met again, so below is "
+            f"what is left of this one; it counted {crawl.counted('pages'):,} pages and "
+            f"{crawl.counted('items/stored'):,} items stored",
+        )
     sections = (_host_table(status.hosts, top), _items_table(status.items), _error_table(status.errors))
     return Group(header, *(part for section in sections for part in (Text(), section)))
 

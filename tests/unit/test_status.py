@@ -167,6 +167,26 @@ async def test_a_killed_crawl_that_a_later_one_replaced_does_not_resume(database
     assert latest is not None and latest.crawl.id == 2 and latest.state == "killed, resumes on next run"
 
 
+async def test_an_earlier_crawl_says_a_later_one_took_over_its_rows_and_what_it_counted(database: Path) -> None:
+    """It showed no pages, a rate of 0 and no keyed items, as if it had done nothing."""
+    make_database(database, [], status="finished")
+    with closing(sqlite3.connect(database)) as db, db:
+        db.execute("UPDATE scraper_crawls SET stats = ?", ('{"pages": 59, "items/stored": 43}',))
+        db.execute("INSERT INTO scraper_crawls (spider, started_at, status) VALUES ('shop', ?, 'finished')", (iso(1),))
+    earlier, latest = await read_status(database, crawl_id=1), await read_status(database)
+    assert earlier is not None and latest is not None
+    console = Console(file=io.StringIO(), width=80)
+    console.print(render(earlier))
+    said = " ".join(console.file.getvalue().split())  # type: ignore[attr-defined]
+    assert (
+        "note a later crawl of shop took over the requests and keyed items it met again, so below is what is "
+        "left of this one; it counted 59 pages and 43 items stored"
+    ) in said
+    console = Console(file=io.StringIO(), width=80)
+    console.print(render(latest))
+    assert "note" not in console.file.getvalue()  # type: ignore[attr-defined]
+
+
 async def test_an_empty_or_foreign_database(database: Path, tmp_path: Path) -> None:
     make_database(database, [])
     with closing(sqlite3.connect(database)) as db, db:
