@@ -311,6 +311,8 @@ class Response:
     def urljoin(self, url: str) -> str:
         """Resolve ``url`` against this page (honouring a ``<base href>``). A URL that cannot
         be parsed (``http://[bad``, a port that is no number) is a ValueError naming it."""
+        if not isinstance(url, str):  # None: attributes.get("href") of a tag with none said "no attribute 'strip'"
+            raise TypeError(f"cannot resolve {url!r} against {self.url}: give a string (an href that is there)")
         try:
             return str(self._resolve(url))
         except ValueError as exc:

@@ -364,6 +364,17 @@ def test_urljoin_honours_base_href(base: str, expected: str) -> None:
     assert response.urljoin("item.html") == expected
 
 
+def test_urljoin_of_none_says_what_to_give() -> None:
+    """An href that is not there (attributes.get("href") is None) said "'NoneType' object has
+    no attribute 'strip'"."""
+    response = make_response("<a>no href</a>")
+    with pytest.raises(TypeError) as raised:
+        response.urljoin(response.css_first("a").attributes.get("href"))  # type: ignore[arg-type, union-attr]
+    assert str(raised.value) == (
+        "cannot resolve None against https://shop.example.com/catalog/page2.html: give a string (an href that is there)"
+    )
+
+
 def test_follow_with_string() -> None:
     response = make_response("<p>x</p>")
     request = response.follow("next.html", callback, meta={"page": 3}, priority=2)
