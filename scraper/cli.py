@@ -24,6 +24,7 @@ from scraper.crawls import RESUMABLE
 from scraper.demo_site import build_catalog, make_app, serve
 from scraper.engine import CrawlResult, Engine
 from scraper.errors import ConfigError, OpenFailed, ScraperError, SpiderNotFound, WriteFailed
+from scraper.output import Output
 from scraper.progress import live_progress, summary
 from scraper.project import Project
 from scraper.query import run_query, tables_overview
@@ -45,8 +46,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # No markup: what is printed holds the crawl's data (scraped text, URLs, spider names, error
 # messages), in which "[/b]" is text, not a tag for rich to apply or to fail on.
-out = Console(markup=False)
-err = Console(stderr=True, markup=False)
+out = Console(file=Output("stdout"), markup=False)  # type: ignore[arg-type]  # a text stream by its methods
+err = Console(file=Output("stderr"), stderr=True, markup=False)  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -561,6 +561,22 @@ def test_the_resume_command_is_the_run_command_without_fresh(argv: list[str], co
     assert _resume_command(build_parser().parse_args(argv)) == command
 
 
+def test_a_crawl_whose_reader_went_away_finishes_all_the_same(tmp_path: Path) -> None:
+    """`run ... | head -1`: the next line printed raised BrokenPipeError, and the crawl died
+    with its row left 'running'."""
+    database = tmp_path / "demo.db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scraper", "demo", "--products", "300", "--db", str(database)],
+        cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    with process.stdout:
+        process.stdout.readline()  # then the reader is gone, as `head -1` goes
+    assert process.wait(timeout=60) == 0
+    assert rows(database, "SELECT status FROM scraper_crawls") == [("finished",)]
+    assert rows(database, "SELECT count(*) FROM product") == [(300,)]
+
+
 def _has_items(database: Path) -> bool:
     try:
         return bool(database.exists() and rows(database, "SELECT count(*) FROM product")[0][0] > 0)
