@@ -37,7 +37,9 @@ from scraper.status import render as render_status
 
 logger = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-_SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+# SIGHUP: the terminal closed under the crawl (an ssh session dropped); it had killed the crawl
+# outright. Under nohup it stays ignored.
+_SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 QUERY_ROWS = 1_000  # rows ``query`` shows unless told otherwise: a look, not an export
 _CHATTY_LIBRARIES = ("aiosqlite", "filelock")
 _BLOB_SHOWN = 16  # bytes of a BLOB ``query`` shows
@@ -291,7 +293,8 @@ async def _crawl(engine: Engine) -> tuple[CrawlResult, int]:
             err.print(f"{signum.name} again: stopping at once (the database stays consistent; the next run resumes)")
             task.cancel()
 
-    for signum in _SIGNAL_EXIT:
+    handled = [signum for signum in _SIGNAL_EXIT if signal.getsignal(signum) is not signal.SIG_IGN]
+    for signum in handled:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         async with live_progress(engine, err):
@@ -299,7 +302,7 @@ async def _crawl(engine: Engine) -> tuple[CrawlResult, int]:
     except asyncio.CancelledError:
         raise SystemExit(_SIGNAL_EXIT[received[-1]] if received else EXIT_FAILED) from None
     finally:
-        for signum in _SIGNAL_EXIT:
+        for signum in handled:
             loop.remove_signal_handler(signum)
     if received:
         return result, _SIGNAL_EXIT[received[0]]

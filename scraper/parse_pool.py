@@ -602,9 +602,9 @@ def _forked_child(page_reader: int, reply_writer: int, pipe_ends: Iterable[int])
 
 def _serve(source: BinaryIO, sink: BinaryIO, *, configure_logging: bool) -> None:
     """The spider first, then one page per message until the input ends. Ctrl-C, and a
-    SIGTERM sent to the process group, are the crawl's to handle: it drains, then ends this
+    SIGTERM or SIGHUP sent to the process group, are the crawl's to handle: it drains, then ends this
     input (and if the crawl's process is killed, the input ends with it)."""
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop_signal, signal.SIG_IGN)
     try:
         _serve_spider(source, sink, configure_logging=configure_logging)

@@ -244,7 +244,7 @@ async def test_kill_9_at_a_random_moment_then_the_next_run_resumes(
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 async def test_one_signal_drains_records_interrupted_and_the_next_run_resumes(
     tmp_path: Path, reference: Reference, signum: signal.Signals, code: int
 ) -> None:
