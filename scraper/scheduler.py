@@ -91,7 +91,8 @@ class Scheduler:
         """Admit new requests (links found on ``parent`` are one level deeper; redirect hops
         pass ``depth``). Duplicates and unfollowable links are only counted; requests refused
         by scope or budget, and requests that cannot be stored, are returned. A ``dont_filter``
-        request already seen is admitted again as a copy, unless ``copies`` is off."""
+        request already seen is admitted again as a copy, unless ``copies`` is off (a resumed
+        crawl's start requests: those its first run admitted are skipped, not counted)."""
         requests = list(requests)
         if not requests:  # most pages (leaves) find nothing to follow: no awaits for them
             return Admission()
@@ -108,7 +109,9 @@ class Scheduler:
             for request, key, host in candidates:
                 row_key = key
                 if key not in unseen:
-                    if not (request.dont_filter and copies):
+                    if not copies:  # a resumed crawl's start request, admitted by its first run: no duplicate
+                        continue
+                    if not request.dont_filter:
                         self._stats.increment("requests/filtered/duplicate")
                         continue
                     row_key = copy_key(key)  # a copy asked for: a row of its own

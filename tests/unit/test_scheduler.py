@@ -49,6 +49,17 @@ async def test_duplicates_are_filtered_unless_dont_filter() -> None:
     assert stats.get("requests/filtered/duplicate") == 1
 
 
+async def test_a_resumed_crawls_start_requests_seen_before_are_skipped_not_counted_as_duplicates() -> None:
+    """Every resume reported "filtered duplicate: N" for its own start requests, which read as
+    N pages skipped."""
+    sched, stats = scheduler()
+    await sched.add([Request("http://a.test/"), Request("http://a.test/seed", dont_filter=True)])
+    resumed = await sched.add(
+        [Request("http://a.test/"), Request("http://a.test/seed", dont_filter=True)], copies=False
+    )
+    assert resumed.admitted == [] and stats.get("requests/filtered/duplicate") == 0
+
+
 async def test_session_ids_do_not_make_urls_new() -> None:
     sched, stats = scheduler()
     admission = await sched.add(
