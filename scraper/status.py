@@ -189,7 +189,13 @@ async def recent_rate(
         row = await cursor.fetchone()
     rate = Rate(row[0] if row else 0, window, None, ended=not live)
     if live and rate.per_second > 0:
-        return dataclasses.replace(rate, eta=pending / rate.per_second)
+        # no sooner than the last parked request's time: one request parked for 400 s by a
+        # Retry-After gave an ETA of 0.6 s
+        sql = "SELECT max(not_before) FROM scraper_requests WHERE crawl_id = ? AND state = 'pending'"
+        async with db.execute(sql, (crawl.id,)) as cursor:
+            parked = await cursor.fetchone()
+        wait = (parked[0] - now.timestamp()) if parked and parked[0] else 0.0
+        return dataclasses.replace(rate, eta=max(pending / rate.per_second, wait))
     return rate
 
 

@@ -106,6 +106,17 @@ async def test_rate_counts_pages_finished_in_the_last_minute_and_eta_follows(dat
         assert young.window == 10.0  # a crawl younger than a minute is measured over its age
 
 
+async def test_the_eta_is_no_sooner_than_the_last_parked_request(database: Path) -> None:
+    """One request parked for 400 s by a Retry-After gave an ETA of 0.6 s."""
+    make_database(database, [("a.test", "done", 0, 30.0)] * 30 + [("a.test", "pending", 0, 1.0)])
+    with closing(sqlite3.connect(database)) as db, db:
+        db.execute("UPDATE scraper_requests SET not_before = ? WHERE state = 'pending'", (NOW.timestamp() + 400,))
+    async with read_only(database) as db:
+        crawl = (await read_status(database, now=NOW)).crawl  # type: ignore[union-attr]
+        rate = await recent_rate(db, crawl, pending=1, live=True, now=NOW)
+    assert rate.per_second == 0.5 and rate.eta == 400.0
+
+
 async def test_a_stopped_crawl_shows_the_pace_it_ran_at(database: Path) -> None:
     """Asked ten minutes after it ended, a finished crawl's rate is over its own run (here
     10 s: the whole crawl), not over the empty minute before NOW."""
