@@ -105,6 +105,7 @@ class CrawlCookieJar(aiohttp.CookieJar):
         self._version = 0  # one more at every change; what was saved is that of ``_saved_version``
         self._saved_version = 0
         self._saved: dict[tuple[str, str, str], StoredCookie] = {}
+        self._unkept: set[tuple[str, str, str]] = set()  # cookies not valid text, warned of
 
     def update_cookies(self, cookies: LooseCookies, response_url: URL = _NO_URL) -> None:
         """Store ``cookies`` set by ``response_url``, less those scoped to a public suffix."""
@@ -180,11 +181,12 @@ class CrawlCookieJar(aiohttp.CookieJar):
             http_only=bool(morsel["httponly"]),
             same_site=morsel["samesite"] or None,
         )
-        if all(is_unicode(text) for text in (cookie.domain, cookie.path, cookie.name, cookie.coded_value)) and (
-            is_unicode(cookie.value) and (cookie.expires is None or is_unicode(cookie.expires))
-        ):
+        texts = (cookie.domain, cookie.path, cookie.name, cookie.value, cookie.coded_value, cookie.expires or "")
+        if all(map(is_unicode, texts)):
             return cookie
-        logger.warning("cookie %r of %s is not kept with the crawl: it is not valid text", morsel.key, domain)
+        if cookie.key not in self._unkept:  # said once: the jar is looked at every transaction
+            self._unkept.add(cookie.key)
+            logger.warning("cookie %r of %s is not kept with the crawl: it is not valid text", morsel.key, domain)
         return None
 
     def _screen(self, morsel: Morsel[str], host: str) -> Morsel[str] | None:
