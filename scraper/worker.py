@@ -157,8 +157,9 @@ class Worker:
         await self._loop_budget.admit()
         if to_follow(response):
             return await self._redirect(entry, response)
-        self._stats.increment("pages")
-        return await self._parse(entry, response)
+        commit = await self._parse(entry, response)
+        self._stats.increment("pages")  # once parsed: a page abandoned mid-parse at a stop is fetched again
+        return commit
 
     async def _fetch_failed(self, entry: Scheduled, error: FetchError) -> Commit:
         """Park a retryable failure for later, else record it as the request's end."""
