@@ -58,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.command(args)
         return code
+    except KeyboardInterrupt:  # Ctrl-C before a crawl takes the signals over (its spiders importing)
+        return _SIGNAL_EXIT[signal.SIGINT]
     except OpenFailed as exc:  # the user's own hook: its traceback is theirs to read, on request
         logger.debug("the traceback of %s", exc, exc_info=exc.__cause__)
         _print_error(f"{exc} (--log-level DEBUG shows the traceback)")

@@ -577,6 +577,19 @@ def test_a_crawl_whose_reader_went_away_finishes_all_the_same(tmp_path: Path) ->
     assert rows(database, "SELECT count(*) FROM product") == [(300,)]
 
 
+def test_ctrl_c_before_the_crawl_takes_the_signals_is_exit_130_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Ctrl-C while the spiders were importing printed a KeyboardInterrupt traceback."""
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "command_list", interrupted)
+    assert main(["list"]) == 130
+    assert capsys.readouterr().err == ""
+
+
 def _has_items(database: Path) -> bool:
     try:
         return bool(database.exists() and rows(database, "SELECT count(*) FROM product")[0][0] > 0)
