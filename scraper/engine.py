@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from pathlib import Path
 
@@ -272,54 +272,30 @@ class Engine:
             raise failures.exceptions[0] from None  # the first cause; the rest were cancelled by it
 
     async def _seed(self, scheduler: Scheduler, storage: Storage) -> None:
-        """Admit the spider's start requests in batches while the crawl already runs (on
-        resume, those already seen are duplicates and cost nothing). A batch not yet full is
-        admitted after ``_START_LINGER`` too: a generator that waits between its requests (a
-        slow seed API, a queue it polls) had its first ones fetched only once it had yielded
-        100 or ended."""
+        """Admit the spider's start requests while the crawl already runs, in batches (on
+        resume, those already seen are duplicates and cost nothing)."""
+
+        async def admit(batch: list[Request]) -> None:
+            await self._admit_start(scheduler, batch, storage)
+
         with scheduler.producing():
-            batch: list[Request] = []
-            admitting = asyncio.Lock()  # batches are admitted one at a time, in the order yielded
-
-            async def admit() -> None:
-                taken = batch.copy()
-                batch.clear()  # before any await: a request is in one batch only
-                async with admitting:
-                    await self._admit_start(scheduler, taken, storage)
-
-            async def admit_now_and_then() -> None:
-                """Never cancelled: a batch taken and cancelled before its admission was lost."""
-                while not seeded.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(_START_LINGER):
-                            await seeded.wait()
-                    if batch:
-                        await admit()
-
-            seeded = asyncio.Event()
-            lingering = asyncio.create_task(admit_now_and_then(), name="start-requests-linger")
-            try:
-                async for output in start_requests_of(self.spider):
-                    if scheduler.closed:
-                        break
-                    if not isinstance(output, Request):  # None is skipped, as from a callback
-                        if output is not None:
-                            url = output if isinstance(output, str) else None
-                            error = error_record("start", stray_start(output), url, self.stats)
-                            await storage.submit(Commit(errors=[error]))
-                        continue
-                    batch.append(output)
-                    if len(batch) >= _START_BATCH:
-                        await admit()
-            except ConfigError:
-                raise  # the spider says it cannot run as configured: end the crawl, loudly
-            except Exception as exc:  # the callback boundary: a bad start generator ends seeding only
-                self.stats.increment(SEEDING_CUT_SHORT)  # the crawl goes on; its exit code says so
-                await storage.submit(Commit(errors=[error_record("start", exc, None, self.stats)]))
-            finally:
-                seeded.set()
-                await lingering
-            await admit()
+            async with _StartBatches(admit) as batches:
+                try:
+                    async for output in start_requests_of(self.spider):
+                        if scheduler.closed:
+                            break
+                        if not isinstance(output, Request):  # None is skipped, as from a callback
+                            if output is not None:
+                                url = output if isinstance(output, str) else None
+                                error = error_record("start", stray_start(output), url, self.stats)
+                                await storage.submit(Commit(errors=[error]))
+                            continue
+                        await batches.add(output)
+                except ConfigError:
+                    raise  # the spider says it cannot run as configured: end the crawl, loudly
+                except Exception as exc:  # the callback boundary: a bad start generator ends seeding only
+                    self.stats.increment(SEEDING_CUT_SHORT)  # the crawl goes on; its exit code says so
+                    await storage.submit(Commit(errors=[error_record("start", exc, None, self.stats)]))
 
     async def _admit_start(self, scheduler: Scheduler, batch: list[Request], storage: Storage) -> None:
         # resumed, a start request seen before was the interrupted run's, dont_filter or not: its
@@ -344,6 +320,50 @@ class Engine:
         except Exception:
             logger.exception("%s.closed() failed", type(self.spider).__name__)
         await storage.finish_crawl(status=status, reason=reason)
+
+
+class _StartBatches:
+    """Start requests yielded and not yet admitted. A batch is admitted when it is full, and
+    every ``_START_LINGER`` while it is not: a generator that waits between its requests (a
+    slow seed API, a queue it polls) had its first ones fetched only once it had yielded 100
+    or ended. Batches are admitted one at a time, in the order yielded; the rest when the
+    generator ends."""
+
+    def __init__(self, admit: Callable[[list[Request]], Awaitable[None]]) -> None:
+        self._admit = admit
+        self._waiting: list[Request] = []
+        self._admitting = asyncio.Lock()
+        self._ended = asyncio.Event()
+        self._lingering: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _StartBatches:
+        self._lingering = asyncio.create_task(self._now_and_then(), name="start-requests-linger")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self._ended.set()  # the task ends, never cancelled: a batch it took and lost had been lost
+        if self._lingering is not None:
+            await self._lingering
+        if exc_type is None:
+            await self.flush()
+
+    async def add(self, request: Request) -> None:
+        self._waiting.append(request)
+        if len(self._waiting) >= _START_BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        taken, self._waiting = self._waiting, []  # before any await: a request is in one batch only
+        async with self._admitting:
+            await self._admit(taken)
+
+    async def _now_and_then(self) -> None:
+        while not self._ended.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_START_LINGER):
+                    await self._ended.wait()
+            if self._waiting:
+                await self.flush()
 
 
 def check_spider(spider: Spider) -> None:
