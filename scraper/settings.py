@@ -187,11 +187,13 @@ class Settings(_Strict):
     def _host_patterns(cls, value: dict[str, HostOverride]) -> dict[str, HostOverride]:
         """A pattern with a port never matched (a host is matched without its port), silently."""
         for pattern in value:
-            host, colon, port = pattern.rpartition(":")  # an IPv6 address has more than one colon
-            bare = (
-                pattern[1:].partition("]")[0] if pattern.startswith("[") else host if colon and port.isdigit() else ""
-            )
-            if bare and (pattern.startswith("[") or ":" not in host):
+            if pattern.startswith("["):  # [::1] or [::1]:8080
+                bare = pattern[1:].partition("]")[0]
+            else:
+                host, colon, port = pattern.rpartition(":")
+                with_port = colon and port.isdigit() and ":" not in host  # an IPv6 address has more colons
+                bare = host if with_port else ""
+            if bare:
                 raise ValueError(f"{pattern!r}: a pattern matches a host without its port or brackets; write {bare!r}")
         return value
 
