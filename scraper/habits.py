@@ -35,6 +35,7 @@ _NO_CRAWLER = (
     "are not in it), a value the spider reads is best an argument (-a key=value becomes self.key), and the "
     "crawl's counts are kept by the framework (scraper_crawls.stats)"
 )
+_SETTINGS_GETTERS = frozenset({"getint", "getfloat", "getbool", "getlist", "getdict", "getdictorlist", "getwithbase"})
 _REQUEST_KEYWORD = re.compile(r"^Request\.__init__\(\) got an unexpected keyword argument '(\w+)'$")
 _SCRAPY_REQUEST_KEYWORDS = {
     "body": "the body is data= (bytes, text, or a dict sent form-encoded) or json=",
@@ -114,6 +115,8 @@ def _attribute_hint(owner: object, name: str | None) -> str | None:
             "an Item is a pydantic model, not a dict: read its fields as attributes (item.price, or "
             "getattr(item, 'price', None)); item.model_dump() gives a dict"
         )
+    if isinstance(owner, dict) and name in _SETTINGS_GETTERS:  # self.settings.getint(...) as in Scrapy
+        return f"a dict has no {name}(): {_NO_CRAWLER}"
     if isinstance(owner, str) and name == "decode":
         return "headers, text and selected text are str here, not bytes as in Scrapy: no .decode() needed"
     if isinstance(owner, CIMultiDictProxy) and name == "getlist":

@@ -70,6 +70,7 @@ def raised(action: Callable[[], Any]) -> BaseException:
         (lambda: setattr(Request(URL), "url", URL + "/2"), "request.replace(url=...) makes the changed copy"),
         (lambda: Spider().log("hello"), "a spider logs with self.logger.info(...)"),  # type: ignore[attr-defined]
         (lambda: Spider().crawler.stats, "there is no crawler object here"),  # type: ignore[attr-defined]
+        (lambda: Spider.settings.getfloat("DOWNLOAD_DELAY"), "a dict has no getfloat(): there is no crawler"),  # type: ignore[attr-defined]
         (lambda: Quote(text="x").get("text"), "read its fields as attributes (item.price, or getattr("),  # type: ignore[attr-defined]
         (lambda: sys.exit(2), "sys.exit() fails this page only; to end the crawl early (Scrapy's CloseSpider)"),
     ],
