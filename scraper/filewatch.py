@@ -10,6 +10,7 @@ INTO``), or beside it when another file is there now.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import sqlite3
@@ -38,11 +39,14 @@ class FileWatch:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._identity: tuple[int, int] | None = None
+        self._companions: dict[Path, tuple[int, int] | None] = {}  # the crawl's own -wal and -shm files
         self._looked = 0.0
 
     async def start(self) -> None:
-        """Note which file the path is now (the one the crawl opened)."""
+        """Note which files the path and its -wal and -shm are now (the crawl's, open)."""
         self._identity = await asyncio.to_thread(_identity_of, self.path)
+        names = (self.path.with_name(self.path.name + suffix) for suffix in ("-wal", "-shm"))
+        self._companions = {name: await asyncio.to_thread(_identity_of, name) for name in names}
         self._looked = time.monotonic()
 
     async def check_now_and_then(self) -> None:
@@ -58,28 +62,36 @@ class FileWatch:
 
     async def rescue(self, db: aiosqlite.Connection) -> None:
         """If the path no longer holds the open file, write the file's content (all that was
-        committed) back to the path, or beside it if another file is there."""
+        committed) back to the path, or beside it if another file is there.
+
+        First the crawl's own -wal and -shm go from beside the path: left there, SQLite took
+        them for those of the file now at the path, and the next run read the crawl's pages
+        into a file moved over it, destroying that file. (The crawl's connections keep them
+        open, so they go on working until they close.)"""
         if self._identity is None or await asyncio.to_thread(_identity_of, self.path) == self._identity:
             return
+        await asyncio.to_thread(self._remove_companions)
         target = await asyncio.to_thread(self._free_target)
-        if target is None:
-            logger.error(
-                "%s was replaced while the crawl ran, and its .recovered exists: the crawl's data is lost", self.path
-            )
-            return
         try:
             await db.execute("VACUUM INTO ?", (str(target),))
         except sqlite3.Error as exc:
-            logger.error("%s was deleted while the crawl ran, and writing it back failed: %s", self.path, exc)
+            logger.error(
+                "%s was deleted or replaced while the crawl ran, and writing it back failed: %s", self.path, exc
+            )
             return
         logger.warning(
             "%s was deleted or replaced while the crawl ran: its data is written back to %s", self.path, target
         )
 
-    def _free_target(self) -> Path | None:
-        """The path, or ``<path>.recovered`` when another file took the path (None: both taken)."""
+    def _remove_companions(self) -> None:
+        for name, identity in self._companions.items():
+            if identity is not None and _identity_of(name) == identity:
+                name.unlink(missing_ok=True)
+
+    def _free_target(self) -> Path:
+        """The path, or the first of ``<path>.recovered``, ``<path>.recovered-2``... that is free."""
         self.path.parent.mkdir(parents=True, exist_ok=True)  # its folder may have gone with it
-        for target in (self.path, self.path.with_name(self.path.name + ".recovered")):
-            if not target.exists():
-                return target
-        return None
+        suffixes = itertools.chain(("", ".recovered"), (f".recovered-{n}" for n in itertools.count(2)))
+        return next(
+            target for suffix in suffixes if not (target := self.path.with_name(self.path.name + suffix)).exists()
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import closing
@@ -43,6 +44,13 @@ def replace_with_another(database: Path) -> None:
         other.execute("CREATE TABLE other (n INTEGER)")
 
 
+def open_as_the_next_run_does(database: Path) -> list[str]:
+    """The tables of ``database``, opened in WAL mode as a crawl opens its file."""
+    with closing(sqlite3.connect(database)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+        return [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+
+
 async def test_an_unchanged_file_is_left_alone(watched: tuple[FileWatch, aiosqlite.Connection], database: Path) -> None:
     watch, db = watched
     await watch.check_now_and_then()
@@ -66,8 +74,17 @@ async def test_a_deleted_file_is_noticed_and_written_back(
 async def test_a_replaced_file_stays_and_the_crawls_data_goes_beside_it(
     watched: tuple[FileWatch, aiosqlite.Connection], database: Path
 ) -> None:
+    """The crawl's -wal stayed beside the file moved in; the next run, switching that file to
+    WAL, read the crawl's pages into it, and the file moved in was gone."""
     watch, db = watched
     replace_with_another(database)
-    await watch.rescue(db)
-    assert rows(database, "SELECT count(*) FROM other") == [(0,)]
-    assert rows(database.with_name(database.name + ".recovered"), "SELECT name FROM item") == [("kept",)]
+    recovered = database.with_name(database.name + ".recovered")
+    await asyncio.to_thread(recovered.write_bytes, b"an earlier rescue")
+    async with aiosqlite.connect(database) as reader:  # a second connection, as storage has
+        await reader.execute("SELECT 1")
+        await watch.rescue(db)
+        await db.close()
+    assert not database.with_name(database.name + "-wal").exists()
+    assert not database.with_name(database.name + "-shm").exists()
+    assert open_as_the_next_run_does(database) == ["other"]
+    assert rows(database.with_name(database.name + ".recovered-2"), "SELECT name FROM item") == [("kept",)]
