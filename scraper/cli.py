@@ -289,8 +289,8 @@ async def _crawl(engine: Engine) -> tuple[CrawlResult, int]:
     def on_signal(signum: signal.Signals) -> None:
         received.append(signum)
         if len(received) == 1:
+            engine.stop(signum.name)  # first: the terminal may be gone (SIGHUP), and printing with it
             err.print(f"\n{signum.name}: finishing requests in flight (again to stop at once)")
-            engine.stop(signum.name)
         elif task is not None:
             err.print(f"{signum.name} again: stopping at once (the database stays consistent; the next run resumes)")
             task.cancel()

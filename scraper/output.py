@@ -24,7 +24,8 @@ class Output:
 
     def _stream(self) -> TextIO:
         stream: TextIO = getattr(sys, self._name)
-        return stream
+        # under a live display, rich's proxy of the stream: write past it, as rich itself does
+        return getattr(stream, "rich_proxied_file", stream)
 
     def write(self, text: str) -> int:
         if not self._gone:
@@ -52,4 +53,6 @@ class Output:
             os.close(devnull)
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding...: the stream's own
+        if name == "rich_proxied_file":  # rich writes to what this names: it must be this object
+            raise AttributeError(name)
         return getattr(self._stream(), name)

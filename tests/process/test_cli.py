@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import pty
 import re
 import signal
 import subprocess
@@ -575,6 +576,31 @@ def test_a_crawl_whose_reader_went_away_finishes_all_the_same(tmp_path: Path) ->
     assert process.wait(timeout=60) == 0
     assert rows(database, "SELECT status FROM scraper_crawls") == [("finished",)]
     assert rows(database, "SELECT count(*) FROM product") == [(300,)]
+
+
+def test_sighup_of_a_terminal_that_closed_drains_and_exits_129(tmp_path: Path) -> None:
+    """The live display wrote past the stream that drops output (to rich's proxy's file): the
+    first write to the closed terminal raised EIO in the signal handler, before it stopped the
+    crawl, which ran to its end."""
+    database = tmp_path / "demo.db"
+    terminal, crawl_side = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scraper", "demo", "--products", "3000", "--db", str(database),
+         "-s", "per_host.delay=0.005"],
+        cwd=REPO, env=ENV, stdin=crawl_side, stdout=crawl_side, stderr=crawl_side,
+    )  # fmt: skip
+    os.close(crawl_side)
+    try:
+        deadline = time.monotonic() + 30
+        while not _has_items(database) and time.monotonic() < deadline:
+            os.read(terminal, 65536)  # keep the terminal drained while it is open
+            time.sleep(0.05)
+    finally:
+        os.close(terminal)  # the terminal goes away (an ssh session dropped)
+    process.send_signal(signal.SIGHUP)
+    assert process.wait(timeout=30) == 129
+    assert rows(database, "SELECT status, finish_reason FROM scraper_crawls") == [("interrupted", "SIGHUP")]
+    assert 0 < rows(database, "SELECT count(*) FROM product")[0][0] < 3000
 
 
 def test_ctrl_c_before_the_crawl_takes_the_signals_is_exit_130_without_a_traceback(
