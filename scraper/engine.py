@@ -10,9 +10,10 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from pathlib import Path
+from typing import Any
 
 from yarl import URL
 
@@ -86,6 +87,8 @@ class Engine:
         self._pipeline = Pipeline.from_settings(settings.pipelines)
         self._middlewares = load_middlewares(settings=settings, stats=self.stats, limiter=self.limiter)
         self._stop_reason: str | None = None
+        self._seed_waiting: asyncio.Task[Any] | None = None  # the start requests' task, while the generator waits
+        self._seed_stopped = False  # stop() cancelled that wait
         self._resumed = False
 
     @property
@@ -105,6 +108,9 @@ class Engine:
         if self.scheduler is not None:
             self.scheduler.close()
         self.limiter.stop()  # what waits for its host's turn is parked, not sent
+        if self._seed_waiting is not None and not self._seed_stopped:  # start_requests() waits: no more of it
+            self._seed_stopped = True
+            self._seed_waiting.cancel()
 
     async def run(self) -> CrawlResult:
         keep_freed_heap()  # process-wide and idempotent: parsing stops faulting its memory back in
@@ -280,9 +286,12 @@ class Engine:
 
         with scheduler.producing():
             async with _StartBatches(admit) as batches:
+                outputs = aiter(start_requests_of(self.spider))
                 try:
-                    async for output in start_requests_of(self.spider):
-                        if scheduler.closed:
+                    while not scheduler.closed:
+                        try:
+                            output = await self._next_start(outputs)
+                        except StopAsyncIteration:
                             break
                         if not isinstance(output, Request):  # None is skipped, as from a callback
                             if output is not None:
@@ -296,6 +305,22 @@ class Engine:
                 except Exception as exc:  # the callback boundary: a bad start generator ends seeding only
                     self.stats.increment(SEEDING_CUT_SHORT)  # the crawl goes on; its exit code says so
                     await storage.submit(Commit(errors=[error_record("start", exc, None, self.stats)]))
+
+    async def _next_start(self, outputs: AsyncIterator[Any]) -> Any:
+        """The generator's next output; ``StopAsyncIteration`` when it ends, or when the crawl
+        stops while the generator waits (``stop`` cancels that wait: a generator that polled
+        a queue, or slept between its requests, held the first Ctrl-C until it yielded again,
+        past ``close.drain_timeout``)."""
+        seeding = asyncio.current_task()
+        self._seed_waiting = seeding
+        try:
+            return await anext(outputs)
+        except asyncio.CancelledError:
+            if not self._seed_stopped or seeding is None or seeding.uncancel() > 0:
+                raise  # the crawl's own cancellation (a second Ctrl-C), not the stop's
+            raise StopAsyncIteration from None
+        finally:
+            self._seed_waiting = None
 
     async def _admit_start(self, scheduler: Scheduler, batch: list[Request], storage: Storage) -> None:
         # resumed, a start request seen before was the interrupted run's, dont_filter or not: its

@@ -441,6 +441,35 @@ async def test_start_requests_are_fetched_while_a_slow_start_generator_waits(dat
     assert spider.parsed_while_seeding == [f"{base_url}/good?n=0", f"{base_url}/good?n=1", f"{base_url}/good?n=2"]
 
 
+class PollingSeedSpider(SlowSeedSpider):
+    """A start generator that waits a minute for its next request, as one polling a queue."""
+
+    name = "polling_seed"
+
+    async def start_requests(self) -> AsyncIterator[Request]:
+        yield Request(f"{self.base_url}/good?n=0")
+        await asyncio.sleep(60)
+        yield Request(f"{self.base_url}/good?n=1")
+
+
+@pytest.mark.timeout(30)
+async def test_a_stop_does_not_wait_for_a_start_generator_that_waits(database: Path) -> None:
+    """The first Ctrl-C waited for the generator's next yield, past close.drain_timeout."""
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        engine = Engine(spider=PollingSeedSpider(base_url), settings=make_settings(), database=database)
+        task = asyncio.create_task(engine.run())
+        while engine.stats.get("pages") < 1:  # noqa: ASYNC110 - polling a counter, no event exists
+            await asyncio.sleep(0.01)
+        engine.stop("SIGINT")
+        started = time.monotonic()
+        result = await task
+    assert time.monotonic() - started < 5
+    assert (result.status, result.reason) == ("interrupted", "SIGINT")
+    assert rows(database, "SELECT count(*) FROM item") == [(1,)]
+    assert rows(database, "SELECT count(*) FROM scraper_errors") == [(0,)]  # a stop, not a failure
+
+
 class BadStartUrlSpider(Spider):
     name = "bad_start_url"
     start_urls = ["http://127.0.0.1:1/", "www.example.com/no-scheme", "http://127.0.0.1:1/later"]
