@@ -15,6 +15,7 @@ import contextlib
 import email.utils
 import functools
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping
 from http.cookies import Morsel
@@ -210,7 +211,9 @@ def _max_age_as_expires(morsel: Morsel[str]) -> Morsel[str]:
         seconds = int(morsel["max-age"])
     except ValueError:
         return morsel
-    when = min(max(time.time() + seconds, 1), _LAST_DATE)
+    # rounded up, as an HTTP date has whole seconds: rounded down, the cookie went up to 1 s
+    # early. A Max-Age of 0 or less deletes it now (the date 1970-01-01 00:00:01).
+    when = 1 if seconds <= 0 else min(math.ceil(time.time() + seconds), _LAST_DATE)
     absolute = morsel.copy()  # the caller's morsel stays as it came
     absolute["max-age"] = ""
     absolute["expires"] = email.utils.formatdate(when, usegmt=True)

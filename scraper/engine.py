@@ -146,7 +146,8 @@ class Engine:
                     cookies=start.cookies,
                 )
             )
-            if fetcher.cookie_jar is not None and resume:  # kept only for a crawl that can resume
+            # kept with the memory frontier too: its crawl, interrupted, resumes with the sqlite one
+            if fetcher.cookie_jar is not None:
                 storage.keep_cookies(fetcher.cookie_jar)
             status, reason = await self._run_crawl(self.scheduler, fetcher, storage, parse_pool)
         return CrawlResult(start.crawl_id, status, reason, self.stats, self.database, start.resumed)

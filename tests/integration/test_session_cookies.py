@@ -91,13 +91,17 @@ class MembersSpider(LoginSpider):
 
 
 @pytest.mark.timeout(60)
-async def test_a_resumed_crawl_is_still_logged_in_and_a_finished_one_keeps_no_cookie(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first_frontier", ["sqlite", "memory"])  # interrupted, a memory crawl resumes with sqlite
+async def test_a_resumed_crawl_is_still_logged_in_and_a_finished_one_keeps_no_cookie(
+    tmp_path: Path, first_frontier: str
+) -> None:
     """The jar was not kept: every page fetched after the resume was fetched logged out."""
     database, hits = tmp_path / "c.db", Counter[str]()
     async with serve(members_site(hits)) as base_url:
         settings = make_settings(per_host={"concurrency": 1})
+        first = make_settings(per_host={"concurrency": 1}, frontier={"backend": first_frontier})
         stopped = await stopped_after(
-            Engine(spider=MembersSpider(base_url), settings=settings, database=database), items=3
+            Engine(spider=MembersSpider(base_url), settings=first, database=database), items=3
         )
         kept = rows(database, "SELECT name, value, host_only, expires IS NOT NULL FROM scraper_cookies ORDER BY name")
         resumed = await Engine(spider=MembersSpider(base_url), settings=settings, database=database).run()
