@@ -95,6 +95,9 @@ def _callback_hint(callback: object) -> str:
 def _json(value: Mapping[str, Any], field: str, url: str, *, exact: bool = False) -> str:
     """``value`` as JSON text; with ``exact``, refused if it would come back changed (what a
     callback gets from a request read back from the file must be what it gets from memory)."""
+    if exact and (change := _changed_by_json(value, field)) is not None:
+        where, how = change
+        raise RequestNotStorable(f"{where} of {url} {how}")
     try:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
@@ -102,11 +105,6 @@ def _json(value: Mapping[str, Any], field: str, url: str, *, exact: bool = False
         where = f"{field}[{culprit!r}]" if culprit is not None else field
         hint = _json_hint(where, value[culprit]) if culprit is not None else ""
         raise RequestNotStorable(f"{where} of {url} cannot be stored as JSON: {exc}{hint}") from None
-    # compared in C first: the walk that names the change runs only for a value that changed
-    # (or holds a NaN, which equals nothing and which JSON gives back as it was)
-    if exact and json.loads(text) != value and (change := _changed_by_json(value, field)) is not None:
-        where, how = change
-        raise RequestNotStorable(f"{where} of {url} {how}")
     if not is_unicode(text):  # written as it was, it stopped the crawl
         culprit = next(
             (key for key in value if not is_unicode(json.dumps({key: value[key]}, ensure_ascii=False))), None
@@ -114,6 +112,9 @@ def _json(value: Mapping[str, Any], field: str, url: str, *, exact: bool = False
         where = f"{field}[{culprit!r}]" if culprit is not None else field
         raise RequestNotStorable(f"{where} of {url} holds a lone surrogate, which is not text SQLite can store")
     return text
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # what JSON gives back as it was given
 
 
 def _json_hint(where: str, value: Any) -> str:
@@ -127,7 +128,18 @@ def _json_hint(where: str, value: Any) -> str:
 
 def _changed_by_json(value: Any, path: str) -> tuple[str, str] | None:
     """Where ``value`` would come back from JSON as something else, and how: a tuple comes back
-    a list, a key that is not a string comes back a string."""
+    a list, a key that is not a string a string, an Enum (or another subclass of str, int or
+    float) its plain value; equal, so no comparison of the two would tell. What JSON cannot
+    hold at all (a date, a Decimal) is left to ``json.dumps`` to refuse."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return None
+    if isinstance(value, (str, int, float)):
+        base = next(plain for plain in (bool, int, float, str) if isinstance(value, plain))
+        return path, (
+            f"is a {kind.__name__} ({value!r}), which comes back from the crawl's file as a plain {base.__name__}: "
+            "pass the plain value (an Enum's .value)"
+        )
     if isinstance(value, tuple):
         return path, "is a tuple, which comes back from the crawl's file as a list: pass a list"
     if isinstance(value, list):
@@ -135,6 +147,8 @@ def _changed_by_json(value: Any, path: str) -> tuple[str, str] | None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
+                if type(key) not in _PLAIN:  # a tuple, a date...: JSON has no key for it
+                    return path, f"has the key {key!r}, which the crawl's file cannot keep as a key: use strings"
                 came_back = json.dumps({key: None})[1:].partition(":")[0]  # the key as JSON gives it back
                 return path, f"has the key {key!r}, which comes back from the crawl's file as {came_back}: use strings"
             if (change := _changed_by_json(item, f"{path}[{key!r}]")) is not None:

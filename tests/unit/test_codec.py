@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import functools
 import math
 from decimal import Decimal
@@ -127,12 +128,37 @@ def test_an_items_dump_with_a_decimal_says_how_to_make_it_json() -> None:
 BACK = "which comes back from the crawl's file as"
 
 
+class Colour(enum.StrEnum):
+    RED = "red"
+
+
+class Size(enum.IntEnum):
+    ONE = 1
+
+
 @pytest.mark.parametrize(
     ("meta", "cb_kwargs", "message"),
     [
         ({"map": {1: "a"}}, None, f"meta['map'] of http://a.test/ has the key 1, {BACK} \"1\": use strings"),
         (None, {"ids": [7, (2, 3)]}, f"cb_kwargs['ids'][1] of http://a.test/ is a tuple, {BACK} a list: pass a list"),
         ({2.5: "x"}, None, f'meta of http://a.test/ has the key 2.5, {BACK} "2.5": use strings'),
+        (
+            {(1, 2): "x"},
+            None,
+            "meta of http://a.test/ has the key (1, 2), which the crawl's file cannot keep as a key: use strings",
+        ),
+        (
+            None,
+            {"colour": [Colour.RED]},
+            f"cb_kwargs['colour'][0] of http://a.test/ is a Colour (<Colour.RED: 'red'>), {BACK} a plain str: "
+            "pass the plain value (an Enum's .value)",
+        ),
+        (
+            {"n": Size.ONE},
+            None,
+            f"meta['n'] of http://a.test/ is a Size (<Size.ONE: 1>), {BACK} a plain int: "
+            "pass the plain value (an Enum's .value)",
+        ),
     ],
 )
 def test_a_value_that_json_would_give_back_changed_is_refused(
