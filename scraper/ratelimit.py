@@ -99,7 +99,8 @@ class HostLimiter:
         self._settings = settings
         self._stats = stats
         self._hosts = _HostStates(settings)
-        self._stopping = asyncio.Event()
+        self._stopping = asyncio.Event()  # what a turn waits on, besides its time
+        self._stopped = False  # the same, read by every request: an attribute, not a method call
 
     def state(self, host: str) -> HostState:
         return self._hosts[host]
@@ -119,6 +120,7 @@ class HostLimiter:
 
     def stop(self) -> None:
         """The crawl is stopping: a request not sent yet (waiting for its turn) is not sent."""
+        self._stopped = True
         self._stopping.set()
 
     async def wait_turn(self, host: str, url: str) -> None:
@@ -133,7 +135,7 @@ class HostLimiter:
             raise HostGivenUp(state.given_up, url=url)
         if state.paused_until > now:
             raise TryLater(f"{host} is paused", until=state.paused_until)
-        if self._stopping.is_set():
+        if self._stopped:
             raise TryLater(_NOT_SENT, until=now)
         if not state.delay:
             return
@@ -143,7 +145,7 @@ class HostLimiter:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(start - now):
                     await self._stopping.wait()
-            if self._stopping.is_set():
+            if self._stopped:
                 raise TryLater(_NOT_SENT, until=time.monotonic())
 
     def end(self, host: str, signal: Signal) -> None:
