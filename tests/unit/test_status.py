@@ -198,6 +198,19 @@ async def test_an_earlier_crawl_says_a_later_one_took_over_its_rows_and_what_it_
     assert "note" not in console.file.getvalue()  # type: ignore[attr-defined]
 
 
+async def test_a_crawl_whose_start_requests_raised_says_so(database: Path) -> None:
+    """The summary said so and run exited 1, but status showed a crawl 'finished' like any other."""
+    make_database(database, [], status="finished")
+    with closing(sqlite3.connect(database)) as db, db:
+        db.execute("UPDATE scraper_crawls SET stats = ?", ('{"pages": 3, "start/raised": 1}',))
+    shown = await read_status(database)
+    assert shown is not None
+    console = Console(file=io.StringIO(), width=80)
+    console.print(render(shown))
+    said = " ".join(console.file.getvalue().split())  # type: ignore[attr-defined]
+    assert "seeding start_requests() raised, so nothing it had yet to yield was crawled" in said
+
+
 async def test_an_empty_or_foreign_database(database: Path, tmp_path: Path) -> None:
     make_database(database, [])
     with closing(sqlite3.connect(database)) as db, db:
