@@ -10,7 +10,6 @@ INTO``), or beside it when another file is there now.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import sqlite3
@@ -44,9 +43,11 @@ class FileWatch:
 
     async def start(self) -> None:
         """Note which files the path and its -wal and -shm are now (the crawl's, open)."""
-        self._identity = await asyncio.to_thread(_identity_of, self.path)
-        names = (self.path.with_name(self.path.name + suffix) for suffix in ("-wal", "-shm"))
-        self._companions = {name: await asyncio.to_thread(_identity_of, name) for name in names}
+        names = [self.path.with_name(self.path.name + suffix) for suffix in ("-wal", "-shm")]
+        self._identity, *companions = await asyncio.to_thread(
+            lambda: [_identity_of(self.path), *map(_identity_of, names)]
+        )
+        self._companions = dict(zip(names, companions, strict=True))
         self._looked = time.monotonic()
 
     async def check_now_and_then(self) -> None:
@@ -70,8 +71,7 @@ class FileWatch:
         open, so they go on working until they close.)"""
         if self._identity is None or await asyncio.to_thread(_identity_of, self.path) == self._identity:
             return
-        await asyncio.to_thread(self._remove_companions)
-        target = await asyncio.to_thread(self._free_target)
+        target = await asyncio.to_thread(self._make_room)
         try:
             await db.execute("VACUUM INTO ?", (str(target),))
         except sqlite3.Error as exc:
@@ -83,15 +83,16 @@ class FileWatch:
             "%s was deleted or replaced while the crawl ran: its data is written back to %s", self.path, target
         )
 
-    def _remove_companions(self) -> None:
+    def _make_room(self) -> Path:
+        """Remove the crawl's -wal and -shm from beside the path (those still there), and
+        return where its data goes: the path, or the first free of ``<path>.recovered``,
+        ``<path>.recovered-2``..."""
         for name, identity in self._companions.items():
             if identity is not None and _identity_of(name) == identity:
                 name.unlink(missing_ok=True)
-
-    def _free_target(self) -> Path:
-        """The path, or the first of ``<path>.recovered``, ``<path>.recovered-2``... that is free."""
         self.path.parent.mkdir(parents=True, exist_ok=True)  # its folder may have gone with it
-        suffixes = itertools.chain(("", ".recovered"), (f".recovered-{n}" for n in itertools.count(2)))
-        return next(
-            target for suffix in suffixes if not (target := self.path.with_name(self.path.name + suffix)).exists()
-        )
+        target, taken = self.path, 0
+        while target.exists():
+            taken += 1
+            target = self.path.with_name(f"{self.path.name}.recovered" + (f"-{taken}" if taken > 1 else ""))
+        return target
