@@ -136,7 +136,7 @@ class CrawlCookieJar(aiohttp.CookieJar):
         """What changed since the jar was last ``saved`` (None: nothing)."""
         if self._version == self._saved_version:
             return None
-        jar = {cookie.key: cookie for cookie in map(self._stored, self) if cookie is not None}
+        jar = self._snapshot()
         written = [cookie for key, cookie in jar.items() if self._saved.get(key) != cookie]
         deleted = [key for key in self._saved if key not in jar]
         return CookieChanges(self._version, jar, written, deleted)
@@ -163,8 +163,12 @@ class CrawlCookieJar(aiohttp.CookieJar):
                 if value:
                     morsel[attribute] = value
             super().update_cookies([(cookie.name, morsel)], URL.build(scheme="http", host=cookie.domain))
-        self._saved = {cookie.key: cookie for cookie in map(self._stored, self) if cookie is not None}
+        self._saved = self._snapshot()
         self._saved_version = self._version
+
+    def _snapshot(self) -> dict[tuple[str, str, str], StoredCookie]:
+        """The jar as the crawl keeps it, by key."""
+        return {cookie.key: cookie for cookie in map(self._stored, self) if cookie is not None}
 
     def _stored(self, morsel: Morsel[str]) -> StoredCookie | None:
         """``morsel`` as the crawl keeps it; None for one SQLite cannot take (a lone surrogate,
