@@ -11,7 +11,9 @@ import datetime as dt
 import json
 import os
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 from filelock import FileLock, Timeout
@@ -41,11 +43,11 @@ class CrawlInfo:
     finished_at: str | None
     finish_reason: str | None
     superseded: bool = False  # a later crawl of the spider started (--fresh): this one never resumes
-    stats_json: str | None = None  # the statistics it saved last
+    stats: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the statistics it saved last
 
     def counted(self, key: str) -> int:
         """A count from the crawl's own statistics (0 when it saved none)."""
-        value = json.loads(self.stats_json).get(key, 0) if self.stats_json else 0
+        value = self.stats.get(key, 0)
         return value if isinstance(value, int) else 0
 
 
@@ -148,7 +150,11 @@ async def find_crawl(db: aiosqlite.Connection, *, spider: str | None, crawl_id: 
     sql = f"SELECT {columns} FROM scraper_crawls AS c WHERE {where}"
     async with db.execute(sql + " ORDER BY id DESC LIMIT 1", [value for _, value in chosen]) as cursor:
         row = await cursor.fetchone()
-    return None if row is None else CrawlInfo(*row)
+    if row is None:
+        return None
+    crawl_id, spider_name, status, started_at, finished_at, reason, superseded, stats = row
+    saved = json.loads(stats) if stats else {}
+    return CrawlInfo(crawl_id, spider_name, status, started_at, finished_at, reason, bool(superseded), saved)
 
 
 async def host_counts(db: aiosqlite.Connection, crawl_id: int, *, live: bool) -> list[HostCounts]:
