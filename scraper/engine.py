@@ -18,7 +18,7 @@ from typing import Any
 from yarl import URL
 
 from scraper.crawls import CrawlStart
-from scraper.errors import ConfigError, OpenFailed, describe
+from scraper.errors import ConfigError, OpenFailed, WriteFailed, describe
 from scraper.feeder import DrainTimeout, Feeder
 from scraper.fetcher import Fetcher
 from scraper.frontier import Frontier, MemoryFrontier, Scheduled
@@ -149,7 +149,10 @@ class Engine:
             # kept with the memory frontier too: its crawl, interrupted, resumes with the sqlite one
             if fetcher.cookie_jar is not None:
                 storage.keep_cookies(fetcher.cookie_jar)
-            status, reason = await self._run_crawl(self.scheduler, fetcher, storage, parse_pool)
+            try:
+                status, reason = await self._run_crawl(self.scheduler, fetcher, storage, parse_pool)
+            except WriteFailed as exc:  # the file stopped taking writes: stopped, as by a signal, and resumable
+                status, reason = "interrupted", str(exc)
         return CrawlResult(start.crawl_id, status, reason, self.stats, self.database, start.resumed)
 
     async def _run_crawl(

@@ -34,6 +34,10 @@ def _identity_of(path: Path) -> tuple[int, int] | None:
     return status.st_dev, status.st_ino
 
 
+class FileGone(StorageError):
+    """The path no longer holds the file the crawl writes."""
+
+
 class FileWatch:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -57,20 +61,21 @@ class FileWatch:
             return
         self._looked = now
         if await asyncio.to_thread(_identity_of, self.path) != self._identity:
-            raise StorageError(
-                f"{self.path} was deleted or replaced while the crawl ran; what it committed is written back at the end"
-            )
+            raise FileGone(f"{self.path} was deleted or replaced while the crawl ran")
 
-    async def rescue(self, db: aiosqlite.Connection) -> None:
+    async def rescue(self, db: aiosqlite.Connection) -> Path | None:
         """If the path no longer holds the open file, write the file's content (all that was
-        committed) back to the path, or beside it if another file is there.
+        committed) back to the path, or beside it if another file is there, and return where
+        it went (None: nothing to do, or the write failed, which is logged). Once only: the
+        file written back is not the crawl's.
 
         First the crawl's own -wal and -shm go from beside the path: left there, SQLite took
         them for those of the file now at the path, and the next run read the crawl's pages
         into a file moved over it, destroying that file. (The crawl's connections keep them
         open, so they go on working until they close.)"""
         if self._identity is None or await asyncio.to_thread(_identity_of, self.path) == self._identity:
-            return
+            return None
+        self._identity = None
         target = await asyncio.to_thread(self._make_room)
         try:
             await db.execute("VACUUM INTO ?", (str(target),))
@@ -78,10 +83,8 @@ class FileWatch:
             logger.error(
                 "%s was deleted or replaced while the crawl ran, and writing it back failed: %s", self.path, exc
             )
-            return
-        logger.warning(
-            "%s was deleted or replaced while the crawl ran: its data is written back to %s", self.path, target
-        )
+            return None
+        return target
 
     def _make_room(self) -> Path:
         """Remove the crawl's -wal and -shm from beside the path (those still there), and

@@ -29,7 +29,7 @@ from scraper import crawls, schema, writes
 from scraper.cookies import CrawlCookieJar
 from scraper.crawls import CrawlStart, utc_now
 from scraper.errors import StorageError, WriteFailed
-from scraper.filewatch import FileWatch
+from scraper.filewatch import FileGone, FileWatch
 from scraper.frontier import Refused, Scheduled
 from scraper.handoff import HandOff
 from scraper.lock import CrawlLock
@@ -183,8 +183,8 @@ class Storage:
         try:
             await self._stop_writer()
         finally:
-            if self._db is not None:
-                await self._watch.rescue(self._db)
+            if self._db is not None and (rescued := await self._watch.rescue(self._db)):
+                _log_rescue(self.path, rescued)
             for connection in (self._reader, self._db):
                 if connection is not None:
                     await connection.close()
@@ -248,8 +248,11 @@ class Storage:
             if failure is None:
                 raise
             logger.warning("the crawl's row in %s stays 'running' (resumable): %s", self.path, exc)
+        rescued = await self._watch.rescue(self._connection)  # with the row just written
         if failure is not None:
-            raise failure
+            raise WriteFailed(f"{failure}; what it committed is written back to {rescued}") if rescued else failure
+        if rescued:
+            _log_rescue(self.path, rescued)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -355,9 +358,8 @@ class Storage:
                     refill.result.set_result(await self._lease(refill.limit))
                 if stop:
                     return
-        except Exception as exc:  # whatever it is, the crawl must hear of it and stop
+        except Exception as exc:  # whatever it is, the crawl must hear of it and stop (and says it once, at its end)
             self._failure = exc
-            logger.error("writing to %s failed: %s", self.path, exc)
             async with self._room:
                 self._room.notify_all()  # waiting submitters wake up and see the failure
             if refill is not None and not refill.result.done():  # taken with the batch that failed
@@ -366,6 +368,8 @@ class Storage:
                 await self._discard_until_stopped()
 
     def _failed(self) -> WriteFailed:
+        if isinstance(self._failure, FileGone):  # not a write that failed: the file went
+            return WriteFailed(str(self._failure))
         return WriteFailed(f"writing to {self.path} failed: {self._failure}")
 
     async def _discard_until_stopped(self) -> None:
@@ -568,6 +572,11 @@ async def _upgrade(db: aiosqlite.Connection) -> None:
 
 _OUTCOME = operator.attrgetter("outcome")
 _FINGERPRINT = operator.attrgetter("fingerprint")
+
+
+def _log_rescue(path: Path, rescued: Path) -> None:
+    """A crawl that ended before it noticed its file had gone still says where its data went."""
+    logger.warning("%s was deleted or replaced while the crawl ran: its data is written back to %s", path, rescued)
 
 
 def _gathered(batch: list[Commit], field: str) -> list[Any]:

@@ -284,6 +284,37 @@ async def test_one_signal_drains_records_interrupted_and_the_next_run_resumes(
     )
 
 
+@pytest.mark.timeout(60)
+async def test_a_database_deleted_under_the_crawl_ends_it_with_a_summary_that_says_where_its_data_went(
+    tmp_path: Path, reference: Reference
+) -> None:
+    """It printed its cause three times (when noticed, when written back, as the error) and no
+    summary, so neither the counts nor the command to resume were shown."""
+    project = make_project(tmp_path, SPIDER, CONFIG)
+    database = project / "data" / "shop.db"
+    site = SlowSite()
+    site.slow_down(pages=0.01, items=0.1)  # ~8 s of item pages: the watch looks every 2 s
+    async with serve(site.app) as base_url:
+        async with crawling(project, base_url) as process:
+            await wait_for_items(database, 20)
+            await asyncio.to_thread(lambda: [path.unlink() for path in database.parent.glob("shop.db*")])
+            stopped = await ended(process)
+        assert stopped.code == 1, stopped.stderr
+        cause = (
+            f"{database} was deleted or replaced while the crawl ran; what it committed is written back to {database}"
+        )
+        summary = " ".join(stopped.stdout.split())
+        assert f"shop: interrupted ({cause})" in summary
+        assert f"resume python -m scraper run shop -a base_url={base_url}" in summary
+        assert "deleted or replaced" not in stopped.stderr, stopped.stderr
+        assert query(database, "SELECT status FROM scraper_crawls") == [("interrupted",)]
+        resumed = await run(project, base_url)
+        items = item_rows(database, base_url)
+    assert resumed.code == 0, resumed.stderr
+    assert items == reference.items
+    assert_finished_as_one_crawl(database)
+
+
 # -- two SIGINTs: stop at once ----------------------------------------------------------------
 
 

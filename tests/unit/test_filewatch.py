@@ -54,7 +54,7 @@ def open_as_the_next_run_does(database: Path) -> list[str]:
 async def test_an_unchanged_file_is_left_alone(watched: tuple[FileWatch, aiosqlite.Connection], database: Path) -> None:
     watch, db = watched
     await watch.check_now_and_then()
-    await watch.rescue(db)
+    assert await watch.rescue(db) is None
     assert not database.with_name(database.name + ".recovered").exists()
 
 
@@ -67,7 +67,9 @@ async def test_a_deleted_file_is_noticed_and_written_back(
     with pytest.raises(StorageError, match="was deleted or replaced while the crawl ran"):
         await watch.check_now_and_then()
     await db.execute("INSERT INTO item VALUES ('after')")  # the crawl's last commits
-    await watch.rescue(db)
+    assert await watch.rescue(db) == database
+    assert await watch.rescue(db) is None  # once: the file now at the path is the copy, not a stranger
+    assert not database.with_name(database.name + ".recovered").exists()
     assert rows(database, "SELECT name FROM item ORDER BY name") == [("after",), ("kept",)]
 
 
@@ -82,7 +84,7 @@ async def test_a_replaced_file_stays_and_the_crawls_data_goes_beside_it(
     await asyncio.to_thread(recovered.write_bytes, b"an earlier rescue")
     async with aiosqlite.connect(database) as reader:  # a second connection, as storage has
         await reader.execute("SELECT 1")
-        await watch.rescue(db)
+        assert await watch.rescue(db) == database.with_name(database.name + ".recovered-2")
         await db.close()
     assert not database.with_name(database.name + "-wal").exists()
     assert not database.with_name(database.name + "-shm").exists()
