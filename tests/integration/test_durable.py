@@ -18,6 +18,7 @@ from scraper.engine import CrawlResult, Engine
 from scraper.errors import StorageError
 from scraper.stats import Stats
 from scraper.storage import Storage
+from scraper.writer import Writer
 from spiders.demo_shop import DemoShopSpider
 from tests.conftest import make_settings, rows
 from tests.integration.test_crawl import FaultySpider
@@ -402,13 +403,13 @@ async def test_max_items_reached_by_the_last_commits_is_the_reason(
 ) -> None:
     """A writer slower than the crawl: every page is done before any item is committed.
     The limit is reached by the commits written at the end, and the crawl must say so."""
-    write = Storage._write
+    write = Writer._write
 
-    async def slow_write(self: Storage, batch: list[Any]) -> None:
+    async def slow_write(self: Writer, batch: list[Any]) -> None:
         await asyncio.sleep(0.3)
         await write(self, batch)
 
-    monkeypatch.setattr(Storage, "_write", slow_write)
+    monkeypatch.setattr(Writer, "_write", slow_write)
     app, _ = logged_shop(150)
     async with serve(app) as base_url:
         result = await engine(base_url, database, close={"max_items": 100}).run()

@@ -17,7 +17,7 @@ import aiosqlite
 import pytest
 
 from scraper import schema, writes
-from scraper import storage as storage_module
+from scraper import writer as writer_module
 from scraper.errors import ConfigError, StorageError, WriteFailed
 from scraper.frontier import Refused, Scheduled
 from scraper.http import Request
@@ -26,6 +26,7 @@ from scraper.records import Commit, ErrorRecord, Outcome, StoredItem
 from scraper.stats import Stats
 from scraper.storage import Storage, bind_none_and_bytes_directly
 from scraper.worker import stored_item
+from scraper.writer import Writer
 from tests.conftest import rows
 
 
@@ -291,16 +292,22 @@ async def test_frontier_rows_carry_only_the_indexes_the_crawl_reads(database: Pa
     ]
 
 
+def writer_of(storage: Storage) -> Writer:
+    """The writer of ``storage``'s begun crawl."""
+    assert storage._writer is not None
+    return storage._writer
+
+
 def counting_transactions(storage: Storage) -> list[int]:
     """Patch ``storage`` to record the commits of each transaction it writes."""
     sizes: list[int] = []
-    original = storage._write
+    original = writer_of(storage)._write
 
     async def counting(batch: list[Commit]) -> None:
         sizes.append(len(batch))
         await original(batch)
 
-    storage._write = counting  # type: ignore[method-assign]
+    writer_of(storage)._write = counting  # type: ignore[method-assign]
     return sizes
 
 
@@ -526,7 +533,7 @@ async def test_a_folder_given_as_the_database_is_named_as_one(tmp_path: Path) ->
     ("text", "rows_each"),
     [
         ("", 2),  # the page's outcome and its item
-        ("x" * 3 * storage_module._ROW_BYTES + "y" * 100, 5),  # an item of 3.1 KiB of text weighs 3 rows more
+        ("x" * 3 * writer_module._ROW_BYTES + "y" * 100, 5),  # an item of 3.1 KiB of text weighs 3 rows more
     ],
 )
 async def test_submitters_wait_for_room_while_the_writer_is_behind(
@@ -534,17 +541,17 @@ async def test_submitters_wait_for_room_while_the_writer_is_behind(
 ) -> None:
     """Memory stays bounded: past ``_QUEUE_ROWS`` queued rows a submitter waits for the writer,
     an item with much text counting as several rows (pages stored whole had filled 1.1 GB)."""
-    monkeypatch.setattr("scraper.storage._QUEUE_ROWS", 5 * rows_each)
+    monkeypatch.setattr("scraper.writer._QUEUE_ROWS", 5 * rows_each)
     async with Storage(database, stats=Stats()) as storage:
         await storage.begin_crawl("books")
         gate = asyncio.Event()
-        write_batch = storage._write
+        write_batch = writer_of(storage)._write
 
         async def held_write(batch: list[Commit]) -> None:
             await gate.wait()
             await write_batch(batch)
 
-        storage._write = held_write  # type: ignore[method-assign]
+        writer_of(storage)._write = held_write  # type: ignore[method-assign]
         submitted = 0
 
         async def submit_all() -> None:
@@ -560,7 +567,9 @@ async def test_submitters_wait_for_room_while_the_writer_is_behind(
                     break
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.05)  # time for a sixth submit, were there room for it
-            assert submitted == 5 and storage._queued_rows == 5 * rows_each  # the bound reached; the sixth waits
+            assert (
+                submitted == 5 and writer_of(storage)._queued_rows == 5 * rows_each
+            )  # the bound reached; the sixth waits
         finally:
             gate.set()  # a failed check must not leave the writer held
         await asyncio.wait_for(submitting, 5)
@@ -651,7 +660,7 @@ async def storage_whose_writes_raise(database: Path, error: Exception) -> Storag
     async def broken(batch: list[Commit]) -> None:
         raise error
 
-    storage._write = broken  # type: ignore[method-assign]
+    writer_of(storage)._write = broken  # type: ignore[method-assign]
     return storage
 
 
