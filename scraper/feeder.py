@@ -68,7 +68,13 @@ class Feeder:
         deadline = time.monotonic() + limit if limit else math.inf
         scheduler = self._scheduler
         handed_out = 0
-        while not scheduler.finished:
+        while True:
+            # from here, a change ends the wait below at once: a request that finished while
+            # this turn handed back the queue at a stop had been missed, and the crawl slept
+            # out the whole drain_timeout with nothing in flight
+            scheduler.look()
+            if scheduler.finished:
+                return
             now = time.monotonic()
             self._watch(now, deadline)
             if scheduler.closed:
@@ -87,8 +93,14 @@ class Feeder:
     def _watch(self, now: float, deadline: float) -> None:
         if now >= deadline:
             self._stop("max_duration")
+        if not self._scheduler.in_flight:
+            # nothing runs, so nothing stalls: the clock starts with the next request. Idle
+            # (a start generator polling a queue, a host resting, a parked retry), the first
+            # request after the pause was taken for a stall at once
+            self._last_progress = now
+            return
         stall = self._settings.close.stall_timeout
-        if stall and self._scheduler.in_flight and now - self._last_progress > stall:
+        if stall and now - self._last_progress > stall:
             self._stop("stalled")
 
     def _stall_check_at(self) -> float:

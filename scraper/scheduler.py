@@ -303,10 +303,16 @@ class Scheduler:
     def in_flight(self) -> int:
         return self._in_flight
 
+    def look(self) -> None:
+        """The caller is about to look at the scheduler (``finished``, ``next``...): a change
+        from now on ends its next ``wait_for_change`` at once."""
+        self._changed.clear()
+
     async def wait_for_change(self, until: float | None = None) -> None:
         """Sleep until a request is added or finished, the scheduler closes, or the monotonic
-        time ``until``. It may return earlier (the caller looks again and waits again)."""
-        self._changed.clear()
+        time ``until``, counting from the caller's last ``look``: a change made meanwhile,
+        as the caller acted on what it saw, is not lost. It may return earlier (the caller
+        looks again and waits again)."""
         if until is not None:
             self._arm_wake(until)
         await self._changed.wait()

@@ -470,6 +470,27 @@ async def test_a_stop_does_not_wait_for_a_start_generator_that_waits(database: P
     assert rows(database, "SELECT count(*) FROM scraper_errors") == [(0,)]  # a stop, not a failure
 
 
+class PausingSeedSpider(SlowSeedSpider):
+    """Three requests, a pause longer than the stall timeout before each of the last two."""
+
+    name = "pausing_seed"
+
+    async def start_requests(self) -> AsyncIterator[Request]:
+        for n in range(3):
+            yield Request(f"{self.base_url}/good?n={n}")
+            await asyncio.sleep(1.5)
+
+
+async def test_a_pause_with_nothing_in_flight_is_not_a_stall(database: Path) -> None:
+    """The stall clock ran on while nothing was in flight, so the first request after a pause
+    longer than stall_timeout stopped the crawl as 'stalled' at once."""
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        result = await crawl(PausingSeedSpider(base_url), database, close={"stall_timeout": 1.0})
+    assert (result.status, result.reason) == ("finished", "finished")
+    assert rows(database, "SELECT count(*) FROM item") == [(3,)]
+
+
 class BadStartUrlSpider(Spider):
     name = "bad_start_url"
     start_urls = ["http://127.0.0.1:1/", "www.example.com/no-scheme", "http://127.0.0.1:1/later"]

@@ -229,13 +229,25 @@ async def test_close_stops_hand_out_but_waits_for_in_flight() -> None:
 
 async def test_wait_for_change_wakes_at_until_or_on_a_change() -> None:
     sched, _ = scheduler()
+    sched.look()
     started = time.monotonic()
     await asyncio.wait_for(sched.wait_for_change(until=started + 0.05), timeout=2)
     assert time.monotonic() - started >= 0.04
+    sched.look()
     waiting = asyncio.create_task(sched.wait_for_change(until=time.monotonic() + 60))
     await asyncio.sleep(0)
     sched.close()  # a change
     await asyncio.wait_for(waiting, timeout=2)
+
+
+async def test_a_change_made_after_the_last_look_ends_the_wait_at_once() -> None:
+    """The feeder looked, then handed back the queue at a stop (the last request finishing
+    as it did), then waited: the change was cleared by the wait, and the crawl slept out the
+    whole drain_timeout (30 s) with nothing in flight."""
+    sched, _ = scheduler()
+    sched.look()
+    sched.close()  # a change, as the caller acts on what it saw
+    await asyncio.wait_for(sched.wait_for_change(until=time.monotonic() + 60), timeout=2)
 
 
 async def test_one_wake_up_serves_successive_waits(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -251,13 +263,16 @@ async def test_one_wake_up_serves_successive_waits(monkeypatch: pytest.MonkeyPat
     original = loop.call_at
     monkeypatch.setattr(loop, "call_at", call_at)
     for extra in (30.0, 40.0, 50.0):  # later deadlines: the wake-up armed for the first is kept
+        sched.look()
         waiting = asyncio.create_task(sched.wait_for_change(until=time.monotonic() + extra))
         await asyncio.sleep(0)
         sched.close()
         await waiting
     assert len(armed) == 1
+    sched.look()
     await sched.wait_for_change(until=time.monotonic() + 0.05)  # earlier: re-armed, and it fires
     assert len(armed) == 2 and armed[0].cancelled()
+    sched.look()
     waiting = asyncio.create_task(sched.wait_for_change(until=time.monotonic() + 30))
     await asyncio.sleep(0)
     sched.disarm()  # the crawl is over: no timer is left behind
