@@ -18,7 +18,7 @@ from typing import Any
 from yarl import URL
 
 from scraper.crawls import CrawlStart
-from scraper.errors import ConfigError, OpenFailed, WriteFailed, describe
+from scraper.errors import ConfigError, OpenFailed, WriteFailed, describe, is_the_crawls_cancellation
 from scraper.feeder import DrainTimeout, Feeder
 from scraper.fetcher import Fetcher
 from scraper.frontier import Frontier, MemoryFrontier, Scheduled
@@ -306,7 +306,9 @@ class Engine:
                         await batches.add(output)
                 except ConfigError:
                     raise  # the spider says it cannot run as configured: end the crawl, loudly
-                except Exception as exc:  # the callback boundary: a bad start generator ends seeding only
+                except BaseException as exc:  # the callback boundary: a bad start generator ends seeding only
+                    if is_the_crawls_cancellation(exc):
+                        raise
                     self.stats.increment(SEEDING_CUT_SHORT)  # the crawl goes on; its exit code says so
                     await storage.submit(Commit(errors=[error_record("start", exc, None, self.stats)]))
 

@@ -26,6 +26,7 @@ configuration errors stop the run before any request is made::
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # records imports this module: the type only, for annotations
@@ -35,6 +36,17 @@ if TYPE_CHECKING:  # records imports this module: the type only, for annotations
 def describe(error: BaseException) -> str:
     """An error as messages quote it: its type, then what it says."""
     return f"{type(error).__name__}: {error}"
+
+
+def is_the_crawls_cancellation(error: BaseException) -> bool:
+    """Whether ``error`` is the current task being stopped (the crawl's cancellation), as
+    opposed to user code raising ``CancelledError`` of its own accord: at a boundary around
+    user code (a callback, a stage) everything else it raises fails its page or item only,
+    ``sys.exit()``, ``GeneratorExit`` and a library's ``BaseException`` subclass included."""
+    if not isinstance(error, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def notes_of(error: BaseException) -> str:

@@ -640,9 +640,10 @@ async def _serve_pages(spider: Spider, source: BinaryIO, sink: BinaryIO) -> None
     while (page := _read(source)) is not None:
         try:
             reply: tuple[str, Any] = ("ok", await _handle(spider, page))
-        except (Exception, SystemExit, KeyboardInterrupt, asyncio.CancelledError) as exc:
-            # a callback's own sys.exit() or CancelledError fails its page, as on the event
-            # loop; it ended this process (ParseProcessFailed: "the parse process exited")
+        except BaseException as exc:
+            # whatever a callback raises fails its page, as on the event loop: its own
+            # sys.exit() or CancelledError had ended this process (ParseProcessFailed: "the
+            # parse process exited"). Nothing cancels this loop's one task.
             habits.annotate(exc)  # here, where the error still knows its object: that does not travel
             trace, notes = "".join(traceback.format_exception(exc)), getattr(exc, "__notes__", [])
             reply = ("error", (_travelling(exc), trace, notes))

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from scraper.errors import ConfigError, DropItem, OpenFailed, describe
+from scraper.errors import ConfigError, DropItem, OpenFailed, describe, is_the_crawls_cancellation
 from scraper.item import Item
 from scraper.loading import build_object
 from scraper.spider import Spider
@@ -45,7 +45,7 @@ class BaseStage:
 class StageFailed(Exception):
     """A stage raised something other than ``DropItem``; carries the stage's name."""
 
-    def __init__(self, stage: str, error: Exception) -> None:
+    def __init__(self, stage: str, error: BaseException) -> None:
         super().__init__(f"{stage}: {type(error).__name__}: {error}")
         self.stage = stage
         self.error = error
@@ -105,7 +105,9 @@ class Pipeline:
             except DropItem as exc:
                 exc.stage = type(stage).__name__
                 raise
-            except Exception as exc:  # the stage boundary: a bug in one stage fails one item
+            except BaseException as exc:  # the stage boundary: a bug in one stage fails one item
+                if is_the_crawls_cancellation(exc):
+                    raise
                 raise StageFailed(type(stage).__name__, exc) from exc
             if not isinstance(item, (Item, dict)):  # most often a forgotten ``return item``
                 error = TypeError(f"process returned {type(item).__name__}; expected the item, or raise DropItem")

@@ -5,7 +5,6 @@ becomes an ``ErrorRecord``; none escapes a page."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from scraper.errors import (
     HostGivenUp,
     RedirectRefused,
     TryLater,
+    is_the_crawls_cancellation,
 )
 from scraper.fetcher import Fetcher
 from scraper.frontier import Scheduled
@@ -201,13 +201,12 @@ class Worker:
         attempts = entry.attempts + 1
         try:
             result = await self._run_callback(entry, response)
-        except Exception as exc:  # the callback boundary: a broken page must not stop the crawl
-            return self._callback_failed(entry, response, exc)
-        except (asyncio.CancelledError, SystemExit, KeyboardInterrupt) as exc:
-            # a callback's own: sys.exit() ended the crawl with no word, and a CancelledError
-            # it raised ended its worker quietly (with every worker gone, the crawl hung)
-            if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
-                raise  # the crawl's own cancellation
+        except BaseException as exc:  # the callback boundary: a broken page must not stop the crawl
+            # whatever it raises: sys.exit() had ended the crawl with no word, a CancelledError
+            # of its own its worker (with every worker gone, the crawl hung), and GeneratorExit
+            # or a library's BaseException subclass the crawl, marked failed: not resumable
+            if is_the_crawls_cancellation(exc):
+                raise
             return self._callback_failed(entry, response, exc)
         items, errors = await self._process_items(result, response)
         outcome = Outcome(entry.fingerprint, "done", attempts, status=response.status)
@@ -282,10 +281,3 @@ def stored_item(record: Record, url: str) -> StoredItem:
             raise ValueError(f"key field {empty!r} is None; a keyed item needs a value in each key field")
         return StoredItem(record.table, record.key, columns, row, url)
     return StoredItem(DICT_TABLE, (), columns_of_dict(record), to_row(record), url)
-
-
-def _being_cancelled() -> bool:
-    """Whether the current task was asked to stop (the crawl's cancellation), as opposed to
-    code it awaited raising ``CancelledError`` of its own accord."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0

@@ -238,30 +238,41 @@ async def test_links_that_cannot_be_parsed_are_filtered_and_the_page_keeps_the_r
     assert result.stats.get("requests/filtered/malformed") == 3
 
 
+class Halt(BaseException):
+    """A library's own BaseException subclass, as some raise to unwind."""
+
+
 class BrokenStartSpider(FaultySpider):
     """Its start generator yields one page, then breaks; its closing hook breaks too."""
 
     name = "broken_start"
+    error: BaseException = RuntimeError("start list unreadable")
 
     async def start_requests(self) -> AsyncIterator[Request]:
         yield Request(f"{self.base_url}/good", callback=self.parse_page)
-        raise RuntimeError("start list unreadable")
+        raise self.error
 
     async def closed(self, reason: str) -> None:
         raise RuntimeError("cannot say goodbye")
 
 
+@pytest.mark.parametrize(
+    "error", [RuntimeError("start list unreadable"), Halt("start list unreadable")], ids=["Exception", "BaseException"]
+)
 async def test_a_broken_start_generator_or_closing_hook_does_not_end_the_crawl(
-    database: Path, caplog: pytest.LogCaptureFixture
+    database: Path, caplog: pytest.LogCaptureFixture, error: BaseException
 ) -> None:
+    """A BaseException subclass (a library's) from the start generator ended the crawl, failed."""
     app, _ = faulty_site()
     async with serve(app) as base_url:
-        result = await crawl(BrokenStartSpider(base_url), database, pipelines=["tests.integration.stages:FailsToClose"])
+        spider = BrokenStartSpider(base_url)
+        spider.error = error
+        result = await crawl(spider, database, pipelines=["tests.integration.stages:FailsToClose"])
 
     assert (result.status, result.reason) == ("finished", "finished")
     assert rows(database, "SELECT name FROM thing ORDER BY name") == [("alpha",), ("beta",)]
     errors = rows(database, "SELECT stage, error_type, message, url FROM scraper_errors")
-    assert errors == [("start", "RuntimeError", "start list unreadable", None)]
+    assert errors == [("start", type(error).__name__, "start list unreadable", None)]
     assert result.stats.get("start/raised") == 1  # what the exit code and the summary go by
     assert "pipeline stage FailsToClose: close() failed" in caplog.text and "OSError: cannot flush" in caplog.text
     assert "BrokenStartSpider.closed() failed" in caplog.text
@@ -812,7 +823,7 @@ def any_page_site() -> web.Application:
 
 
 class AbruptSpider(NumberedPagesSpider):
-    """Twelve pages; the callbacks of four of them end abruptly, each in its own way."""
+    """Twelve pages; the callbacks of eight of them end abruptly, each in its own way."""
 
     name = "abrupt"
     pages = 12
@@ -826,6 +837,10 @@ class AbruptSpider(NumberedPagesSpider):
             raise KeyboardInterrupt
         if n == 4:
             await asyncio.wait_for(asyncio.sleep(1), 0.01)  # its own TimeoutError
+        if n == 6:
+            raise GeneratorExit("from a generator of its own")
+        if n == 7:
+            raise Halt("from a library")
         yield {"n": n}
 
 
@@ -833,13 +848,14 @@ class AbruptSpider(NumberedPagesSpider):
 @pytest.mark.parametrize("processes", [0, 2])
 async def test_a_callback_that_cancels_or_exits_fails_its_page_only(database: Path, processes: int) -> None:
     """Its worker ended quietly on a CancelledError (three of them: no worker left, the crawl
-    hung), sys.exit() ended the crawl without a word, and a TimeoutError of the callback's
-    own was reported as the callback running past callback_timeout."""
+    hung), sys.exit() ended the crawl without a word, GeneratorExit and a BaseException
+    subclass ended it marked failed (not resumable), and a TimeoutError of the callback's own
+    was reported as the callback running past callback_timeout."""
     async with serve(any_page_site()) as base_url:
         result = await crawl(AbruptSpider(base_url=base_url), database, concurrency=3, parse_processes=processes)
 
     assert (result.status, result.reason) == ("finished", "finished")
-    assert rows(database, "SELECT n FROM item ORDER BY n") == [(n,) for n in (0, 6, 7, 8, 10, 11)]
+    assert rows(database, "SELECT n FROM item ORDER BY n") == [(n,) for n in (0, 8, 10, 11)]
     errors = rows(database, "SELECT url, stage, error_type FROM scraper_errors ORDER BY url")
     assert [(url.rsplit("/", 1)[1], stage, kind) for url, stage, kind in errors] == [
         ("1", "parse", "CancelledError"),
@@ -847,9 +863,11 @@ async def test_a_callback_that_cancels_or_exits_fails_its_page_only(database: Pa
         ("3", "parse", "KeyboardInterrupt"),
         ("4", "parse", "TimeoutError"),
         ("5", "parse", "CancelledError"),
+        ("6", "parse", "GeneratorExit"),
+        ("7", "parse", "Halt"),
         ("9", "parse", "CancelledError"),
     ]
-    assert rows(database, "SELECT state, count(*) FROM scraper_requests GROUP BY state") == [("done", 6), ("failed", 6)]
+    assert rows(database, "SELECT state, count(*) FROM scraper_requests GROUP BY state") == [("done", 4), ("failed", 8)]
     (message,) = rows(database, "SELECT message FROM scraper_errors WHERE error_type = 'SystemExit'")[0]
     assert message.startswith("3 (hint: sys.exit() fails this page only; to end the crawl early (Scrapy's CloseSpider)")
 

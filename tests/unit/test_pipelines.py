@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
 import pytest
@@ -257,6 +258,44 @@ async def test_a_stage_that_returns_no_item_fails_that_item_naming_the_stage() -
         await pipeline.process({"title": " x "}, SPIDER)
     assert raised.value.stage == "Forgetful"
     assert str(raised.value.error) == "process returned NoneType; expected the item, or raise DropItem"
+
+
+class Exiting(BaseStage):
+    """A stage whose code ends abruptly: ``sys.exit()``, a library's BaseException."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    async def process(self, item: Record, spider: Spider) -> Record:
+        raise self.error
+
+
+class Unwind(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("error", [SystemExit(3), Unwind("from a library"), asyncio.CancelledError()])
+async def test_a_stage_that_exits_or_raises_a_base_exception_fails_that_item_only(error: BaseException) -> None:
+    """Only Exception was caught: anything else a stage raised ended the crawl, marked failed."""
+    with pytest.raises(StageFailed) as raised:
+        await Pipeline([Exiting(error)]).process({"title": "x"}, SPIDER)
+    assert raised.value.stage == "Exiting" and raised.value.error is error
+
+
+async def test_the_crawls_own_cancellation_passes_through_a_stage() -> None:
+    started = asyncio.Event()
+
+    class Waiting(BaseStage):
+        async def process(self, item: Record, spider: Spider) -> Record:
+            started.set()
+            await asyncio.sleep(60)
+            return item
+
+    task = asyncio.create_task(Pipeline([Waiting()]).process({"title": "x"}, SPIDER))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 class PlainProcess(BaseStage):
