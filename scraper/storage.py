@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import Awaitable, Mapping, Sequence
 from contextlib import ExitStack
@@ -28,6 +29,7 @@ from scraper.writer import LINGER, Writer, roll_back
 logger = logging.getLogger(__name__)
 
 _CACHED_STATEMENTS = 96  # compiled statements each connection keeps (see _connect)
+_BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another program's transaction to end
 
 
 def _same(value: Any) -> Any:
@@ -121,7 +123,7 @@ class Storage:
             # page writes a 2,000-product crawl, ~11,000 (44 MB) at 10,000 products, more as
             # the tables grow. In memory it is at most the pages one statement changes.
             await db.executescript(
-                "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; "
+                f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; "
                 "PRAGMA journal_mode = WAL;"
             )
             if create_tables:
@@ -164,14 +166,16 @@ class Storage:
         # one transaction: a resume that cannot write (a disk still full) leaves the crawl's row
         # as it was, 'interrupted' with its reason, where a half-done one marked it running
         db = self._connection
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        try:  # BEGIN inside: locked by another program past the busy timeout, it was a traceback
+            await db.execute("BEGIN IMMEDIATE")
             start = await crawls.begin(db, spider, fresh=fresh, resume=resume, arguments=arguments or {})
             await db.execute("COMMIT")
         except BaseException as exc:
             await roll_back(db, self.path)
             if isinstance(exc, sqlite3.Error):
-                raise WriteFailed(f"cannot begin the crawl in {self.path}: {exc}") from exc
+                culprits = await asyncio.to_thread(self._read_only_files)
+                hint = f" ({', '.join(map(str, culprits))} cannot be written)" if culprits else ""
+                raise WriteFailed(f"cannot begin the crawl in {self.path}: {exc}{hint}") from exc
             raise
         self.crawl_id = start.crawl_id
         self._writer = Writer(
@@ -187,6 +191,12 @@ class Storage:
         )
         self._writer.start()
         return start
+
+    def _read_only_files(self) -> list[Path]:
+        """The database's files that exist but this process may not write: a -shm left
+        read-only (SQLite made it so while the file was) refuses every write until removed."""
+        files = [self.path, *(self.path.with_name(self.path.name + suffix) for suffix in ("-wal", "-shm"))]
+        return [file for file in files if file.exists() and not os.access(file, os.W_OK)]
 
     def keep_cookies(self, jar: CrawlCookieJar) -> None:
         """Write ``jar``'s changes with the pages, so that a resume starts from what it held:

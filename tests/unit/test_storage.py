@@ -745,3 +745,20 @@ async def test_a_resume_that_cannot_write_is_one_error_and_leaves_the_crawl_as_i
     monkeypatch.setattr(schema, "RELEASE_LEASES", release)
     async with Storage(database, stats=Stats()) as storage:
         assert (await storage.begin_crawl("books")).resumed
+
+
+async def test_a_database_another_program_keeps_locked_is_one_error(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its BEGIN was outside the check that makes SQLite's errors one line: a traceback."""
+    monkeypatch.setattr("scraper.storage._BUSY_TIMEOUT_MS", 50)
+    async with Storage(database, stats=Stats()) as storage:
+        await storage.begin_crawl("books")
+        await storage.finish_crawl(status="interrupted", reason="SIGINT")
+    with closing(sqlite3.connect(database, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")  # another program, writing
+        async with Storage(database, stats=Stats()) as storage:
+            with pytest.raises(WriteFailed, match=r"^cannot begin the crawl in .*: database is locked$"):
+                await storage.begin_crawl("books")
+        other.execute("ROLLBACK")
+    assert rows(database, "SELECT status, finish_reason FROM scraper_crawls") == [("interrupted", "SIGINT")]
