@@ -32,6 +32,7 @@ class CrawlStart:
     pages: int  # pages fetched and parsed so far (done rows that are not redirect hops)
     items: dict[str, int]  # stored items by table
     stats: dict[str, Any]  # the last statistics saved, to continue counting from
+    errors: dict[str, int] = dataclasses.field(default_factory=dict)  # error rows, as stats count them
     unfinished: int | None = None  # an unfinished crawl of the spider that this one does not resume
     cookies: tuple[StoredCookie, ...] = ()  # the jar a resumed crawl kept
 
@@ -141,7 +142,13 @@ async def _resume(db: aiosqlite.Connection, crawl_id: int, stats: dict[str, Any]
     pages = int(row[0]) if row else 0
     async with db.execute(schema.CRAWL_COOKIES, (crawl_id,)) as cursor:
         cookies = tuple(StoredCookie(*row) for row in await cursor.fetchall())
-    return CrawlStart(crawl_id, True, states, pages, await count_items(db, crawl_id), stats, cookies=cookies)
+    async with db.execute(
+        "SELECT stage, error_type, count(*) FROM scraper_errors WHERE crawl_id = ? GROUP BY stage, error_type",
+        (crawl_id,),
+    ) as cursor:
+        errors = {f"errors/{stage}/{kind}": count for stage, kind, count in await cursor.fetchall()}
+    items = await count_items(db, crawl_id)
+    return CrawlStart(crawl_id, True, states, pages, items, stats, errors=errors, cookies=cookies)
 
 
 async def count_items(db: aiosqlite.Connection, crawl_id: int) -> dict[str, int]:

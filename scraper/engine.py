@@ -224,7 +224,9 @@ class Engine:
 
     def _continue_from(self, start: CrawlStart) -> None:
         """A resumed crawl keeps counting from where it stopped (the statistics saved last);
-        what the database knows exactly, pages and stored items, is recounted from it."""
+        what the database knows exactly, pages, stored items and errors, is recounted from
+        it. (Saved every 2 s, the statistics lag behind what a killed run committed, and run
+        ahead of it when its writes failed: the errors had drifted from their rows both ways.)"""
         message = start.describe(self.spider.name)
         if start.unfinished is not None:
             message += f"; unfinished crawl {start.unfinished} is given up (the memory frontier cannot resume it)"
@@ -233,8 +235,10 @@ class Engine:
         if not start.resumed:
             return
         for key, value in start.stats.items():
-            if isinstance(value, int) and key != SEEDING_CUT_SHORT:  # this run's start_requests() runs anew
+            # this run's start_requests() runs anew; the errors are recounted below
+            if isinstance(value, int) and key != SEEDING_CUT_SHORT and not key.startswith("errors/"):
                 self.stats.counts[key] = value
+        self.stats.counts.update(start.errors)
         self.stats.set_items_by_table(start.items)
         self.stats.counts["pages"] = start.pages
         self.stats.counts["resume/pages_before"] = start.pages  # this run's rate leaves them out

@@ -4,8 +4,11 @@ stop, exact limits, and the one-crawl-per-database lock."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +83,36 @@ async def test_a_stopped_crawl_resumes_without_refetching(database: Path) -> Non
     assert rows(database, "SELECT count(*), count(DISTINCT url) FROM product") == [(400, 400)]
     assert rows(database, "SELECT count(*) FROM scraper_crawls") == [(1,)]
     assert rows(database, "SELECT count(*) FROM scraper_requests WHERE state != 'done'") == [(0,)]
+
+
+@pytest.mark.timeout(60)
+async def test_a_resumed_crawl_counts_its_errors_from_their_rows(database: Path) -> None:
+    """The statistics a resume goes on from are saved every 2 s, so they lag behind the error
+    rows a killed run committed (31 counted against 64 rows) and run ahead of them after its
+    writes failed. The summary's error counts went by them."""
+    app, _ = logged_shop(300, delay=0.005)
+
+    @web.middleware
+    async def some_fail(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/product/") and request.path.split("-")[0].endswith("7"):  # one in ten
+            raise web.HTTPInternalServerError()
+        return await handler(request)  # type: ignore[no-any-return]
+
+    app.middlewares.append(some_fail)
+    async with serve(app) as base_url:
+        await stopped_after(engine(base_url, database, concurrency=4, retry={"times": 0}), items=60)
+        ((saved,),) = rows(database, "SELECT stats FROM scraper_crawls")
+        lagging = {key: value for key, value in json.loads(saved).items() if not key.startswith("errors/")}
+        with closing(sqlite3.connect(database)) as db, db:  # as saved before those errors
+            db.execute("UPDATE scraper_crawls SET stats = ?", (json.dumps(lagging),))
+        resumed = await engine(base_url, database, concurrency=4, retry={"times": 0}).run()
+    by_kind = dict(rows(database, "SELECT stage || '/' || error_type, count(*) FROM scraper_errors GROUP BY 1"))
+    assert by_kind["fetch/HttpStatusError"] > 20
+    assert resumed.stats.under("errors") == by_kind
+    ((saved,),) = rows(database, "SELECT stats FROM scraper_crawls")
+    assert {key: value for key, value in json.loads(saved).items() if key.startswith("errors/")} == {
+        f"errors/{kind}": count for kind, count in by_kind.items()
+    }
 
 
 class CrawlDelaySpider(FaultySpider):
