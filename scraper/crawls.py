@@ -81,7 +81,7 @@ async def begin(
         (spider, crawl_id),
     )
     left = unfinished[0] if unfinished is not None and not fresh else None
-    return CrawlStart(crawl_id, False, {}, 0, {}, {}, left)
+    return CrawlStart(crawl_id, False, {}, 0, {}, {}, unfinished=left)
 
 
 def arguments_digest(arguments: Mapping[str, str]) -> dict[str, str]:
