@@ -26,10 +26,11 @@ class Project:
     def load(cls, config_path: Path | None = None, overrides: Sequence[str] = ()) -> Project:
         """The project around ``config_path`` (default: the nearest config.yaml, which may be
         absent: see ``nearest_config``)."""
-        if config_path is not None and not config_path.is_file():
+        if config_path is not None and not config_path.exists():
             raise SettingsError(f"config file {config_path} does not exist")
         path = config_path or nearest_config(Path.cwd())
-        config = read_config(path) if path.is_file() else {}
+        # a config.yaml that is a folder is an error (read_config's), not the defaults in silence
+        config = read_config(path) if path.exists() else {}
         project = cls(path.parent.resolve(), config, tuple(overrides))
         project.settings()  # a bad config.yaml or -s fails here, before anything else
         return project
@@ -63,6 +64,6 @@ def nearest_config(folder: Path) -> Path:
     finds its scrapy.cfg: a command works from anywhere inside a project (from spiders/, it
     found no spiders). Without one anywhere, ``folder``'s (absent: the defaults apply there)."""
     for candidate in (folder, *folder.parents):
-        if (candidate / CONFIG_FILE).is_file():
+        if (candidate / CONFIG_FILE).exists():
             return candidate / CONFIG_FILE
     return folder / CONFIG_FILE

@@ -239,8 +239,16 @@ class Worker:
     def _capped(self, result: CallbackResult, response: Response) -> list[Request]:
         cap = self._settings.links.max_per_page
         if cap and len(result.requests) > cap:
+            # the first cut of the crawl is a warning: a link-heavy index lost links unheard
+            first = not self._stats.get("requests/filtered/links_per_page")
             self._stats.increment("requests/filtered/links_per_page", len(result.requests) - cap)
-            logger.info("%s yielded %d requests; keeping the first %d", response.url, len(result.requests), cap)
+            logger.log(
+                logging.WARNING if first else logging.INFO,
+                "%s yielded %d requests; keeping the first %d (links.max_per_page; 0 keeps all)",
+                response.url,
+                len(result.requests),
+                cap,
+            )
             return result.requests[:cap]
         return result.requests
 

@@ -400,6 +400,21 @@ def test_config_and_log_level_go_before_or_after_the_command(tmp_path: Path) -> 
     assert "Traceback" not in bad.stderr
 
 
+def test_a_config_that_is_a_folder_is_an_error_not_the_defaults(tmp_path: Path) -> None:
+    """A config.yaml folder was passed over in silence (the crawl ran on the defaults), and
+    --config naming a folder said it did not exist."""
+    project = make_project(tmp_path, SPIDER)
+    (project / "config.yaml").unlink()
+    (project / "config.yaml").mkdir()
+    found = scraper("list", cwd=project)
+    given = scraper("--config", str(tmp_path), "list", cwd=project)
+    assert (found.returncode, found.stderr.strip()) == (
+        2,
+        f"error: cannot read {project / 'config.yaml'}: Is a directory",
+    )
+    assert (given.returncode, given.stderr.strip()) == (2, f"error: cannot read {tmp_path}: Is a directory")
+
+
 def test_a_module_that_fails_to_import_hides_no_other_spider(tmp_path: Path) -> None:
     """A spider being written, with a syntax error, stopped every command: list listed nothing
     and no other spider would run."""

@@ -141,6 +141,12 @@ def test_an_ipv6_host_pattern_is_taken() -> None:
             "write '127.0.0.1'",
         ),
         ({"config": {"hosts": {"[::1]:80": {"delay": 1}}}}, "without its port or brackets; write '::1'"),
+        # a typo, not a crawl: 20,000,000 workers took 8 GB in 24 s, 100,000 processes were forked
+        ({"overrides": ["concurrency=20000000"]}, "setting 'concurrency': input should be less than or equal to 50000"),
+        ({"config": {"parse_processes": 100_000}}, "setting 'parse_processes': input should be less than or equal"),
+        # every request failed with a ValueError that did not name the setting
+        ({"config": {"user_agent": "a\r\nX-Evil: 1"}}, "setting 'user_agent': a header value cannot hold a line break"),
+        ({"spider": {"default_headers": {"X-A": "b\nc"}}}, "setting 'default_headers': header 'X-A': a header cannot"),
     ],
 )
 def test_settings_errors_name_the_key(kwargs: dict[str, Any], message: str) -> None:
@@ -177,6 +183,14 @@ def test_read_config_rejects_bad_files(tmp_path: Path, content: str, message: st
     path = tmp_path / "config.yaml"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(SettingsError, match=message):
+        read_config(path)
+
+
+def test_read_config_that_is_not_utf8_names_the_byte(tmp_path: Path) -> None:
+    """It was a traceback ending in UnicodeDecodeError."""
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b'user_agent: "caf\xe9"\n')
+    with pytest.raises(SettingsError, match=r"config\.yaml is not UTF-8 text: byte 0xe9 at offset 16$"):
         read_config(path)
 
 
