@@ -87,6 +87,10 @@ _SCRAPY_COMMANDS = {
     "parse": _NOT_BUILT,
     "view": _NOT_BUILT,
     "version": "python -m scraper --version",
+    # this project's own, planned: the README lists them as not built yet
+    "export": f'the items are in the crawl\'s SQLite file: python -m scraper query SPIDER "SELECT ..."; {_NOT_BUILT}',
+    "new": f"a spider is a module in spiders/ (the README's tutorial); {_NOT_BUILT}",
+    "report": f"python -m scraper status SPIDER shows a crawl's progress; {_NOT_BUILT}",
 }
 
 
@@ -130,7 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(command=command_list)
 
     query = command("query", help="read-only SQL on a crawl database, printed as a table")
-    query.add_argument("target", nargs="*", metavar="SPIDER [SQL] | --db PATH [SQL]")
+    query.add_argument(
+        "target",
+        nargs="*",
+        metavar="SPIDER [SQL] | --db PATH [SQL]",
+        help="the spider whose database to read (or --db PATH), and one SQL statement; without SQL, the tables",
+    )
     query.add_argument("--db", type=Path, help="database file (instead of a spider name)")
     query.add_argument(
         "--rows",
@@ -148,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(command=command_status)
 
     demo = command("demo", help="serve the bundled demo shop offline and crawl it")
-    _add_crawl_options(demo)
+    _add_crawl_options(demo, fresh=False)  # each demo serves a new shop: always a new crawl
     demo.add_argument("--products", type=whole_number, default=600, help="size of the demo shop (default 600)")
     demo.set_defaults(command=command_demo)
     return parser
@@ -178,13 +187,16 @@ def whole_number(text: str) -> int:
     return value
 
 
-def _add_crawl_options(parser: argparse.ArgumentParser) -> None:
+def _add_crawl_options(parser: argparse.ArgumentParser, *, fresh: bool = True) -> None:
     parser.add_argument(
         "-s", dest="settings", action="append", default=[], metavar="KEY=VALUE",
         help="a setting, over config.yaml and the spider's (repeatable; e.g. -s per_host.delay=1)",
     )  # fmt: skip
     parser.add_argument("--db", type=Path, help="database file (default: setting 'database')")
-    parser.add_argument("--fresh", action="store_true", help="start a new crawl instead of resuming an unfinished one")
+    if fresh:
+        parser.add_argument(
+            "--fresh", action="store_true", help="start a new crawl instead of resuming an unfinished one"
+        )
 
 
 def _configure_logging(level: str | None) -> None:
@@ -360,7 +372,9 @@ def command_query(args: argparse.Namespace) -> int:
         database, rest = args.db, args.target
     else:
         if len(args.target) not in (1, 2):
-            raise ScraperError('query takes a spider and one SQL argument: query SPIDER "SELECT ..."')
+            raise ScraperError(
+                'query takes a spider (or --db PATH) and at most one SQL argument: query SPIDER "SELECT ..."'
+            )
         project = Project.load(args.config)
         database, rest = project.database(project.spider_class(args.target[0])), args.target[1:]
     if not rest or not rest[0].strip():  # "" too: the tables, rather than "0 rows"
@@ -372,7 +386,7 @@ def command_query(args: argparse.Namespace) -> int:
             f"the first {len(rows):,} rows; more follow (LIMIT / OFFSET in the SQL, or --rows N; 0: all)", style="dim"
         )
     else:
-        out.print(f"{len(rows):,} rows", style="dim")
+        out.print(f"{len(rows):,} row{'' if len(rows) == 1 else 's'}", style="dim")
     return EXIT_OK
 
 
@@ -439,8 +453,8 @@ def command_status(args: argparse.Namespace) -> int:
     report = asyncio.run(read_status(database, spider=args.spider, crawl_id=args.crawl))
     if report is None and args.crawl is not None:
         raise ScraperError(f"no crawl {args.crawl} recorded in {database} (without --crawl, status shows the last one)")
-    if report is None:
-        err.print(f"no crawl recorded in {database}", highlight=False, soft_wrap=True)
+    if report is None:  # a crawl database, with no crawl of the spider yet (another's, maybe)
+        _print_error(f"no crawl {f'of {args.spider} ' if args.spider else ''}recorded in {database}")
         return EXIT_FAILED
     out.print(render_status(report))
     return EXIT_OK

@@ -26,6 +26,8 @@ _TABLE_NAMES = (  # the item tables first, then the framework's
 @asynccontextmanager
 async def read_only(path: Path) -> AsyncIterator[aiosqlite.Connection]:
     if not await asyncio.to_thread(path.is_file):
+        if await asyncio.to_thread(path.is_dir):
+            raise StorageError(f"{path} is a folder; give a database file's path")
         raise StorageError(f"no database at {path} (has the spider run yet?)")
     uri = (await asyncio.to_thread(path.resolve)).as_uri()
     try:

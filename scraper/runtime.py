@@ -35,14 +35,14 @@ def uvloop_available() -> bool:
 
 def loop_factory(choice: EventLoop) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The factory for ``choice`` (None: asyncio's own). ``auto`` takes uvloop when it is
-    installed (``pip install 'scraper[fast]'``): its loop, timers and sockets are written in
+    installed (the ``fast`` extra: ``pip install -e '.[fast]'`` in a clone): its loop, timers and sockets are written in
     C, which saves CPU on every request."""
     if choice == "asyncio" or (choice == "auto" and not uvloop_available()):
         return None
     try:
         import uvloop
     except ImportError:
-        raise ConfigError("event_loop: uvloop is not installed (pip install 'scraper[fast]')") from None
+        raise ConfigError("event_loop: uvloop is not installed (pip install -e '.[fast]' in a clone)") from None
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     return factory
 

@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS scraper_errors (
     id         INTEGER PRIMARY KEY,
     crawl_id   INTEGER NOT NULL,
     url        TEXT,
-    stage      TEXT NOT NULL,             -- fetch / parse / validate / pipeline
+    stage      TEXT NOT NULL,             -- start / fetch / parse / validate / pipeline
     error_type TEXT NOT NULL,
     message    TEXT NOT NULL,
     traceback  TEXT,

@@ -40,13 +40,16 @@ class DemoShopSpider(Spider):
     """Run it with ``-a base_url=http://127.0.0.1:PORT`` (``python -m scraper demo`` does)."""
 
     name = "demo_shop"
-    base_url: str | None = None
+    base_url = ""
 
-    async def start_requests(self) -> AsyncIterator[Request]:
-        if not self.base_url:
+    def __init__(self, **arguments: str) -> None:
+        super().__init__(**arguments)
+        if not self.base_url:  # refused as the spider is made: no crawl is begun without it
             raise ConfigError(
                 "demo_shop needs -a base_url=URL; run `python -m scraper demo` to serve and crawl the demo shop"
             )
+
+    async def start_requests(self) -> AsyncIterator[Request]:
         yield Request(self.base_url.rstrip("/") + "/", callback=self.parse)
 
     async def parse(self, response: Response) -> AsyncIterator[Output]:

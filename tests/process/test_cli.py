@@ -371,6 +371,12 @@ def test_outside_any_project_no_spiders_module_says_where_commands_run(tmp_path:
         ("crawl", "Scrapy's 'crawl' is 'run' here: python -m scraper run NAME"),
         ("runspider", "put the spider in spiders/ and run it by name: python -m scraper run NAME"),
         ("shell", "not built yet"),
+        # this project's own, not built yet: they were a bare "invalid choice"
+        (
+            "export",
+            'the items are in the crawl\'s SQLite file: python -m scraper query SPIDER "SELECT ..."; not built yet',
+        ),
+        ("report", "python -m scraper status SPIDER shows a crawl's progress; not built yet"),
     ],
 )
 def test_a_scrapy_command_says_what_to_type_here(command: str, hint: str) -> None:

@@ -74,7 +74,21 @@ def test_status_of_a_database_without_crawls(tmp_path: Path) -> None:
         db.executescript(FRAMEWORK_TABLES)
     result = scraper("status", "--db", str(database))
     assert result.returncode == 1
-    assert result.stderr.strip() == f"no crawl recorded in {database}"
+    assert result.stderr.strip() == f"error: no crawl recorded in {database}"
+
+
+def test_status_of_a_spider_whose_database_holds_only_anothers_crawls(tmp_path: Path) -> None:
+    """It said the file held no crawl at all."""
+    database = tmp_path / "shared.db"
+    with closing(sqlite3.connect(database)) as db:
+        db.executescript(FRAMEWORK_TABLES)
+        db.execute(
+            "INSERT INTO scraper_crawls (spider, started_at, status, stats) "
+            "VALUES ('limits', '2026-01-01', 'finished', '{}')"
+        )
+        db.commit()
+    result = scraper("status", "quotes", "--db", str(database))
+    assert (result.returncode, result.stderr.strip()) == (1, f"error: no crawl of quotes recorded in {database}")
 
 
 def test_status_of_a_crawl_number_not_there_is_bad_input(tmp_path: Path) -> None:

@@ -77,3 +77,9 @@ def read_only_mount(crawl_file: Path, tmp_path: Path) -> Iterator[Path]:
 async def test_a_crawl_file_on_a_read_only_mount_can_be_queried(read_only_mount: Path) -> None:
     """A WAL file there cannot get its shared-memory index: "unable to open database file"."""
     assert await run_query(read_only_mount, "SELECT title FROM product") == (["title"], [("teapot",)], False)
+
+
+async def test_a_folder_given_as_the_database_is_named_as_one(tmp_path: Path) -> None:
+    """It said there was no database there, and asked whether the spider had run."""
+    with pytest.raises(StorageError, match=r" is a folder; give a database file's path$"):
+        await run_query(tmp_path, "SELECT 1", limit=10)
