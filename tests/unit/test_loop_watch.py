@@ -29,6 +29,18 @@ async def test_a_held_loop_is_counted_and_said_once(caplog: pytest.LogCaptureFix
     assert "time.sleep(), requests" in warnings[0] and "parse_processes" in warnings[0]
 
 
+async def test_a_hold_just_over_the_threshold_is_noticed_at_its_length() -> None:
+    """With the timer four times a second, a hold of 0.7 s that began just after it ran was
+    0.45 s late by it: not noticed, and a hold of 1 s was reported as 0.8 s."""
+    stats = Stats()
+    with LoopWatch(stats):  # the crawl's own interval and threshold
+        await asyncio.sleep(0.12)
+        time.sleep(0.7)  # noqa: ASYNC251 - the blocking call under test
+        await asyncio.sleep(0.12)
+    assert stats.get("loop/stalls") == 1
+    assert 640 <= stats.get("loop/worst_stall_ms") <= 1500
+
+
 async def test_a_loop_that_is_never_held_counts_nothing() -> None:
     """The negative control: the same watch, awaiting instead of blocking."""
     stats = Stats()
