@@ -32,6 +32,9 @@ from scraper.stats import Stats
 
 _EVICT_EVERY = 1000  # hand-outs between sweeps of idle host state
 _EVICT_ABOVE = 1000  # only sweep when this many hosts are remembered
+# requests admitted in one step of the loop: a page of 300,000 links (links.max_per_page: 0)
+# held the loop for 10 s in one add(); in parts, fetches and timers go on between them
+_ADMIT_AT_ONCE = 1000
 
 
 @dataclasses.dataclass(slots=True)
@@ -39,6 +42,11 @@ class Admission:
     admitted: list[Scheduled] = dataclasses.field(default_factory=list)
     refused: list[Refused] = dataclasses.field(default_factory=list)
     unstorable: list[tuple[Request, RequestNotStorable]] = dataclasses.field(default_factory=list)
+
+    def extend(self, other: Admission) -> None:
+        self.admitted += other.admitted
+        self.refused += other.refused
+        self.unstorable += other.unstorable
 
 
 class Scheduler:
@@ -96,6 +104,8 @@ class Scheduler:
         requests = list(requests)
         if not requests:  # most pages (leaves) find nothing to follow: no awaits for them
             return Admission()
+        if len(requests) > _ADMIT_AT_ONCE:
+            return await self._add_in_parts(requests, parent=parent, depth=depth, copies=copies)
         if depth is None:
             depth = parent.depth + 1 if parent is not None else 0
         admission = Admission()
@@ -123,6 +133,17 @@ class Scheduler:
         if admission.admitted:
             self._stats.increment("requests/admitted", len(admission.admitted))
             self._changed.set()
+        return admission
+
+    async def _add_in_parts(
+        self, requests: list[Request], *, parent: Request | None, depth: int | None, copies: bool
+    ) -> Admission:
+        """``add``, ``_ADMIT_AT_ONCE`` requests at a time, yielding to the loop between parts."""
+        admission = Admission()
+        for start in range(0, len(requests), _ADMIT_AT_ONCE):
+            part = requests[start : start + _ADMIT_AT_ONCE]
+            admission.extend(await self.add(part, parent=parent, depth=depth, copies=copies))
+            await asyncio.sleep(0)
         return admission
 
     def _candidates(self, requests: Iterable[Request], admission: Admission) -> list[tuple[Request, str, str]]:
