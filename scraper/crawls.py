@@ -33,6 +33,7 @@ class CrawlStart:
     items: dict[str, int]  # stored items by table
     stats: dict[str, Any]  # the last statistics saved, to continue counting from
     errors: dict[str, int] = dataclasses.field(default_factory=dict)  # error rows, as stats count them
+    fetches: int = 0  # fetches made so far (each attempt: retries and redirect hops too), for max_pages
     unfinished: int | None = None  # an unfinished crawl of the spider that this one does not resume
     cookies: tuple[StoredCookie, ...] = ()  # the jar a resumed crawl kept
 
@@ -147,8 +148,13 @@ async def _resume(db: aiosqlite.Connection, crawl_id: int, stats: dict[str, Any]
         (crawl_id,),
     ) as cursor:
         errors = {f"errors/{stage}/{kind}": count for stage, kind, count in await cursor.fetchall()}
+    async with db.execute(
+        "SELECT coalesce(sum(attempts), 0) FROM scraper_requests WHERE crawl_id = ?", (crawl_id,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    fetches = int(row[0]) if row else 0
     items = await count_items(db, crawl_id)
-    return CrawlStart(crawl_id, True, states, pages, items, stats, errors=errors, cookies=cookies)
+    return CrawlStart(crawl_id, True, states, pages, items, stats, errors=errors, fetches=fetches, cookies=cookies)
 
 
 async def count_items(db: aiosqlite.Connection, crawl_id: int) -> dict[str, int]:

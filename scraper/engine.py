@@ -265,7 +265,7 @@ class Engine:
             settings=self.settings,
             stats=self.stats,
             allowed_domains=self.spider.allowed_domains,
-            handed_out=start.pages if start.resumed else 0,
+            handed_out=start.fetches if start.resumed else 0,
         )
 
     async def _crawl(

@@ -421,6 +421,33 @@ async def test_max_pages_counts_the_pages_fetched_before_a_resume(database: Path
     assert resumed.stats.get("pages") == 60
 
 
+async def test_max_pages_counts_the_retries_made_before_a_resume(database: Path) -> None:
+    """The resume counted the pages done before it, not the fetches: each retry before the
+    stop was quota given back."""
+    app, _ = logged_shop(300, delay=0.01)
+
+    @web.middleware
+    async def half_fail(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/product/") and int(request.path.split("/")[2].split("-")[0]) % 2:
+            raise web.HTTPInternalServerError()
+        return await handler(request)  # type: ignore[no-any-return]
+
+    app.middlewares.append(half_fail)
+    settings = {
+        "concurrency": 4,
+        "close": {"max_pages": 60},
+        "retry": {"times": 1, "backoff": 0},
+        "breaker": {"failures": 1000},  # half the pages fail: the host must not rest
+    }
+    async with serve(app) as base_url:
+        await stopped_after(engine(base_url, database, **settings), items=10)
+        ((before,),) = rows(database, "SELECT sum(attempts) FROM scraper_requests WHERE state != 'done'")
+        resumed = await engine(base_url, database, **settings).run()
+    assert before > 0  # failed or parked: their fetches count
+    assert (resumed.status, resumed.reason) == ("finished", "max_pages")
+    assert rows(database, "SELECT sum(attempts) FROM scraper_requests") == [(60,)]
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("concurrency", [1, 8, 32])
 async def test_max_items_stores_exactly_that_many(database: Path, concurrency: int) -> None:
