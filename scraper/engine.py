@@ -414,7 +414,7 @@ def check_spider(spider: Spider) -> None:
             raise ConfigError(f"{name}.{attribute} must be a list of strings, not one string")
     for index, url in enumerate(spider.start_urls):
         try:
-            check_url(url)
+            check_url(url.strip() if isinstance(url, str) else url)  # as Request() takes it
         except ValueError as exc:
             raise ConfigError(f"{name}.start_urls[{index}]: {exc}") from None
     for index, domain in enumerate(spider.allowed_domains):

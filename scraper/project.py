@@ -42,6 +42,11 @@ class Project:
                 kind = type(spider_class.settings).__name__
                 raise SettingsError(f"{spider_class.__name__}.settings must be a dict of settings, not {kind}")
             spider_settings = dict(spider_class.settings)
+            if "spiders" in spider_settings:  # the spiders are found before any spider's settings are read
+                raise SettingsError(
+                    f"{spider_class.__name__}.settings: 'spiders' says where spiders are found, so it has no "
+                    "effect in a spider's own settings; set it in config.yaml"
+                )
         try:
             return load_settings(config=self.config, spider=spider_settings, overrides=self.overrides)
         except SettingsError as exc:

@@ -66,8 +66,14 @@ async def _opened(uri: str) -> aiosqlite.Connection:
     return db
 
 
-def _no_attach(action: int, *_: object) -> int:
-    return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_ATTACH else sqlite3.SQLITE_OK
+def _no_attach(action: int, name: str | None, value: str | None, *_: object) -> int:
+    """Denies ATTACH, and a change of journal mode (on a read-only file SQLite answered it
+    with a misleading 'disk I/O error')."""
+    if action == sqlite3.SQLITE_ATTACH:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_PRAGMA and (name or "").lower() == "journal_mode" and value is not None:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
 
 
 async def run_query(
@@ -99,8 +105,8 @@ async def _what_helps(db: aiosqlite.Connection, error: sqlite3.Error) -> str:
         return f" (the tables: {', '.join(names) or 'none yet'}{guess})"
     if "readonly database" in message:
         return " (query opens the file read-only: it never changes a crawl's data)"
-    if message in ("not authorized", "authorization denied"):  # ATTACH, or VACUUM INTO (which attaches)
-        return " (query reads this file only: it attaches no other, nor writes one)"
+    if message in ("not authorized", "authorization denied"):  # ATTACH, VACUUM INTO (which attaches), journal_mode
+        return " (query reads this file only: it changes nothing, and attaches or writes no other file)"
     return ""
 
 

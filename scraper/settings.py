@@ -279,10 +279,29 @@ def _where(error: yaml.YAMLError) -> str:
     return f" at line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f" ({context})" if context else "")
 
 
+class _NoRepeatsLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: the last one had won in
+    silence (a second ``per_host:`` block undid the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *defaults" may repeat what it merges
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in first_line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice (first at line {first_line[key]})", key_node.start_mark
+                )
+            if isinstance(key, typing.Hashable):
+                first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
 def read_config(path: Path) -> dict[str, Any]:
     """The mapping in a YAML file; an unreadable or non-mapping file is a ``SettingsError``."""
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoRepeatsLoader)  # safe: a SafeLoader
     except OSError as exc:
         raise SettingsError(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:

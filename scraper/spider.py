@@ -90,6 +90,13 @@ class Spider:
             key = _SCRAPY_ATTRIBUTES[attribute]
             advice = f"it is the setting {key} (settings = {{...}})" if key else _PER_REQUEST
             raise TypeError(f"{cls.__name__}.{attribute} is Scrapy's, not read here: {advice}")
+        for hook in ("parse", "start_requests", "opened", "closed"):  # parse = 5 failed every page, one row each
+            if hook in cls.__dict__ and not callable(cls.__dict__[hook]):
+                value = cls.__dict__[hook]
+                raise TypeError(
+                    f"{cls.__name__}.{hook} = {value!r:.40} ({type(value).__name__}): it must be a method "
+                    f"(async def {hook}(...))"
+                )
         if inspect.isasyncgenfunction(cls.__dict__.get("start")) and cls.start_requests is Spider.start_requests:
             # Scrapy 2.13's way to yield the first requests: ignored here, the crawl ran start_urls
             raise TypeError(f"{cls.__name__}.start(): the first requests come from start_requests() here")

@@ -54,8 +54,18 @@ async def test_query_writes_no_other_file(crawl_file: Path, sql: str) -> None:
     other = crawl_file.with_name("other.db")
     with pytest.raises(StorageError) as raised:
         await run_query(crawl_file, sql.format(other=other))
-    assert str(raised.value).endswith("(query reads this file only: it attaches no other, nor writes one)")
+    assert str(raised.value).endswith(
+        "(query reads this file only: it changes nothing, and attaches or writes no other file)"
+    )
     assert not other.exists()
+
+
+async def test_a_change_of_journal_mode_is_refused_as_a_change(crawl_file: Path) -> None:
+    """SQLite answered it with 'disk I/O error' on the read-only file."""
+    with pytest.raises(StorageError, match=r"^query failed: not authorized \(query reads this file only"):
+        await run_query(crawl_file, "PRAGMA journal_mode=DELETE")
+    assert await run_query(crawl_file, "PRAGMA journal_mode") == (["journal_mode"], [("delete",)], False)
+    assert (await run_query(crawl_file, "PRAGMA table_info(product)"))[1][0][1] == "_id"  # a PRAGMA with an argument
 
 
 @pytest.fixture

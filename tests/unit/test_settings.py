@@ -165,6 +165,12 @@ def test_read_config(tmp_path: Path) -> None:
     assert read_config(path) == {"concurrency": 4, "per_host": {"delay": 0.5}}
 
 
+def test_read_config_merges_a_yaml_anchor_without_calling_it_a_repeat(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("hosts:\n  a.test: &slow {delay: 2}\n  b.test:\n    <<: *slow\n    delay: 3\n", encoding="utf-8")
+    assert read_config(path) == {"hosts": {"a.test": {"delay": 2}, "b.test": {"delay": 3}}}
+
+
 def test_read_config_empty_file_is_empty_mapping(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("# only comments\n", encoding="utf-8")
@@ -177,6 +183,9 @@ def test_read_config_empty_file_is_empty_mapping(tmp_path: Path) -> None:
         ("concurrency: [1, 2\n", "is not valid YAML at line 2, column 1: expected ',' or ']'"),
         ("per_host: a: b\n", "is not valid YAML at line 1, column 12: mapping values are not allowed here"),
         ("- concurrency\n- timeout\n", "must hold a mapping of settings, not list"),
+        # the last had won in silence
+        ("concurrency: 4\nper_host: {delay: 1}\nconcurrency: 8\n", "at line 3, column 1: 'concurrency' is given twice"),
+        ("per_host:\n  delay: 1\n  delay: 2\n", "at line 3, column 3: 'delay' is given twice \\(first at line 2\\)"),
     ],
 )
 def test_read_config_rejects_bad_files(tmp_path: Path, content: str, message: str) -> None:

@@ -258,6 +258,15 @@ def test_an_argument_replacing_what_the_framework_reads_is_a_config_error(name: 
         QuotesSpider(**{name: "x"})
 
 
+def test_a_callback_or_hook_that_is_no_method_is_refused_when_the_spider_is_defined() -> None:
+    """parse = 5 failed every page with a TypeError row of its own."""
+    with pytest.raises(TypeError, match=r"^Broken.parse = 5 \(int\): it must be a method \(async def parse\(...\)\)$"):
+
+        class Broken(Spider):
+            name = "broken"
+            parse = 5  # type: ignore[assignment]
+
+
 def test_scrapy_s_custom_settings_is_refused_when_the_spider_is_defined() -> None:
     with pytest.raises(
         TypeError, match=r"^Ported.custom_settings: a spider's own settings are `settings = \{...\}` here"
