@@ -41,7 +41,8 @@ PositiveFloat = Annotated[float, _Number, Field(gt=0)]
 
 
 class _Strict(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    # no inf or nan: "timeout: .inf" was taken (the policy line said "timeout infs")
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class HostPolicy(_Strict):
@@ -71,7 +72,7 @@ class RetryPolicy(_Strict):
     times: NonNegativeInt = 3
     backoff: NonNegativeFloat = 0.5
     max_backoff: NonNegativeFloat = 60.0
-    statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504, 522, 524})
+    statuses: frozenset[Annotated[int, Field(ge=100, le=599)]] = frozenset({408, 429, 500, 502, 503, 504, 522, 524})
     max_retry_after: NonNegativeFloat = 600.0  # longer Retry-After values are capped to this
 
 
@@ -356,7 +357,19 @@ def describe_error(exc: pydantic.ValidationError) -> str:
         return f"unknown setting {key!r}{_suggestion(error['loc'])}"
     if error["type"] == "value_error":  # our own validators' words, as written
         return f"setting {key!r}: {error['ctx']['error']}, got {error['input']!r}"
-    return f"setting {key!r}: {error['msg'].lower()}, got {error['input']!r}"
+    return f"setting {key!r}: {_in_settings_words(error)}, got {error['input']!r}"
+
+
+def _in_settings_words(error: Any) -> str:
+    """pydantic's message, in the words of a settings file: a list (not a frozenset), a
+    mapping (not a dictionary or an instance of a model class)."""
+    if error["type"] in ("frozen_set_type", "set_type", "list_type"):
+        return "input should be a list"
+    if error["type"] in ("model_type", "dict_type"):
+        return "input should be a mapping of settings"
+    if error["type"] == "finite_number":
+        return "input should be a finite number"
+    return str(error["msg"]).lower()
 
 
 # Scrapy's names for settings this framework has, so that a ported spider's unknown key says

@@ -144,6 +144,11 @@ def test_an_ipv6_host_pattern_is_taken() -> None:
         # a typo, not a crawl: 20,000,000 workers took 8 GB in 24 s, 100,000 processes were forked
         ({"overrides": ["concurrency=20000000"]}, "setting 'concurrency': input should be less than or equal to 50000"),
         ({"config": {"parse_processes": 100_000}}, "setting 'parse_processes': input should be less than or equal"),
+        # in a settings file's words, not pydantic's ("a valid frozenset", "instance of hostpolicy")
+        ({"overrides": ["retry.statuses=abc"]}, "setting 'retry.statuses': input should be a list, got 'abc'"),
+        ({"config": {"per_host": 3}}, "setting 'per_host': input should be a mapping of settings, got 3"),
+        ({"overrides": ["retry.statuses=[600]"]}, "input should be less than or equal to 599, got 600"),
+        ({"overrides": ["timeout=.inf"]}, "setting 'timeout': input should be a finite number, got inf"),
         # every request failed with a ValueError that did not name the setting
         ({"config": {"user_agent": "a\r\nX-Evil: 1"}}, "setting 'user_agent': a header value cannot hold a line break"),
         ({"spider": {"default_headers": {"X-A": "b\nc"}}}, "setting 'default_headers': header 'X-A': a header cannot"),
