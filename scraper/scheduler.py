@@ -32,9 +32,10 @@ from scraper.stats import Stats
 
 _EVICT_EVERY = 1000  # hand-outs between sweeps of idle host state
 _EVICT_ABOVE = 1000  # only sweep when this many hosts are remembered
-# requests admitted in one step of the loop: a page of 300,000 links (links.max_per_page: 0)
-# held the loop for 10 s in one add(); in parts, fetches and timers go on between them
-_ADMIT_AT_ONCE = 1000
+# links checked and fingerprinted in one step of the loop: a page of 300,000 links
+# (links.max_per_page: 0) held the loop for 10 s in one add(); in parts, fetches and timers
+# go on between them
+_CHECK_AT_ONCE = 1000
 
 
 @dataclasses.dataclass(slots=True)
@@ -42,11 +43,6 @@ class Admission:
     admitted: list[Scheduled] = dataclasses.field(default_factory=list)
     refused: list[Refused] = dataclasses.field(default_factory=list)
     unstorable: list[tuple[Request, RequestNotStorable]] = dataclasses.field(default_factory=list)
-
-    def extend(self, other: Admission) -> None:
-        self.admitted += other.admitted
-        self.refused += other.refused
-        self.unstorable += other.unstorable
 
 
 class Scheduler:
@@ -106,12 +102,13 @@ class Scheduler:
         requests = list(requests)
         if not requests:  # most pages (leaves) find nothing to follow: no awaits for them
             return Admission()
-        if len(requests) > _ADMIT_AT_ONCE:
-            return await self._add_in_parts(requests, parent=parent, depth=depth, copies=copies)
         if depth is None:
             depth = parent.depth + 1 if parent is not None else 0
         admission = Admission()
-        candidates = self._candidates(requests, admission)
+        if len(requests) > _CHECK_AT_ONCE:
+            candidates = await self._candidates_in_parts(requests, admission)
+        else:
+            candidates = self._candidates(requests, admission)
         # Claim the keys before asking the seen-set (which may await the database): a page
         # parsed meanwhile that links to the same new URL must find it taken, not unseen.
         claimed = {key for _, key, _ in candidates} - self._claimed
@@ -137,16 +134,19 @@ class Scheduler:
             self._changed.set()
         return admission
 
-    async def _add_in_parts(
-        self, requests: list[Request], *, parent: Request | None, depth: int | None, copies: bool
-    ) -> Admission:
-        """``add``, ``_ADMIT_AT_ONCE`` requests at a time, yielding to the loop between parts."""
-        admission = Admission()
-        for start in range(0, len(requests), _ADMIT_AT_ONCE):
-            part = requests[start : start + _ADMIT_AT_ONCE]
-            admission.extend(await self.add(part, parent=parent, depth=depth, copies=copies))
+    async def _candidates_in_parts(
+        self, requests: list[Request], admission: Admission
+    ) -> list[tuple[Request, str, str]]:
+        """``_candidates`` of a page of many links, ``_CHECK_AT_ONCE`` at a time, the loop
+        running between the parts (the checks and fingerprints are most of an admission's work).
+        Nothing is admitted meanwhile: admitted in parts, a request could be handed out and
+        finished before its page's commit, and its outcome, written before its row, was lost
+        (the row stayed pending in a finished crawl)."""
+        candidates: list[tuple[Request, str, str]] = []
+        for start in range(0, len(requests), _CHECK_AT_ONCE):
+            candidates += self._candidates(requests[start : start + _CHECK_AT_ONCE], admission)
             await asyncio.sleep(0)
-        return admission
+        return candidates
 
     def _candidates(self, requests: Iterable[Request], admission: Admission) -> list[tuple[Request, str, str]]:
         """Requests worth a fingerprint, with it and their host (each URL parsed once):
