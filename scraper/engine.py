@@ -18,7 +18,7 @@ from typing import Any
 from yarl import URL
 
 from scraper.crawls import CrawlStart
-from scraper.errors import ConfigError, OpenFailed, WriteFailed, describe, is_the_crawls_cancellation
+from scraper.errors import ConfigError, OpenFailed, WriteFailed, describe, stop_if_cancelled
 from scraper.feeder import DrainTimeout, Feeder
 from scraper.fetcher import Fetcher
 from scraper.frontier import Frontier, MemoryFrontier, Scheduled
@@ -311,8 +311,7 @@ class Engine:
                 except ConfigError:
                     raise  # the spider says it cannot run as configured: end the crawl, loudly
                 except BaseException as exc:  # the callback boundary: a bad start generator ends seeding only
-                    if is_the_crawls_cancellation(exc):
-                        raise
+                    stop_if_cancelled(exc)
                     self.stats.increment(SEEDING_CUT_SHORT)  # the crawl goes on; its exit code says so
                     await storage.submit(Commit(errors=[error_record("start", exc, None, self.stats)]))
 

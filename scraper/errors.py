@@ -38,15 +38,18 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def is_the_crawls_cancellation(error: BaseException) -> bool:
-    """Whether ``error`` is the current task being stopped (the crawl's cancellation), as
-    opposed to user code raising ``CancelledError`` of its own accord: at a boundary around
-    user code (a callback, a stage) everything else it raises fails its page or item only,
-    ``sys.exit()``, ``GeneratorExit`` and a library's ``BaseException`` subclass included."""
-    if not isinstance(error, asyncio.CancelledError):
-        return False
+def stop_if_cancelled(error: BaseException) -> None:
+    """At a boundary around user code (a callback, a stage, ``start_requests()``), where
+    whatever the code raised fails its page, item or seeding only (``sys.exit()``,
+    ``GeneratorExit``, a library's ``BaseException`` subclass, a ``CancelledError`` of its
+    own): raise the crawl's cancellation instead when the current task is being cancelled,
+    whatever the code made of it. A callback that turned it into an error of its own had its
+    page failed, and the crawl, its feeder gone, hung at the second Ctrl-C."""
     task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+    if task is not None and task.cancelling() > 0:
+        if isinstance(error, asyncio.CancelledError):
+            raise error
+        raise asyncio.CancelledError from error
 
 
 def notes_of(error: BaseException) -> str:

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from scraper.errors import ConfigError, DropItem, OpenFailed, describe, is_the_crawls_cancellation
+from scraper.errors import ConfigError, DropItem, OpenFailed, describe, stop_if_cancelled
 from scraper.item import Item
 from scraper.loading import build_object
 from scraper.spider import Spider
@@ -106,8 +106,7 @@ class Pipeline:
                 exc.stage = type(stage).__name__
                 raise
             except BaseException as exc:  # the stage boundary: a bug in one stage fails one item
-                if is_the_crawls_cancellation(exc):
-                    raise
+                stop_if_cancelled(exc)
                 raise StageFailed(type(stage).__name__, exc) from exc
             if not isinstance(item, (Item, dict)):  # most often a forgotten ``return item``
                 error = TypeError(f"process returned {type(item).__name__}; expected the item, or raise DropItem")

@@ -5,6 +5,7 @@ becomes an ``ErrorRecord``; none escapes a page."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from scraper.errors import (
     HostGivenUp,
     RedirectRefused,
     TryLater,
-    is_the_crawls_cancellation,
+    stop_if_cancelled,
 )
 from scraper.fetcher import Fetcher
 from scraper.frontier import Scheduled
@@ -117,6 +118,8 @@ class Worker:
         it at once, where waiting for the feeder would cost a wake-up of two tasks a page."""
         scheduler = self._scheduler
         debug = logger.isEnabledFor(logging.DEBUG)  # asked once: a page's line is built only for --log-level DEBUG
+        me = asyncio.current_task()
+        assert me is not None, "a worker runs in a task"
         while True:
             entry = (scheduler.next_ready() or await queue.get()) if queue.empty() else queue.get_nowait()
             if entry is None:
@@ -129,6 +132,8 @@ class Worker:
             finally:
                 self._scheduler.done(entry)
             self._on_progress()
+            if me.cancelling():  # a callback swallowed the crawl's cancellation: the crawl still stops
+                raise asyncio.CancelledError
 
     async def handle(self, entry: Scheduled) -> Commit:
         """Fetch, parse and process one request; returns what storage must write for it."""
@@ -205,8 +210,7 @@ class Worker:
             # whatever it raises: sys.exit() had ended the crawl with no word, a CancelledError
             # of its own its worker (with every worker gone, the crawl hung), and GeneratorExit
             # or a library's BaseException subclass the crawl, marked failed: not resumable
-            if is_the_crawls_cancellation(exc):
-                raise
+            stop_if_cancelled(exc)
             return self._callback_failed(entry, response, exc)
         items, errors = await self._process_items(result, response)
         outcome = Outcome(entry.fingerprint, "done", attempts, status=response.status)

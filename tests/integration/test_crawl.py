@@ -873,6 +873,45 @@ async def test_a_callback_that_cancels_or_exits_fails_its_page_only(database: Pa
     assert message.startswith("3 (hint: sys.exit() fails this page only; to end the crawl early (Scrapy's CloseSpider)")
 
 
+class CancellationEatingSpider(NumberedPagesSpider):
+    """Callbacks that wait, and make something else of a cancellation: an error of their own,
+    or nothing at all (they return as if done)."""
+
+    name = "cancellation_eating"
+    pages = 20
+    how = "convert"
+    started = 0
+
+    async def parse(self, response: Response, n: int) -> AsyncIterator[Any]:
+        type(self).started += 1
+        try:
+            await asyncio.sleep(30)
+        except BaseException as exc:
+            if self.how == "convert":
+                raise Halt("cleaning up") from exc
+        yield {"n": n}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("how", ["convert", "swallow"])
+async def test_the_crawls_cancellation_stops_it_whatever_a_callback_makes_of_it(database: Path, how: str) -> None:
+    """The second Ctrl-C cancels the crawl; a callback that turned that into its own error had
+    its page failed, and one that swallowed it went on: either way the workers then waited for
+    pages the cancelled feeder would never send, and the crawl hung."""
+    CancellationEatingSpider.started = 0
+    async with serve(any_page_site()) as base_url:
+        spider = CancellationEatingSpider(base_url=base_url)
+        spider.how = how
+        engine = Engine(spider=spider, settings=make_settings(concurrency=4), database=database)
+        task = asyncio.create_task(engine.run())
+        while CancellationEatingSpider.started < 4:  # noqa: ASYNC110 - polling a counter, no event exists
+            await asyncio.sleep(0.01)
+        task.cancel()  # what the second Ctrl-C does
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert rows(database, "SELECT status FROM scraper_crawls") == [("interrupted",)]
+
+
 class UnwritableSpider(NumberedPagesSpider):
     """Each page yields one request or item that SQLite cannot take as it is, and a good item."""
 
