@@ -282,21 +282,36 @@ def _where(error: yaml.YAMLError) -> str:
 
 class _NoRepeatsLoader(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice in one mapping: the last one had won in
-    silence (a second ``per_host:`` block undid the first)."""
+    silence (a second ``per_host:`` block undid the first). The document is checked as
+    written, before merge keys (``<<: *defaults``) are applied: merging rewrites a mapping
+    in place, and a key a merge brings may be given again, on purpose."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        first_line: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *defaults" may repeat what it merges
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, typing.Hashable) and key in first_line:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"{key!r} is given twice (first at line {first_line[key]})", key_node.start_mark
-                )
-            if isinstance(key, typing.Hashable):
+    def construct_document(self, node: yaml.Node) -> Any:
+        _refuse_repeated_keys(node, set())
+        return super().construct_document(node)
+
+
+def _refuse_repeated_keys(node: yaml.Node, looked_at: set[int]) -> None:
+    if id(node) in looked_at:  # an alias: the anchored node, looked at once
+        return
+    looked_at.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = (key_node.tag, key_node.value)
+                if key in first_line:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"{key_node.value!r} is given twice (first at line {first_line[key]})",
+                        key_node.start_mark,
+                    )
                 first_line[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep)
+            _refuse_repeated_keys(value_node, looked_at)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_repeated_keys(item, looked_at)
 
 
 def read_config(path: Path) -> dict[str, Any]:

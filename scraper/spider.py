@@ -10,6 +10,7 @@ import dataclasses
 import inspect
 import logging
 import re
+import reprlib
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, cast
@@ -91,10 +92,10 @@ class Spider:
             advice = f"it is the setting {key} (settings = {{...}})" if key else _PER_REQUEST
             raise TypeError(f"{cls.__name__}.{attribute} is Scrapy's, not read here: {advice}")
         for hook in ("parse", "start_requests", "opened", "closed"):  # parse = 5 failed every page, one row each
-            if hook in cls.__dict__ and not callable(cls.__dict__[hook]):
-                value = cls.__dict__[hook]
+            value = cls.__dict__.get(hook)
+            if value is not None and not callable(value) and not hasattr(value, "__get__"):  # a classmethod is fine
                 raise TypeError(
-                    f"{cls.__name__}.{hook} = {value!r:.40} ({type(value).__name__}): it must be a method "
+                    f"{cls.__name__}.{hook} = {reprlib.repr(value)} ({type(value).__name__}): it must be a method "
                     f"(async def {hook}(...))"
                 )
         if inspect.isasyncgenfunction(cls.__dict__.get("start")) and cls.start_requests is Spider.start_requests:

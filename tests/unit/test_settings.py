@@ -170,10 +170,23 @@ def test_read_config(tmp_path: Path) -> None:
     assert read_config(path) == {"concurrency": 4, "per_host": {"delay": 0.5}}
 
 
-def test_read_config_merges_a_yaml_anchor_without_calling_it_a_repeat(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("hosts:\n  b.test: &slow {delay: 2}\n  a.test:\n    <<: *slow\n    delay: 3\n", {"delay": 3}),
+        (  # a merge inside an anchor, used again: merging had rewritten it, and it read as a repeat
+            "hosts:\n  b.test:\n    <<: &a\n      <<: {concurrency: 8}\n      concurrency: 2\n    delay: 1\n"
+            "  a.test: *a\n",
+            {"concurrency": 2},
+        ),
+    ],
+)
+def test_read_config_merges_a_yaml_anchor_without_calling_it_a_repeat(
+    tmp_path: Path, text: str, expected: dict[str, int]
+) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text("hosts:\n  a.test: &slow {delay: 2}\n  b.test:\n    <<: *slow\n    delay: 3\n", encoding="utf-8")
-    assert read_config(path) == {"hosts": {"a.test": {"delay": 2}, "b.test": {"delay": 3}}}
+    path.write_text(text, encoding="utf-8")
+    assert read_config(path)["hosts"]["a.test"] == expected
 
 
 def test_read_config_empty_file_is_empty_mapping(tmp_path: Path) -> None:

@@ -267,6 +267,17 @@ def test_a_callback_or_hook_that_is_no_method_is_refused_when_the_spider_is_defi
             parse = 5  # type: ignore[assignment]
 
 
+def test_a_hook_written_as_a_classmethod_is_a_method() -> None:
+    class ClassHooks(Spider):
+        name = "class_hooks"
+
+        @classmethod
+        async def start_requests(cls) -> AsyncIterator[Request]:  # type: ignore[override]
+            yield Request("http://a.test/")
+
+    assert ClassHooks.name == "class_hooks"
+
+
 def test_scrapy_s_custom_settings_is_refused_when_the_spider_is_defined() -> None:
     with pytest.raises(
         TypeError, match=r"^Ported.custom_settings: a spider's own settings are `settings = \{...\}` here"
