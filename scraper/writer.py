@@ -95,6 +95,7 @@ class Writer:
         self._queue: HandOff[tuple[Commit, int] | _Refill | None] = HandOff(_QUEUE_SIZE)  # a commit with its rows
         self._queued_rows = 0
         self._room = asyncio.Condition()  # signalled when committed rows leave the queue
+        self._line = asyncio.Lock()  # submitters waiting for room, in the order they came (FIFO)
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._tables = writes.ItemTables()
@@ -122,8 +123,11 @@ class Writer:
         Raises ``StorageError`` once the writer has failed: the crawl must stop, not lose data."""
         self._check_running()
         rows = _rows_of(commit)
-        if not self._has_room_for(rows):  # backpressure in rows: a page with 1,000 links weighs 1,000
-            async with self._room:
+        # backpressure in rows (a page with 1,000 links weighs 1,000), waited for in line: a
+        # small commit let past a large one waiting for room could be a page whose request
+        # rows were in the large one, its outcome then written before its row, and lost
+        if self._line.locked() or not self._has_room_for(rows):
+            async with self._line, self._room:
                 await self._room.wait_for(lambda: self._has_room_for(rows))
             self._check_running()
         self._queued_rows += rows

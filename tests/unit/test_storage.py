@@ -623,6 +623,43 @@ async def test_an_item_past_the_tables_column_limit_fails_alone(
     assert stats.get("items/stored") == 2 and stats.get("errors/validate/ColumnsExhausted") == 1
 
 
+async def test_a_small_commit_waits_for_room_behind_a_large_one(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of 20,000 links waited for room while the commits of its own requests, small,
+    went in ahead of it: their outcomes were written before their rows, which then stayed
+    pending in a finished crawl (5,000 of them)."""
+    monkeypatch.setattr("scraper.writer._QUEUE_ROWS", 10)
+    async with Storage(database, stats=Stats()) as storage:
+        await storage.begin_crawl("books")
+        gate = asyncio.Event()
+        written: list[int] = []
+        write_batch = writer_of(storage)._write
+
+        async def held_write(batch: list[Commit]) -> None:
+            await gate.wait()
+            written.extend(len(commit.items) for commit in batch)
+            await write_batch(batch)
+
+        writer_of(storage)._write = held_write  # type: ignore[method-assign]
+
+        def commit_of(items: int) -> Commit:
+            return Commit(items=[stored_item({"n": n}, "u") for n in range(items)])
+
+        await storage.submit(commit_of(5))  # 6 rows, taken by the held writer
+        large = asyncio.create_task(storage.submit(commit_of(8)))  # 9 rows: 15 > 10, it waits
+        await asyncio.sleep(0.01)
+        small = asyncio.create_task(storage.submit(commit_of(1)))  # 2 rows would fit: it waits in line
+        await asyncio.sleep(0.01)
+        try:
+            assert not large.done() and not small.done()
+        finally:
+            gate.set()
+        await asyncio.wait_for(asyncio.gather(large, small), 5)
+        await storage.finish_crawl(status="finished", reason="finished")
+    assert written == [5, 8, 1]
+
+
 async def test_a_transaction_sqlite_ended_itself_reports_its_own_cause(
     database: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
