@@ -32,7 +32,7 @@ from scraper.pipeline import Pipeline
 from scraper.ratelimit import HostLimiter
 from scraper.records import Commit, error_record
 from scraper.robots import RobotsTxt
-from scraper.runtime import CrawlCollector, keep_freed_heap
+from scraper.runtime import CrawlCollector, allow_open_files, keep_freed_heap
 from scraper.scheduler import Scheduler
 from scraper.seen import MemorySeen, SeenSet, StoredSeen
 from scraper.settings import Settings
@@ -114,6 +114,7 @@ class Engine:
 
     async def run(self) -> CrawlResult:
         keep_freed_heap()  # process-wide and idempotent: parsing stops faulting its memory back in
+        allow_open_files()  # likewise: a socket kept alive per host, over thousands of hosts
         async with AsyncExitStack() as stack:
             stack.enter_context(CrawlCollector.for_concurrency(self.settings.concurrency))
             stack.enter_context(LoopWatch(self.stats))

@@ -30,6 +30,7 @@ from scraper.stats import Stats
 _READ_CHUNK = 64 * 1024
 _REDIRECT_BODY_LIMIT = 64 * 1024
 _CLOSE_SLICE = 256  # pooled connections closed per loop turn at the end of a crawl
+_KEEP_ALIVE = 2.0  # seconds an idle connection is kept for reuse (see __aenter__)
 
 
 class Fetcher:
@@ -56,7 +57,12 @@ class Fetcher:
         self._handle: Handler = build_chain(self._send, middlewares)
 
     async def __aenter__(self) -> Fetcher:
-        connector = aiohttp.TCPConnector(limit=self._settings.concurrency, limit_per_host=0, ttl_dns_cache=300)
+        # limit counts connections in use only; an idle one is kept keepalive_timeout seconds
+        # (15 by default), one per host: over 20,000 hosts at concurrency 32 that was 18,100
+        # open sockets and 110 MB. A busy host reuses its connections well within 2 s.
+        connector = aiohttp.TCPConnector(
+            limit=self._settings.concurrency, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=_KEEP_ALIVE
+        )
         jar: aiohttp.abc.AbstractCookieJar = aiohttp.DummyCookieJar()
         if self._settings.cookies:
             jar = self.cookie_jar = CrawlCookieJar(unsafe=True)

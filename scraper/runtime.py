@@ -26,6 +26,7 @@ MANY_WORKERS_TICK = 0.05  # ... past MANY_WORKERS (loop_budget's threshold: the 
 QUIET_FOR = 0.5  # seconds of ticks that only freeze, at most, after a collection found no garbage
 _YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython's default is 700)
 KEPT_HEAP = 8 * 1024 * 1024  # bytes of freed heap glibc keeps for reuse (its default: 128 KiB at first)
+OPEN_FILES = 65_536  # the soft limit a crawl asks for (allow_open_files)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers, from glibc's malloc.h
 
 
@@ -58,6 +59,26 @@ def run(main: Coroutine[Any, Any, T], *, event_loop: EventLoop = "auto") -> T:
         return asyncio.run(main)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
+
+
+def allow_open_files(wanted: int = OPEN_FILES) -> int:
+    """Raise this process's soft limit on open files to ``wanted`` when the hard limit allows
+    (never lower it); returns the soft limit now in force (0 where there is none to read).
+
+    Why: a crawl over thousands of hosts holds a socket for each connection kept alive, and
+    the usual soft limit of 1,024 ran out: 2,653 fetches failed with "Too many open files",
+    robots.txt went unread, and breakers rested healthy hosts. The hard limit is the system's
+    word on what a process may hold; the soft one is a default, which servers raise too."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to raise
+        return 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
 
 
 def keep_freed_heap(size: int = KEPT_HEAP) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from scraper.loop_budget import MANY_WORKERS
-from scraper.runtime import CrawlCollector, fewer_collections, keep_freed_heap
+from scraper.runtime import CrawlCollector, allow_open_files, fewer_collections, keep_freed_heap
 
 
 class Cycle:
@@ -224,3 +224,19 @@ def test_kept_heap_is_reused_instead_of_faulted_in_again() -> None:
 
 def test_keeping_freed_heap_applies_on_glibc_and_is_a_no_op_elsewhere() -> None:
     assert keep_freed_heap() is _glibc()
+
+
+def test_a_crawl_raises_the_soft_limit_on_open_files_within_the_hard_one() -> None:
+    """At 1,024 open files a crawl over 5,000 hosts failed thousands of fetches with "Too
+    many open files", its kept-alive sockets one per host."""
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 1_024:
+        pytest.skip("the hard limit leaves nothing to raise")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1_024, hard))
+    try:
+        allowed = allow_open_files(4_096)
+        assert allowed == resource.getrlimit(resource.RLIMIT_NOFILE)[0] == min(4_096, hard)
+        assert allow_open_files(2_048) == allowed  # never lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
