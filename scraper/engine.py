@@ -116,8 +116,8 @@ class Engine:
         keep_freed_heap()  # process-wide and idempotent: parsing stops faulting its memory back in
         allow_open_files()  # likewise: a socket kept alive per host, over thousands of hosts
         async with AsyncExitStack() as stack:
-            stack.enter_context(CrawlCollector.for_concurrency(self.settings.concurrency))
-            stack.enter_context(LoopWatch(self.stats))
+            collector = stack.enter_context(CrawlCollector.for_concurrency(self.settings.concurrency))
+            stack.enter_context(LoopWatch(self.stats, own_pauses=lambda: collector.paused))
             parse_pool = await stack.enter_async_context(self._parse_pool())  # before any file or thread
             storage = await stack.enter_async_context(
                 Storage(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from scraper.stats import Stats
 
@@ -24,10 +25,23 @@ EVERY = 0.05
 
 
 class LoopWatch:
-    def __init__(self, stats: Stats, *, every: float = EVERY, threshold: float = THRESHOLD) -> None:
+    def __init__(
+        self,
+        stats: Stats,
+        *,
+        every: float = EVERY,
+        threshold: float = THRESHOLD,
+        own_pauses: Callable[[], float] = lambda: 0.0,
+    ) -> None:
+        """``own_pauses``: the seconds the framework itself has held the loop so far (its
+        garbage collections), left out of what is blamed on the spider's code: a full
+        collection of 0.76 s on a crawl of 20,000 hosts was reported as blocking code in a
+        callback or stage."""
         self._stats = stats
         self._every = every
         self._threshold = threshold
+        self._own_pauses = own_pauses
+        self._own_so_far = 0.0
         self._due = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._warned = False  # in this run: a resumed crawl's counts carry the earlier runs' stalls
@@ -47,7 +61,8 @@ class LoopWatch:
 
     def _tick(self) -> None:
         loop = asyncio.get_running_loop()
-        late = loop.time() - self._due
+        own, self._own_so_far = self._own_so_far, self._own_pauses()
+        late = loop.time() - self._due - (self._own_so_far - own)
         if late >= self._threshold:
             self._held(late)
         self._schedule(loop)

@@ -170,6 +170,7 @@ class CrawlCollector:
         self.ticks = 0
         self.young_collections = 0
         self.full_collections = 0
+        self.paused = 0.0  # seconds its collections held the loop (for LoopWatch: not the spider's doing)
 
     @property
     def every(self) -> float:
@@ -195,6 +196,7 @@ class CrawlCollector:
 
     def _tick(self) -> None:
         self.ticks += 1
+        started = time.perf_counter()
         if self._quiet_left:
             self._quiet_left -= 1
         else:
@@ -202,6 +204,7 @@ class CrawlCollector:
         gc.freeze()
         if self._full_is_due():
             self.collect_all()
+        self.paused += time.perf_counter() - started
         self._timer = asyncio.get_running_loop().call_later(self._every, self._tick)
 
     def _collect_young(self) -> None:
