@@ -75,8 +75,7 @@ class Storage:
         self._exit = ExitStack()
         self._watch = FileWatch(path)  # deleted while the crawl runs, the file is written back
         self._answers_known = answers_known
-        self._writer: Writer | None = None  # from begin_crawl to finish_crawl
-        self._cookies: CrawlCookieJar | None = None  # the jar kept with the crawl (keep_cookies)
+        self._writer: Writer | None = None  # made by begin_crawl; stopped, it still counts what it stored
         self.crawl_id = 0
 
     async def __aenter__(self) -> Storage:
@@ -201,7 +200,7 @@ class Storage:
     def keep_cookies(self, jar: CrawlCookieJar) -> None:
         """Write ``jar``'s changes with the pages, so that a resume starts from what it held:
         each transaction takes those made until it begins (with them those of its pages)."""
-        self._cookies = self._writing.cookies = jar
+        self._writing.cookies = jar
 
     async def finish_crawl(self, *, status: str, reason: str) -> None:
         """Drain the writer, then close the crawl's row with its status and final statistics.
@@ -250,7 +249,7 @@ class Storage:
     @property
     def items_stored(self) -> int:
         """The crawl's items committed so far (resumed runs' included)."""
-        return self._writer.items_stored if self._writer is not None else 0
+        return self._writer.items_stored if self._writer is not None else 0  # 0 before the crawl begins
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -288,23 +287,23 @@ class Storage:
     @property
     def _writing(self) -> Writer:
         if self._writer is None:
-            raise StorageError(f"cannot write to {self.path}: the crawl has not begun, or has finished")
+            raise StorageError(f"cannot write to {self.path}: the crawl has not begun")
         return self._writer
 
     async def _stop_writer(self) -> None:
-        """Raises ``WriteFailed`` if a write failed."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            await writer.stop()
+        """Raises ``WriteFailed`` if a write failed (once: a stopped writer stops again quietly)."""
+        if self._writer is not None:
+            await self._writer.stop()
 
     async def _keep_or_forget_cookies(self, status: str) -> None:
         """A crawl that will resume keeps its jar's last changes; one that is over, no cookie
         (the file outlives the sessions it would otherwise hold)."""
+        jar = self._writer.cookies if self._writer is not None else None
         if status not in crawls.RESUMABLE:
             await self._connection.execute(schema.FORGET_COOKIES, (self.crawl_id,))
-        elif self._cookies is not None and (changes := self._cookies.changes()) is not None:
+        elif jar is not None and (changes := jar.changes()) is not None:
             await writes.execute_all(self._connection, crawls.save_cookies(self.crawl_id, changes))
-            self._cookies.saved(changes)
+            jar.saved(changes)
 
 
 async def _upgrade(db: aiosqlite.Connection) -> None:
