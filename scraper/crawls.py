@@ -134,13 +134,14 @@ async def _resume(db: aiosqlite.Connection, crawl_id: int, stats: dict[str, Any]
         "SELECT state, count(*) FROM scraper_requests WHERE crawl_id = ? GROUP BY state", (crawl_id,)
     ) as cursor:
         states = {state: count for state, count in await cursor.fetchall()}
+    # one pass over the crawl's rows: its pages (done, and not a redirect hop) and its fetches
+    # (every attempt, retries and hops included: what close.max_pages counts)
     async with db.execute(
-        "SELECT count(*) FROM scraper_requests WHERE crawl_id = ? AND state = 'done'"
-        " AND (reason IS NULL OR reason NOT LIKE 'redirect to %')",
+        "SELECT coalesce(sum(state = 'done' AND (reason IS NULL OR reason NOT LIKE 'redirect to %')), 0),"
+        " coalesce(sum(attempts), 0) FROM scraper_requests WHERE crawl_id = ?",
         (crawl_id,),
     ) as cursor:
-        row = await cursor.fetchone()
-    pages = int(row[0]) if row else 0
+        pages, fetches = await cursor.fetchone() or (0, 0)
     async with db.execute(schema.CRAWL_COOKIES, (crawl_id,)) as cursor:
         cookies = tuple(StoredCookie(*row) for row in await cursor.fetchall())
     async with db.execute(
@@ -148,11 +149,6 @@ async def _resume(db: aiosqlite.Connection, crawl_id: int, stats: dict[str, Any]
         (crawl_id,),
     ) as cursor:
         errors = {f"errors/{stage}/{kind}": count for stage, kind, count in await cursor.fetchall()}
-    async with db.execute(
-        "SELECT coalesce(sum(attempts), 0) FROM scraper_requests WHERE crawl_id = ?", (crawl_id,)
-    ) as cursor:
-        row = await cursor.fetchone()
-    fetches = int(row[0]) if row else 0
     items = await count_items(db, crawl_id)
     return CrawlStart(crawl_id, True, states, pages, items, stats, errors=errors, fetches=fetches, cookies=cookies)
 
