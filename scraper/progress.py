@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from scraper.stats import SEEDING_CUT_SHORT, Stats
+from scraper.stats import SEEDING_CUT_SHORT, SEEDING_CUT_SHORT_SAYS, Stats
 
 _REFRESH_SECONDS = 0.25
 _EXAMPLE_CHARS = 240  # an error's first message in the summary, at most: the rest is in scraper_errors
@@ -87,9 +87,7 @@ def summary(
     table = Table(show_header=False, box=None, padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    cut_short = (
-        "; start_requests() raised, so nothing it had yet to yield was crawled" if stats.get(SEEDING_CUT_SHORT) else ""
-    )
+    cut_short = f"; {SEEDING_CUT_SHORT_SAYS}" if stats.get(SEEDING_CUT_SHORT) else ""
     table.add_row("crawl", f"{spider}: {status} ({reason}){cut_short}")
     this_run = pages - before
     rate = f"{this_run:,} in {seconds:,.1f}s = {this_run / max(seconds, 1e-9):,.0f} pages/s"

@@ -10,6 +10,8 @@ ITEM_TOTALS = frozenset({"scraped", "dropped", "stored", "over_limit"})
 """Counters under ``items/`` that are totals; every other ``items/<name>`` is a table's count."""
 SEEDING_CUT_SHORT = "start/raised"
 """Set when ``start_requests()`` raised: the crawl went on without what it had yet to yield."""
+SEEDING_CUT_SHORT_SAYS = "start_requests() raised, so nothing it had yet to yield was crawled"
+"""How the summary and ``status`` say it."""
 
 
 class Stats:

@@ -27,7 +27,7 @@ from scraper.errors import StorageError
 from scraper.lock import CrawlLock
 from scraper.progress import one_line
 from scraper.query import read_only
-from scraper.stats import SEEDING_CUT_SHORT
+from scraper.stats import SEEDING_CUT_SHORT, SEEDING_CUT_SHORT_SAYS
 
 RATE_WINDOW = 60.0  # seconds of finished pages the rate is measured over
 TOP_HOSTS = 20
@@ -260,7 +260,7 @@ def render(status: CrawlStatus, *, top: int = TOP_HOSTS) -> Group:
     header.add_row("rate", f"{rate.per_second:,.1f} pages/s ({rate.span}) · ETA {eta}")
     header.add_row("database", str(status.database))
     if crawl.counted(SEEDING_CUT_SHORT):  # the summary said so; run exited 1
-        header.add_row("seeding", "start_requests() raised, so nothing it had yet to yield was crawled")
+        header.add_row("seeding", SEEDING_CUT_SHORT_SAYS)
     if crawl.superseded:  # its pages' rows, and its keyed items, belong to the crawls that met them again
         header.add_row(
             "note",
