@@ -6,9 +6,10 @@ write waits, and the crawl only looks slow. A timer that should run every 50 ms 
 how late it ran (a hold that began just after a run shows that much short: run every
 quarter second, it missed a 0.7 s hold and took one of a second for 0.8 s); when it ran
 ``threshold`` seconds late or more, the loop was held, and the first time this happens in a
-crawl it is a warning saying what usually causes it. Every such stall is counted
-(``loop/stalls``, and the worst in ``loop/worst_stall_ms``), for
-the summary. Twenty timer runs a second: nothing on the page's path."""
+crawl it is a warning saying what usually causes it. The framework's own garbage
+collections are left out (``own_pauses``). Every stall is counted (``loop/stalls``, and the
+worst in ``loop/worst_stall_ms``) for the summary. Twenty timer runs a second: nothing on
+the page's path."""
 
 from __future__ import annotations
 

@@ -36,8 +36,8 @@ def uvloop_available() -> bool:
 
 def loop_factory(choice: EventLoop) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The factory for ``choice`` (None: asyncio's own). ``auto`` takes uvloop when it is
-    installed (the ``fast`` extra: ``pip install -e '.[fast]'`` in a clone): its loop, timers and sockets are written in
-    C, which saves CPU on every request."""
+    installed (the ``fast`` extra: ``pip install -e '.[fast]'`` in a clone): its loop, timers
+    and sockets are written in C, which saves CPU on every request."""
     if choice == "asyncio" or (choice == "auto" and not uvloop_available()):
         return None
     try:
