@@ -1,6 +1,8 @@
 """robots.txt (RFC 9309) as a fetch middleware: a request passes on to the handler only once its
 origin's robots.txt is known and allows it. The file itself is fetched through the same inner
-chain (same session, same host limits), once per origin, and cached for the crawl.
+chain (same session, same host limits), once per origin, and cached: for at most 24 hours (RFC
+9309 2.4), and for at most ``MAX_ORIGINS`` origins at a time, so that a crawl over millions of
+hosts keeps its memory flat.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ ALL_STATUSES = range(100, 600)
 
 MAX_REDIRECTS = 5  # RFC 9309 2.3.1.2: follow at least five; beyond that the file is "unavailable"
 MAX_UNAVAILABLE = 3  # consecutive 5xx/unreachable outcomes before an origin is given up
+MAX_AGE = 24 * 3600.0  # RFC 9309 2.4: a cached file is not used for more than 24 hours...
+# ...unless it cannot be fetched again: then the rules kept are used, and asked again this much later
+MAX_ORIGINS = 10_000  # origins whose policy is cached; past it the oldest is forgotten (and fetched again if met)
 
 
 class CrawlDelaySink(Protocol):
@@ -49,12 +54,13 @@ class _Policy:
 
     rules: Protego | _Verdict
     failures: int = 0
-    retry_at: float = 0.0
+    retry_at: float = 0.0  # when to fetch the file again: after its window while unavailable, else at MAX_AGE
     error: FetchError | None = None  # the last failure, while unavailable
 
     def stale(self, now: float) -> bool:
-        """An unavailable file is refetched after its window, until the origin is given up."""
-        return self.rules is _Verdict.UNAVAILABLE and self.failures < MAX_UNAVAILABLE and now >= self.retry_at
+        """Due to be fetched again: an unavailable file after its window, until the origin is
+        given up; a known one once it is ``MAX_AGE`` old."""
+        return now >= self.retry_at and (self.rules is not _Verdict.UNAVAILABLE or self.failures < MAX_UNAVAILABLE)
 
 
 class RobotsTxt:
@@ -96,12 +102,26 @@ class RobotsTxt:
         policy = self._policies.get(origin)
         if policy is not None and not policy.stale(time.monotonic()):
             return policy
-        async with self._locks.setdefault(origin, asyncio.Lock()):
-            policy = self._policies.get(origin)
-            if policy is None or policy.stale(time.monotonic()):
-                policy = await self._load(origin, url.host or "", handler, policy)
-                self._policies[origin] = policy
-            return policy
+        lock = self._locks.setdefault(origin, asyncio.Lock())
+        try:
+            async with lock:
+                policy = self._policies.get(origin)
+                if policy is None or policy.stale(time.monotonic()):
+                    policy = await self._load(origin, url.host or "", handler, policy)
+                    self._keep(origin, policy)
+                return policy
+        finally:
+            if not lock.locked() and self._locks.get(origin) is lock:  # a waiter keeps its own reference
+                del self._locks[origin]
+
+    def _keep(self, origin: str, policy: _Policy) -> None:
+        """Cache ``policy`` as the newest entry; past ``MAX_ORIGINS``, forget the oldest."""
+        policies = self._policies
+        policies.pop(origin, None)  # re-inserted: dicts keep insertion order, oldest first
+        policies[origin] = policy
+        if len(policies) > MAX_ORIGINS:
+            del policies[next(iter(policies))]
+            self._stats.increment("robots/forgotten")
 
     def _check(self, policy: _Policy, url: str) -> None:
         """Return if ``url`` may be fetched; else raise ``Filtered`` or, while the file is down, ``TryLater``."""
@@ -139,7 +159,7 @@ class RobotsTxt:
         if response is None or not (200 <= response.status < 300 or unavailable):
             logger.debug("robots.txt of %s: allow all (%s)", origin, response and response.status)
             self._stats.increment("robots/allow_all")
-            return _Policy(_Verdict.ALLOW_ALL)
+            return _Policy(_Verdict.ALLOW_ALL, retry_at=time.monotonic() + MAX_AGE)
         if unavailable:  # 429 too: a server asking us to slow down is not saying "allow all"
             status = HttpStatusError(f"HTTP {response.status}", url=response.url, status=response.status)
             return self._unavailable(origin, status, previous)
@@ -148,7 +168,7 @@ class RobotsTxt:
         delay = rules.crawl_delay(self._token)
         if delay is not None:
             self._limiter.set_crawl_delay(host, min(delay, self._settings.robots.max_crawl_delay))
-        return _Policy(rules)
+        return _Policy(rules, retry_at=time.monotonic() + MAX_AGE)
 
     async def _fetch(self, url: str, handler: Handler) -> Response | None:
         """The final response after up to ``MAX_REDIRECTS`` hops, each through ``handler``;
@@ -169,10 +189,16 @@ class RobotsTxt:
         return None
 
     def _unavailable(self, origin: str, error: FetchError, previous: _Policy | None) -> _Policy:
-        """Disallow the origin for ``unavailable_retry`` seconds; failures count only while consecutive."""
-        failures = previous.failures + 1 if previous is not None else 1
+        """Disallow the origin for ``unavailable_retry`` seconds; failures count only while consecutive.
+        A file known before and due again (``MAX_AGE``) keeps its rules meanwhile, as RFC 9309 2.4 allows."""
         self._stats.increment("robots/unavailable")
         wait = self._settings.robots.unavailable_retry
+        if previous is not None and previous.rules is not _Verdict.UNAVAILABLE:
+            logger.info(
+                "robots.txt of %s unavailable again (%s): its rules kept, asked again in %gs", origin, error, wait
+            )
+            return dataclasses.replace(previous, retry_at=time.monotonic() + wait)
+        failures = previous.failures + 1 if previous is not None else 1
         if failures == 1:  # said once per origin: else a crawl waits minutes with its cause unseen
             logger.warning(
                 "robots.txt of %s unavailable (%s): its requests wait %gs, then it is asked again "

@@ -346,3 +346,49 @@ def test_the_engine_adds_the_middleware_only_when_robots_txt_is_on() -> None:
             settings=settings, stats=Stats(), limiter=HostLimiter(settings=settings, stats=Stats())
         )
         assert [type(middleware) for middleware in chain] == ([RobotsTxt] if enabled else [])
+
+
+async def test_a_file_is_fetched_again_once_a_day_old(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("scraper.robots.MAX_AGE", 0.05)  # RFC 9309 2.4: at most 24 hours
+    site = FakeSite({"http://a.test/robots.txt": robots("User-agent: *\nDisallow: /old\n")})
+    robots_txt, stats, _ = middleware()
+    with pytest.raises(Filtered):
+        await get(robots_txt, site, "http://a.test/old")
+    site.routes["http://a.test/robots.txt"] = robots("User-agent: *\nDisallow: /new\n")
+    assert (await get(robots_txt, site, "http://a.test/new")).status == 200  # still the cached file
+    await asyncio.sleep(0.07)
+    assert (await get(robots_txt, site, "http://a.test/old")).status == 200
+    with pytest.raises(Filtered):
+        await get(robots_txt, site, "http://a.test/new")
+    assert site.robots_fetches() == ["http://a.test/robots.txt"] * 2
+    assert stats.get("robots/fetched") == 2
+
+
+@pytest.mark.parametrize("outage", [robots("", status=503), ConnectionFailed("down", url="http://a.test/robots.txt")])
+async def test_a_known_file_that_cannot_be_fetched_again_keeps_its_rules(
+    outage: Route, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("scraper.robots.MAX_AGE", 0.05)
+    site = FakeSite({"http://a.test/robots.txt": robots("User-agent: *\nDisallow: /private\n")})
+    robots_txt, stats, _ = middleware(make_settings(user_agent="testbot/1.0", robots={"unavailable_retry": 30}))
+    await get(robots_txt, site, "http://a.test/public")
+    site.routes["http://a.test/robots.txt"] = outage
+    await asyncio.sleep(0.07)
+    # not parked as a host never known would be: the rules kept are obeyed, and not asked for again meanwhile
+    assert (await get(robots_txt, site, "http://a.test/public")).status == 200
+    with pytest.raises(Filtered):
+        await get(robots_txt, site, "http://a.test/private")
+    assert site.robots_fetches() == ["http://a.test/robots.txt"] * 2
+    assert (stats.get("robots/fetched"), stats.get("robots/unavailable")) == (1, 1)
+
+
+async def test_the_cache_forgets_its_oldest_origin_past_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("scraper.robots.MAX_ORIGINS", 2)
+    site = FakeSite()
+    robots_txt, stats, _ = middleware()
+    for origin in ("http://a.test", "http://b.test", "http://c.test", "http://b.test", "http://a.test"):
+        await get(robots_txt, site, f"{origin}/page")
+    # a and b are kept, then c pushes a out; b is still cached, a is fetched again (pushing b out)
+    assert site.robots_fetches() == [f"http://{host}.test/robots.txt" for host in "abca"]
+    assert stats.get("robots/forgotten") == 2
+    assert not robots_txt._locks  # one lock per origin while its file loads, none kept after
