@@ -75,6 +75,15 @@ class Item(pydantic.BaseModel):
             object.__setattr__(self, "__pydantic_extra__", None)
             object.__setattr__(self, "__pydantic_private__", None)
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> typing.Self:
+        """A copy; inside a callback, a copy of an item that failed validation fails with it
+        (pydantic does not validate a copy: it was stored as it was)."""
+        copy = super().model_copy(update=update, deep=deep)
+        invalid = _invalid_items.get()
+        if invalid and id(self) in invalid:
+            invalid[id(copy)] = invalid[id(self)]
+        return copy
+
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
@@ -120,6 +129,57 @@ class deferred_validation:  # lower case, like contextlib.suppress: it reads as 
 
     def __exit__(self, *exc_info: object) -> None:
         _invalid_items.reset(self._token)
+
+
+def invalid_part(
+    record: Item | Mapping[str, Any], invalid: Mapping[int, pydantic.ValidationError]
+) -> pydantic.ValidationError | None:
+    """The errors of the invalid items that ``record`` holds (as a field's value, in a list or
+    a dict, at any depth), each at its path in ``record``; None if it holds none. pydantic
+    takes an item as a field's value without validating it again: an item that failed inside a
+    callback was stored as part of another one, with no error."""
+    details: list[Any] = []
+    seen: set[int] = set()
+
+    def look(path: tuple[str | int, ...], value: Any) -> None:
+        if path and id(value) in invalid:
+            details.extend({**detail, "loc": (*path, *detail["loc"])} for detail in invalid[id(value)].errors())
+            return
+        if id(value) in seen:  # a structure met twice (or holding itself) is read once
+            return
+        seen.add(id(value))
+        if isinstance(value, Item):
+            for name, inner in value.__dict__.items():
+                look((*path, name), inner)
+        elif isinstance(value, Mapping):
+            for name, inner in value.items():
+                look((*path, str(name)), inner)
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            for index, inner in enumerate(value):
+                look((*path, index), inner)
+
+    look((), record)
+    if not details:
+        return None
+    title = type(record).__name__ if isinstance(record, Item) else "dict item"
+    return pydantic.ValidationError.from_exception_data(title, details)
+
+
+def validation_message(error: pydantic.ValidationError) -> str:
+    """pydantic's error on one line, as an error row and the summary show it: the model, then
+    each field's path, what is wrong and the value given (pydantic's own text takes three
+    lines a field, and a link)."""
+    parts = []
+    for detail in error.errors(include_url=False):
+        where = ".".join(map(str, detail["loc"])) or "(the item)"
+        given = "" if detail["type"] == "missing" else f" (given {_shown(detail.get('input'))})"
+        parts.append(f"{where}: {detail['msg']}{given}")
+    return f"{error.title}: {'; '.join(parts)}"
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def snake_case(name: str) -> str:

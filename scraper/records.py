@@ -15,10 +15,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import pydantic
+
 from scraper import habits
 from scraper.encoding import storable
 from scraper.errors import CallbackTimeout, FetchError, notes_of
 from scraper.frontier import Refused, Scheduled
+from scraper.item import validation_message
 from scraper.stats import Stats
 
 
@@ -64,7 +67,8 @@ def error_record(
     expected = isinstance(error, (FetchError, CallbackTimeout))
     if not expected:
         habits.annotate(error)
-    message = f"{context}{str(error) or type(error).__name__}{notes_of(error)}"
+    said = validation_message(error) if isinstance(error, pydantic.ValidationError) else str(error)
+    message = f"{context}{said or type(error).__name__}{notes_of(error)}"
     # a lone surrogate, as it was, made the error row unwritable: the writer stopped the
     # crawl, and again on every resume
     url, message = url and storable(url), storable(message)

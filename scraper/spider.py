@@ -19,7 +19,7 @@ import pydantic
 
 from scraper.errors import ConfigError
 from scraper.http import Request, Response
-from scraper.item import Item, deferred_validation
+from scraper.item import Item, deferred_validation, invalid_part
 
 _SPIDER_NAME = re.compile(r"\w[\w.-]*")
 
@@ -153,7 +153,7 @@ class CallbackResult:
 
     requests: list[Request]
     items: list[Item | dict[str, Any]]
-    invalid: list[tuple[Item, pydantic.ValidationError]]
+    invalid: list[tuple[Item | dict[str, Any], pydantic.ValidationError]]
     strays: list[str] = dataclasses.field(default_factory=list)  # type names of other outputs
     # requests a parse process could not send back (a callback that is no method of the
     # spider), each as the error its admission would have been
@@ -193,13 +193,13 @@ def _sort_outputs(
     for output in outputs:
         if isinstance(output, Request):
             result.requests.append(output)
-        elif isinstance(output, Item):
-            if invalid and id(output) in invalid:
-                result.invalid.append((output, invalid[id(output)]))
-            else:
+        elif isinstance(output, (Item, dict)):
+            # a page with an invalid item: any other item may hold it (pydantic took it as it was)
+            error = (invalid.get(id(output)) or invalid_part(output, invalid)) if invalid else None
+            if error is None:
                 result.items.append(output)
-        elif isinstance(output, dict):
-            result.items.append(output)
+            else:
+                result.invalid.append((output, error))
         elif type(output) in NESTED_OUTPUTS:
             _sort_outputs(output, result, invalid, delegated)
         elif type(output) is types.AsyncGeneratorType:

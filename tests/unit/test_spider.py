@@ -377,3 +377,50 @@ def test_a_name_that_cannot_name_a_database_file_is_refused(name: Any) -> None:
 @pytest.mark.parametrize("name", ["books", "quotes-toscrape", "example.com", "café_2"])
 def test_usual_names_are_accepted(name: str) -> None:
     assert type("Named", (Spider,), {"name": name}).name == name
+
+
+class Author(Item):
+    name: str
+    born: int
+
+
+class Book(Item):
+    title: str
+    author: Author | None = None
+    authors: list[Author] = []
+
+
+async def test_an_item_holding_an_invalid_item_is_invalid_too() -> None:
+    """pydantic takes an item as a field's value without validating it again: an invalid one
+    made inside a callback was stored as part of another (and as a copy), with no error row."""
+
+    async def callback(response: Response) -> AsyncIterator[Any]:
+        bad = Author(name="X")  # born is missing
+        yield Book(title="nested", author=bad, authors=[Author(name="Y", born=1), bad])
+        yield bad.model_copy(update={"name": "Z"})
+        yield {"found": {"by": [bad]}}
+        yield Book(title="kept", author=Author(name="Y", born=1))
+        yield {"kept": [1, 2]}
+
+    result = await run_callback(callback, make_response())
+    assert [getattr(item, "title", item) for item in result.items] == ["kept", {"kept": [1, 2]}]
+    errors = {(type(item).__name__, error.title): error.errors(include_url=False) for item, error in result.invalid}
+    assert [(where, [detail["loc"] for detail in details]) for where, details in errors.items()] == [
+        (("Book", "Book"), [("author", "born"), ("authors", 1, "born")]),
+        (("Author", "Author"), [("born",)]),
+        (("dict", "dict item"), [("found", "by", 0, "born")]),
+    ]
+
+
+def test_a_validation_error_is_said_on_one_line_with_the_values_given() -> None:
+    from scraper.item import validation_message
+
+    with pytest.raises(pydantic.ValidationError) as caught:
+        Author(name=5, born="in " + "x" * 100)  # type: ignore[arg-type]
+    message = validation_message(caught.value)
+    assert "\n" not in message and "errors.pydantic.dev" not in message
+    assert message.startswith("Author: name: Input should be a valid string (given 5); born: Input should be a valid")
+    assert message.endswith(f"(given 'in {'x' * 53}...)")
+    with pytest.raises(pydantic.ValidationError) as caught:
+        Author()  # type: ignore[call-arg]
+    assert validation_message(caught.value) == "Author: name: Field required; born: Field required"
