@@ -239,7 +239,7 @@ class Writer:
         (found by binding each item alone) or its new columns (a table past SQLite's 2,000,
         named by the error); failing that, with none of its items and one error row for the
         page. Still atomic: the page's outcome and what is kept commit together."""
-        unstorable = await asyncio.to_thread(_unbindable, commit.items)
+        unstorable = await asyncio.to_thread(_unbindable, commit.items) or await self._refused_by_tables(commit.items)
         tried = 0  # items left out by the last try
         while True:
             culprit = getattr(error, "item", None)
@@ -272,6 +272,29 @@ class Writer:
         failure = error_record("validate", error, url, self._stats, context="the page's items could not be stored: ")
         await self._write([commit._replace(items=(), errors=[*commit.errors, failure])])
 
+    async def _refused_by_tables(self, items: Sequence[StoredItem]) -> list[tuple[StoredItem, Exception]]:
+        """The items their tables refuse (a UNIQUE index a user made, a key another class
+        gave the table, a duplicate of an earlier item on the page), each with the error:
+        found by storing them one by one in a transaction that is rolled back. Without this,
+        one such item cost every item of its page."""
+        db, now, found = self._db, utc_now(), []
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for item in items:
+                await db.execute("SAVEPOINT item")
+                try:
+                    await self._tables.ensure_all(db, [item])
+                    await writes.execute_all(db, writes.insert_items([item], self._crawl_id, now)[0])
+                except _UNSTORABLE as exc:
+                    await db.execute("ROLLBACK TO item")
+                    self._tables.forget()  # a table or column it made is gone again
+                    found.append((item, _with_key_values(exc, item)))
+                await db.execute("RELEASE item")
+        finally:
+            await roll_back(db, self._path)
+            self._tables.forget()
+        return found
+
     async def _write(self, batch: list[Commit]) -> None:
         """One transaction for ``batch``: three trips to the connection's thread (the
         ``BEGIN``, every statement at once, the ``COMMIT``), whatever its size."""
@@ -297,7 +320,7 @@ class Writer:
             await db.execute("COMMIT")
         except BaseException:
             await roll_back(db, self._path)
-            self._tables = writes.ItemTables()  # what it knew may include tables rolled back
+            self._tables.forget()  # what it knew may include tables rolled back
             raise
         self._committed(requests, refused, stored)
         if jar is not None and cookies is not None:
@@ -386,6 +409,20 @@ def _unbindable(items: Sequence[StoredItem]) -> list[tuple[StoredItem, Exception
                         break
                 found.append((item, exc))
     return found
+
+
+_UNIQUE_FAILED = "UNIQUE constraint failed: "
+
+
+def _with_key_values(error: Exception, item: StoredItem) -> Exception:
+    """``error`` with a note of the values SQLite found twice, when it is a UNIQUE constraint's:
+    which of the page's items it was."""
+    said = str(error)
+    if isinstance(error, sqlite3.IntegrityError) and said.startswith(_UNIQUE_FAILED):
+        names = [column.rpartition(".")[2] for column in said.removeprefix(_UNIQUE_FAILED).split(", ")]
+        values = ", ".join(f"{name}={item.row.get(name)!r}" for name in names)
+        error.add_note(values)
+    return error
 
 
 def _rows_of(commit: Commit) -> int:

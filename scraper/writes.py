@@ -30,13 +30,23 @@ _MAX_ROWS = 500  # rows per statement, at most: fewer, longer statements bind th
 _MAX_PARAMETERS = 30_000  # SQLite allows 32,766 bound parameters
 
 
-class ColumnsExhausted(ValueError):
-    """An item whose new columns would take its table past SQLite's limit: it cannot be
-    stored, the others can (a ``ValueError``, so storage leaves it out; ``item`` names it)."""
+class ItemRefused(ValueError):
+    """An item its table cannot take: it is not stored, the others are (a ``ValueError``, so
+    storage leaves it out; ``item`` names it)."""
 
     def __init__(self, item: StoredItem, message: str) -> None:
         super().__init__(message)
         self.item = item
+
+
+class ColumnsExhausted(ItemRefused):
+    """An item whose new columns would take its table past SQLite's limit."""
+
+
+class KeyConflict(ItemRefused):
+    """An item whose class has another key than the class that wrote its table first in this
+    crawl. Its table cannot have both: each class's first item replaced the other's unique
+    index, or one class's rows failed on the other's."""
 
 
 class ItemTables:
@@ -47,11 +57,21 @@ class ItemTables:
     def __init__(self) -> None:
         self._columns: dict[str, set[str]] = {}  # names known to be writable, as items spell them
         self._folded: dict[str, set[str]] = {}  # the table's columns, as SQLite compares them
+        self._spelled_keys: dict[str, tuple[str, ...]] = {}  # the key of each table made, as items spell it
+        self._keys: dict[str, tuple[str, ...]] = {}  # each table's key, by its name as SQLite compares it
+
+    def forget(self) -> None:
+        """Forget what exists (a transaction that made it was rolled back), but not which key
+        each table has: the class that wrote a table first keeps it for the crawl."""
+        self._columns.clear()
+        self._folded.clear()
+        self._spelled_keys.clear()
 
     def knows(self, item: StoredItem) -> bool:
-        """Whether ``item``'s table and columns exist already (checked without an await)."""
+        """Whether ``item``'s table and columns exist already, with its key (checked without an
+        await)."""
         known = self._columns.get(item.table)
-        return known is not None and known.issuperset(item.columns)
+        return known is not None and self._spelled_keys[item.table] == item.key and known.issuperset(item.columns)
 
     async def ensure_all(self, db: aiosqlite.Connection, items: Sequence[StoredItem]) -> None:
         """Create the tables and columns that ``items`` need and that do not exist yet (rare:
@@ -62,6 +82,13 @@ class ItemTables:
 
     async def ensure(self, db: aiosqlite.Connection, item: StoredItem) -> None:
         """Create what ``knows`` found missing: the table, new columns, the key's index."""
+        key = self._keys.setdefault(folded(item.table), item.key)
+        if key != item.key:
+            raise KeyConflict(
+                item,
+                f"table {item.table!r} has key {key or 'none'} in this crawl (another item class wrote it first), "
+                f"this item's class {item.key or 'none'}: give both one key, or each its own table",
+            )
         known = self._columns.get(item.table)
         if known is None:
             await db.execute(schema.create_item_table(item.table, dict(item.columns)))
@@ -71,6 +98,7 @@ class ItemTables:
             _warn_of_changed_types(item, declared)
             await self._drop_other_keys(db, item)
             self._columns[item.table] = known
+            self._spelled_keys[item.table] = item.key
             self._folded[item.table] = {folded(name) for name in known}
         existing = self._folded[item.table]
         new = {folded(name) for name in item.columns} - existing
@@ -97,14 +125,14 @@ class ItemTables:
         """Drop the unique index of a key the item's class no longer has. Kept, the old key
         still held: with ``key = ("sku",)`` where an earlier crawl had ``("url",)``, every page
         of several products failed on "UNIQUE constraint failed: product.url"."""
-        current = schema.key_index_name(item.table, item.key) if item.key else None
+        current = folded(schema.key_index_name(item.table, item.key)) if item.key else None
         prefix = schema.key_index_prefix(item.table)
         async with db.execute(f"PRAGMA index_list({schema.quote(item.table)})") as cursor:
             indexes = [row[1] for row in await cursor.fetchall()]
-        for index in indexes:
-            if index.startswith(prefix) and index != current:
+        for index in indexes:  # named as SQLite compares names: 'Mixed__key__a' is a key of 'mixed'
+            if folded(index).startswith(folded(prefix)) and folded(index) != current:
                 await db.execute(schema.drop_index(index))
-                old_key = tuple(index.removeprefix(prefix).split("__"))
+                old_key = tuple(index[len(prefix) :].split("__"))
                 logger.warning("table %r: its key is now %s, not %s; the old key's unique index is dropped",
                                item.table, item.key or "none", old_key)  # fmt: skip
 

@@ -799,3 +799,86 @@ async def test_a_database_another_program_keeps_locked_is_one_error(
                 await storage.begin_crawl("books")
         other.execute("ROLLBACK")
     assert rows(database, "SELECT status, finish_reason FROM scraper_crawls") == [("interrupted", "SIGINT")]
+
+
+class Shared(Item):
+    table: ClassVar[str] = "shared"
+    key: ClassVar[tuple[str, ...]] = ("a",)
+    a: str
+
+
+class SharedUnkeyed(Item):
+    table: ClassVar[str] = "Shared"  # the same table to SQLite, spelt otherwise
+    a: str
+
+
+async def test_a_class_with_another_key_than_its_tables_fails_alone(database: Path) -> None:
+    """Two classes on one table, one keyed: the first to write it keeps its key for the crawl,
+    the other's items fail by name. The unkeyed class's items had failed on the key's index
+    (or dropped it), each taking its page's other items with it."""
+    stats = await write(
+        database,
+        Commit(items=[stored_item(Shared(a="x"), "http://a.test/1")]),
+        Commit(
+            items=[
+                stored_item(SharedUnkeyed(a="x"), "http://a.test/2"),
+                stored_item(Shared(a="y"), "http://a.test/2"),
+                stored_item(book(), "http://a.test/2"),
+            ]
+        ),
+        Commit(items=[stored_item(Shared(a="x"), "http://a.test/3")]),  # upserted: the key still holds
+    )
+    assert rows(database, "SELECT a, _url FROM shared ORDER BY a") == [
+        ("x", "http://a.test/3"),
+        ("y", "http://a.test/2"),
+    ]
+    assert rows(database, "SELECT count(*) FROM book") == [(1,)]
+    assert rows(database, "SELECT name FROM pragma_index_list('shared')") == [("shared__key__a",)]
+    assert rows(database, "SELECT stage, error_type, url, message FROM scraper_errors") == [
+        (
+            "validate",
+            "KeyConflict",
+            "http://a.test/2",
+            "not stored in table 'Shared': table 'Shared' has key ('a',) in this crawl (another item class wrote "
+            "it first), this item's class none: give both one key, or each its own table",
+        )
+    ]
+    assert stats.get("items/stored") == 4
+
+
+async def test_an_item_a_unique_index_refuses_fails_alone_and_is_named(database: Path) -> None:
+    """A UNIQUE index the user made (or any constraint) refusing one item had every item of
+    its page dropped, under one error naming neither."""
+    await write(database, Commit(items=[stored_item({"sku": "a"}, "http://a.test/1")]))
+    with closing(sqlite3.connect(database)) as db:
+        db.execute("CREATE UNIQUE INDEX item_sku ON item (sku)")
+    await write(
+        database,
+        Commit(items=[stored_item({"sku": sku}, "http://a.test/2") for sku in ("b", "a", "c", "b")]),
+    )
+    assert rows(database, "SELECT sku FROM item ORDER BY _id") == [("a",), ("b",), ("c",)]
+    assert rows(database, "SELECT error_type, message FROM scraper_errors") == [
+        ("IntegrityError", "not stored in table 'item': UNIQUE constraint failed: item.sku (sku='a')"),
+        ("IntegrityError", "not stored in table 'item': UNIQUE constraint failed: item.sku (sku='b')"),
+    ]
+
+
+class Mixed(Item):
+    table: ClassVar[str] = "Mixed"
+    key: ClassVar[tuple[str, ...]] = ("a",)
+    a: str
+    b: str
+
+
+class MixedByB(Item):
+    table: ClassVar[str] = "mixed"
+    key: ClassVar[tuple[str, ...]] = ("b",)
+    a: str
+    b: str
+
+
+async def test_a_changed_key_is_replaced_whatever_the_case_of_the_tables_name(database: Path) -> None:
+    await write(database, Commit(items=[stored_item(Mixed(a="1", b="x"), "u")]))
+    await write(database, Commit(items=[stored_item(MixedByB(a="1", b=b), "u") for b in ("y", "z")]))
+    assert rows(database, "SELECT name FROM pragma_index_list('mixed')") == [("mixed__key__b",)]
+    assert rows(database, "SELECT a, b FROM mixed ORDER BY _id") == [("1", "x"), ("1", "y"), ("1", "z")]
