@@ -18,7 +18,7 @@ from typing import Any
 from yarl import URL
 
 from scraper.crawls import CrawlStart
-from scraper.errors import ConfigError, OpenFailed, WriteFailed, describe, stop_if_cancelled
+from scraper.errors import ConfigError, OpenFailed, StorageError, WriteFailed, describe, stop_if_cancelled
 from scraper.feeder import DrainTimeout, Feeder
 from scraper.fetcher import Fetcher
 from scraper.frontier import Frontier, MemoryFrontier, Scheduled
@@ -348,12 +348,19 @@ class Engine:
             self.stop("max_errors")
 
     async def _close(self, storage: Storage, status: str, reason: str) -> None:
-        """Run the closing hooks (a failing hook is logged, not fatal), then seal the crawl row."""
-        await self._pipeline.close(self.spider)  # each stage's failure logged by it
+        """Run the closing hooks, then seal the crawl row. A failing hook is not fatal: it is
+        an error row (the stages' ``pipeline``, the spider's ``parse``), as any other failure."""
+        failures = [
+            error_record("pipeline", failure, None, self.stats) for failure in await self._pipeline.close(self.spider)
+        ]
         try:
             await run_hook(self.spider.closed, reason)
-        except Exception:
-            logger.exception("%s.closed() failed", type(self.spider).__name__)
+        except Exception as exc:
+            context = f"{type(self.spider).__name__}.closed() failed: "
+            failures.append(error_record("parse", exc, None, self.stats, context=context))
+        if failures:
+            with contextlib.suppress(StorageError):  # the writer failed: finish_crawl says why
+                await storage.submit(Commit(errors=failures))
         await storage.finish_crawl(status=status, reason=reason)
 
 

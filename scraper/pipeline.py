@@ -88,14 +88,19 @@ class Pipeline:
             except Exception as exc:
                 raise OpenFailed(f"pipeline stage {type(stage).__name__}: open() failed: {describe(exc)}") from exc
 
-    async def close(self, spider: Spider) -> None:
-        """Close each stage, last first. One that fails is logged and the others still close:
-        a stage that buffers its output loses it unless its close() runs."""
+    async def close(self, spider: Spider) -> list[StageFailed]:
+        """Close each stage, last first, and return the failures: one that fails does not
+        keep the others from closing (a stage that buffers its output loses it unless its
+        close() runs), and its failure is the crawl's error row, not only a line in the log."""
+        failures = []
         for stage in reversed(self.stages):
             try:
                 await stage.close(spider)
-            except Exception:
-                logger.exception("pipeline stage %s: close() failed", type(stage).__name__)
+            except Exception as exc:
+                failure = StageFailed(f"{type(stage).__name__}.close()", exc)
+                failure.__cause__ = exc  # its traceback, in the error row
+                failures.append(failure)
+        return failures
 
     async def process(self, item: Record, spider: Spider) -> Record:
         """Run every stage; raises ``DropItem`` or ``StageFailed`` (never anything else)."""

@@ -271,10 +271,18 @@ async def test_a_broken_start_generator_or_closing_hook_does_not_end_the_crawl(
 
     assert (result.status, result.reason) == ("finished", "finished")
     assert rows(database, "SELECT name FROM thing ORDER BY name") == [("alpha",), ("beta",)]
-    errors = rows(database, "SELECT stage, error_type, message, url FROM scraper_errors")
-    assert errors == [("start", type(error).__name__, "start list unreadable", None)]
+    errors = rows(database, "SELECT stage, error_type, message, url FROM scraper_errors ORDER BY id")
+    # the closing hooks' failures are error rows too: they were only lines in the log
+    assert errors == [
+        ("start", type(error).__name__, "start list unreadable", None),
+        ("pipeline", "StageFailed", "FailsToClose.close(): OSError: cannot flush the export file", None),
+        ("parse", "RuntimeError", "BrokenStartSpider.closed() failed: cannot say goodbye", None),
+    ]
     assert result.stats.get("start/raised") == 1  # what the exit code and the summary go by
-    assert "pipeline stage FailsToClose: close() failed" in caplog.text and "OSError: cannot flush" in caplog.text
+    assert result.stats.get("errors/pipeline/StageFailed") == 1 and result.stats.get("errors/parse/RuntimeError") == 1
+    assert "FailsToClose.close(): OSError: cannot flush" in caplog.text
+    traces = rows(database, "SELECT traceback FROM scraper_errors WHERE stage = 'pipeline'")
+    assert "in close" in traces[0][0] and "OSError: cannot flush" in traces[0][0]
     assert "BrokenStartSpider.closed() failed" in caplog.text
 
 
