@@ -297,9 +297,24 @@ def _is_plain(item_class: type[Item]) -> bool:
 
 def _plain_field(field: pydantic.fields.FieldInfo) -> bool:
     serializers = (pydantic.PlainSerializer, pydantic.WrapSerializer)
-    if field.exclude or any(isinstance(rule, serializers) for rule in field.metadata):
+    held, rules = _held_type(field.annotation)
+    if field.exclude or any(isinstance(rule, serializers) for rule in [*field.metadata, *rules]):
         return False
-    return _without_none(field.annotation) in _PLAIN_TYPES
+    return held in _PLAIN_TYPES
+
+
+def _held_type(annotation: Any) -> tuple[Any, list[Any]]:
+    """The type a field holds and the rules annotating it: ``bytes`` for ``bytes | None`` and
+    for ``Annotated[bytes, ...] | None`` (pydantic takes an outer ``Annotated``'s rules into the
+    field's metadata, but not those inside an ``Optional``: such a bytes field went to JSON, and
+    failed on any byte that is not UTF-8)."""
+    rules: list[Any] = []
+    annotation = _without_none(annotation)
+    while typing.get_origin(annotation) is typing.Annotated:
+        held, *more = typing.get_args(annotation)
+        rules += more
+        annotation = _without_none(held)
+    return annotation, rules
 
 
 @functools.cache
@@ -315,7 +330,7 @@ def _bytes_fields(item_class: type[Item]) -> tuple[str, ...]:
     return tuple(
         name
         for name, field in item_class.model_fields.items()
-        if _plain_field(field) and _without_none(field.annotation) is bytes and name not in serialized
+        if _plain_field(field) and _held_type(field.annotation)[0] is bytes and name not in serialized
     )
 
 
@@ -340,7 +355,27 @@ def to_row(record: Item | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _json_values(record: Item) -> dict[str, Any]:
-    """``model_dump(mode="json")``, but with its bytes fields as they are, in field order."""
+    """``model_dump(mode="json")``, but with its bytes fields as they are, in field order.
+    Raises what pydantic raises, with a note naming the field."""
+    try:
+        return _dumped(record)
+    except Exception as exc:
+        exc.add_note(_field_failing(record))
+        raise
+
+
+def _field_failing(record: Item) -> str:
+    """Which field ``model_dump`` fails on, found by dumping each alone (after it failed)."""
+    for name in record.__dict__:
+        try:
+            record.model_dump(mode="json", include={name})
+        except Exception as exc:
+            bytes_hint = ": bytes that are not UTF-8 go only in a field of type bytes" if "utf-8" in str(exc) else ""
+            return f"field {name!r}{bytes_hint}"
+    return "field unknown"
+
+
+def _dumped(record: Item) -> dict[str, Any]:
     raw = _bytes_fields(type(record))
     if not raw:
         return record.model_dump(mode="json")

@@ -394,6 +394,29 @@ def test_bytes_are_stored_as_blobs(db: sqlite3.Connection) -> None:
     assert stored == (PNG, "blob", "null")
 
 
+class CappedThumbnail(Item):
+    """Bytes under ``Optional`` with rules of their own: pydantic keeps the inner Annotated."""
+
+    image: Optional[Annotated[bytes, Field(max_length=100)]] = None  # noqa: UP045 (as users write it)
+    tags: list[str] = []
+
+
+class Attachments(Item):
+    files: list[bytes]
+
+
+def test_bytes_with_rules_under_optional_are_kept_as_bytes() -> None:
+    """They went through the JSON dump, which failed on the first byte that is not UTF-8."""
+    assert to_row(CappedThumbnail(image=PNG)) == {"image": PNG, "tags": "[]"}
+    assert columns_of(CappedThumbnail)["image"] == "BLOB"
+
+
+def test_a_value_the_json_dump_fails_on_is_named_by_its_field() -> None:
+    with pytest.raises(Exception) as caught:
+        to_row(Attachments(files=[PNG]))
+    assert caught.value.__notes__ == ["field 'files': bytes that are not UTF-8 go only in a field of type bytes"]
+
+
 def test_to_row_of_dict() -> None:
     row = to_row(
         {
