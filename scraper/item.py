@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import math
 import re
 import string
 import types
@@ -407,7 +408,25 @@ def _to_json(value: Any, name: object = None) -> str:
             raise ValueError(f"{where} a selectolax node ({inner.tag}), not its text: {NODE_HINT}")
         return str(inner)
 
-    return json.dumps(value, ensure_ascii=False, default=as_text)
+    try:
+        return json.dumps(value, ensure_ascii=False, default=as_text, allow_nan=False)
+    except ValueError as exc:
+        if "Out of range float" not in str(exc):
+            raise
+        # JSON has no NaN or infinity (json.dumps wrote NaN, which no JSON reader takes, SQLite's
+        # json functions included): null, as pydantic dumps them and as a NaN field is stored
+        return json.dumps(_finite(value), ensure_ascii=False, default=as_text)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity in its lists and dicts made None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {name: _finite(inner) for name, inner in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(inner) for inner in value]
+    return value
 
 
 def _to_column_value(value: Any, name: object) -> Any:

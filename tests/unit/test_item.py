@@ -417,6 +417,21 @@ def test_a_value_the_json_dump_fails_on_is_named_by_its_field() -> None:
     assert caught.value.__notes__ == ["field 'files': bytes that are not UTF-8 go only in a field of type bytes"]
 
 
+class Readings(Item):
+    values: list[float]
+    extra: dict[str, Any] = {}
+
+
+def test_nan_and_infinity_in_json_are_null() -> None:
+    """json.dumps wrote NaN and Infinity, which no JSON reader takes (SQLite's json_valid: 0)."""
+    nan, inf = float("nan"), float("inf")
+    assert to_row(Readings(values=[nan, inf, 1.5], extra={"a": [nan]})) == {
+        "values": "[null, null, 1.5]",
+        "extra": '{"a": [null]}',
+    }
+    assert to_row({"nested": {"a": (nan, -inf)}, "top": 2.5}) == {"nested": '{"a": [null, null]}', "top": 2.5}
+
+
 def test_to_row_of_dict() -> None:
     row = to_row(
         {
