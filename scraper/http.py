@@ -10,7 +10,7 @@ import json as jsonlib
 import re
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 from urllib.parse import urlencode
 
@@ -103,6 +103,12 @@ def check_url(url: str) -> str:
     return url
 
 
+def _pairs(data: object) -> bool:
+    """Whether ``data`` is form data as a list (or tuple) of ``(name, value)`` pairs, which a
+    name may repeat in (Scrapy's ``formdata`` takes them too)."""
+    return isinstance(data, (list, tuple)) and all(isinstance(pair, tuple) and len(pair) == 2 for pair in data)
+
+
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class Request:
     """One HTTP request to make, and what to do with its response.
@@ -116,7 +122,7 @@ class Request:
     callback: Callable[..., Any] | None = None
     method: str = "GET"
     headers: Mapping[str, str] | None = None
-    data: bytes | str | Mapping[str, Any] | None = None
+    data: bytes | str | Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None
     json: Any = None
     meta: Mapping[str, Any] | None = None
     cb_kwargs: Mapping[str, Any] | None = None
@@ -142,6 +148,11 @@ class Request:
         if self.data is not None or self.json is not None:
             if self.data is not None and self.json is not None:
                 raise ValueError(f"Request({self.url!r}) takes data or json, not both")
+            if self.data is not None and not isinstance(self.data, (bytes, str, Mapping)) and not _pairs(self.data):
+                raise TypeError(  # else it failed far away, where the body is made: the crawl stopped
+                    f"Request({self.url!r}): data must be bytes, str, a dict or a list of (name, value) pairs, "
+                    f"not {type(self.data).__name__}"
+                )
             if self.method == "GET":
                 _warn_of_get_with_body("data" if self.data is not None else "json")
         if self.meta and not _SCRAPY_META.keys().isdisjoint(self.meta):
@@ -178,7 +189,8 @@ class Request:
             return self.data
         if isinstance(self.data, str):
             return self.data.encode()
-        return urlencode(list(self.data.items()), doseq=True).encode()
+        pairs = self.data.items() if isinstance(self.data, Mapping) else self.data
+        return urlencode(list(pairs), doseq=True).encode()
 
     def content_type(self) -> str | None:
         """The Content-Type the body implies (``headers_to_send`` adds it unless the user set one)."""
@@ -186,9 +198,9 @@ class Request:
             return "application/json"
         if self.data is None:
             return None  # the common case, without the slower isinstance check against an ABC
-        if isinstance(self.data, Mapping):
-            return "application/x-www-form-urlencoded"
-        return None
+        if isinstance(self.data, (bytes, str)):
+            return None
+        return "application/x-www-form-urlencoded"  # a dict, or (name, value) pairs
 
     def headers_to_send(self) -> dict[str, str]:
         """``headers`` plus the Content-Type the body implies, unless the user set one: what the

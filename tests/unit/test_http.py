@@ -108,6 +108,22 @@ def test_request_rejects_data_with_json() -> None:
         Request("https://example.com/", data=b"x", json={"a": 1})
 
 
+def test_form_data_may_be_name_value_pairs_and_nothing_else_is_taken() -> None:
+    """Scrapy's formdata takes pairs (a name repeated); data=[...] failed where the body was
+    made, outside any callback, and the crawl stopped."""
+    pairs = Request("https://example.com/", method="POST", data=[("k", "v"), ("k", "w"), ("n", 1)])
+    assert pairs.body() == b"k=v&k=w&n=1"
+    assert pairs.headers_to_send() == {"Content-Type": "application/x-www-form-urlencoded"}
+    assert Request("https://example.com/", method="POST", data=(("a", "b"),)).body() == b"a=b"
+    for data in ([("k", "v", "extra")], ["k=v"], 5, {"k", "v"}):
+        with pytest.raises(TypeError) as caught:
+            Request("https://example.com/", method="POST", data=data)  # type: ignore[arg-type]
+        assert str(caught.value) == (
+            "Request('https://example.com/'): data must be bytes, str, a dict or a list of (name, value) pairs, "
+            f"not {type(data).__name__}"
+        )
+
+
 @pytest.mark.parametrize(
     ("meta", "advice"),
     [
