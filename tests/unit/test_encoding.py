@@ -152,6 +152,46 @@ def test_undeclared_french_text(text: str, codec: str) -> None:
     assert decoded == html
 
 
+KOREAN = "이것은 한국어 웹 페이지입니다. 우리는 문자 인코딩 감지를 테스트하고 있습니다. 서울은 대한민국의 수도입니다."
+CZECH = "Příliš žluťoučký kůň úpěl ďábelské ódy. Dobrý den, jak se máte? Děkuji, mám se dobře."
+POLISH = "Zażółć gęślą jaźń. Pchnąć w tę łódź jeża lub ośm skrzyń fig. Szczęśliwego nowego roku!"
+LITHUANIAN = "Lietuvių kalba yra viena seniausių kalbų. Ąžuolas, ėriukas, šuo, žąsis."
+
+
+@pytest.mark.parametrize(
+    ("text", "codec"),
+    [
+        pytest.param("Café – “naïve” €5 déjà", "cp1252", id="french-line-cp1252"),  # noqa: RUF001
+        pytest.param("Le café était très animé; déjà vu à côté, naïve façade — “quoted” €10", "cp1252", id="cp1252"),
+        pytest.param("Señor Muñoz: ¡Olé!", "cp1252", id="spanish-line-cp1252"),
+        pytest.param(CZECH, "cp1250", id="czech-cp1250"),
+        pytest.param(POLISH, "cp1250", id="polish-cp1250"),
+        pytest.param(LITHUANIAN, "cp1257", id="lithuanian-cp1257"),
+        pytest.param(KOREAN, "euc-kr", id="korean-euc-kr"),
+        pytest.param("這是一個中文網頁。我們正在測試字元編碼的偵測。台北是一個美麗的城市。", "big5", id="chinese-big5"),
+    ],
+)
+def test_a_line_of_undeclared_text_is_read_in_its_encoding(text: str, codec: str) -> None:
+    """One line is little for a detector: French came out as cp1257 ("déją"), Czech or Polish as
+    cp1252."""
+    html = page(text)
+    assert decode(html.encode(codec))[0] == html
+
+
+@pytest.mark.parametrize(
+    ("text", "codec"),
+    [(JAPANESE, "shift_jis"), (JAPANESE, "euc-jp"), (CHINESE, "gbk"), (KOREAN, "euc-kr")],
+    ids=["shift_jis", "euc-jp", "gbk", "euc-kr"],
+)
+@pytest.mark.parametrize("extra", range(4))
+def test_a_large_undeclared_page_is_not_misread_where_its_sample_ends(text: str, codec: str, extra: int) -> None:
+    """The detector reads the first 64 KiB: cut inside a two-byte character, a Shift_JIS, GBK
+    or EUC page read as none of them, and came out as cp1252 or cp874 mojibake."""
+    html = page("\n".join([text] * (70_000 // len(text.encode(codec)))) + "x" * extra)
+    assert len(html.encode(codec)) > 65_536
+    assert decode(html.encode(codec))[0] == html
+
+
 def test_wrong_header_charset_replaces_instead_of_raising() -> None:
     html = page(RUSSIAN)
     text, used = decode(html.encode("cp1251"), "text/html; charset=utf-8")
