@@ -44,6 +44,7 @@ class HostState:
         "active",
         "crawl_delay",
         "delay",
+        "exempt",
         "failures",
         "given_up",
         "last_start",
@@ -65,6 +66,7 @@ class HostState:
         self.last_start = -math.inf  # when the last request really started
         self.paused_until = 0.0
         self.failures = 0  # consecutive
+        self.exempt = 0  # outcomes still due of requests sent before the last slow-down
         self.successes = 0  # since the last change of rate
         self.trips = 0  # consecutive breaker trips
         self.given_up: str | None = None  # why the host's requests fail unsent (breaker.max_trips)
@@ -148,17 +150,27 @@ class HostLimiter:
             if self._stopped:
                 raise TryLater(_NOT_SENT, until=time.monotonic())
 
-    def end(self, host: str, signal: Signal) -> None:
-        """Release the slot and adapt the host's rate to how the fetch went."""
+    def end(self, host: str, signal: Signal, *, retried: bool = False) -> None:
+        """Release the slot and adapt the host's rate to how the fetch went.
+
+        A slow-down answers the requests sent at the old rate once: their outcomes still due
+        are exempt from slowing it again (each throttled one in a burst had halved the rate
+        anew, and a burst of eight one-off 503s took the host to one request every 30 s). A
+        ``retried`` request that fails again does not count toward the breaker, which its
+        first failure did: one broken URL retried had rested a healthy host, again and again."""
         state = self._hosts[host]
         state.active = max(0, state.active - 1)
         if signal is Signal.SKIPPED:
             return
+        exempt = state.exempt > 0
+        if exempt:
+            state.exempt -= 1
         if signal is Signal.OK:
             self._recover(state)
             return
-        state.failures += 1
-        if signal is Signal.THROTTLED and state.policy.adaptive:
+        if not retried:
+            state.failures += 1
+        if signal is Signal.THROTTLED and state.policy.adaptive and not exempt:
             self._slow_down(host, state)
         if state.failures >= self._settings.breaker.failures:
             self._trip(host, state)
@@ -202,6 +214,7 @@ class HostLimiter:
         return len(self._hosts)
 
     def _slow_down(self, host: str, state: HostState) -> None:
+        state.exempt = state.active  # in flight, sent at the old rate
         state.limit = max(1, state.limit // 2)
         slower = min(state.policy.max_delay, max(state.delay * 2, _FIRST_BACKOFF_DELAY))
         state.delay = max(state.floor_delay, slower)  # never faster than configured or Crawl-delay
@@ -239,9 +252,10 @@ class HostLimiter:
             return
         state.limit = 1  # half-open: one request probes the host when the pause ends
         reason = f"{breaker.failures} failures in a row"
-        if state.trips == 1:  # said once: a crawl that waits on a resting host shows why
-            later = f" (given up after {breaker.max_trips} such trips in a row)" if breaker.max_trips else ""
-            logger.warning("resting %s for %gs: %s%s", host, pause, reason, later)
+        # each rest said: only the first was, and a crawl waiting minutes on the later, longer
+        # ones looked hung (one a host: they double, so few)
+        trip = f"trip {state.trips} in a row" + (f", given up at {breaker.max_trips}" if breaker.max_trips else "")
+        logger.warning("resting %s for %gs: %s (%s)", host, pause, reason, trip)
         self.pause(host, time.monotonic() + pause, reason)
 
 

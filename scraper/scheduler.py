@@ -270,7 +270,7 @@ class Scheduler:
 
     def fetched(self, entry: Scheduled, signal: Signal) -> None:
         """The fetch of ``entry`` ended: free its host slot and adapt the host's rate."""
-        self._limiter.end(entry.host, signal)
+        self._limiter.end(entry.host, signal, retried=entry.attempts > 0)
         if entry.host in self._full_hosts:
             self._full_hosts.discard(entry.host)
             self._schedule_host(entry.host)

@@ -93,7 +93,7 @@ async def test_a_host_tripped_max_trips_times_in_a_row_is_given_up_and_its_reque
     await hosts.wait_turn("b.test", "http://b.test/")  # other hosts go on
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
     assert warnings == [
-        "resting a.test for 10s: 2 failures in a row (given up after 2 such trips in a row)",
+        "resting a.test for 10s: 2 failures in a row (trip 1 in a row, given up at 2)",
         "a.test given up after 2 breaker trips in a row (2 failures each): its requests fail from now on, "
         "unsent (breaker.max_trips)",
     ]
@@ -112,9 +112,40 @@ def test_a_success_between_trips_starts_the_count_again_and_0_never_gives_up(
     caplog.clear()
     _fail(never, "b.test", 50)
     assert never.state("b.test").given_up is None
-    assert [record.getMessage() for record in caplog.records if record.levelname == "WARNING"] == [
-        "resting b.test for 0s: 1 failures in a row"  # and no promise to give it up
-    ]
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warnings[0] == "resting b.test for 0s: 1 failures in a row (trip 1 in a row)"  # no promise to give it up
+    # every rest is said: after the first, a crawl waiting on longer ones looked hung
+    assert len(warnings) == 50 and warnings[-1].endswith("(trip 50 in a row)")
+
+
+def test_a_burst_of_throttled_answers_slows_a_host_once() -> None:
+    """Each throttled answer of requests sent at the old rate halved the rate anew: eight
+    one-off 503s took a host to one request every 30 s, and the crawl to minutes."""
+    hosts = limiter(per_host={"concurrency": 8, "delay": 0.0}, breaker={"failures": 100})
+    now = time.monotonic()
+    for _ in range(8):
+        hosts.begin("a.test", now)
+    for _ in range(8):
+        hosts.end("a.test", Signal.THROTTLED, retried=False)
+    state = hosts.state("a.test")
+    assert (state.limit, state.delay) == (4, 0.25)  # once, for the burst
+    hosts.begin("a.test", now)  # sent at the new rate: its throttled answer slows the host again
+    hosts.end("a.test", Signal.THROTTLED)
+    assert (state.limit, state.delay) == (2, 0.5)
+
+
+def test_a_retried_request_failing_again_does_not_count_toward_the_breaker() -> None:
+    """One broken URL retried (its retries alone left at the end of a crawl) rested a healthy
+    host again and again, the rests doubling: 480 s for a crawl whose pages took 1 s."""
+    hosts = limiter(breaker={"failures": 3, "pause": 10})
+    hosts.begin("a.test", time.monotonic())
+    hosts.end("a.test", Signal.FAILED)
+    for _ in range(5):
+        hosts.begin("a.test", time.monotonic())
+        hosts.end("a.test", Signal.FAILED, retried=True)
+    assert hosts.ready_at("a.test") <= time.monotonic() and hosts.state("a.test").failures == 1
+    _fail(hosts, "a.test", 2)  # three requests failing: a host in trouble
+    assert hosts.ready_at("a.test") > time.monotonic() + 9
 
 
 async def test_a_paused_host_turns_requests_away_at_the_last_moment() -> None:
