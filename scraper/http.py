@@ -163,11 +163,16 @@ class Request:
         """``url`` as yarl parses it, kept from the first call on (a request made by
         ``Response.follow`` starts with the URL it was resolved to), so that the scheduler's
         checks and the fetcher parse a URL once: each parse costs ~7 µs, and rendering a
-        URL the fetcher did not get from here ~3 µs more (``text_of``)."""
+        URL the fetcher did not get from here ~3 µs more (``text_of``). Kept only when
+        ``url`` is the text yarl writes for it, so that ``text_of`` may answer ``url``: a URL
+        written otherwise (``HTTP://Host``, ``:80``, ``%c3%a9``, a bare ``?``) is parsed anew
+        each time, and its fingerprint is the canonical one (it was the text as written, and
+        each spelling of one page was fetched)."""
         parsed = self._parsed
         if parsed is None:
             parsed = URL(self.url)
-            object.__setattr__(self, "_parsed", parsed)  # a cache: the request stays as it was
+            if str(parsed) == self.url:
+                object.__setattr__(self, "_parsed", parsed)  # a cache: the request stays as it was
         return parsed
 
     def text_of(self, url: URL) -> str:

@@ -25,10 +25,17 @@ def print_of(url: str, **kwargs: Any) -> str:
         ("https://example.com/a#reviews", "https://example.com/a"),
         ("https://example.com/a?b=2&a=1", "https://example.com/a?a=1&b=2"),
         ("https://example.com/café", "https://example.com/caf%C3%A9"),
+        ("https://example.com/caf%c3%a9", "https://example.com/caf%C3%A9"),
+        ("https://example.com/a?", "https://example.com/a"),
     ],
 )
 def test_same_fingerprint(first: str, second: str) -> None:
     assert print_of(first) == print_of(second)
+    # as the scheduler asks, with the request's parsed URL: the text as written was taken
+    # for canonical, and each spelling of a page was fetched and stored
+    first_request, second_request = Request(first), Request(second)
+    assert fingerprint(first_request, parsed=first_request.parsed_url()) == print_of(second)
+    assert fingerprint(second_request, parsed=second_request.parsed_url()) == print_of(second)
 
 
 @pytest.mark.parametrize(

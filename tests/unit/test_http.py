@@ -450,11 +450,20 @@ def test_a_request_made_from_a_string_or_replaced_parses_its_own_url() -> None:
 
 
 def test_a_request_made_from_a_string_is_parsed_once_and_its_text_not_rendered_again() -> None:
-    request = Request("https://shop.example.com/a b?q=1")
+    request = Request("https://shop.example.com/a%20b?q=1")
     kept = request.parsed_url()
     assert kept is request.parsed_url()  # the scheduler's checks parse it; the fetcher reuses that
     assert kept == URL("https://shop.example.com/a b?q=1")
     assert request.text_of(kept) is request.url
+
+
+def test_a_url_written_otherwise_than_yarl_writes_it_is_rendered_as_yarl_does() -> None:
+    """Its text as written was taken for its canonical form: 'HTTP://Shop' and 'http://shop'
+    had two fingerprints, and each was fetched and stored."""
+    request = Request("HTTP://Shop.Example.com:80/a b?")
+    parsed = request.parsed_url()
+    assert request.text_of(parsed) == "http://shop.example.com/a%20b"
+    assert request.url == "HTTP://Shop.Example.com:80/a b?"  # the request itself stays as it was
 
 
 @pytest.mark.parametrize(
