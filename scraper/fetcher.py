@@ -28,7 +28,7 @@ from scraper.settings import Settings
 from scraper.stats import Stats
 
 _READ_CHUNK = 64 * 1024
-_REDIRECT_BODY_LIMIT = 64 * 1024
+_UNUSED_BODY_LIMIT = 64 * 1024  # of a body read but never used (a redirect's, an error page's)
 _CLOSE_SLICE = 256  # pooled connections closed per loop turn at the end of a crawl
 _KEEP_ALIVE = 2.0  # seconds an idle connection is kept for reuse (see __aenter__)
 
@@ -142,14 +142,20 @@ class Fetcher:
             content_types: Sequence[str] = meta.get("content_types", self._content_types)
         else:  # most requests: the settings as they are, without three lookups
             limit, truncate, content_types = self._settings.max_response_bytes, False, self._content_types
-        if not 200 <= reply.status < 300:
+        status = reply.status
+        if not 200 <= status < 300:
             content_types = ()
-            if 300 <= reply.status < 400:
-                limit = min(limit, _REDIRECT_BODY_LIMIT)  # a redirect's body is never used
+            if not (meta and status in meta.get("allow_statuses", ())) or request.method == "HEAD":
+                # a body never used (a redirect's, an error's: what counts is the status, its
+                # Location or Retry-After) is read up to a cap, not refused: refused, a 503 with a
+                # large page lost its status, its retry and its Retry-After, and a redirect was not followed
+                limit, truncate = min(limit, _UNUSED_BODY_LIMIT), True
+        elif request.method == "HEAD":  # no body, whatever Content-Length says
+            truncate = True
         headers = reply.headers
         length_cap = sys.maxsize if truncate else limit  # a truncated read never needs the whole body
         length = check_headers(headers, url=request.url, limit=length_cap, content_types=content_types)
-        if not truncate and readable_whole(headers, length):
+        if readable_whole(headers, length) and (not truncate or (length is not None and length <= limit)):
             body = await reply.read()
             self._stats.increment("bytes/received", len(body))
             return body
@@ -160,8 +166,8 @@ class Fetcher:
             url=request.url,
             truncate=truncate,
         )
-        if truncate:
-            reply.close()  # the rest of the body is not wanted
+        if truncate and not reply.content.at_eof():
+            reply.close()  # the rest of the body is not wanted (one read whole keeps its connection)
         self._stats.increment("bytes/received", len(body))
         return body
 

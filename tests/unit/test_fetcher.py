@@ -117,6 +117,34 @@ async def test_content_length_over_the_cap_is_refused_before_the_body() -> None:
                 await fetcher.fetch(Request(URL))
 
 
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_a_large_body_never_used_is_cut_not_refused(declared: bool) -> None:
+    """A redirect's or an error page's body is not used: refused for its size, a 503 lost its
+    status and Retry-After (no retry, no pause) and a redirect was not followed."""
+    big = b"x" * 200_000
+    length = {"Content-Length": str(len(big))} if declared else {}
+    with aioresponses() as mock:
+        mock.get(URL, status=503, body=big, headers={"Retry-After": "1", **length})
+        mock.get(URL, status=302, body=big, headers={"Location": "/elsewhere", **length})
+        mock.head(URL, status=200, headers={"Content-Length": "10000000000"})
+        async with fetcher_for(make_settings(max_response_bytes=100_000)) as fetcher:
+            with pytest.raises(HttpStatusError) as caught:
+                await fetcher.fetch(Request(URL))
+            redirect = await fetcher.fetch(Request(URL))
+            head = await fetcher.fetch(Request(URL, method="HEAD"))  # no body, whatever its length says
+    assert (caught.value.status, caught.value.retry_after) == (503, "1")
+    assert (redirect.status, redirect.headers["Location"], len(redirect.body)) == (302, "/elsewhere", 64 * 1024)
+    assert (head.status, head.body) == (200, b"")
+
+
+async def test_a_large_error_page_that_is_asked_for_is_still_refused() -> None:
+    with aioresponses() as mock:
+        mock.get(URL, status=404, body=b"x" * 5000)
+        async with fetcher_for(make_settings(max_response_bytes=1000)) as fetcher:
+            with pytest.raises(ResponseTooLarge):
+                await fetcher.fetch(Request(URL, meta={"allow_statuses": [404]}))
+
+
 async def test_content_type_outside_the_allowlist_is_refused_on_success_only() -> None:
     with aioresponses() as mock:
         mock.get(URL, status=200, body=b"PK..", content_type="application/zip")
