@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from yarl import URL
 
+from scraper.encoding import is_unicode
 from scraper.errors import RedirectRefused
 from scraper.fingerprint import canonical_url
 from scraper.http import Request, Response
-from scraper.settings import RedirectPolicy
+from scraper.links import inspect_link
+from scraper.settings import LinkPolicy, RedirectPolicy
+
+_URL_CHARACTERS = "!#$%&'()*+,/:;=?@[]~"  # kept as they are when a Location is percent-encoded
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CHAIN_KEY = "redirect_urls"  # meta: the URLs this request was redirected from, oldest first
@@ -35,11 +40,18 @@ def to_follow(response: Response) -> bool:
     return is_redirect(response) and response.status not in response.meta.get("allow_statuses", ())
 
 
-def next_hop(response: Response, policy: RedirectPolicy) -> Request:
-    """The request that follows ``response``'s redirect; ``RedirectRefused`` when it must not."""
+def next_hop(response: Response, policy: RedirectPolicy, links: LinkPolicy) -> Request:
+    """The request that follows ``response``'s redirect; ``RedirectRefused`` when it must not,
+    among others when its target is a URL the crawl does not fetch (``links``: too long, a
+    trap): as a link, it was counted and dropped, and the page was lost with no word."""
     request = response.request
     chain = [*request.meta.get(CHAIN_KEY, ()), request.url] if request.meta else [request.url]
     target = _target(response)
+    unfetched, _ = inspect_link(target, links)
+    if unfetched is not None:
+        raise RedirectRefused(
+            f"redirect to a URL not fetched ({unfetched}): {target}", url=request.url, status=response.status
+        )
     if len(chain) > policy.max_hops:
         raise RedirectRefused(f"more than {policy.max_hops} redirects", url=request.url, status=response.status)
     if canonical_url(target) in {canonical_url(url) for url in chain}:
@@ -62,6 +74,10 @@ def next_hop(response: Response, policy: RedirectPolicy) -> Request:
 
 def _target(response: Response) -> str:
     location = response.headers["Location"].strip()
+    if not is_unicode(location):
+        # bytes that are not UTF-8 (aiohttp keeps each as a lone surrogate, which yarl dropped:
+        # /caf\xe9 led to /caf) are percent-encoded, as browsers do
+        location = quote(location.encode("utf-8", "surrogateescape"), safe=_URL_CHARACTERS)
     try:
         target = str(URL(response.url).join(URL(location)).with_fragment(None))
     except ValueError:

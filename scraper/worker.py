@@ -192,7 +192,7 @@ class Worker:
         """Admit the next hop as a new request (it passes every check again)."""
         attempts = entry.attempts + 1
         try:
-            hop = next_hop(response, self._settings.redirect)
+            hop = next_hop(response, self._settings.redirect, self._settings.links)
         except RedirectRefused as exc:
             failure = error_record("fetch", exc, response.url, self._stats)
             outcome = Outcome(entry.fingerprint, "failed", attempts, status=response.status, reason=failure.message)
