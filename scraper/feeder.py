@@ -91,6 +91,11 @@ class Feeder:
             await scheduler.wait_for_change(until=None if wake == math.inf else wake)
 
     def _watch(self, now: float, deadline: float) -> None:
+        if self._scheduler.closed:
+            # stopping already: stopped again, the scheduler was woken again, and this loop,
+            # woken at once on every turn, spun with the workers never running (the crawl
+            # ended at drain_timeout, 'interrupted', its requests still in flight)
+            return
         if now >= deadline:
             self._stop("max_duration")
         if not self._scheduler.in_flight:

@@ -782,6 +782,28 @@ async def test_max_pages_is_exact(database: Path) -> None:
     assert result.stats.get("pages") == 20  # exact: no more fetches are handed out
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_max_duration_stops_the_crawl_and_its_requests_in_flight_finish(database: Path, backend: str) -> None:
+    """Once stopping, the feeder stopped the crawl again on every turn, which woke it at once:
+    it spun, the workers never ran, and the crawl ended 'interrupted' at drain_timeout with
+    its requests still in flight (with the memory frontier, which never yields meanwhile)."""
+    app, _ = slow_site(0.05)
+    async with serve(app) as base_url:
+        result = await crawl(
+            CountingSpider(base_url, 2000),
+            database,
+            concurrency=8,
+            frontier={"backend": backend},
+            close={"max_duration": 0.5, "drain_timeout": 10},
+        )
+    assert (result.status, result.reason) == ("finished", "max_duration")
+    pages = result.stats.get("pages")
+    assert 0 < pages < 2000
+    states = dict(rows(database, "SELECT state, count(*) FROM scraper_requests GROUP BY state"))
+    assert states == {"done": pages, "pending": 2000 - pages}  # every request in flight finished
+
+
 class SleepySpider(FaultySpider):
     """``/boom``'s callback waits far past ``callback_timeout``; the other pages parse at once."""
 
