@@ -4,7 +4,9 @@ crawl can resume after any stop.
 
 Admission keeps a request in memory while the buffer has room (its row is written leased);
 past that it is *spilled*: only its row is written. When the buffer runs low, ``refill``
-leases the best pending rows and loads them. On resume the dead run's leases are released and
+leases the best pending rows and loads them; and a host with spilled rows but none in memory
+gets its share of them at once (else the buffer, filled with a few hosts' requests, kept the
+others waiting: 30 hosts with a delay crawled at the pace of 5). On resume the dead run's leases are released and
 everything pending is loaded this way. A row the spider can no longer run (its callback was
 renamed or removed between the runs) fails with an error row instead of staying pending.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Mapping
 
 from scraper.codec import RequestNotStorable, decode
 from scraper.frontier import MemoryFrontier, Scheduled
@@ -21,20 +24,34 @@ from scraper.stats import Stats
 from scraper.storage import Storage
 
 _EMPTY_REFILL_PAUSE = 0.02  # seconds before asking again when the spilled rows are not committed yet
+_HOSTS_EVERY = 0.05  # seconds between looks for hosts whose spilled rows wait while their queue is empty
+_HOSTS_A_REFILL = 64  # such hosts loaded by one refill
+_LEAST_SHARE = 16  # rows of a host loaded at once, at least
 
 
 class SQLiteFrontier(MemoryFrontier):
     """The memory frontier as a bounded buffer in front of the database: popping, parking and
     the host queues are the memory frontier's own (several calls a page, none delegated)."""
 
-    def __init__(self, *, storage: Storage, spider: object, stats: Stats, buffer: int, spilled: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        spider: object,
+        stats: Stats,
+        buffer: int,
+        spilled: int = 0,
+        spilled_by_host: Mapping[str, int] | None = None,
+    ) -> None:
         super().__init__()
         self._storage = storage
         self._spider = spider
         self._stats = stats
         self._buffer = buffer
         self._spilled = spilled  # pending rows in the database that are not in memory
+        self._spilled_by_host: dict[str, int] = dict(spilled_by_host or {})  # the same, by host
         self._next_refill = 0.0
+        self._next_hosts_look = 0.0
 
     def has_room(self) -> bool:
         return self._size < self._buffer
@@ -44,19 +61,48 @@ class SQLiteFrontier(MemoryFrontier):
             await super().push(entry, not_before=not_before)
         else:
             self._spilled += 1  # its row, written by the page's commit, is all there is of it
+            self._spilled_by_host[entry.host] = self._spilled_by_host.get(entry.host, 0) + 1
 
     async def refill(self) -> list[str]:
-        """Load spilled requests when the buffer is at most half full; returns their hosts."""
+        """Load spilled requests when the buffer is at most half full, or the share of each
+        host whose queue is empty while its spilled rows wait; returns their hosts."""
         now = time.monotonic()
-        if not self._spilled or self._size > self._buffer // 2 or now < self._next_refill:
+        if not self._spilled or now < self._next_refill:
             return []
-        rows = await self._storage.lease_pending(self._buffer - self._size)
+        if self._size <= self._buffer // 2:
+            rows = await self._storage.lease_pending(self._buffer - self._size)
+        elif now >= self._next_hosts_look:
+            self._next_hosts_look = now + _HOSTS_EVERY
+            rows = await self._load_waiting_hosts()
+            if not rows:
+                return []
+        else:
+            return []
         if not rows:
             self._next_refill = now + _EMPTY_REFILL_PAUSE
             return []
+        return await self._loaded(rows)
+
+    async def _load_waiting_hosts(self) -> list[sqlite3.Row]:
+        """The spilled rows of hosts with none in memory, a fair share of the buffer each (one
+        look every ``_HOSTS_EVERY``: it reads every host with spilled rows)."""
+        waiting = [host for host in self._spilled_by_host if not self.has_pending(host)][:_HOSTS_A_REFILL]
+        if not waiting:
+            return []
+        share = max(_LEAST_SHARE, self._buffer // (len(self._queues) + len(waiting)))
+        return await self._storage.lease_pending(share, hosts=waiting)
+
+    async def _loaded(self, rows: list[sqlite3.Row]) -> list[str]:
         self._spilled = max(0, self._spilled - len(rows))
+        by_host = self._spilled_by_host
         hosts = []
         for row in rows:
+            host = row["host"]
+            left = by_host.get(host, 0) - 1
+            if left > 0:
+                by_host[host] = left
+            else:
+                by_host.pop(host, None)
             entry = await self._entry(row)
             if entry is None:
                 continue
@@ -81,9 +127,13 @@ class SQLiteFrontier(MemoryFrontier):
         """The earliest parked entry, or the retry of a refill that found the spilled rows not
         yet committed (only while a refill is wanted and still ahead: never a time past)."""
         due = super().next_due()
+        now = time.monotonic()
         waiting_to_refill = self._spilled and self._size <= self._buffer // 2
-        if waiting_to_refill and self._next_refill > time.monotonic():
+        if waiting_to_refill and self._next_refill > now:
             due = self._next_refill if due is None else min(due, self._next_refill)
+        elif self._spilled and self._spilled_by_host and self._next_hosts_look > now:
+            # the next look for hosts whose rows wait: every host in memory may be resting
+            due = self._next_hosts_look if due is None else min(due, self._next_hosts_look)
         return due
 
     def __len__(self) -> int:
