@@ -382,13 +382,20 @@ async def test_a_known_file_that_cannot_be_fetched_again_keeps_its_rules(
     assert (stats.get("robots/fetched"), stats.get("robots/unavailable")) == (1, 1)
 
 
-async def test_the_cache_forgets_its_oldest_origin_past_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_cache_forgets_the_origin_unused_longest_past_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("scraper.robots.MAX_ORIGINS", 2)
     site = FakeSite()
     robots_txt, stats, _ = middleware()
-    for origin in ("http://a.test", "http://b.test", "http://c.test", "http://b.test", "http://a.test"):
+    for origin in (
+        "http://a.test",
+        "http://b.test",
+        "http://a.test",
+        "http://c.test",
+        "http://a.test",
+        "http://b.test",
+    ):
         await get(robots_txt, site, f"{origin}/page")
-    # a and b are kept, then c pushes a out; b is still cached, a is fetched again (pushing b out)
-    assert site.robots_fetches() == [f"http://{host}.test/robots.txt" for host in "abca"]
+    # a and b are kept; a is used again, so c pushes b out (unused longest), not a; b comes back
+    assert site.robots_fetches() == [f"http://{host}.test/robots.txt" for host in "abcb"]
     assert stats.get("robots/forgotten") == 2
     assert not robots_txt._locks  # one lock per origin while its file loads, none kept after
