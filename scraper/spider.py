@@ -98,6 +98,8 @@ class Spider:
                     f"{cls.__name__}.{hook} = {reprlib.repr(value)} ({type(value).__name__}): it must be a method "
                     f"(async def {hook}(...))"
                 )
+        for hook, arguments in (("opened", ()), ("closed", ("reason",))):  # the framework calls them so
+            _check_hook_takes(cls, hook, arguments)
         if inspect.isasyncgenfunction(cls.__dict__.get("start")) and cls.start_requests is Spider.start_requests:
             # Scrapy 2.13's way to yield the first requests: ignored here, the crawl ran start_urls
             raise TypeError(f"{cls.__name__}.start(): the first requests come from start_requests() here")
@@ -132,6 +134,19 @@ class Spider:
 
     async def closed(self, reason: str) -> None:
         """Called once after the last response, with the finish reason (a plain ``def`` works too)."""
+
+
+def _check_hook_takes(cls: type, hook: str, arguments: tuple[str, ...]) -> None:
+    """Refuse a hook that cannot take what the crawl gives it: ``def closed(self)`` failed at
+    the end of the crawl, a traceback in the log, the ``reason`` it is always called with."""
+    function = cls.__dict__.get(hook)
+    if not inspect.isfunction(function):
+        return
+    try:
+        inspect.signature(function).bind(None, *arguments)
+    except TypeError:
+        wanted = ", ".join(("self", *arguments))
+        raise TypeError(f"{cls.__name__}.{hook}() is called as {hook}({wanted}): def {hook}({wanted})") from None
 
 
 async def run_hook(hook: Callable[..., Any], *arguments: Any) -> None:

@@ -267,6 +267,26 @@ def test_a_callback_or_hook_that_is_no_method_is_refused_when_the_spider_is_defi
             parse = 5  # type: ignore[assignment]
 
 
+def test_a_closing_hook_that_cannot_take_the_reason_is_refused_when_the_spider_is_defined() -> None:
+    """def closed(self) failed at the end of the crawl, a traceback in the log."""
+    with pytest.raises(TypeError, match=r"^NoReason.closed\(\) is called as closed\(self, reason\): def closed"):
+
+        class NoReason(Spider):
+            name = "no_reason"
+
+            def closed(self) -> None:  # type: ignore[override]
+                pass
+
+    class Flexible(Spider):  # what can take the call is fine
+        name = "flexible"
+
+        async def opened(self, *extra: Any) -> None:
+            pass
+
+        def closed(self, reason: str, note: str = "") -> None:  # type: ignore[override]
+            pass
+
+
 def test_a_hook_written_as_a_classmethod_is_a_method() -> None:
     class ClassHooks(Spider):
         name = "class_hooks"
