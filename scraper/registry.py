@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import inspect
 import logging
 import pkgutil
@@ -29,7 +30,7 @@ def find_spiders(modules: Iterable[str], *, project_dir: Path | None = None) -> 
     """Every named ``Spider`` subclass defined in ``modules``, by name; a submodule that
     cannot be imported is a warning."""
     spiders, broken, _ = _scan(modules, project_dir)
-    for failure in broken:
+    for _, failure in broken:
         logger.warning("%s (its spiders are left out)", failure)
     return spiders
 
@@ -38,15 +39,35 @@ def load_spider_class(name: str, modules: Iterable[str], *, project_dir: Path | 
     modules = list(modules)
     spiders, broken, nameless = _scan(modules, project_dir)
     if name in spiders:
-        for failure in broken:
+        for _, failure in broken:
             logger.warning("%s (not the module of spider %r, which runs)", failure, name)
         return spiders[name]
-    if broken:  # the spider may be the broken module's: that is the error to fix
-        raise ConfigError(f"{broken[0]} (no other module defines a spider named {name!r})")
+    if broken:  # the spider may be a broken module's: that is the error to fix
+        raise ConfigError(_broken_for(name, broken))
     known = ", ".join(sorted(spiders)) or "none"
     raise SpiderNotFound(
         f"no spider named {name!r} in {', '.join(modules)} (known: {known}){_what_was_meant(name, spiders, nameless)}"
     )
+
+
+def _broken_for(name: str, broken: list[tuple[str, str]]) -> str:
+    """The failure to show when the spider ``name`` is in no module that imports: that of the
+    broken module whose source names it (as a string), else every one. The first failure
+    alone was shown, and it could be another spider's module than the one asked for."""
+    suspects = [failure for module, failure in broken if _names(module, name)] or [failure for _, failure in broken]
+    if len(suspects) == 1:
+        return f"{suspects[0]} (no other module defines a spider named {name!r})"
+    return f"no module that imports defines a spider named {name!r}, and {len(suspects)} fail: " + "; ".join(suspects)
+
+
+def _names(module: str, name: str) -> bool:
+    """Whether the source of ``module`` holds ``name`` as a string literal."""
+    try:
+        spec = importlib.util.find_spec(module)
+        source = Path(spec.origin).read_text(encoding="utf-8", errors="replace") if spec and spec.origin else ""
+    except (ImportError, ValueError, OSError):
+        return False
+    return f'"{name}"' in source or f"'{name}'" in source
 
 
 def _what_was_meant(name: str, spiders: dict[str, type[Spider]], nameless: list[type[Spider]]) -> str:
@@ -61,13 +82,13 @@ def _what_was_meant(name: str, spiders: dict[str, type[Spider]], nameless: list[
 
 def _scan(
     modules: Iterable[str], project_dir: Path | None
-) -> tuple[dict[str, type[Spider]], list[str], list[type[Spider]]]:
+) -> tuple[dict[str, type[Spider]], list[tuple[str, str]], list[type[Spider]]]:
     """The spiders of ``modules`` by name, what failed in the submodules that could not be
     imported, and the ``Spider`` subclasses with no name there. A listed module that cannot
     be imported is an error: nothing can be found."""
     _ensure_importable(project_dir or Path.cwd())
     found: dict[str, type[Spider]] = {}
-    broken: list[str] = []
+    broken: list[tuple[str, str]] = []  # (module, why it failed to import)
     nameless: list[type[Spider]] = []
     for module in _walk(modules, broken):
         for spider_class in _spider_classes_in(module):
@@ -89,7 +110,7 @@ def _ensure_importable(project_dir: Path) -> None:
         sys.path.insert(0, path)
 
 
-def _walk(modules: Iterable[str], broken: list[str]) -> Iterator[ModuleType]:
+def _walk(modules: Iterable[str], broken: list[tuple[str, str]]) -> Iterator[ModuleType]:
     """Each of ``modules`` and their submodules; a submodule's import failure goes to ``broken``."""
     for name in modules:
         module = _import(name)
@@ -99,7 +120,7 @@ def _walk(modules: Iterable[str], broken: list[str]) -> Iterator[ModuleType]:
             try:
                 yield _import(info.name)
             except ConfigError as exc:
-                broken.append(str(exc))
+                broken.append((info.name, str(exc)))
 
 
 def _skip(name: str) -> None:

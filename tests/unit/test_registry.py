@@ -74,3 +74,29 @@ def test_yield_from_in_an_async_callback_says_what_to_yield(tmp_path: Path, monk
     assert "(hint: in an async def, yield what you would yield from: yield response.follow_all(...)" in str(
         caught.value
     )
+
+
+def test_the_broken_module_named_is_the_one_that_names_the_spider(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two modules failing to import: the first one's failure was shown, though the spider
+    asked for was the other's."""
+    name = f"registry_broken_{tmp_path.name}"
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "__init__.py").write_text("")
+    (tmp_path / name / "first.py").write_text(
+        "from scraper import Spider\n\nclass A(Spider):\n    name = 'a'\n    x = 1 / 0\n"
+    )
+    (tmp_path / name / "second.py").write_text("import no_such_module_here\nNAME = 'wanted'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError) as caught:
+        load_spider_class("wanted", [name])
+    assert str(caught.value) == (
+        f"spiders: importing '{name}.second' failed: No module named 'no_such_module_here' "
+        "(no other module defines a spider named 'wanted')"
+    )
+    with pytest.raises(ConfigError) as caught:  # named by neither: both are said
+        load_spider_class("other", [name])
+    assert str(caught.value).startswith("no module that imports defines a spider named 'other', and 2 fail: ")
+    assert f"'{name}.first' failed: ZeroDivisionError" in str(caught.value)
+    assert f"'{name}.second' failed: No module named" in str(caught.value)
