@@ -10,7 +10,7 @@ from typing import Any
 
 from scraper.errors import SettingsError
 from scraper.registry import find_spiders, load_spider_class
-from scraper.settings import Settings, load_settings, read_config
+from scraper.settings import Settings, expand_dotted_keys, load_settings, read_config
 from scraper.spider import Spider
 
 CONFIG_FILE = "config.yaml"
@@ -41,7 +41,7 @@ class Project:
             if not isinstance(spider_class.settings, Mapping):
                 kind = type(spider_class.settings).__name__
                 raise SettingsError(f"{spider_class.__name__}.settings must be a dict of settings, not {kind}")
-            spider_settings = dict(spider_class.settings)
+            spider_settings = expand_dotted_keys(spider_class.settings)
             if "spiders" in spider_settings:  # the spiders are found before any spider's settings are read
                 raise SettingsError(
                     f"{spider_class.__name__}.settings: 'spiders' says where spiders are found, so it has no "

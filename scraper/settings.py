@@ -344,14 +344,32 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:
             value = raw
-        *parents, leaf = key.strip().split(".")
-        if parents[:1] == ["hosts"] and len(parents) > 2:  # hosts.127.0.0.1.delay: the pattern has dots
-            parents = ["hosts", ".".join(parents[1:])]
-        node = result
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+        _put(result, key.strip(), value)
     return result
+
+
+def expand_dotted_keys(layer: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"per_host.delay": 1}`` → ``{"per_host": {"delay": 1}}``: a spider's own settings take
+    the keys ``-s`` takes (only its top-level keys: a host pattern inside ``hosts`` keeps its dots)."""
+    result: dict[str, Any] = {}
+    for key, value in layer.items():
+        _put(result, str(key), value)
+    return result
+
+
+def _put(result: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    if parents[:1] == ["hosts"] and len(parents) > 2:  # hosts.127.0.0.1.delay: the pattern has dots
+        parents = ["hosts", ".".join(parents[1:])]
+    node = result
+    for part in parents:  # copied on the way down: a spider's settings dict is its class's own
+        child = node.get(part)
+        node[part] = child = dict(child) if isinstance(child, Mapping) else {}
+        node = child
+    if isinstance(node.get(leaf), Mapping) and isinstance(value, Mapping):
+        node[leaf] = deep_merge(node[leaf], value)  # {"per_host.delay": 1, "per_host": {...}}: both kept
+    else:
+        node[leaf] = value
 
 
 def deep_merge(base: Mapping[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:

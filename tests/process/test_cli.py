@@ -311,6 +311,10 @@ SPIDER = """
             '{"per_host": {"dealy": 1}}',
             "unknown setting 'per_host.dealy' (did you mean 'delay'?) (with SiteSpider.settings)",
         ),
+        (  # the key as -s takes it: read as nested (it was "unknown setting 'per_host.delay'")
+            '{"per_host.dealy": 1}',
+            "unknown setting 'per_host.dealy' (did you mean 'delay'?) (with SiteSpider.settings)",
+        ),
         (  # accepted, with no effect
             '{"spiders": ["other"]}',
             "SiteSpider.settings: 'spiders' says where spiders are found, so it has no effect in a spider's own",

@@ -327,3 +327,13 @@ def test_true_or_false_is_no_number(override: str) -> None:
     with pytest.raises(ConfigError) as raised:
         load_settings(overrides=[override])
     assert f"setting '{override.split('=')[0]}': a number, not true or false, got " in str(raised.value)
+
+
+def test_a_spider_s_settings_take_dotted_keys_as_s_does() -> None:
+    from scraper.settings import expand_dotted_keys
+
+    own = {"per_host": {"delay": 2}, "per_host.concurrency": 3, "hosts.127.0.0.1.delay": 1, "close.max_items": 5}
+    settings = load_settings(config={"per_host": {"max_delay": 9}}, spider=expand_dotted_keys(own))
+    assert (settings.per_host.delay, settings.per_host.concurrency, settings.per_host.max_delay) == (2, 3, 9)
+    assert settings.hosts["127.0.0.1"].delay == 1 and settings.close.max_items == 5
+    assert own["per_host"] == {"delay": 2}  # the class's own dict is left as it was
