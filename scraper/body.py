@@ -15,7 +15,7 @@ from typing import Final, Protocol, cast
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from scraper.errors import ContentTypeRefused, IncompleteBody, ResponseTooLarge
+from scraper.errors import ContentTypeRefused, IncompleteBody, ResponseTooLarge, UnsupportedEncoding
 
 try:
     import brotli  # type: ignore[import-untyped]
@@ -221,10 +221,10 @@ def _decoders_for(content_encoding: str | None, url: str) -> list[Decoder]:
     codings = [coding.strip().lower() for coding in (content_encoding or "").split(",")]
     codings = [coding for coding in codings if coding and coding != "identity"]
     if len(codings) > _MAX_CODINGS:
-        raise IncompleteBody(f"too many stacked content codings: {content_encoding!r}", url=url)
+        raise UnsupportedEncoding(f"too many stacked content codings: {content_encoding!r}", url=url)
     unknown = [coding for coding in codings if coding not in _DECODERS]
     if unknown:
-        raise IncompleteBody(f"unsupported Content-Encoding {', '.join(unknown)!r}", url=url)
+        raise UnsupportedEncoding(f"unsupported Content-Encoding {', '.join(unknown)!r}", url=url)
     return [_DECODERS[coding]() for coding in reversed(codings)]
 
 

@@ -115,6 +115,11 @@ class IncompleteBody(ConnectionFailed):
     decompressed. Retried like other transport failures."""
 
 
+class UnsupportedEncoding(FetchError):
+    """The body comes in a Content-Encoding the framework cannot decode (or too many stacked):
+    the same server answers the same way again, so it is not retried."""
+
+
 class HostGivenUp(FetchError):
     """The request's host was rested ``breaker.max_trips`` times in a row without one success:
     its requests fail unsent, instead of waiting ever longer for a host that is down."""

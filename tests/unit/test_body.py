@@ -14,7 +14,7 @@ import brotli  # type: ignore[import-untyped]
 import pytest
 
 from scraper.body import ACCEPT_ENCODING, check_headers, read_body
-from scraper.errors import ContentTypeRefused, IncompleteBody, ResponseTooLarge
+from scraper.errors import ContentTypeRefused, IncompleteBody, ResponseTooLarge, UnsupportedEncoding
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -260,12 +260,12 @@ async def test_truncated_gzip_trailer_is_refused() -> None:
 @pytest.mark.parametrize("content_encoding", ["compress", "lzma", "gzip, snappy", "sdch"])
 async def test_unknown_coding_is_refused_by_name(content_encoding: str) -> None:
     unknown = content_encoding.split(", ")[-1]
-    with pytest.raises(IncompleteBody, match=f"unsupported Content-Encoding '{unknown}'"):
+    with pytest.raises(UnsupportedEncoding, match=f"unsupported Content-Encoding '{unknown}'"):
         await read(PAYLOAD, content_encoding)
 
 
 async def test_too_many_stacked_codings_are_refused() -> None:
-    with pytest.raises(IncompleteBody, match="too many stacked"):
+    with pytest.raises(UnsupportedEncoding, match="too many stacked"):
         await read(GARBAGE, ", ".join(["gzip"] * 5))
 
 
