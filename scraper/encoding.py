@@ -1,6 +1,7 @@
 """Turns a response body into text without ever crashing on a wrong or missing charset.
 
-Order (the WHATWG sniffing order, plus a detector): Content-Type charset, byte-order mark,
+Order (README's; WHATWG's sniffing puts the byte-order mark before the header, and adds no
+detector): Content-Type charset, byte-order mark,
 ``<meta>`` prescan of the first 1,024 bytes, strict UTF-8, charset detection (chardet), cp1252.
 """
 

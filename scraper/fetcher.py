@@ -108,6 +108,12 @@ class Fetcher:
             return await self._deadlines.within(self._exchange(request, url))
         except TimeoutError:  # the deadline (aiohttp's own timeout errors are TimeoutErrors too)
             raise FetchTimeout(f"no complete response within {self._settings.timeout:g}s", url=request.url) from None
+        except aiohttp.ClientHttpProxyError as exc:  # the proxy's own answer: its status is real
+            raise ConnectionFailed(f"{type(exc).__name__}: {exc}", url=request.url) from exc
+        except aiohttp.ClientResponseError as exc:  # aiohttp's parser refused what the server sent
+            # said as it is: aiohttp words it "400, message=...", which read as the server's HTTP 400
+            said = f"the response is not valid HTTP: {exc.message}"
+            raise ConnectionFailed(f"{type(exc).__name__}: {said}", url=request.url) from exc
         except (aiohttp.ClientError, OSError) as exc:  # OSError: resets aiohttp does not wrap
             raise ConnectionFailed(f"{type(exc).__name__}: {exc or 'connection failed'}", url=request.url) from exc
 

@@ -378,6 +378,8 @@ async def test_malformed_http_is_a_connection_failure(database: Path, reply: byt
     assert_good_page_stored(run, database, f"{good}/good")
     assert request_row(database, bad.url) == ("failed", TIMES + 1, None)
     assert error_types(database, bad.url) == ["ConnectionFailed"]
+    [(message,)] = rows(database, "SELECT message FROM scraper_errors WHERE url = ?", (bad.url,))
+    assert "400, message" not in message  # aiohttp's words for its parser's refusal, read as the server's 400
     # aiohttp itself resends an idempotent request once when the connection closes before any
     # byte of the answer (RFC 9112 9.3.1), so such a server sees two connections per attempt
     per_attempt = 2 if reply == b"" else 1
