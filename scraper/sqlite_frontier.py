@@ -13,6 +13,7 @@ renamed or removed between the runs) fails with an error row instead of staying 
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -30,8 +31,9 @@ _LEAST_SHARE = 16  # rows of a host loaded at once, at least
 
 
 class SQLiteFrontier(MemoryFrontier):
-    """The memory frontier as a bounded buffer in front of the database: popping, parking and
-    the host queues are the memory frontier's own (several calls a page, none delegated)."""
+    """The memory frontier as a bounded buffer in front of the database: parking and the host
+    queues are the memory frontier's own; ``pop`` notes a host whose queue it empties while
+    its spilled rows wait."""
 
     def __init__(
         self,
@@ -50,6 +52,7 @@ class SQLiteFrontier(MemoryFrontier):
         self._buffer = buffer
         self._spilled = spilled  # pending rows in the database that are not in memory
         self._spilled_by_host: dict[str, int] = dict(spilled_by_host or {})  # the same, by host
+        self._waiting: dict[str, None] = dict.fromkeys(self._spilled_by_host)  # those with none in memory, in order
         self._next_refill = 0.0
         self._next_hosts_look = 0.0
 
@@ -60,37 +63,59 @@ class SQLiteFrontier(MemoryFrontier):
         if entry.in_memory:
             await super().push(entry, not_before=not_before)
         else:
+            host = entry.host
             self._spilled += 1  # its row, written by the page's commit, is all there is of it
-            self._spilled_by_host[entry.host] = self._spilled_by_host.get(entry.host, 0) + 1
+            self._spilled_by_host[host] = self._spilled_by_host.get(host, 0) + 1
+            if host not in self._queues:
+                self._waiting[host] = None
+
+    def pop(self, host: str) -> Scheduled | None:
+        entry = super().pop(host)
+        if host not in self._queues and host in self._spilled_by_host:
+            self._waiting[host] = None  # its queue is empty, its rows wait in the database
+        return entry
 
     async def refill(self) -> list[str]:
-        """Load spilled requests when the buffer is at most half full, or the share of each
-        host whose queue is empty while its spilled rows wait; returns their hosts."""
+        """Load spilled requests when the buffer is at most half full, or the share of the
+        hosts whose queue is empty while their rows wait; returns their hosts."""
         now = time.monotonic()
         if not self._spilled or now < self._next_refill:
             return []
         if self._size <= self._buffer // 2:
             rows = await self._storage.lease_pending(self._buffer - self._size)
-        elif now >= self._next_hosts_look:
+            if not rows:
+                self._next_refill = now + _EMPTY_REFILL_PAUSE
+                return []
+        elif now >= self._next_hosts_look and self._waiting:
             self._next_hosts_look = now + _HOSTS_EVERY
             rows = await self._load_waiting_hosts()
-            if not rows:
-                return []
         else:
-            return []
-        if not rows:
-            self._next_refill = now + _EMPTY_REFILL_PAUSE
             return []
         return await self._loaded(rows)
 
+    def _share(self) -> int:
+        """Rows of a waiting host loaded at once: a fair part of the buffer."""
+        return max(_LEAST_SHARE, self._buffer // (len(self._queues) + len(self._waiting)))
+
+    def _room_for_waiting(self) -> int:
+        """How many rows waiting hosts may still load: memory holds at most twice the buffer."""
+        return 2 * self._buffer - self._size
+
     async def _load_waiting_hosts(self) -> list[sqlite3.Row]:
-        """The spilled rows of hosts with none in memory, a fair share of the buffer each (one
-        look every ``_HOSTS_EVERY``: it reads every host with spilled rows)."""
-        waiting = [host for host in self._spilled_by_host if not self.has_pending(host)][:_HOSTS_A_REFILL]
-        if not waiting:
+        """The spilled rows of the hosts with none in memory, a share each, as far as memory
+        allows. A host that has none left (its count ran ahead: rows can only be fewer) is
+        forgotten."""
+        share = self._share()
+        count = min(len(self._waiting), _HOSTS_A_REFILL, self._room_for_waiting() // share)
+        hosts = list(itertools.islice(self._waiting, count))
+        if not hosts:
             return []
-        share = max(_LEAST_SHARE, self._buffer // (len(self._queues) + len(waiting)))
-        return await self._storage.lease_pending(share, hosts=waiting)
+        for host in hosts:
+            del self._waiting[host]
+        rows = await self._storage.lease_pending(share, hosts=hosts)
+        for host in set(hosts) - {row["host"] for row in rows}:
+            self._spilled -= self._spilled_by_host.pop(host, 0)
+        return rows
 
     async def _loaded(self, rows: list[sqlite3.Row]) -> list[str]:
         self._spilled = max(0, self._spilled - len(rows))
@@ -103,6 +128,7 @@ class SQLiteFrontier(MemoryFrontier):
                 by_host[host] = left
             else:
                 by_host.pop(host, None)
+            self._waiting.pop(host, None)
             entry = await self._entry(row)
             if entry is None:
                 continue
@@ -131,7 +157,7 @@ class SQLiteFrontier(MemoryFrontier):
         waiting_to_refill = self._spilled and self._size <= self._buffer // 2
         if waiting_to_refill and self._next_refill > now:
             due = self._next_refill if due is None else min(due, self._next_refill)
-        elif self._spilled and self._spilled_by_host and self._next_hosts_look > now:
+        elif self._waiting and self._room_for_waiting() >= self._share() and self._next_hosts_look > now:
             # the next look for hosts whose rows wait: every host in memory may be resting
             due = self._next_hosts_look if due is None else min(due, self._next_hosts_look)
         return due
