@@ -160,15 +160,15 @@ class HostLimiter:
         first failure did: one broken URL retried had rested a healthy host, again and again."""
         state = self._hosts[host]
         state.active = max(0, state.active - 1)
+        exempt = state.exempt > 0
+        if exempt:  # a request sent at the old rate, whatever its outcome
+            state.exempt -= 1
         if signal is Signal.SKIPPED:
             return
-        exempt = state.exempt > 0
-        if exempt:
-            state.exempt -= 1
         if signal is Signal.OK:
             self._recover(state)
             return
-        if not retried:
+        if not retried or state.trips:  # once rested, every failure counts: the probe after a rest is often a retry
             state.failures += 1
         if signal is Signal.THROTTLED and state.policy.adaptive and not exempt:
             self._slow_down(host, state)

@@ -146,6 +146,12 @@ def test_a_retried_request_failing_again_does_not_count_toward_the_breaker() -> 
     assert hosts.ready_at("a.test") <= time.monotonic() and hosts.state("a.test").failures == 1
     _fail(hosts, "a.test", 2)  # three requests failing: a host in trouble
     assert hosts.ready_at("a.test") > time.monotonic() + 9
+    state = hosts.state("a.test")
+    state.paused_until = 0.0  # the rest is over: the probe after it is a retry, and it fails
+    for _ in range(3):
+        hosts.begin("a.test", time.monotonic())
+        hosts.end("a.test", Signal.FAILED, retried=True)
+    assert state.trips == 2  # rested again: the retries of a host already rested count
 
 
 async def test_a_paused_host_turns_requests_away_at_the_last_moment() -> None:
