@@ -68,6 +68,8 @@ def error_record(
     if not expected:
         habits.annotate(error)
     said = validation_message(error) if isinstance(error, pydantic.ValidationError) else str(error)
+    if "\n" in said or "\r" in said:  # a row is one line (the summary, status): the traceback keeps the rest
+        said = " ".join(said.split())
     message = f"{context}{said or type(error).__name__}{notes_of(error)}"
     # a lone surrogate, as it was, made the error row unwritable: the writer stopped the
     # crawl, and again on every resume

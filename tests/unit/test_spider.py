@@ -444,3 +444,25 @@ def test_a_validation_error_is_said_on_one_line_with_the_values_given() -> None:
     with pytest.raises(pydantic.ValidationError) as caught:
         Author()  # type: ignore[call-arg]
     assert validation_message(caught.value) == "Author: name: Field required; born: Field required"
+
+
+def test_an_error_row_is_one_line_whatever_the_error_says() -> None:
+    from scraper.records import error_record
+    from scraper.stats import Stats
+
+    class Priced(Item):
+        price: int
+
+        @pydantic.field_validator("price")
+        @classmethod
+        def _positive(cls, price: int) -> int:
+            if price < 0:
+                raise ValueError("negative price\nsee the docs")
+            return price
+
+    with pytest.raises(pydantic.ValidationError) as caught:
+        Priced(price=-1)
+    row = error_record("validate", caught.value, "http://a.test/", Stats(), announce=False)
+    assert row.message == "Priced: price: Value error, negative price see the docs (given -1)"
+    row = error_record("pipeline", RuntimeError("flush failed\r\n  second line"), None, Stats(), announce=False)
+    assert row.message == "flush failed second line"
