@@ -92,10 +92,30 @@ def _detected(sample: bytes) -> str | None:
     if not candidates or not candidates[0]["encoding"]:
         return None
     best = candidates[0]
+    picked = _known(best["encoding"])
     western = next((each for each in candidates if _known(each["encoding"]) == "cp1252"), None)
-    if western is not None and western["confidence"] >= best["confidence"] * _WESTERN_TIE:
+    if western is None or picked == "cp1252":
+        return picked
+    if western["confidence"] >= best["confidence"] * _WESTERN_TIE:
         return "cp1252"
-    return _known(best["encoding"])
+    # a short page leaves the detector unsure: a pick that puts Cyrillic or Greek letters inside
+    # Latin words ("Maße" read as KOI8-U: "MaЪe") is wrong where cp1252 reads whole words
+    if picked and _mixed_words(sample, picked) and not _mixed_words(sample, "cp1252"):
+        return "cp1252"
+    return picked
+
+
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def _mixed_words(sample: bytes, encoding: str) -> bool:
+    """Whether ``sample`` read in ``encoding`` has a word of ASCII letters and letters past
+    Latin (U+0250 on): no language writes such words."""
+    text = sample.decode(encoding, errors="replace")
+    return any(
+        not word.isascii() and any(c.isascii() for c in word) and any(ord(c) >= 0x250 for c in word)
+        for word in _WORD.findall(text)
+    )
 
 
 _BOM_CODECS = {"utf-8": "utf-8-sig", "utf-16-le": "utf-16", "utf-16-be": "utf-16"}  # drop the mark
