@@ -32,7 +32,7 @@ from scraper.errors import StorageError, WriteFailed
 from scraper.filewatch import FileGone, FileWatch
 from scraper.frontier import Refused, Scheduled
 from scraper.handoff import HandOff
-from scraper.records import Commit, StoredItem, error_record
+from scraper.records import Commit, ErrorRecord, StoredItem, error_record
 from scraper.stats import Stats
 
 logger = logging.getLogger(__name__)
@@ -301,13 +301,20 @@ class Writer:
         """One transaction for ``batch``: three trips to the connection's thread (the
         ``BEGIN``, every statement at once, the ``COMMIT``), whatever its size."""
         db, now, crawl_id = self._db, utc_now(), self._crawl_id
-        items = self._within_limit(_gathered(batch, "items"))
+        items = _gathered(batch, "items")
+        errors = _gathered(batch, "errors")
+        conflicts = self._tables.conflicting(items)
+        if conflicts:  # known before the transaction: each had failed the whole of it
+            refused_items = {id(conflict.item) for conflict in conflicts}
+            items = [item for item in items if id(item) not in refused_items]
+            errors += [_refusal(conflict, self._stats) for conflict in conflicts]
+        items = self._within_limit(items)
         requests, refused = _gathered(batch, "requests"), _gathered(batch, "refused")
         item_statements, stored = writes.insert_items(items, crawl_id, now)
         statements = [
             *writes.insert_requests(requests, refused, crawl_id, now),
             *item_statements,
-            *writes.insert_errors(_gathered(batch, "errors"), crawl_id, now),
+            *writes.insert_errors(errors, crawl_id, now),
             *writes.finish_requests(list(filter(None, map(_OUTCOME, batch))), now),
         ]
         statements += self._stats_now_and_then()
@@ -416,6 +423,12 @@ def _unbindable(items: Sequence[StoredItem]) -> list[tuple[StoredItem, Exception
                         break
                 found.append((item, exc))
     return found
+
+
+def _refusal(refusal: writes.ItemRefused, stats: Stats) -> ErrorRecord:
+    """The error row of an item its table refuses, as every such row is worded."""
+    item = refusal.item
+    return error_record("validate", refusal, item.url, stats, context=f"not stored in table {item.table!r}: ")
 
 
 _UNIQUE_FAILED = "UNIQUE constraint failed: "

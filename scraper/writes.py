@@ -80,15 +80,32 @@ class ItemTables:
             if not self.knows(item):
                 await self.ensure(db, item)
 
+    def conflicting(self, items: Sequence[StoredItem]) -> list[KeyConflict]:
+        """The refusals of the items whose class has another key than their table's in this
+        crawl, found before the transaction (each had failed its whole group commit, which was
+        then written a page at a time: a crawl with such a class ran 19 times slower). Only
+        items ``knows`` does not know are looked at: the common one costs nothing more."""
+        conflicts = []
+        for item in items:
+            if not self.knows(item):
+                key = self._keys.get(folded(item.table))
+                if key is not None and key != item.key:
+                    conflicts.append(self._conflict(item, key))
+        return conflicts
+
+    @staticmethod
+    def _conflict(item: StoredItem, key: tuple[str, ...]) -> KeyConflict:
+        return KeyConflict(
+            item,
+            f"table {item.table!r} has key {key or 'none'} in this run (another item class wrote it first), "
+            f"this item's class {item.key or 'none'}: give both one key, or each its own table",
+        )
+
     async def ensure(self, db: aiosqlite.Connection, item: StoredItem) -> None:
         """Create what ``knows`` found missing: the table, new columns, the key's index."""
         key = self._keys.setdefault(folded(item.table), item.key)
         if key != item.key:
-            raise KeyConflict(
-                item,
-                f"table {item.table!r} has key {key or 'none'} in this crawl (another item class wrote it first), "
-                f"this item's class {item.key or 'none'}: give both one key, or each its own table",
-            )
+            raise self._conflict(item, key)
         known = self._columns.get(item.table)
         if known is None:
             await db.execute(schema.create_item_table(item.table, dict(item.columns)))

@@ -820,10 +820,20 @@ class SharedUnkeyed(Item):
     a: str
 
 
-async def test_a_class_with_another_key_than_its_tables_fails_alone(database: Path) -> None:
-    """Two classes on one table, one keyed: the first to write it keeps its key for the crawl,
+async def test_a_class_with_another_key_than_its_tables_fails_alone(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two classes on one table, one keyed: the first to write it keeps its key for the run,
     the other's items fail by name. The unkeyed class's items had failed on the key's index
     (or dropped it), each taking its page's other items with it."""
+    written_apart: list[Commit] = []
+    apart = writer_module.Writer._write_without_unstorable
+
+    async def counted(self: Writer, commit: Commit, error: Exception) -> None:
+        written_apart.append(commit)
+        await apart(self, commit, error)
+
+    monkeypatch.setattr(writer_module.Writer, "_write_without_unstorable", counted)
     stats = await write(
         database,
         Commit(items=[stored_item(Shared(a="x"), "http://a.test/1")]),
@@ -847,11 +857,12 @@ async def test_a_class_with_another_key_than_its_tables_fails_alone(database: Pa
             "validate",
             "KeyConflict",
             "http://a.test/2",
-            "not stored in table 'Shared': table 'Shared' has key ('a',) in this crawl (another item class wrote "
+            "not stored in table 'Shared': table 'Shared' has key ('a',) in this run (another item class wrote "
             "it first), this item's class none: give both one key, or each its own table",
         )
     ]
     assert stats.get("items/stored") == 4
+    assert written_apart == []  # refused before its transaction: the pages were not written one by one
 
 
 async def test_an_item_a_unique_index_refuses_fails_alone_and_is_named(database: Path) -> None:
