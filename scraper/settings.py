@@ -359,8 +359,12 @@ def expand_dotted_keys(layer: Mapping[str, Any]) -> dict[str, Any]:
 
 def _put(result: dict[str, Any], key: str, value: Any) -> None:
     *parents, leaf = key.split(".")
-    if parents[:1] == ["hosts"] and len(parents) > 2:  # hosts.127.0.0.1.delay: the pattern has dots
-        parents = ["hosts", ".".join(parents[1:])]
+    if parents[:1] == ["hosts"]:  # the host pattern has dots: hosts.127.0.0.1.delay, hosts.example.com
+        pattern, _, field = key.removeprefix("hosts.").rpartition(".")
+        if pattern and field in HostOverride.model_fields:
+            parents, leaf = ["hosts", pattern], field
+        else:
+            parents, leaf = ["hosts"], key.removeprefix("hosts.")
     node = result
     for part in parents:  # copied on the way down: a spider's settings dict is its class's own
         child = node.get(part)

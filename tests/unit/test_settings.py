@@ -337,3 +337,5 @@ def test_a_spider_s_settings_take_dotted_keys_as_s_does() -> None:
     assert (settings.per_host.delay, settings.per_host.concurrency, settings.per_host.max_delay) == (2, 3, 9)
     assert settings.hosts["127.0.0.1"].delay == 1 and settings.close.max_items == 5
     assert own["per_host"] == {"delay": 2}  # the class's own dict is left as it was
+    hosts = load_settings(spider=expand_dotted_keys({"hosts.shop.example.com": {"delay": 3}, "hosts.a.b.max_pages": 4}))
+    assert hosts.hosts["shop.example.com"].delay == 3 and hosts.hosts["a.b"].max_pages == 4
