@@ -199,7 +199,12 @@ def _without_none(annotation: Any) -> Any:
 
 
 def sql_type(annotation: Any) -> str:
-    """The SQLite column type of a field annotation; anything structured is JSON text."""
+    """The SQLite column type of a field annotation; anything structured is JSON text. A
+    union of types with different columns has no declared type, so that each value is stored
+    as it was given (declared TEXT, ``int | str`` stored 5 as '5')."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = {sql_type(member) for member in typing.get_args(annotation) if member is not type(None)}
+        return kinds.pop() if len(kinds) == 1 else ""
     annotation = _without_none(annotation)
     if typing.get_origin(annotation) is typing.Annotated:
         return sql_type(typing.get_args(annotation)[0])

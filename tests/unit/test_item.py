@@ -211,7 +211,10 @@ def test_stored_item_takes_table_and_key_from_the_class() -> None:
         (dt.date, "TEXT"),
         (Optional[int], "INTEGER"),  # noqa: UP045 - the old spelling must work too
         (float | None, "REAL"),
-        (int | str, "TEXT"),
+        (int | str, ""),  # no declared type: 5 stays 5, "x" stays "x" (TEXT stored 5 as '5')
+        (int | bool | None, "INTEGER"),
+        (str | Color, "TEXT"),
+        (Optional[Annotated[bytes, "note"]], "BLOB"),  # noqa: UP045
         (list[str], "TEXT"),
         (dict[str, int], "TEXT"),
         (Dimensions, "TEXT"),
