@@ -7,6 +7,7 @@ keeps its memory flat.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import logging
@@ -33,8 +34,6 @@ MAX_REDIRECTS = 5  # RFC 9309 2.3.1.2: follow at least five; beyond that the fil
 MAX_UNAVAILABLE = 3  # consecutive 5xx/unreachable outcomes before an origin is given up
 MAX_AGE = 24 * 3600.0  # RFC 9309 2.4: a cached file is not used for more than 24 hours...
 # ...unless it cannot be fetched again: then the rules kept are used, and asked again this much later
-_LEAST_LOAD_WAIT = 0.005  # seconds a request parks while its origin's robots.txt loads, at least...
-_MOST_LOAD_WAIT = 5.0  # ...and at most
 MAX_ORIGINS = 10_000  # origins whose policy is cached; past it the one unused longest is forgotten
 
 
@@ -79,7 +78,7 @@ class RobotsTxt:
         # RFC 9309 2.2.1: groups match the product token, the user agent up to its first "/"
         self._token = settings.user_agent.split("/", 1)[0].strip()
         self._policies: OrderedDict[str, _Policy] = OrderedDict()  # least recently used first
-        self._loading: dict[str, float] = {}  # origins whose robots.txt is being fetched, since when
+        self._locks: dict[str, asyncio.Lock] = {}
         self._reported: set[str] = set()  # origins given up whose error row is written
         # every status is an answer (judged below); the body cap keeps a huge file cheap
         self._robots_meta = {
@@ -99,29 +98,23 @@ class RobotsTxt:
 
     async def _policy_for(self, url: URL, handler: Handler) -> _Policy:
         """The origin's policy, fetching robots.txt if unknown or due again. One fetch per origin
-        at a time; a request that comes meanwhile is parked (``TryLater``), not kept waiting in
-        its worker (a few hosts whose robots.txt hangs had held every worker, and no other host
-        was crawled until it timed out), unless the origin's rules, due again, are known."""
+        at a time: latecomers wait on the lock, then find the cache filled."""
         origin = str(url.origin())
-        now = time.monotonic()
         policy = self._policies.get(origin)
-        if policy is not None and not policy.stale(now):
+        if policy is not None and not policy.stale(time.monotonic()):
             self._policies.move_to_end(origin)  # the origins forgotten first are those unused longest
             return policy
-        since = self._loading.get(origin)
-        if since is not None:
-            if policy is not None and policy.rules is not _Verdict.UNAVAILABLE:
-                return policy  # a known file being fetched again: its rules hold meanwhile
-            # back soon after a quick load, later the longer it takes (few parks for a slow one)
-            wait = min(_MOST_LOAD_WAIT, max(_LEAST_LOAD_WAIT, now - since))
-            raise TryLater(f"robots.txt of {origin} is being fetched", until=now + wait)
-        self._loading[origin] = now
+        lock = self._locks.setdefault(origin, asyncio.Lock())
         try:
-            policy = await self._load(origin, url.host or "", handler, policy)
-            self._keep(origin, policy)
+            async with lock:
+                policy = self._policies.get(origin)
+                if policy is None or policy.stale(time.monotonic()):
+                    policy = await self._load(origin, url.host or "", handler, policy)
+                    self._keep(origin, policy)
+                return policy
         finally:
-            del self._loading[origin]
-        return policy
+            if not lock.locked() and self._locks.get(origin) is lock:  # a waiter keeps its own reference
+                del self._locks[origin]
 
     def _keep(self, origin: str, policy: _Policy) -> None:
         """Cache ``policy`` as the most recently used; past ``MAX_ORIGINS``, forget the origin

@@ -305,35 +305,21 @@ async def test_star_crawl_delay_and_none_without_one() -> None:
     assert limiter.delays == [("a.test", 3.0)]
 
 
-async def test_one_fetch_for_many_concurrent_requests_which_are_parked_meanwhile() -> None:
-    """The requests that came while the file loaded waited for it in their workers: a few
-    hosts whose robots.txt hung held every worker, and no other host was crawled."""
+async def test_one_fetch_for_many_concurrent_requests() -> None:
     site = FakeSite({"http://a.test/robots.txt": robots("User-agent: *\nDisallow: /private\n")})
     robots_txt, stats, _ = middleware()
-    outcomes = await asyncio.gather(
-        *(get(robots_txt, site, f"http://a.test/p{n}") for n in range(50)), return_exceptions=True
-    )
-    assert isinstance(outcomes[0], Response) and outcomes[0].status == 200  # the one that fetched the file
-    parked = outcomes[1:]
-    assert all(isinstance(outcome, TryLater) for outcome in parked)
-    assert {outcome.reason for outcome in parked if isinstance(outcome, TryLater)} == {
-        "robots.txt of http://a.test is being fetched"
-    }
-    assert all(0 < outcome.until - time.monotonic() <= 0.01 for outcome in parked if isinstance(outcome, TryLater))
-    later = await asyncio.gather(*(get(robots_txt, site, f"http://a.test/p{n}") for n in range(1, 50)))
-    assert [response.status for response in later] == [200] * 49  # when they come back, the file is known
+    responses = await asyncio.gather(*(get(robots_txt, site, f"http://a.test/p{n}") for n in range(50)))
+    assert [response.status for response in responses] == [200] * 50
     assert site.robots_fetches() == ["http://a.test/robots.txt"]
     assert len(site.pages()) == 50
     assert stats.get("robots/fetched") == 1
-    assert not robots_txt._loading  # nothing is left marked as loading
 
 
 async def test_one_fetch_per_origin() -> None:
     site = FakeSite()
     robots_txt, _, _ = middleware()
     urls = [f"{origin}/p{n}" for origin in ("http://a.test", "https://b.test", "http://a.test:8080") for n in range(5)]
-    await asyncio.gather(*(get(robots_txt, site, url) for url in urls), return_exceptions=True)
-    await asyncio.gather(*(get(robots_txt, site, url) for url in urls))  # each origin's file known now
+    await asyncio.gather(*(get(robots_txt, site, url) for url in urls))
     assert sorted(site.robots_fetches()) == [
         "http://a.test/robots.txt",
         "http://a.test:8080/robots.txt",
@@ -412,19 +398,4 @@ async def test_the_cache_forgets_the_origin_unused_longest_past_its_bound(monkey
     # a and b are kept; a is used again, so c pushes b out (unused longest), not a; b comes back
     assert site.robots_fetches() == [f"http://{host}.test/robots.txt" for host in "abcb"]
     assert stats.get("robots/forgotten") == 2
-    assert not robots_txt._loading  # an origin is marked while its file loads, none kept after
-
-
-async def test_while_a_known_file_is_fetched_again_its_rules_hold_for_the_others(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr("scraper.robots.MAX_AGE", 0.01)
-    site = FakeSite({"http://a.test/robots.txt": robots("User-agent: *\nDisallow: /private\n")})
-    robots_txt, _, _ = middleware()
-    await get(robots_txt, site, "http://a.test/p0")
-    await asyncio.sleep(0.02)
-    refreshing, meanwhile = await asyncio.gather(
-        get(robots_txt, site, "http://a.test/p1"), get(robots_txt, site, "http://a.test/p2")
-    )
-    assert (refreshing.status, meanwhile.status) == (200, 200)  # not parked
-    assert site.robots_fetches() == ["http://a.test/robots.txt"] * 2
+    assert not robots_txt._locks  # one lock per origin while its file loads, none kept after
