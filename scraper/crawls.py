@@ -36,7 +36,6 @@ class CrawlStart:
     fetches: int = 0  # fetches made so far (each attempt: retries and redirect hops too), for max_pages
     unfinished: int | None = None  # an unfinished crawl of the spider that this one does not resume
     cookies: tuple[StoredCookie, ...] = ()  # the jar a resumed crawl kept
-    pending_by_host: dict[str, int] = dataclasses.field(default_factory=dict)  # a resumed crawl's pending rows
 
     def describe(self, spider: str) -> str:
         if not self.resumed:
@@ -131,15 +130,10 @@ async def _resume(db: aiosqlite.Connection, crawl_id: int, stats: dict[str, Any]
         (crawl_id,),
     )
     await db.execute(schema.RELEASE_LEASES, (crawl_id,))
-    states: dict[str, int] = {}
-    pending_by_host: dict[str, int] = {}  # what the frontier loads host by host, as it would have
     async with db.execute(
-        "SELECT state, host, count(*) FROM scraper_requests WHERE crawl_id = ? GROUP BY state, host", (crawl_id,)
+        "SELECT state, count(*) FROM scraper_requests WHERE crawl_id = ? GROUP BY state", (crawl_id,)
     ) as cursor:
-        for state, host, count in await cursor.fetchall():
-            states[state] = states.get(state, 0) + count
-            if state == "pending":
-                pending_by_host[host] = count
+        states = {state: count for state, count in await cursor.fetchall()}
     # one pass over the crawl's rows: its pages (done, and not a redirect hop) and its fetches
     # (every attempt, retries and hops included: what close.max_pages counts)
     async with db.execute(
@@ -156,18 +150,7 @@ async def _resume(db: aiosqlite.Connection, crawl_id: int, stats: dict[str, Any]
     ) as cursor:
         errors = {f"errors/{stage}/{kind}": count for stage, kind, count in await cursor.fetchall()}
     items = await count_items(db, crawl_id)
-    return CrawlStart(
-        crawl_id,
-        True,
-        states,
-        pages,
-        items,
-        stats,
-        errors=errors,
-        fetches=fetches,
-        cookies=cookies,
-        pending_by_host=pending_by_host,
-    )
+    return CrawlStart(crawl_id, True, states, pages, items, stats, errors=errors, fetches=fetches, cookies=cookies)
 
 
 async def count_items(db: aiosqlite.Connection, crawl_id: int) -> dict[str, int]:

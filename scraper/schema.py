@@ -53,10 +53,6 @@ CREATE TABLE IF NOT EXISTS scraper_requests (
 -- rows inserted and finished wrote 411 WAL pages instead of 350).
 CREATE INDEX IF NOT EXISTS scraper_requests_spilled
     ON scraper_requests (crawl_id, priority DESC, id) WHERE state = 'pending' AND leased = 0;
--- what a refill of one host reads: its spilled rows, best first (a crawl of many hosts with
--- delays fills memory with a few hosts' requests; the others are loaded host by host)
-CREATE INDEX IF NOT EXISTS scraper_requests_spilled_host
-    ON scraper_requests (crawl_id, host, priority DESC, id) WHERE state = 'pending' AND leased = 0;
 DROP INDEX IF EXISTS scraper_requests_pending;
 -- an index on (host, state) cost every page's insert and update ~6 us and only spared the
 -- per-host status query a sort: it scans the crawl's rows either way
@@ -145,19 +141,11 @@ def _values(width: int, rows: int) -> str:
     return ", ".join([row] * rows)
 
 
-_PENDING_COLUMNS = """id, fingerprint, url, method, host, depth, priority, callback, headers, body, meta, cb_kwargs,
-       dont_filter, attempts, not_before"""
-PENDING_TO_LOAD = f"""
-SELECT {_PENDING_COLUMNS}
+PENDING_TO_LOAD = """
+SELECT id, fingerprint, url, method, host, depth, priority, callback, headers, body, meta, cb_kwargs,
+       dont_filter, attempts, not_before
 FROM scraper_requests
 WHERE crawl_id = ? AND state = 'pending' AND leased = 0
-ORDER BY priority DESC, id
-LIMIT ?
-"""
-PENDING_OF_HOST_TO_LOAD = f"""
-SELECT {_PENDING_COLUMNS}
-FROM scraper_requests
-WHERE crawl_id = ? AND host = ? AND state = 'pending' AND leased = 0
 ORDER BY priority DESC, id
 LIMIT ?
 """

@@ -241,11 +241,10 @@ class Storage:
         queued before it."""
         await self.lease_pending(0)
 
-    async def lease_pending(self, limit: int, hosts: Sequence[str] = ()) -> list[sqlite3.Row]:
-        """Up to ``limit`` pending, unleased requests of this crawl (highest priority first), or
-        up to ``limit`` of each of ``hosts``, now leased to it. Goes through the writer, after
-        every commit queued before it."""
-        return await self._writing.lease_pending(limit, hosts)
+    async def lease_pending(self, limit: int) -> list[sqlite3.Row]:
+        """Up to ``limit`` pending, unleased requests of this crawl (highest priority first),
+        now leased to it. Goes through the writer, after every commit queued before it."""
+        return await self._writing.lease_pending(limit)
 
     @property
     def items_stored(self) -> int:

@@ -57,14 +57,12 @@ _UNSTORABLE = (
 
 
 class _Refill:
-    """A request to the writer: lease up to ``limit`` pending rows (the best of the crawl's, or
-    of each of ``hosts``) and return them."""
+    """A request to the writer: lease up to ``limit`` pending rows and return them."""
 
-    __slots__ = ("hosts", "limit", "result")
+    __slots__ = ("limit", "result")
 
-    def __init__(self, limit: int, hosts: Sequence[str] = ()) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.hosts = hosts
         self.result: asyncio.Future[list[sqlite3.Row]] = asyncio.get_running_loop().create_future()
 
 
@@ -137,11 +135,11 @@ class Writer:
             self.unwritten.update(_fingerprints(commit.requests, commit.refused))
         await self._queue.put((commit, rows))
 
-    async def lease_pending(self, limit: int, hosts: Sequence[str] = ()) -> list[sqlite3.Row]:
+    async def lease_pending(self, limit: int) -> list[sqlite3.Row]:
         """Up to ``limit`` pending, unleased requests of this crawl (highest priority first),
-        or up to ``limit`` of each of ``hosts``, now leased to it, after every commit queued before."""
+        now leased to it, after every commit queued before."""
         self._check_running()
-        refill = _Refill(limit, hosts)
+        refill = _Refill(limit)
         await self._queue.put(refill)
         return await refill.result
 
@@ -164,7 +162,7 @@ class Writer:
                     await self._release(rows)
                     await self._watch.check_now_and_then()
                 if refill is not None:
-                    refill.result.set_result(await self._lease(refill.limit, refill.hosts))
+                    refill.result.set_result(await self._lease(refill.limit))
                 if stop:
                     return
         except Exception as exc:  # whatever it is, the crawl must hear of it and stop (and says it once, at its end)
@@ -372,19 +370,14 @@ class Writer:
         self._stats_saved = now
         return [crawls.save_stats(self._crawl_id, self._stats.snapshot())]
 
-    async def _lease(self, limit: int, hosts: Sequence[str]) -> list[Any]:
+    async def _lease(self, limit: int) -> list[Any]:
         if not limit:  # a refill of nothing (``flush``): answered, in order, with no transaction
             return []
         db = self._db
         await db.execute("BEGIN IMMEDIATE")
         try:
-            rows: list[Any] = []
-            queries: list[tuple[str, tuple[Any, ...]]] = [
-                (schema.PENDING_OF_HOST_TO_LOAD, (self._crawl_id, host, limit)) for host in hosts
-            ]
-            for sql, parameters in queries or [(schema.PENDING_TO_LOAD, (self._crawl_id, limit))]:
-                async with db.execute(sql, parameters) as cursor:
-                    rows += await cursor.fetchall()
+            async with db.execute(schema.PENDING_TO_LOAD, (self._crawl_id, limit)) as cursor:
+                rows = list(await cursor.fetchall())
             await writes.execute_all(db, writes.chunked(schema.lease, [(row["id"],) for row in rows], 1))
             await db.execute("COMMIT")
         except BaseException:
