@@ -99,8 +99,9 @@ def _detected(sample: bytes) -> str | None:
     if western["confidence"] >= best["confidence"] * _WESTERN_TIE:
         return "cp1252"
     # a short page leaves the detector unsure: a pick that puts Cyrillic or Greek letters inside
-    # Latin words ("Maße" read as KOI8-U: "MaЪe") is wrong where cp1252 reads whole words
-    if picked and _mixed_words(sample, picked) and not _mixed_words(sample, "cp1252"):
+    # Latin words ("Maße" read as KOI8-U: "MaЪe") is wrong where cp1252 reads whole words. Half
+    # of the words it reads so, not one: a Russian page may hold a typo (a Latin letter in a word)
+    if picked and _mixed_share(sample, picked) >= 0.5 and not _mixed_share(sample, "cp1252"):
         return "cp1252"
     return picked
 
@@ -108,14 +109,12 @@ def _detected(sample: bytes) -> str | None:
 _WORD = re.compile(r"[^\W\d_]+")
 
 
-def _mixed_words(sample: bytes, encoding: str) -> bool:
-    """Whether ``sample`` read in ``encoding`` has a word of ASCII letters and letters past
-    Latin (U+0250 on): no language writes such words."""
-    text = sample.decode(encoding, errors="replace")
-    return any(
-        not word.isascii() and any(c.isascii() for c in word) and any(ord(c) >= 0x250 for c in word)
-        for word in _WORD.findall(text)
-    )
+def _mixed_share(sample: bytes, encoding: str) -> float:
+    """Of the words of ``sample`` read in ``encoding`` that are not ASCII, the share that mix
+    ASCII letters with letters past Latin (U+0250 on): no language writes such words."""
+    words = [word for word in _WORD.findall(sample.decode(encoding, errors="replace")) if not word.isascii()]
+    mixed = sum(any(c.isascii() for c in word) and any(ord(c) >= 0x250 for c in word) for word in words)
+    return mixed / len(words) if words else 0.0
 
 
 _BOM_CODECS = {"utf-8": "utf-8-sig", "utf-16-le": "utf-16", "utf-16-be": "utf-16"}  # drop the mark

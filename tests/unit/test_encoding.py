@@ -167,6 +167,9 @@ LITHUANIAN = "Lietuvių kalba yra viena seniausių kalbų. Ąžuolas, ėriukas, 
         pytest.param("<h1>Produkt</h1><p>Maße: 20 × 30 cm, Gewicht: 2 kg</p>Zurück", "cp1252", id="german-line"),  # noqa: RUF001
         pytest.param("Größe: 5 Äpfel", "cp1252", id="german-words-cp1252"),
         pytest.param(CZECH, "cp1250", id="czech-cp1250"),
+        # a Latin letter in a Russian word (a typo) leaves the page Russian
+        pytest.param("Москва - столица России, и цeна билета высокая.", "cp1251", id="typo-cp1251"),  # noqa: RUF001
+        pytest.param(RUSSIAN + " Мoскве цeна", "cp1251", id="typos-cp1251"),  # noqa: RUF001
         pytest.param(POLISH, "cp1250", id="polish-cp1250"),
         pytest.param(LITHUANIAN, "cp1257", id="lithuanian-cp1257"),
         pytest.param(KOREAN, "euc-kr", id="korean-euc-kr"),
