@@ -149,16 +149,18 @@ class Fetcher:
         else:  # most requests: the settings as they are, without three lookups
             limit, truncate, content_types = self._settings.max_response_bytes, False, self._content_types
         status = reply.status
+        headers = reply.headers
+        coding = headers.get("Content-Encoding")
         if not 200 <= status < 300:
             content_types = ()
             if not (meta and status in meta.get("allow_statuses", ())) or request.method == "HEAD":
                 # a body never used (a redirect's, an error's: what counts is the status, its
-                # Location or Retry-After) is read up to a cap, not refused: refused, a 503 with a
-                # large page lost its status, its retry and its Retry-After, and a redirect was not followed
-                limit, truncate = min(limit, _UNUSED_BODY_LIMIT), True
+                # Location or Retry-After) is read up to a cap as it came, neither refused nor
+                # decoded: refused for its size or its coding, a 503 lost its status, its retry
+                # and its Retry-After, and a redirect was not followed
+                limit, truncate, coding = min(limit, _UNUSED_BODY_LIMIT), True, None
         elif request.method == "HEAD":  # no body, whatever Content-Length says
             truncate = True
-        headers = reply.headers
         length_cap = sys.maxsize if truncate else limit  # a truncated read never needs the whole body
         length = check_headers(headers, url=request.url, limit=length_cap, content_types=content_types)
         if readable_whole(headers, length) and (not truncate or (length is not None and length <= limit)):
@@ -167,7 +169,7 @@ class Fetcher:
             return body
         body = await read_body(
             reply.content.iter_chunked(_READ_CHUNK),
-            content_encoding=headers.get("Content-Encoding"),
+            content_encoding=coding,
             limit=limit,
             url=request.url,
             truncate=truncate,

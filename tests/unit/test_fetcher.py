@@ -137,6 +137,20 @@ async def test_a_large_body_never_used_is_cut_not_refused(declared: bool) -> Non
     assert (head.status, head.body) == (200, b"")
 
 
+async def test_a_body_never_used_is_not_decoded() -> None:
+    """A 503 whose body came in a coding we cannot decode failed as that coding's error: its
+    status, retry and Retry-After were lost, and a redirect with such a body was not followed."""
+    with aioresponses() as mock:
+        mock.get(URL, status=503, body=b"\x1f\x9d junk", headers={"Retry-After": "1", "Content-Encoding": "compress"})
+        mock.get(URL, status=301, body=b"junk", headers={"Location": "/moved", "Content-Encoding": "compress"})
+        async with fetcher_for(make_settings()) as fetcher:
+            with pytest.raises(HttpStatusError) as caught:
+                await fetcher.fetch(Request(URL))
+            moved = await fetcher.fetch(Request(URL))
+    assert (caught.value.status, caught.value.retry_after) == (503, "1")
+    assert (moved.status, moved.headers["Location"]) == (301, "/moved")
+
+
 async def test_a_large_error_page_that_is_asked_for_is_still_refused() -> None:
     with aioresponses() as mock:
         mock.get(URL, status=404, body=b"x" * 5000)
