@@ -59,6 +59,7 @@ class ItemTables:
         self._folded: dict[str, set[str]] = {}  # the table's columns, as SQLite compares them
         self._spelled_keys: dict[str, tuple[str, ...]] = {}  # the key of each table made, as items spell it
         self._keys: dict[str, tuple[str, ...]] = {}  # each table's key, by its name as SQLite compares it
+        self._shared = False  # a second class with another key met a table: screen items for it
 
     def forget(self) -> None:
         """Forget what exists (a transaction that made it was rolled back), but not which key
@@ -85,6 +86,8 @@ class ItemTables:
         crawl, found before the transaction (each had failed its whole group commit, which was
         then written a page at a time: a crawl with such a class ran 19 times slower). Only
         items ``knows`` does not know are looked at: the common one costs nothing more."""
+        if not self._shared:  # no two classes have claimed one table yet: nothing to look at
+            return []
         conflicts = []
         for item in items:
             if not self.knows(item):
@@ -105,6 +108,7 @@ class ItemTables:
         """Create what ``knows`` found missing: the table, new columns, the key's index."""
         key = self._keys.setdefault(folded(item.table), item.key)
         if key != item.key:
+            self._shared = True  # from now on, such items are screened before their transaction
             raise self._conflict(item, key)
         known = self._columns.get(item.table)
         if known is None:
