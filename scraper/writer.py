@@ -249,17 +249,7 @@ class Writer:
                 break  # nothing (more) to leave out: the page's items go
             tried = len(unstorable)
             counted = Stats()  # counted once the commit is in
-            failures = [
-                error_record(
-                    "validate",
-                    cause,
-                    item.url,
-                    counted,
-                    context=f"not stored in table {item.table!r}: ",
-                    announce=False,
-                )
-                for item, cause in unstorable
-            ]
+            failures = [_not_stored(item, cause, counted, announce=False) for item, cause in unstorable]
             kept = [item for item in commit.items if all(item is not bad for bad, _ in unstorable)]
             try:
                 await self._write([commit._replace(items=kept, errors=[*commit.errors, *failures])])
@@ -305,7 +295,7 @@ class Writer:
         if conflicts:  # known before the transaction: each had failed the whole of it
             refused_items = {id(conflict.item) for conflict in conflicts}
             items = [item for item in items if id(item) not in refused_items]
-            errors += [_refusal(conflict, self._stats) for conflict in conflicts]
+            errors += [_not_stored(conflict.item, conflict, self._stats) for conflict in conflicts]
         items = self._within_limit(items)
         requests, refused = _gathered(batch, "requests"), _gathered(batch, "refused")
         item_statements, stored = writes.insert_items(items, crawl_id, now)
@@ -418,10 +408,11 @@ def _unbindable(items: Sequence[StoredItem]) -> list[tuple[StoredItem, Exception
     return found
 
 
-def _refusal(refusal: writes.ItemRefused, stats: Stats) -> ErrorRecord:
-    """The error row of an item its table refuses, as every such row is worded."""
-    item = refusal.item
-    return error_record("validate", refusal, item.url, stats, context=f"not stored in table {item.table!r}: ")
+def _not_stored(item: StoredItem, cause: Exception, stats: Stats, *, announce: bool = True) -> ErrorRecord:
+    """The error row of an item left out of its table, as every such row is worded."""
+    return error_record(
+        "validate", cause, item.url, stats, context=f"not stored in table {item.table!r}: ", announce=announce
+    )
 
 
 _UNIQUE_FAILED = "UNIQUE constraint failed: "

@@ -45,8 +45,8 @@ class ColumnsExhausted(ItemRefused):
 
 class KeyConflict(ItemRefused):
     """An item whose class has another key than the class that wrote its table first in this
-    crawl. Its table cannot have both: each class's first item replaced the other's unique
-    index, or one class's rows failed on the other's."""
+    run (a resumed crawl is a new run). Its table cannot have both: each class's first item
+    replaced the other's unique index, or one class's rows failed on the other's."""
 
 
 class ItemTables:
@@ -63,7 +63,7 @@ class ItemTables:
 
     def forget(self) -> None:
         """Forget what exists (a transaction that made it was rolled back), but not which key
-        each table has: the class that wrote a table first keeps it for the crawl."""
+        each table has: the class that wrote a table first keeps it for the run."""
         self._columns.clear()
         self._folded.clear()
         self._spelled_keys.clear()
@@ -83,9 +83,9 @@ class ItemTables:
 
     def conflicting(self, items: Sequence[StoredItem]) -> list[KeyConflict]:
         """The refusals of the items whose class has another key than their table's in this
-        crawl, found before the transaction (each had failed its whole group commit, which was
+        run, found before the transaction (each had failed its whole group commit, which was
         then written a page at a time: a crawl with such a class ran 19 times slower). Only
-        items ``knows`` does not know are looked at: the common one costs nothing more."""
+        items ``knows`` does not know are looked at, and only once a conflict was met."""
         if not self._shared:  # no two classes have claimed one table yet: nothing to look at
             return []
         conflicts = []
