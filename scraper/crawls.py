@@ -18,6 +18,7 @@ from scraper.errors import ConfigError
 from scraper.schema import Statement
 
 RESUMABLE = ("running", "interrupted")  # "running" with no live process: it was killed
+TRACKED_HOSTS = 50_000  # hosts whose spilled requests the durable frontier counts (sqlite_frontier.py)
 
 
 def utc_now() -> str:
@@ -36,6 +37,7 @@ class CrawlStart:
     fetches: int = 0  # fetches made so far (each attempt: retries and redirect hops too), for max_pages
     unfinished: int | None = None  # an unfinished crawl of the spider that this one does not resume
     cookies: tuple[StoredCookie, ...] = ()  # the jar a resumed crawl kept
+    spilled_by_host: dict[str, int] = dataclasses.field(default_factory=dict)  # pending rows by host, resumed
 
     def describe(self, spider: str) -> str:
         if not self.resumed:
@@ -149,8 +151,21 @@ async def _resume(db: aiosqlite.Connection, crawl_id: int, stats: dict[str, Any]
         (crawl_id,),
     ) as cursor:
         errors = {f"errors/{stage}/{kind}": count for stage, kind, count in await cursor.fetchall()}
+    async with db.execute(schema.SPILLED_BY_HOST, (crawl_id, TRACKED_HOSTS)) as cursor:
+        spilled_by_host = {host: count for host, count in await cursor.fetchall()}
     items = await count_items(db, crawl_id)
-    return CrawlStart(crawl_id, True, states, pages, items, stats, errors=errors, fetches=fetches, cookies=cookies)
+    return CrawlStart(
+        crawl_id,
+        True,
+        states,
+        pages,
+        items,
+        stats,
+        errors=errors,
+        fetches=fetches,
+        cookies=cookies,
+        spilled_by_host=spilled_by_host,
+    )
 
 
 async def count_items(db: aiosqlite.Connection, crawl_id: int) -> dict[str, int]:

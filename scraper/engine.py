@@ -255,6 +255,7 @@ class Engine:
                 stats=self.stats,
                 buffer=policy.buffer,
                 spilled=start.states.get("pending", 0),
+                spilled_by_host=start.spilled_by_host,
             )
             seen = StoredSeen(storage, cache_size=policy.seen_cache, complete=not start.resumed)
         else:

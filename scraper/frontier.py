@@ -76,6 +76,7 @@ class MemoryFrontier:
         self._parked: list[tuple[float, int, Scheduled]] = []
         self._order = itertools.count()
         self._size = 0
+        self._emptied: list[str] | None = None  # a subclass's list of hosts whose queue pop emptied
 
     async def push(self, entry: Scheduled, *, not_before: float = 0.0) -> None:
         self._size += 1
@@ -91,6 +92,8 @@ class MemoryFrontier:
         entry = heapq.heappop(queue)[2]
         if not queue:
             del self._queues[host]
+            if self._emptied is not None:
+                self._emptied.append(host)
         self._size -= 1
         return entry
 

@@ -53,6 +53,11 @@ CREATE TABLE IF NOT EXISTS scraper_requests (
 -- rows inserted and finished wrote 411 WAL pages instead of 350).
 CREATE INDEX IF NOT EXISTS scraper_requests_spilled
     ON scraper_requests (crawl_id, priority DESC, id) WHERE state = 'pending' AND leased = 0;
+-- what a load for one host reads: its spilled rows, best first (the durable frontier loads a
+-- host with none in memory from here, where the refill above read the rows of the few hosts
+-- that filled memory first). Spilled rows only, as above: the common page never touches it.
+CREATE INDEX IF NOT EXISTS scraper_requests_spilled_host
+    ON scraper_requests (crawl_id, host, priority DESC, id) WHERE state = 'pending' AND leased = 0;
 DROP INDEX IF EXISTS scraper_requests_pending;
 -- an index on (host, state) cost every page's insert and update ~6 us and only spared the
 -- per-host status query a sort: it scans the crawl's rows either way
@@ -141,12 +146,18 @@ def _values(width: int, rows: int) -> str:
     return ", ".join([row] * rows)
 
 
-PENDING_TO_LOAD = """
+_TO_LOAD = """
 SELECT id, fingerprint, url, method, host, depth, priority, callback, headers, body, meta, cb_kwargs,
        dont_filter, attempts, not_before
 FROM scraper_requests
+WHERE crawl_id = ? AND state = 'pending' AND leased = 0"""
+PENDING_TO_LOAD = f"{_TO_LOAD}\nORDER BY priority DESC, id\nLIMIT ?"
+PENDING_OF_HOST_TO_LOAD = f"{_TO_LOAD} AND host = ?\nORDER BY priority DESC, id\nLIMIT ?"
+# the spilled rows of a resumed crawl, by host (read from the index above, in its order)
+SPILLED_BY_HOST = """
+SELECT host, count(*) FROM scraper_requests
 WHERE crawl_id = ? AND state = 'pending' AND leased = 0
-ORDER BY priority DESC, id
+GROUP BY host
 LIMIT ?
 """
 

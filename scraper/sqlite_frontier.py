@@ -4,30 +4,52 @@ crawl can resume after any stop.
 
 Admission keeps a request in memory while the buffer has room (its row is written leased);
 past that it is *spilled*: only its row is written. When the buffer runs low, ``refill``
-leases the best pending rows and loads them. On resume the dead run's leases are released and
-everything pending is loaded this way. A row the spider can no longer run (its callback was
-renamed or removed between the runs) fails with an error row instead of staying pending.
+leases the best pending rows and loads them. A host with spilled rows and none in memory is
+*hungry*: its own best rows are loaded into whatever room the buffer has, a share each, so
+that the few hosts whose requests filled memory first do not set the pace of the crawl (30
+hosts with a per-host delay crawled at the rate of 5). On resume the dead run's leases are
+released and everything pending is loaded these ways. A row the spider can no longer run
+(its callback was renamed or removed between the runs) fails with an error row instead of
+staying pending.
 """
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
+from collections.abc import Mapping
 
 from scraper.codec import RequestNotStorable, decode
+from scraper.crawls import TRACKED_HOSTS
 from scraper.frontier import MemoryFrontier, Scheduled
 from scraper.records import Commit, Outcome, error_record
 from scraper.stats import Stats
 from scraper.storage import Storage
 
 _EMPTY_REFILL_PAUSE = 0.02  # seconds before asking again when the spilled rows are not committed yet
+_LOOK_EVERY = 0.05  # seconds between loads for hungry hosts (each is a transaction)
+_HOSTS_A_LOOK = 64  # hungry hosts loaded by one look, at most
+_LEAST_SHARE = 16  # rows loaded for a hungry host at once, at least: the room a look waits for
+_MISSES = 3  # loads that found nothing (its rows not committed yet) before a hungry host is let go
 
 
 class SQLiteFrontier(MemoryFrontier):
     """The memory frontier as a bounded buffer in front of the database: popping, parking and
-    the host queues are the memory frontier's own (several calls a page, none delegated)."""
+    the host queues are the memory frontier's own (several calls a page, none delegated); its
+    ``pop`` notes the hosts whose queue it empties, for the hungry hosts' loads."""
 
-    def __init__(self, *, storage: Storage, spider: object, stats: Stats, buffer: int, spilled: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        spider: object,
+        stats: Stats,
+        buffer: int,
+        spilled: int = 0,
+        spilled_by_host: Mapping[str, int] | None = None,
+    ) -> None:
+        """``spilled_by_host``: a resumed crawl's pending rows by host (``spilled`` in all)."""
         super().__init__()
         self._storage = storage
         self._spider = spider
@@ -35,6 +57,15 @@ class SQLiteFrontier(MemoryFrontier):
         self._buffer = buffer
         self._spilled = spilled  # pending rows in the database that are not in memory
         self._next_refill = 0.0
+        # Only what is loaded lowers _spilled, so a count below never ends the crawl early.
+        # The spilled rows of up to TRACKED_HOSTS hosts, counted by host (the others are
+        # loaded by the refill of the best rows alone), and the hungry among them, in the
+        # order they became hungry, with the loads that found none of their rows.
+        self._by_host: dict[str, int] = dict(itertools.islice((spilled_by_host or {}).items(), TRACKED_HOSTS))
+        self._hungry: dict[str, int] = dict.fromkeys(self._by_host, 0)
+        self._next_look = 0.0
+        if spilled:
+            self._emptied = []
 
     def has_room(self) -> bool:
         return self._size < self._buffer
@@ -42,27 +73,97 @@ class SQLiteFrontier(MemoryFrontier):
     async def push(self, entry: Scheduled, *, not_before: float = 0.0) -> None:
         if entry.in_memory:
             await super().push(entry, not_before=not_before)
-        else:
-            self._spilled += 1  # its row, written by the page's commit, is all there is of it
+            return
+        self._spilled += 1  # its row, written by the page's commit, is all there is of it
+        if self._emptied is None:
+            self._emptied = []  # pop notes emptied queues while rows wait in the database
+        host = entry.host
+        count = self._by_host.get(host)
+        if count is None and len(self._by_host) >= TRACKED_HOSTS:
+            return
+        self._by_host[host] = (count or 0) + 1
+        if host not in self._queues:
+            self._hungry[host] = 0
 
     async def refill(self) -> list[str]:
-        """Load spilled requests when the buffer is at most half full; returns their hosts."""
+        """Load spilled requests when the buffer is at most half full; else load hungry hosts'
+        rows into its room. Returns the hosts of what was loaded."""
         now = time.monotonic()
-        if not self._spilled or self._size > self._buffer // 2 or now < self._next_refill:
+        if not self._spilled or now < self._next_refill:
             return []
+        if self._size > self._buffer // 2:
+            return await self._feed_hungry(now)
         rows = await self._storage.lease_pending(self._buffer - self._size)
         if not rows:
             self._next_refill = now + _EMPTY_REFILL_PAUSE
             return []
+        return await self._loaded(rows)
+
+    async def _feed_hungry(self, now: float) -> list[str]:
+        """The best rows of the first hungry hosts, a share of the buffer each, as far as its
+        room goes (never past it: hosts that cannot fetch, resting ones, hold no more memory
+        than before). One look every ``_LOOK_EVERY`` at most."""
+        self._note_emptied()
+        room = self._buffer - self._size
+        if not self._hungry or now < self._next_look or room < _LEAST_SHARE:
+            return []
+        self._next_look = now + _LOOK_EVERY
+        fair = self._buffer // (len(self._queues) + len(self._hungry))
+        share = max(_LEAST_SHARE, min(fair, room // min(len(self._hungry), _HOSTS_A_LOOK)))
+        hosts = list(itertools.islice(self._hungry, min(_HOSTS_A_LOOK, room // share)))
+        rows = await self._storage.lease_pending(share, hosts=hosts)
+        found = {row["host"] for row in rows}
+        for host in hosts:
+            if host not in found:
+                self._missed(host)
+        return await self._loaded(rows)
+
+    def _missed(self, host: str) -> None:
+        """A load found none of ``host``'s rows: not committed yet (the page that found them
+        is still on its way to the writer), or gone (loaded by a refill meanwhile). It goes to
+        the back of the line; after ``_MISSES`` it is let go (its rows, if any, still count in
+        ``_spilled``: the refill of the best rows loads them)."""
+        misses = self._hungry.pop(host, None)
+        if misses is None or host in self._queues:
+            return
+        if misses + 1 < _MISSES:
+            self._hungry[host] = misses + 1
+        else:
+            self._by_host.pop(host, None)
+
+    def _note_emptied(self) -> None:
+        """The hosts whose queue ``pop`` emptied while their rows wait become hungry."""
+        emptied = self._emptied
+        if emptied:
+            for host in emptied:
+                if host in self._by_host and host not in self._queues:
+                    self._hungry.setdefault(host, 0)
+            emptied.clear()
+
+    async def _loaded(self, rows: list[sqlite3.Row]) -> list[str]:
         self._spilled = max(0, self._spilled - len(rows))
+        by_host, hungry = self._by_host, self._hungry
         hosts = []
         for row in rows:
+            host = row["host"]
+            left = by_host.get(host)
+            if left is not None:
+                if left > 1:
+                    by_host[host] = left - 1
+                else:
+                    del by_host[host]
+                    hungry.pop(host, None)
             entry = await self._entry(row)
             if entry is None:
                 continue
             wait = max(0.0, (row["not_before"] or 0.0) - time.time())
             await super().push(entry, not_before=time.monotonic() + wait if wait else 0.0)
-            hosts.append(entry.host)
+            hungry.pop(host, None)  # it has work in memory now
+            hosts.append(host)
+        if not self._spilled:  # everything is in memory: nothing to track until the next spill
+            by_host.clear()
+            hungry.clear()
+            self._emptied = None
         return hosts
 
     async def _entry(self, row: sqlite3.Row) -> Scheduled | None:
@@ -78,12 +179,20 @@ class SQLiteFrontier(MemoryFrontier):
         return Scheduled(request, row["fingerprint"], row["host"], attempts=row["attempts"])
 
     def next_due(self) -> float | None:
-        """The earliest parked entry, or the retry of a refill that found the spilled rows not
-        yet committed (only while a refill is wanted and still ahead: never a time past)."""
+        """The earliest parked entry; or the retry of a refill that found the spilled rows not
+        yet committed, or the next look for hungry hosts, while one is wanted and still ahead
+        (never a time past: the feeder would spin)."""
         due = super().next_due()
-        waiting_to_refill = self._spilled and self._size <= self._buffer // 2
-        if waiting_to_refill and self._next_refill > time.monotonic():
-            due = self._next_refill if due is None else min(due, self._next_refill)
+        now = time.monotonic()
+        if not self._spilled:
+            return due
+        if self._size <= self._buffer // 2:
+            wanted = self._next_refill
+        else:
+            self._note_emptied()
+            wanted = self._next_look if self._hungry and self._buffer - self._size >= _LEAST_SHARE else 0.0
+        if wanted > now:
+            due = wanted if due is None else min(due, wanted)
         return due
 
     def __len__(self) -> int:

@@ -241,10 +241,11 @@ class Storage:
         queued before it."""
         await self.lease_pending(0)
 
-    async def lease_pending(self, limit: int) -> list[sqlite3.Row]:
+    async def lease_pending(self, limit: int, hosts: Sequence[str] = ()) -> list[sqlite3.Row]:
         """Up to ``limit`` pending, unleased requests of this crawl (highest priority first),
-        now leased to it. Goes through the writer, after every commit queued before it."""
-        return await self._writing.lease_pending(limit)
+        or up to ``limit`` of each of ``hosts``, now leased to it. Goes through the writer,
+        after every commit queued before it."""
+        return await self._writing.lease_pending(limit, hosts)
 
     @property
     def items_stored(self) -> int:

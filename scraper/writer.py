@@ -57,12 +57,14 @@ _UNSTORABLE = (
 
 
 class _Refill:
-    """A request to the writer: lease up to ``limit`` pending rows and return them."""
+    """A request to the writer: lease up to ``limit`` pending rows (the crawl's best, or the
+    best of each of ``hosts``) and return them."""
 
-    __slots__ = ("limit", "result")
+    __slots__ = ("hosts", "limit", "result")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, hosts: Sequence[str]) -> None:
         self.limit = limit
+        self.hosts = hosts
         self.result: asyncio.Future[list[sqlite3.Row]] = asyncio.get_running_loop().create_future()
 
 
@@ -135,11 +137,12 @@ class Writer:
             self.unwritten.update(_fingerprints(commit.requests, commit.refused))
         await self._queue.put((commit, rows))
 
-    async def lease_pending(self, limit: int) -> list[sqlite3.Row]:
+    async def lease_pending(self, limit: int, hosts: Sequence[str] = ()) -> list[sqlite3.Row]:
         """Up to ``limit`` pending, unleased requests of this crawl (highest priority first),
-        now leased to it, after every commit queued before."""
+        or up to ``limit`` of each of ``hosts``, now leased to it, after every commit queued
+        before."""
         self._check_running()
-        refill = _Refill(limit)
+        refill = _Refill(limit, hosts)
         await self._queue.put(refill)
         return await refill.result
 
@@ -162,7 +165,7 @@ class Writer:
                     await self._release(rows)
                     await self._watch.check_now_and_then()
                 if refill is not None:
-                    refill.result.set_result(await self._lease(refill.limit))
+                    refill.result.set_result(await self._lease(refill.limit, refill.hosts))
                 if stop:
                     return
         except Exception as exc:  # whatever it is, the crawl must hear of it and stop (and says it once, at its end)
@@ -360,14 +363,24 @@ class Writer:
         self._stats_saved = now
         return [crawls.save_stats(self._crawl_id, self._stats.snapshot())]
 
-    async def _lease(self, limit: int) -> list[Any]:
+    async def _lease(self, limit: int, hosts: Sequence[str]) -> list[Any]:
         if not limit:  # a refill of nothing (``flush``): answered, in order, with no transaction
             return []
-        db = self._db
+        db, crawl_id = self._db, self._crawl_id
         await db.execute("BEGIN IMMEDIATE")
         try:
-            async with db.execute(schema.PENDING_TO_LOAD, (self._crawl_id, limit)) as cursor:
-                rows = list(await cursor.fetchall())
+            if hosts:  # each host's query queued at once: one trip to the thread, not one a host
+                found = await asyncio.gather(
+                    *(db.execute_fetchall(schema.PENDING_OF_HOST_TO_LOAD, (crawl_id, host, limit)) for host in hosts),
+                    return_exceptions=True,
+                )
+                rows: list[Any] = []
+                for result in found:
+                    if isinstance(result, BaseException):
+                        raise result
+                    rows += result
+            else:
+                rows = list(await db.execute_fetchall(schema.PENDING_TO_LOAD, (crawl_id, limit)))
             await writes.execute_all(db, writes.chunked(schema.lease, [(row["id"],) for row in rows], 1))
             await db.execute("COMMIT")
         except BaseException:

@@ -97,6 +97,32 @@ async def test_a_delayed_host_does_not_slow_another_host(database: Path) -> None
     assert elapsed < 1.5
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+async def test_a_host_whose_requests_were_spilled_is_crawled_beside_the_one_filling_memory(
+    database: Path, backend: str
+) -> None:
+    """With the durable frontier, memory holds ``frontier.buffer`` requests. A's page of 80
+    links filled it, and the link to B's page was spilled behind 40 more of A's; each refill,
+    waiting for the buffer to be half empty and reading the best (oldest) rows, loaded A's
+    first, so B waited for most of A (30 hosts with a delay crawled at the pace of 5). A host
+    with spilled rows and none in memory is now loaded into the buffer's room. The memory
+    frontier, which holds everything, is the measure."""
+    b = Site({"/": lambda _request, _hit: links(*(f"/b/{n}" for n in range(40)))})
+    async with b.serve() as b_base:
+        a = Site({"/": lambda _request, _hit: links(*(f"/a/{n}" for n in range(80)), f"{b_base}/")})
+        async with a.serve("localhost") as a_base:
+            result = await crawl(
+                LinkSpider([f"{a_base}/"]),
+                database,
+                frontier={"backend": backend, "buffer": 40},
+                per_host={"delay": 0.02, "adaptive": False},
+            )
+    assert result.stats.get("pages") == 122
+    a_times, b_times = sorted(a.times("/a/")), sorted(b.times("/b/"))
+    assert min(b_times) < a_times[40]  # B side by side with A, not after most of it
+    assert max(b_times) < a_times[-1]
+
+
 async def test_host_delay_override_leaves_other_hosts_at_full_speed(database: Path) -> None:
     slow, fast = Site(), Site()
     async with slow.serve("localhost") as slow_base, fast.serve() as fast_base:

@@ -285,10 +285,22 @@ async def test_frontier_rows_carry_only_the_indexes_the_crawl_reads(database: Pa
     connection.close()
     await write(database)
     indexes = rows(database, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'scraper_requests'")
-    assert {name for (name,) in indexes} == {"scraper_requests_spilled", "sqlite_autoindex_scraper_requests_1"}
+    assert {name for (name,) in indexes} == {
+        "scraper_requests_spilled",
+        "scraper_requests_spilled_host",
+        "sqlite_autoindex_scraper_requests_1",
+    }
     plan = rows(database, f"EXPLAIN QUERY PLAN {schema.PENDING_TO_LOAD}", (1, 10))
     assert [detail for *_, detail in plan] == [
         "SEARCH scraper_requests USING INDEX scraper_requests_spilled (crawl_id=?)"
+    ]
+    plan = rows(database, f"EXPLAIN QUERY PLAN {schema.PENDING_OF_HOST_TO_LOAD}", (1, "a.test", 10))
+    assert [detail for *_, detail in plan] == [
+        "SEARCH scraper_requests USING INDEX scraper_requests_spilled_host (crawl_id=? AND host=?)"
+    ]
+    plan = rows(database, f"EXPLAIN QUERY PLAN {schema.SPILLED_BY_HOST}", (1, 10))
+    assert [detail for *_, detail in plan] == [
+        "SEARCH scraper_requests USING INDEX scraper_requests_spilled_host (crawl_id=?)"
     ]
 
 

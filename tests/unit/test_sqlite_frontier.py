@@ -1,0 +1,164 @@
+"""The durable frontier's loads, on a real database: the best rows when the buffer runs low,
+and the rows of hosts with none in memory ("hungry" hosts) into whatever room it has, never
+past it, and never losing a row whose commit has not reached the writer yet."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from scraper import sqlite_frontier
+from scraper.codec import encode
+from scraper.frontier import Scheduled
+from scraper.http import Request
+from scraper.records import Commit
+from scraper.spider import Spider
+from scraper.sqlite_frontier import SQLiteFrontier
+from scraper.stats import Stats
+from scraper.storage import Storage
+
+BUFFER = 40
+
+
+class Plain(Spider):
+    name = "plain"
+
+
+@pytest.fixture
+async def storage(database: Path) -> AsyncIterator[Storage]:
+    async with Storage(database, stats=Stats()) as opened:
+        await opened.begin_crawl("plain")
+        yield opened
+        await opened.finish_crawl(status="finished", reason="finished")
+
+
+def make_frontier(storage: Storage) -> SQLiteFrontier:
+    frontier = SQLiteFrontier(storage=storage, spider=Plain(), stats=Stats(), buffer=BUFFER)
+    frontier._next_look = -1.0  # each call may look at once: the tests set the pace
+    return frontier
+
+
+async def admit(frontier: SQLiteFrontier, host: str, count: int, *, start: int = 0) -> list[Scheduled]:
+    """``count`` requests of ``host``, each kept in memory while the buffer has room (as the
+    scheduler admits them), their rows not committed yet."""
+    entries = []
+    for n in range(start, start + count):
+        request = Request(f"http://{host}/{n}")
+        entry = Scheduled(request, f"{host}-{n}", host, encoded=encode(request), in_memory=frontier.has_room())
+        await frontier.push(entry)
+        entries.append(entry)
+    return entries
+
+
+async def commit(storage: Storage, entries: list[Scheduled]) -> None:
+    await storage.submit(Commit(requests=entries))
+    await storage.flush()
+
+
+def pop(frontier: SQLiteFrontier, host: str, count: int) -> None:
+    for _ in range(count):
+        assert frontier.pop(host) is not None
+
+
+async def look(frontier: SQLiteFrontier) -> Counter[str]:
+    """The hosts of the rows one refill loads (with the next look due at once)."""
+    frontier._next_look = -1.0
+    return Counter(await frontier.refill())
+
+
+async def test_a_host_with_none_in_memory_gets_a_share_of_the_room_before_the_buffer_runs_low(
+    storage: Storage,
+) -> None:
+    """a.test's requests filled the buffer, b.test's and c.test's were spilled behind 20 more
+    of a's. A refill of the best rows waits for the buffer to be half empty and then reads
+    a's first: b and c had to wait for most of a (30 hosts with a delay crawled at the
+    pace of 5)."""
+    frontier = make_frontier(storage)
+    a = await admit(frontier, "a.test", BUFFER + 20)
+    b = await admit(frontier, "b.test", 30)
+    c = await admit(frontier, "c.test", 30)
+    await commit(storage, a + b + c)
+    assert len(frontier) == BUFFER + 80
+    pop(frontier, "a.test", 17)  # room for a share: 17 of 40, the buffer still more than half full
+    assert await look(frontier) == Counter({"b.test": 16})  # the first hungry host first
+    assert await look(frontier) == Counter()  # no room left for another share
+    pop(frontier, "a.test", 16)
+    assert await look(frontier) == Counter({"c.test": 16})
+    assert frontier._size <= BUFFER
+    # drained, every row is loaded once and the buffer never held more than it may
+    loaded: Counter[str] = Counter({"a.test": BUFFER, "b.test": 16, "c.test": 16})
+    while len(frontier):
+        for host in ("a.test", "b.test", "c.test"):
+            if frontier.pop(host) is not None:
+                break
+        loaded += await look(frontier)
+        assert frontier._size <= BUFFER
+    assert loaded == Counter({"a.test": BUFFER + 20, "b.test": 30, "c.test": 30})
+
+
+async def test_hungry_hosts_share_the_room_and_wait_for_it(storage: Storage) -> None:
+    frontier = make_frontier(storage)
+    a = await admit(frontier, "a.test", BUFFER)
+    others = [entry for n in range(6) for entry in await admit(frontier, f"h{n}.test", 5)]
+    await commit(storage, a + others)
+    pop(frontier, "a.test", 15)
+    assert await look(frontier) == Counter()  # 15 free: less than a share, and no refill yet
+    pop(frontier, "a.test", 4)  # 19 free, the buffer still more than half full
+    assert await look(frontier) == Counter({"h0.test": 5})  # all it has
+    assert await look(frontier) == Counter()  # 14 free
+    pop(frontier, "a.test", 2)  # 21 of 40 held: the refill of the best rows still waits
+    assert await look(frontier) == Counter({"h1.test": 5})
+    assert frontier._size <= BUFFER
+
+
+async def test_a_hungry_host_whose_rows_are_not_committed_yet_loses_nothing(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page that found b's requests had not reached the writer when its look came: the
+    load finds none of them. b goes to the back of the line, and after a few such looks it is
+    let go; its rows still count, and the refill of the best rows loads them."""
+    frontier = make_frontier(storage)
+    a = await admit(frontier, "a.test", BUFFER + 10)
+    await commit(storage, a)
+    b = await admit(frontier, "b.test", 10)  # spilled; their page's commit still to come
+    pop(frontier, "a.test", 17)
+    assert await look(frontier) == Counter()  # a miss: b stays hungry
+    assert "b.test" in frontier._hungry
+    for _ in range(sqlite_frontier._MISSES):
+        assert await look(frontier) == Counter()
+    assert "b.test" not in frontier._hungry  # let go after its misses
+    assert len(frontier) == BUFFER + 20 - 17  # its rows are still counted
+    await commit(storage, b)
+    pop(frontier, "a.test", 4)  # half the buffer: the refill of the best rows
+    loaded = await look(frontier)
+    assert loaded == Counter({"a.test": 10, "b.test": 10})
+
+
+async def test_a_resumed_crawl_knows_its_pending_rows_by_host(database: Path) -> None:
+    """A resume releases the dead run's leases: everything pending is in the database, and
+    the hosts with none in memory are hungry from the start (else the first refill's few
+    hosts set the pace again)."""
+    async with Storage(database, stats=Stats()) as first:
+        await first.begin_crawl("plain")
+        frontier = make_frontier(first)
+        entries = [*await admit(frontier, "a.test", BUFFER + 5), *await admit(frontier, "b.test", 7)]
+        await commit(first, entries)  # and the process dies: the crawl stays unfinished
+    async with Storage(database, stats=Stats()) as second:
+        start = await second.begin_crawl("plain")
+        assert start.resumed and start.states == {"pending": BUFFER + 12}
+        assert start.spilled_by_host == {"a.test": BUFFER + 5, "b.test": 7}
+        resumed = SQLiteFrontier(
+            storage=second,
+            spider=Plain(),
+            stats=Stats(),
+            buffer=BUFFER,
+            spilled=start.states["pending"],
+            spilled_by_host=start.spilled_by_host,
+        )
+        assert await look(resumed) == Counter({"a.test": BUFFER})  # the refill of the best rows
+        pop(resumed, "a.test", 17)
+        assert await look(resumed) == Counter({"b.test": 7})
+        await second.finish_crawl(status="finished", reason="finished")
