@@ -23,6 +23,9 @@ class Scheduled(NamedTuple):
     attempts: int = 0  # fetches already made (retries park the request with attempts + 1)
     encoded: EncodedRequest | None = None  # its storable form (None: stored as it is, no body)
     in_memory: bool = True  # False: spilled, it waits in the database until a refill
+    # parked by this run (a retry, a host paused since hand-out): the commit of its outcome
+    # may still be on its way to storage, so a store must not give its lease back
+    parked: bool = False
 
 
 class Refused(NamedTuple):
@@ -54,6 +57,11 @@ class Frontier(Protocol):
         ...
 
     def has_pending(self, host: str) -> bool: ...
+
+    def resting(self, host: str, until: float) -> None:
+        """``host`` may not be fetched before ``until`` (monotonic): a store may move its
+        waiting entries out of memory meanwhile, to make room for hosts that can be."""
+        ...
 
     def has_room(self) -> bool:
         """Whether a new entry may be kept in memory (else it waits in the store only)."""
@@ -113,6 +121,9 @@ class MemoryFrontier:
 
     def has_pending(self, host: str) -> bool:
         return bool(self._queues.get(host))
+
+    def resting(self, host: str, until: float) -> None:
+        return None  # everything is in memory: there is no room to make
 
     def has_room(self) -> bool:
         return True

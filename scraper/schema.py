@@ -152,6 +152,17 @@ SELECT id, fingerprint, url, method, host, depth, priority, callback, headers, b
 FROM scraper_requests
 WHERE crawl_id = ? AND state = 'pending' AND leased = 0"""
 PENDING_TO_LOAD = f"{_TO_LOAD}\nORDER BY priority DESC, id\nLIMIT ?"
+
+
+@functools.lru_cache(maxsize=64)
+def pending_to_load(excluded_hosts: int) -> str:
+    """``PENDING_TO_LOAD`` without the rows of ``excluded_hosts`` hosts (named before the
+    limit): those of resting hosts, which would only hold memory."""
+    if not excluded_hosts:
+        return PENDING_TO_LOAD
+    return f"{_TO_LOAD} AND host NOT IN ({', '.join('?' * excluded_hosts)})\nORDER BY priority DESC, id\nLIMIT ?"
+
+
 PENDING_OF_HOST_TO_LOAD = f"{_TO_LOAD} AND host = ?\nORDER BY priority DESC, id\nLIMIT ?"
 # the spilled rows of a resumed crawl, by host (read from the index above, in its order)
 SPILLED_BY_HOST = """
@@ -168,6 +179,18 @@ def lease(rows: int) -> str:
 
 
 RELEASE_LEASES = "UPDATE scraper_requests SET leased = 0 WHERE crawl_id = ? AND leased = 1"
+
+
+@functools.lru_cache(maxsize=64)
+def give_back(rows: int) -> str:
+    """Release the leases of ``rows`` pending requests of a crawl (fingerprints, then the
+    crawl's id) and return the fingerprints of those released: a request whose row is not
+    committed yet has none to release, and stays where it is."""
+    return (
+        f"UPDATE scraper_requests SET leased = 0 WHERE fingerprint IN ({', '.join('?' * rows)}) "
+        "AND crawl_id = ? AND state = 'pending' AND leased = 1 RETURNING fingerprint"
+    )
+
 
 ERROR_WIDTH = 7
 

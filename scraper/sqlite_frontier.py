@@ -7,7 +7,10 @@ past that it is *spilled*: only its row is written. When the buffer runs low, ``
 leases the best pending rows and loads them. A host with spilled rows and none in memory is
 *hungry*: its own best rows are loaded into whatever room the buffer has, a share each, so
 that the few hosts whose requests filled memory first do not set the pace of the crawl (30
-hosts with a per-host delay crawled at the rate of 5). On resume the dead run's leases are
+hosts with a per-host delay crawled at the rate of 5). A host that rests (its breaker tripped,
+a Retry-After) while rows wait gives its requests' leases back, so that it does not hold the
+room either (five dead hosts' links had kept every other host waiting for their rests,
+minutes). On resume the dead run's leases are
 released and everything pending is loaded these ways. A row the spider can no longer run
 (its callback was renamed or removed between the runs) fails with an error row instead of
 staying pending.
@@ -15,6 +18,7 @@ staying pending.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import sqlite3
 import time
@@ -32,6 +36,8 @@ _LOOK_EVERY = 0.05  # seconds between loads for hungry hosts (each is a transact
 _HOSTS_A_LOOK = 64  # hungry hosts loaded by one look, at most
 _LEAST_SHARE = 16  # rows loaded for a hungry host at once, at least: the room a look waits for
 _MISSES = 3  # loads that found nothing (its rows not committed yet) before a hungry host is let go
+_REST_TO_GIVE_BACK = 5.0  # seconds of rest after which a host's requests leave memory (while rows wait)
+_RESTING_EXCLUDED = 500  # resting hosts whose rows a refill of the best rows leaves, at most
 
 
 class SQLiteFrontier(MemoryFrontier):
@@ -64,6 +70,11 @@ class SQLiteFrontier(MemoryFrontier):
         self._by_host: dict[str, int] = dict(itertools.islice((spilled_by_host or {}).items(), TRACKED_HOSTS))
         self._hungry: dict[str, int] = dict.fromkeys(self._by_host, 0)
         self._next_look = 0.0
+        # Hosts resting while rows wait: until when (kept out of the hungry meanwhile), and
+        # the same in time order; those whose requests are to leave memory at the next refill.
+        self._rests: dict[str, float] = {}
+        self._rest_ends: list[tuple[float, str]] = []
+        self._to_give_back: set[str] = set()
         if spilled:
             self._emptied = []
 
@@ -82,22 +93,40 @@ class SQLiteFrontier(MemoryFrontier):
         if count is None and len(self._by_host) >= TRACKED_HOSTS:
             return
         self._by_host[host] = (count or 0) + 1
-        if host not in self._queues:
+        if host not in self._queues and host not in self._rests:
             self._hungry[host] = 0
 
+    def resting(self, host: str, until: float) -> None:
+        """While rows wait in the database, a host resting ``_REST_TO_GIVE_BACK`` or longer
+        gives its requests' leases back at the next refill, and is not loaded until it wakes."""
+        if not self._spilled or until - time.monotonic() < _REST_TO_GIVE_BACK or self._rests.get(host, 0) >= until:
+            return
+        self._rests[host] = until
+        heapq.heappush(self._rest_ends, (until, host))
+        self._hungry.pop(host, None)
+        if host in self._queues:
+            self._to_give_back.add(host)
+
     async def refill(self) -> list[str]:
-        """Load spilled requests when the buffer is at most half full; else load hungry hosts'
-        rows into its room. Returns the hosts of what was loaded."""
+        """Load hungry hosts' rows into the buffer's room; and when it is at most half full,
+        the best rows (but resting hosts') after them. Returns the hosts of what was loaded
+        (or of requests a resting host kept: see ``_give_back``)."""
         now = time.monotonic()
-        if not self._spilled or now < self._next_refill:
+        if not self._spilled:
             return []
-        if self._size > self._buffer // 2:
-            return await self._feed_hungry(now)
-        rows = await self._storage.lease_pending(self._buffer - self._size)
+        self._wake_rested(now)
+        hosts = await self._give_back(now) if self._to_give_back else []
+        if now < self._next_refill:
+            return hosts
+        hosts += await self._feed_hungry(now)  # first: the best rows are often the same few hosts'
+        if self._size > self._buffer // 2 or not self._spilled:
+            return hosts
+        resting = list(itertools.islice(self._rests, _RESTING_EXCLUDED))  # their rows would only hold memory
+        rows = await self._storage.lease_pending(self._buffer - self._size, excluding=resting)
         if not rows:
             self._next_refill = now + _EMPTY_REFILL_PAUSE
-            return []
-        return await self._loaded(rows)
+            return hosts
+        return hosts + await self._loaded(rows)
 
     async def _feed_hungry(self, now: float) -> list[str]:
         """The best rows of the first hungry hosts, a share of the buffer each, as far as its
@@ -118,6 +147,52 @@ class SQLiteFrontier(MemoryFrontier):
                 self._missed(host)
         return await self._loaded(rows)
 
+    def _wake_rested(self, now: float) -> None:
+        """Hosts whose rest is over may be loaded again: the hungry among them are."""
+        ends = self._rest_ends
+        while ends and ends[0][0] <= now:
+            until, host = heapq.heappop(ends)
+            if self._rests.get(host) == until:  # else it rests longer now: a later end is queued
+                del self._rests[host]
+                if host in self._by_host and host not in self._queues:
+                    self._hungry[host] = 0
+
+    async def _give_back(self, now: float) -> list[str]:
+        """The requests of resting hosts leave memory, their leases given back, so that their
+        room goes to hosts that can be fetched. Not those a retry parked, nor those whose page
+        has not been written yet (the database has no row to give back): they stay. Returns
+        the hosts of the requests that stayed (queued again)."""
+        aside: list[tuple[int, int, Scheduled]] = []
+        for host in self._to_give_back:
+            queue = self._queues.get(host)
+            if not queue or self._rests.get(host, 0) <= now:
+                continue
+            stay = [queued for queued in queue if queued[2].parked]
+            aside += [queued for queued in queue if not queued[2].parked]
+            if stay:
+                heapq.heapify(stay)
+                self._queues[host] = stay
+            else:
+                del self._queues[host]
+        self._to_give_back.clear()
+        if not aside:
+            return []
+        given = await self._storage.give_back([queued[2].fingerprint for queued in aside])
+        hosts = []
+        for queued in aside:
+            entry = queued[2]
+            if entry.fingerprint not in given:  # its row is not written yet: it keeps its place
+                heapq.heappush(self._queues.setdefault(entry.host, []), queued)
+                hosts.append(entry.host)
+                continue
+            self._size -= 1
+            self._spilled += 1
+            count = self._by_host.get(entry.host)
+            if count is not None or len(self._by_host) < TRACKED_HOSTS:
+                self._by_host[entry.host] = (count or 0) + 1
+        self._stats.increment("frontier/given_back", len(given))
+        return hosts
+
     def _missed(self, host: str) -> None:
         """A load found none of ``host``'s rows: not committed yet (the page that found them
         is still on its way to the writer), or gone (loaded by a refill meanwhile). It goes to
@@ -136,7 +211,7 @@ class SQLiteFrontier(MemoryFrontier):
         emptied = self._emptied
         if emptied:
             for host in emptied:
-                if host in self._by_host and host not in self._queues:
+                if host in self._by_host and host not in self._queues and host not in self._rests:
                     self._hungry.setdefault(host, 0)
             emptied.clear()
 
@@ -163,6 +238,9 @@ class SQLiteFrontier(MemoryFrontier):
         if not self._spilled:  # everything is in memory: nothing to track until the next spill
             by_host.clear()
             hungry.clear()
+            self._rests.clear()
+            self._rest_ends.clear()
+            self._to_give_back.clear()
             self._emptied = None
         return hosts
 
@@ -180,8 +258,8 @@ class SQLiteFrontier(MemoryFrontier):
 
     def next_due(self) -> float | None:
         """The earliest parked entry; or the retry of a refill that found the spilled rows not
-        yet committed, or the next look for hungry hosts, while one is wanted and still ahead
-        (never a time past: the feeder would spin)."""
+        yet committed, the next look for hungry hosts, or a rest's end, while one is wanted
+        and still ahead (never a time past: the feeder would spin)."""
         due = super().next_due()
         now = time.monotonic()
         if not self._spilled:
@@ -191,6 +269,9 @@ class SQLiteFrontier(MemoryFrontier):
         else:
             self._note_emptied()
             wanted = self._next_look if self._hungry and self._buffer - self._size >= _LEAST_SHARE else 0.0
+        rest_end = self._rest_ends[0][0] if self._rest_ends else 0.0  # when a host may be loaded again
+        if rest_end > now:
+            wanted = min(wanted, rest_end) if wanted > now else rest_end
         if wanted > now:
             due = wanted if due is None else min(due, wanted)
         return due

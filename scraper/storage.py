@@ -241,11 +241,19 @@ class Storage:
         queued before it."""
         await self.lease_pending(0)
 
-    async def lease_pending(self, limit: int, hosts: Sequence[str] = ()) -> list[sqlite3.Row]:
+    async def lease_pending(
+        self, limit: int, hosts: Sequence[str] = (), excluding: Sequence[str] = ()
+    ) -> list[sqlite3.Row]:
         """Up to ``limit`` pending, unleased requests of this crawl (highest priority first),
-        or up to ``limit`` of each of ``hosts``, now leased to it. Goes through the writer,
-        after every commit queued before it."""
-        return await self._writing.lease_pending(limit, hosts)
+        but none of the hosts ``excluding``; or up to ``limit`` of each of ``hosts``. Now
+        leased to it. Goes through the writer, after every commit queued before it."""
+        return await self._writing.lease_pending(limit, hosts, excluding)
+
+    async def give_back(self, fingerprints: Sequence[str]) -> set[str]:
+        """Release the leases of these pending requests (to be loaded again later); returns
+        those released: a request whose page's commit has not been written yet keeps its
+        place in memory. Goes through the writer, after every commit queued before it."""
+        return await self._writing.give_back(fingerprints)
 
     @property
     def items_stored(self) -> int:

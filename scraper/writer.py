@@ -57,15 +57,21 @@ _UNSTORABLE = (
 
 
 class _Refill:
-    """A request to the writer: lease up to ``limit`` pending rows (the crawl's best, or the
-    best of each of ``hosts``) and return them."""
+    """A request to the writer about leases, answered in order with the commits: lease up to
+    ``limit`` pending rows (the crawl's best but those of the hosts ``excluding``, or the
+    best of each of ``hosts``) and return them; or give back the leases of ``give_back``
+    (fingerprints) and return those given."""
 
-    __slots__ = ("hosts", "limit", "result")
+    __slots__ = ("excluding", "give_back", "hosts", "limit", "result")
 
-    def __init__(self, limit: int, hosts: Sequence[str]) -> None:
+    def __init__(
+        self, limit: int, hosts: Sequence[str] = (), excluding: Sequence[str] = (), give_back: Sequence[str] = ()
+    ) -> None:
         self.limit = limit
         self.hosts = hosts
-        self.result: asyncio.Future[list[sqlite3.Row]] = asyncio.get_running_loop().create_future()
+        self.excluding = excluding
+        self.give_back = give_back
+        self.result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
 
 class Writer:
@@ -137,14 +143,26 @@ class Writer:
             self.unwritten.update(_fingerprints(commit.requests, commit.refused))
         await self._queue.put((commit, rows))
 
-    async def lease_pending(self, limit: int, hosts: Sequence[str] = ()) -> list[sqlite3.Row]:
-        """Up to ``limit`` pending, unleased requests of this crawl (highest priority first),
-        or up to ``limit`` of each of ``hosts``, now leased to it, after every commit queued
-        before."""
+    async def lease_pending(
+        self, limit: int, hosts: Sequence[str] = (), excluding: Sequence[str] = ()
+    ) -> list[sqlite3.Row]:
+        """Up to ``limit`` pending, unleased requests of this crawl (highest priority first)
+        but none of the hosts ``excluding``, or up to ``limit`` of each of ``hosts``, now
+        leased to it, after every commit queued before."""
         self._check_running()
-        refill = _Refill(limit, hosts)
+        refill = _Refill(limit, hosts, excluding)
         await self._queue.put(refill)
-        return await refill.result
+        leased: list[sqlite3.Row] = await refill.result
+        return leased
+
+    async def give_back(self, fingerprints: Sequence[str]) -> set[str]:
+        """Release the leases of these pending requests, after every commit queued before;
+        returns the fingerprints of those released (a row not written yet is not)."""
+        self._check_running()
+        refill = _Refill(0, give_back=fingerprints)
+        await self._queue.put(refill)
+        given: set[str] = await refill.result
+        return given
 
     def _has_room_for(self, rows: int) -> bool:
         """A failed writer always has room: the submitter must wake up to see the failure."""
@@ -165,7 +183,10 @@ class Writer:
                     await self._release(rows)
                     await self._watch.check_now_and_then()
                 if refill is not None:
-                    refill.result.set_result(await self._lease(refill.limit, refill.hosts))
+                    if refill.give_back:
+                        refill.result.set_result(await self._give_back(refill.give_back))
+                    else:
+                        refill.result.set_result(await self._lease(refill))
                 if stop:
                     return
         except Exception as exc:  # whatever it is, the crawl must hear of it and stop (and says it once, at its end)
@@ -363,7 +384,8 @@ class Writer:
         self._stats_saved = now
         return [crawls.save_stats(self._crawl_id, self._stats.snapshot())]
 
-    async def _lease(self, limit: int, hosts: Sequence[str]) -> list[Any]:
+    async def _lease(self, refill: _Refill) -> list[Any]:
+        limit, hosts = refill.limit, refill.hosts
         if not limit:  # a refill of nothing (``flush``): answered, in order, with no transaction
             return []
         db, crawl_id = self._db, self._crawl_id
@@ -380,7 +402,8 @@ class Writer:
                         raise result
                     rows += result
             else:
-                rows = list(await db.execute_fetchall(schema.PENDING_TO_LOAD, (crawl_id, limit)))
+                sql = schema.pending_to_load(len(refill.excluding))
+                rows = list(await db.execute_fetchall(sql, (crawl_id, *refill.excluding, limit)))
             await writes.execute_all(db, writes.chunked(schema.lease, [(row["id"],) for row in rows], 1))
             await db.execute("COMMIT")
         except BaseException:
@@ -388,7 +411,23 @@ class Writer:
             raise
         return rows
 
+    async def _give_back(self, fingerprints: Sequence[str]) -> set[str]:
+        db, given = self._db, set[str]()
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            start = 0
+            for size in writes.statement_sizes(len(fingerprints), _GIVE_BACK_AT_ONCE):
+                chunk = [*fingerprints[start : start + size], self._crawl_id]
+                given.update(row[0] for row in await db.execute_fetchall(schema.give_back(size), chunk))
+                start += size
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        return given
 
+
+_GIVE_BACK_AT_ONCE = 500  # fingerprints a statement
 _OUTCOME = operator.attrgetter("outcome")
 _FINGERPRINT = operator.attrgetter("fingerprint")
 

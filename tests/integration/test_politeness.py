@@ -123,6 +123,33 @@ async def test_a_host_whose_requests_were_spilled_is_crawled_beside_the_one_fill
     assert max(b_times) < a_times[-1]
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+async def test_a_resting_host_does_not_hold_the_memory_another_host_needs(database: Path, backend: str) -> None:
+    """A's page of 80 links filled the durable frontier's memory, then A's pages failed and
+    its breaker rested it: its requests held the buffer for the whole rest, and B, spilled
+    behind them, waited it out (five dead hosts with many links stalled a crawl for their
+    rests, minutes). A resting host gives its room back. The memory frontier is the measure."""
+    b = Site({"/": lambda _request, _hit: links(*(f"/b/{n}" for n in range(30)))})
+    async with b.serve() as b_base:
+        a = Site(
+            {"/": lambda _request, _hit: links(*(f"/a/{n}" for n in range(80)), f"{b_base}/")},
+            default=lambda _request, _hit: html(status=503),
+        )
+        async with a.serve("localhost") as a_base:
+            result = await crawl(
+                LinkSpider([f"{a_base}/"]),
+                database,
+                frontier={"backend": backend, "buffer": 40},
+                per_host={"concurrency": 1, "delay": 0.01, "adaptive": False},
+                breaker={"failures": 2, "pause": 30, "max_trips": 0},
+                retry={"times": 0},
+                close={"max_duration": 4},
+            )
+    assert result.stats.get("hosts/breaker_trips") == 1
+    assert len(a.times("/a/")) == 2  # A rested after its breaker's two failures
+    assert len(b.times("/b/")) == 30  # B crawled while A rests
+
+
 async def test_host_delay_override_leaves_other_hosts_at_full_speed(database: Path) -> None:
     slow, fast = Site(), Site()
     async with slow.serve("localhost") as slow_base, fast.serve() as fast_base:

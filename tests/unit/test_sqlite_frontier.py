@@ -4,6 +4,8 @@ past it, and never losing a row whose commit has not reached the writer yet."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from scraper.spider import Spider
 from scraper.sqlite_frontier import SQLiteFrontier
 from scraper.stats import Stats
 from scraper.storage import Storage
+from tests.conftest import rows
 
 BUFFER = 40
 
@@ -158,7 +161,47 @@ async def test_a_resumed_crawl_knows_its_pending_rows_by_host(database: Path) ->
             spilled=start.states["pending"],
             spilled_by_host=start.spilled_by_host,
         )
-        assert await look(resumed) == Counter({"a.test": BUFFER})  # the refill of the best rows
-        pop(resumed, "a.test", 17)
-        assert await look(resumed) == Counter({"b.test": 7})
+        # both hosts are hungry: half the room each (b has only 7), before any refill of the
+        # best rows, which are a's (it would have taken all the room)
+        assert await look(resumed) == Counter({"a.test": BUFFER // 2, "b.test": 7})
         await second.finish_crawl(status="finished", reason="finished")
+
+
+async def test_a_resting_host_gives_its_room_back_until_it_wakes(
+    storage: Storage, database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """a.test's requests filled the buffer, then its breaker tripped: it rests. Held, its
+    requests kept every other host waiting out the rest (five dead hosts' links: minutes).
+    They leave memory, their leases given back, but a retry's (its outcome's commit may still
+    be on its way) and one whose page is not written yet (no row to give back); and no load
+    brings a.test's rows back before it wakes."""
+    monkeypatch.setattr(sqlite_frontier, "_REST_TO_GIVE_BACK", 0.1)
+    frontier = make_frontier(storage)
+    a = await admit(frontier, "a.test", BUFFER + 20)
+    b = await admit(frontier, "b.test", 10)
+    await commit(storage, a + b)
+    first = frontier.pop("a.test")
+    assert first is not None
+    await frontier.push(first._replace(attempts=1, parked=True), not_before=time.monotonic() - 1)  # a retry
+    assert list(frontier.release_due(time.monotonic())) == ["a.test"]
+    pop(frontier, "a.test", 1)
+    unwritten = await admit(frontier, "a.test", 1, start=1000)  # its page's commit still to come
+    assert frontier._size == BUFFER
+    frontier.resting("a.test", time.monotonic() + 0.3)
+    # the same refill: the unwritten one stays (queued again), and the room goes to b.test,
+    # not to a's rows, though they are the best
+    assert Counter(await frontier.refill()) == Counter({"a.test": 1, "b.test": 10})
+    assert frontier._size == 12 and len(frontier) == BUFFER + 30  # one of a's is in flight
+    leased = rows(database, "SELECT count(*) FROM scraper_requests WHERE host = 'a.test' AND leased = 1")
+    assert leased == [(2,)]  # the one in flight and the retry; 38 given back (the unwritten one has no row yet)
+    assert await look(frontier) == Counter()  # while it rests, none of a's rows come back
+    await commit(storage, unwritten)
+    await asyncio.sleep(0.35)  # a.test wakes: hungry again
+    assert await look(frontier) == Counter({"a.test": BUFFER - 12})
+    remaining: Counter[str] = Counter()
+    while len(frontier):
+        for host in ("a.test", "b.test"):
+            if frontier.pop(host) is not None:
+                break
+        remaining += await look(frontier)
+    assert remaining == Counter({"a.test": 58 - (BUFFER - 12)})  # 38 given back and 20 spilled, in all
