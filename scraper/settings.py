@@ -394,7 +394,27 @@ def describe_error(exc: pydantic.ValidationError) -> str:
         return f"unknown setting {key!r}{_suggestion(error['loc'])}"
     if error["type"] == "value_error":  # our own validators' words, as written
         return f"setting {key!r}: {error['ctx']['error']}, got {error['input']!r}"
+    if (unknown := _unknown_host_setting(error)) is not None:
+        return f"setting {key!r}: {unknown}"
     return f"setting {key!r}: {_in_settings_words(error)}, got {error['input']!r}"
+
+
+def _unknown_host_setting(error: Any) -> str | None:
+    """For ``hosts.example.com.dealy=1``: the last part of the key is a misspelt host setting,
+    not part of the pattern (which keeps its dots): it read as the pattern
+    'example.com.dealy' given 1, "input should be a mapping of settings"."""
+    loc = error["loc"]
+    if len(loc) != 2 or loc[0] != "hosts" or isinstance(error["input"], Mapping):
+        return None
+    pattern, _, field = str(loc[1]).rpartition(".")
+    if not pattern or error["type"] not in ("model_type", "dict_type"):
+        return None
+    close = difflib.get_close_matches(field, list(HostOverride.model_fields), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (
+        f"{field!r} is not a host's setting ({hint}a host takes {', '.join(HostOverride.model_fields)}: "
+        f"hosts.{pattern}.delay=1)"
+    )
 
 
 def _in_settings_words(error: Any) -> str:

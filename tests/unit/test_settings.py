@@ -117,6 +117,12 @@ def test_an_ipv6_host_pattern_is_taken() -> None:
         ({"overrides": ["per_host.dealy=1"]}, "'per_host.dealy' (did you mean 'delay'?)"),
         ({"config": {"retry": {"tims": 1}}}, "'retry.tims' (did you mean 'times'?)"),
         ({"config": {"hosts": {"a.test": {"dealy": 1}}}}, "'hosts.a.test.dealy' (did you mean 'delay'?)"),
+        (  # the pattern keeps its dots: this read as pattern 'a.test.dealy', "should be a mapping"
+            {"overrides": ["hosts.a.test.dealy=1"]},
+            "setting 'hosts.a.test.dealy': 'dealy' is not a host's setting (did you mean 'delay'? a host takes "
+            "concurrency, delay, max_delay, adaptive, max_pages: hosts.a.test.delay=1)",
+        ),
+        ({"overrides": ["hosts.localhost=1"]}, "setting 'hosts.localhost': input should be a mapping of settings"),
         ({"spider": {"DOWNLOAD_DELAY": 1}}, "'DOWNLOAD_DELAY' (Scrapy's DOWNLOAD_DELAY is 'per_host.delay' here)"),
         ({"overrides": ["download_delay=1"]}, "(Scrapy's DOWNLOAD_DELAY is 'per_host.delay' here)"),
         ({"config": {"ITEM_PIPELINES": {}}}, "is 'pipelines' here (an ordered list of 'module:Class'))"),
