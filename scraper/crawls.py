@@ -198,6 +198,9 @@ def save_cookies(crawl_id: int, changes: CookieChanges) -> list[Statement]:
 
 
 async def finish(db: aiosqlite.Connection, crawl_id: int, *, status: str, reason: str, stats: dict[str, Any]) -> None:
+    """Seal the crawl's row; the requests it still held (a stop, ``max_pages``) are no longer
+    held by anything: their leases go (they read as 'leased' in ``status`` for good)."""
+    await db.execute(schema.RELEASE_LEASES, (crawl_id,))
     await db.execute(
         "UPDATE scraper_crawls SET finished_at = ?, status = ?, finish_reason = ?, stats = ? WHERE id = ?",
         (utc_now(), status, reason, json.dumps(stats), crawl_id),

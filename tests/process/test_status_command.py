@@ -49,6 +49,10 @@ def test_status_beside_a_live_crawl_then_after_it_stopped(tmp_path: Path) -> Non
     assert crawl.returncode == 130, log.read_text()
     stopped = scraper("status", "--db", str(database))
     assert stopped.returncode == 0 and "1 of demo_shop: interrupted (SIGINT), resumes on next run" in stopped.stdout
+    # the rows say so too: nothing holds the pending requests now (they had stayed leased)
+    assert rows(database, "SELECT leased, count(*) > 0 FROM scraper_requests WHERE state = 'pending' GROUP BY 1") == [
+        (0, 1)
+    ]
 
 
 def _wait_for_items(database: Path, crawl: subprocess.Popen[str]) -> None:
