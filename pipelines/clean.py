@@ -4,12 +4,15 @@ page has them. List it first: later stages (dedup, required fields) compare clea
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeVar
+
+import pydantic
 
 from scraper.item import Item
 from scraper.pipeline import BaseStage, Record
 from scraper.spider import Spider
 
+_Model = TypeVar("_Model", bound=pydantic.BaseModel)
 _WHITESPACE = re.compile(r"\s+")  # Unicode-aware: tabs, newlines, no-break spaces too
 
 
@@ -19,23 +22,39 @@ def clean_text(text: str) -> str:
 
 
 def clean_value(value: Any) -> Any:
-    """Strings cleaned, and strings inside lists and tuples; anything else as it is."""
+    """Strings cleaned, wherever they are: in lists, tuples, sets, the values of dicts, the
+    fields of nested models (a copy, when one changes); anything else as it is."""
     if isinstance(value, str):
         return clean_text(value)
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, set, frozenset)):
         return type(value)(clean_value(element) for element in value)
+    if isinstance(value, tuple):
+        cleaned = (clean_value(element) for element in value)
+        return type(value)(*cleaned) if hasattr(value, "_fields") else type(value)(cleaned)  # a NamedTuple
+    if isinstance(value, dict):
+        return {key: clean_value(element) for key, element in value.items()}
+    if isinstance(value, pydantic.BaseModel):
+        return _clean_model(value)
     return value
 
 
+def _clean_model(model: _Model) -> _Model:
+    """``model``, or a copy with its text cleaned: declared fields and extra ones (a model
+    with ``extra="allow"``)."""
+    names = [*type(model).model_fields, *(model.model_extra or {})]
+    changes = {}
+    for name in names:
+        old = getattr(model, name)
+        if (new := clean_value(old)) != old:
+            changes[name] = new
+    return model.model_copy(update=changes) if changes else model
+
+
 class Normalize(BaseStage):
-    """Collapses and strips whitespace in every str field (and lists of str) of a record."""
+    """Collapses and strips whitespace in every text of a record: its str fields, and the
+    texts inside its lists, sets, dicts and nested models."""
 
     async def process(self, item: Record, spider: Spider) -> Record:
         if isinstance(item, Item):
-            changes = {}
-            for name in type(item).model_fields:
-                old = getattr(item, name)
-                if (new := clean_value(old)) != old:
-                    changes[name] = new
-            return item.model_copy(update=changes) if changes else item
+            return _clean_model(item)
         return {name: clean_value(value) for name, value in item.items()}

@@ -6,7 +6,7 @@ import asyncio
 from typing import ClassVar
 
 import pytest
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from pipelines.clean import Normalize, clean_text
 from pipelines.dedup import DedupByKey
@@ -95,11 +95,42 @@ async def test_normalize_leaves_non_text_and_clean_items_alone() -> None:
 
 
 async def test_normalize_dict() -> None:
-    record = {"name": "  a   b ", "count": 2, "tags": [" x ", 5], "nested": {"k": " v "}}
+    record = {"name": "  a   b ", "count": 2, "tags": [" x ", 5], "nested": {"k": " v ", "n": [" w "]}}
     cleaned = await Normalize().process(record, SPIDER)
 
-    assert cleaned == {"name": "a b", "count": 2, "tags": ["x", 5], "nested": {"k": " v "}}
-    assert record["name"] == "  a   b "
+    assert cleaned == {"name": "a b", "count": 2, "tags": ["x", 5], "nested": {"k": "v", "n": ["w"]}}
+    assert record["name"] == "  a   b " and record["nested"] == {"k": " v ", "n": [" w "]}
+
+
+class Address(Item):
+    street: str
+
+
+class Listing(Item):
+    model_config = ConfigDict(extra="allow")
+
+    title: str
+    address: Address
+    labels: set[str] = set()
+    specs: dict[str, str] = {}
+
+
+async def test_normalize_reaches_every_text_of_an_item() -> None:
+    """Texts in sets, dict values, nested items and extra fields were left as the page had them."""
+    item = Listing(
+        title=" Flat ", address=Address(street=" 1  Main St "), labels={" new "}, specs={"rooms": " 3\n"}, floor=" 2 "
+    )
+    cleaned = await Normalize().process(item, SPIDER)
+
+    assert isinstance(cleaned, Listing)
+    assert cleaned.model_dump() == {
+        "title": "Flat",
+        "address": {"street": "1 Main St"},
+        "labels": {"new"},
+        "specs": {"rooms": "3"},
+        "floor": "2",
+    }
+    assert item.address.street == " 1  Main St " and item.model_extra == {"floor": " 2 "}  # copies
 
 
 # ---------------------------------------------------------------- DedupByKey
