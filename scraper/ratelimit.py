@@ -52,13 +52,16 @@ class HostState:
         "next_start",
         "paused_until",
         "policy",
+        "probing",
         "successes",
         "trips",
     )
 
-    def __init__(self, policy: HostPolicy) -> None:
+    def __init__(self, policy: HostPolicy, *, probe_first: bool = False) -> None:
+        """``probe_first``: one request at a time until the first ends (see HostLimiter.end)."""
         self.policy = policy
-        self.limit = policy.concurrency  # live concurrency, moved by AIMD
+        self.probing = probe_first
+        self.limit = 1 if probe_first else policy.concurrency  # live concurrency, moved by AIMD
         self.delay = policy.delay  # live delay between starts, moved by AIMD
         self.crawl_delay = 0.0  # from robots.txt
         self.active = 0
@@ -90,9 +93,10 @@ class _HostStates(dict[str, HostState]):
     def __init__(self, settings: Settings) -> None:
         super().__init__()
         self._settings = settings
+        self._probe_first = settings.robots_txt  # a new host's first request loads its robots.txt
 
     def __missing__(self, host: str) -> HostState:
-        state = self[host] = HostState(self._settings.policy_for(host))
+        state = self[host] = HostState(self._settings.policy_for(host), probe_first=self._probe_first)
         return state
 
 
@@ -160,6 +164,12 @@ class HostLimiter:
         first failure did: one broken URL retried had rested a healthy host, again and again."""
         state = self._hosts[host]
         state.active = max(0, state.active - 1)
+        if state.probing:
+            # a new host's first request goes alone (with robots.txt obeyed): it loads the
+            # host's robots.txt, which every other request waits for in a worker; eight of
+            # each of four hosts whose robots.txt hung held all 32 workers for the timeout
+            state.probing = False
+            state.limit = state.policy.concurrency
         exempt = state.exempt > 0
         if exempt:  # a request sent at the old rate, whatever its outcome
             state.exempt -= 1

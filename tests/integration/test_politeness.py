@@ -4,6 +4,7 @@ the feature off, or at another value, must look different)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import email.utils
@@ -550,6 +551,38 @@ async def test_unavailable_robots_txt_holds_the_pages_then_is_fetched_again(data
         assert max(page_times) - robots_times[0] < 0.2
     # waiting for robots.txt is not an attempt
     assert rows(database, "SELECT DISTINCT state, attempts FROM scraper_requests") == [("done", 1)]
+
+
+@pytest.mark.parametrize("robots_txt", [True, False])
+async def test_a_hung_robots_txt_holds_one_worker_not_all(database: Path, robots_txt: bool) -> None:
+    """Every request of a host waits for its robots.txt, each in a worker: with eight of A's
+    handed out at once, A's hung file held all four workers until the timeout, and B waited.
+    A new host's first request now goes alone (it loads the file); without robots.txt
+    (control), A's pages answer at once, and nothing waits."""
+
+    async def hung(_request: web.Request, _hit: int) -> web.Response:
+        await asyncio.sleep(5)
+        return not_found(_request, _hit)
+
+    a, b = Site({"/robots.txt": hung}), Site()
+    async with a.serve("localhost") as a_base, b.serve() as b_base:
+        start = [f"{a_base}/a/{n}" for n in range(8)] + [f"{b_base}/b/{n}" for n in range(8)]
+        began = time.monotonic()
+        await crawl(
+            LinkSpider(start, follow=False),
+            database,
+            concurrency=4,
+            robots_txt=robots_txt,
+            timeout=1.5,
+            robots={"unavailable_retry": 30},
+            close={"max_duration": 2.5},
+        )
+    b_times = b.times("/b/")
+    assert len(b_times) == 8 and max(b_times) - began < 1.0  # before A's robots.txt timed out
+    if robots_txt:
+        assert len(a.times("/robots.txt")) == 1 and a.times("/a/") == []
+    else:
+        assert len(a.times("/a/")) == 8
 
 
 async def test_robots_txt_unavailable_for_good_filters_the_pages_unfetched(database: Path) -> None:

@@ -204,3 +204,17 @@ def test_the_policy_says_what_a_hosts_entry_replaces() -> None:
         describe_policy(settings).splitlines()[-1]
         == "hosts 127.0.0.1: concurrency=2, delay=0.1 (instead of per_host's 0.5)"
     )
+
+
+@pytest.mark.parametrize("robots_txt", [True, False])
+def test_a_new_host_s_first_request_goes_alone_while_robots_txt_is_obeyed(robots_txt: bool) -> None:
+    """It loads the host's robots.txt, which the others would wait for, each in a worker."""
+    hosts = limiter(robots_txt=robots_txt, per_host={"concurrency": 4})
+    now = time.monotonic()
+    hosts.begin("a.test", now)
+    assert hosts.ready_at("a.test") == (math.inf if robots_txt else now)
+    hosts.end("a.test", Signal.OK)
+    for _ in range(4):  # then the host's own concurrency
+        assert hosts.ready_at("a.test") <= now
+        hosts.begin("a.test", now)
+    assert hosts.ready_at("a.test") == math.inf
