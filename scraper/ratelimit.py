@@ -107,6 +107,9 @@ class HostLimiter:
         self._hosts = _HostStates(settings)
         self._stopping = asyncio.Event()  # what a turn waits on, besides its time
         self._stopped = False  # the same, read by every request: an attribute, not a method call
+        # told of each pause (a breaker's rest, a Retry-After): the frontier, which may move the
+        # host's waiting requests out of memory meanwhile (set by the scheduler)
+        self.on_pause: Callable[[str, float], None] | None = None
 
     def state(self, host: str) -> HostState:
         return self._hosts[host]
@@ -192,6 +195,8 @@ class HostLimiter:
             state.paused_until = until
             self._stats.increment("hosts/paused")
             logger.info("pausing %s for %.1fs: %s", host, until - time.monotonic(), reason)
+            if self.on_pause is not None:
+                self.on_pause(host, until)
 
     def set_crawl_delay(self, host: str, seconds: float) -> None:
         """robots.txt's Crawl-delay: a floor for the host's delay."""
@@ -210,6 +215,7 @@ class HostLimiter:
             and not state.crawl_delay
             and not state.failures
             and state.given_up is None
+            and not state.trips  # its breaker's history: forgotten, a dead host was never given up
             and state.paused_until <= now
             and state.limit == state.policy.concurrency
             and state.delay == state.policy.delay

@@ -64,6 +64,7 @@ class Scheduler:
         self._frontier = frontier
         self._seen = seen
         self._limiter = limiter
+        limiter.on_pause = frontier.resting  # a paused host's waiting requests may leave memory
         self._settings = settings
         self._stats = stats
         self._allowed = tuple(domain.lower().lstrip(".") for domain in allowed_domains)
@@ -271,8 +272,6 @@ class Scheduler:
     def fetched(self, entry: Scheduled, signal: Signal) -> None:
         """The fetch of ``entry`` ended: free its host slot and adapt the host's rate."""
         self._limiter.end(entry.host, signal, retried=entry.attempts > 0)
-        if signal is not Signal.OK:  # a failure may have rested the host (the breaker)
-            self._tell_if_resting(entry.host)
         if entry.host in self._full_hosts:
             self._full_hosts.discard(entry.host)
             self._schedule_host(entry.host)
@@ -282,15 +281,8 @@ class Scheduler:
         """Park ``entry`` for ``delay`` seconds; no worker waits for it."""
         parked = entry._replace(attempts=entry.attempts + (1 if count_attempt else 0), parked=True)
         await self._frontier.push(parked, not_before=time.monotonic() + delay)
-        self._tell_if_resting(entry.host)  # a Retry-After pauses its host
         self._changed.set()  # a new wake time
         return parked
-
-    def _tell_if_resting(self, host: str) -> None:
-        """Tell the frontier when ``host`` is paused (a breaker's rest, a Retry-After)."""
-        until = self._limiter.state(host).paused_until
-        if until > time.monotonic():
-            self._frontier.resting(host, until)
 
     def done(self, entry: Scheduled) -> None:
         """A handed-out request is finished (or parked again), whatever its outcome. Its host

@@ -22,6 +22,7 @@ import heapq
 import itertools
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Mapping
 
 from scraper.codec import RequestNotStorable, decode
@@ -32,6 +33,7 @@ from scraper.stats import Stats
 from scraper.storage import Storage
 
 _EMPTY_REFILL_PAUSE = 0.02  # seconds before asking again when the spilled rows are not committed yet
+_EMPTY_REFILL_MAX = 1.0  # the pause doubles up to this while refills find nothing (resting hosts' rows only)
 _LOOK_EVERY = 0.05  # seconds between loads for hungry hosts (each is a transaction)
 _HOSTS_A_LOOK = 64  # hungry hosts loaded by one look, at most
 _LEAST_SHARE = 16  # rows loaded for a hungry host at once, at least: the room a look waits for
@@ -63,6 +65,7 @@ class SQLiteFrontier(MemoryFrontier):
         self._buffer = buffer
         self._spilled = spilled  # pending rows in the database that are not in memory
         self._next_refill = 0.0
+        self._empty_pause = _EMPTY_REFILL_PAUSE
         # Only what is loaded lowers _spilled, so a count below never ends the crawl early.
         # The spilled rows of up to TRACKED_HOSTS hosts, counted by host (the others are
         # loaded by the refill of the best rows alone), and the hungry among them, in the
@@ -84,8 +87,13 @@ class SQLiteFrontier(MemoryFrontier):
     async def push(self, entry: Scheduled, *, not_before: float = 0.0) -> None:
         if entry.in_memory:
             await super().push(entry, not_before=not_before)
+            if self._rests and entry.host in self._rests:
+                self._to_give_back.add(entry.host)  # admitted while its host rests
             return
         self._spilled += 1  # its row, written by the page's commit, is all there is of it
+        if self._empty_pause > _EMPTY_REFILL_PAUSE:  # refills found nothing: this row will be there soon
+            self._empty_pause = _EMPTY_REFILL_PAUSE
+            self._next_refill = min(self._next_refill, time.monotonic() + _EMPTY_REFILL_PAUSE)
         if self._emptied is None:
             self._emptied = []  # pop notes emptied queues while rows wait in the database
         host = entry.host
@@ -97,35 +105,36 @@ class SQLiteFrontier(MemoryFrontier):
             self._hungry[host] = 0
 
     def resting(self, host: str, until: float) -> None:
-        """While rows wait in the database, a host resting ``_REST_TO_GIVE_BACK`` or longer
-        gives its requests' leases back at the next refill, and is not loaded until it wakes."""
-        if not self._spilled or until - time.monotonic() < _REST_TO_GIVE_BACK or self._rests.get(host, 0) >= until:
+        """A host resting ``_REST_TO_GIVE_BACK`` or longer gives its requests' leases back at
+        the first refill while rows wait in the database (now, or once some spill), and is not
+        loaded until it wakes."""
+        if until - time.monotonic() < _REST_TO_GIVE_BACK or self._rests.get(host, 0) >= until:
             return
         self._rests[host] = until
         heapq.heappush(self._rest_ends, (until, host))
         self._hungry.pop(host, None)
-        if host in self._queues:
-            self._to_give_back.add(host)
+        self._to_give_back.add(host)
 
     async def refill(self) -> list[str]:
         """Load hungry hosts' rows into the buffer's room; and when it is at most half full,
         the best rows (but resting hosts') after them. Returns the hosts of what was loaded
         (or of requests a resting host kept: see ``_give_back``)."""
         now = time.monotonic()
+        if self._rest_ends:
+            self._wake_rested(now)
         if not self._spilled:
             return []
-        self._wake_rested(now)
         hosts = await self._give_back(now) if self._to_give_back else []
-        if now < self._next_refill:
-            return hosts
         hosts += await self._feed_hungry(now)  # first: the best rows are often the same few hosts'
-        if self._size > self._buffer // 2 or not self._spilled:
+        if self._size > self._buffer // 2 or not self._spilled or now < self._next_refill:
             return hosts
         resting = list(itertools.islice(self._rests, _RESTING_EXCLUDED))  # their rows would only hold memory
         rows = await self._storage.lease_pending(self._buffer - self._size, excluding=resting)
-        if not rows:
-            self._next_refill = now + _EMPTY_REFILL_PAUSE
+        if not rows:  # not committed yet, or only resting hosts' rows wait: ask less and less often
+            self._next_refill = time.monotonic() + self._empty_pause
+            self._empty_pause = min(2 * self._empty_pause, _EMPTY_REFILL_MAX)
             return hosts
+        self._empty_pause = _EMPTY_REFILL_PAUSE
         return hosts + await self._loaded(rows)
 
     async def _feed_hungry(self, now: float) -> list[str]:
@@ -141,11 +150,16 @@ class SQLiteFrontier(MemoryFrontier):
         share = max(_LEAST_SHARE, min(fair, room // min(len(self._hungry), _HOSTS_A_LOOK)))
         hosts = list(itertools.islice(self._hungry, min(_HOSTS_A_LOOK, room // share)))
         rows = await self._storage.lease_pending(share, hosts=hosts)
-        found = {row["host"] for row in rows}
+        found = Counter(row["host"] for row in rows)
         for host in hosts:
             if host not in found:
                 self._missed(host)
-        return await self._loaded(rows)
+        loaded = await self._loaded(rows)
+        if self._spilled:  # a host that filled its share has more, whatever its count said (a
+            for host, count in found.items():  # host let go, then counted again from one spill)
+                if count >= share:
+                    self._by_host.setdefault(host, 1)
+        return loaded
 
     def _wake_rested(self, now: float) -> None:
         """Hosts whose rest is over may be loaded again: the hungry among them are."""
@@ -154,6 +168,7 @@ class SQLiteFrontier(MemoryFrontier):
             until, host = heapq.heappop(ends)
             if self._rests.get(host) == until:  # else it rests longer now: a later end is queued
                 del self._rests[host]
+                self._to_give_back.discard(host)
                 if host in self._by_host and host not in self._queues:
                     self._hungry[host] = 0
 
@@ -238,9 +253,6 @@ class SQLiteFrontier(MemoryFrontier):
         if not self._spilled:  # everything is in memory: nothing to track until the next spill
             by_host.clear()
             hungry.clear()
-            self._rests.clear()
-            self._rest_ends.clear()
-            self._to_give_back.clear()
             self._emptied = None
         return hosts
 
@@ -257,23 +269,22 @@ class SQLiteFrontier(MemoryFrontier):
         return Scheduled(request, row["fingerprint"], row["host"], attempts=row["attempts"])
 
     def next_due(self) -> float | None:
-        """The earliest parked entry; or the retry of a refill that found the spilled rows not
-        yet committed, the next look for hungry hosts, or a rest's end, while one is wanted
-        and still ahead (never a time past: the feeder would spin)."""
+        """The earliest parked entry; or, while rows wait, the earliest of: the next refill of
+        the best rows (the buffer at most half full), the next look for hungry hosts (room for
+        a share), a rest's end. Never a time past: the feeder would spin."""
         due = super().next_due()
-        now = time.monotonic()
         if not self._spilled:
             return due
+        now = time.monotonic()
+        self._note_emptied()
+        wanted = [self._rest_ends[0][0]] if self._rest_ends else []
         if self._size <= self._buffer // 2:
-            wanted = self._next_refill
-        else:
-            self._note_emptied()
-            wanted = self._next_look if self._hungry and self._buffer - self._size >= _LEAST_SHARE else 0.0
-        rest_end = self._rest_ends[0][0] if self._rest_ends else 0.0  # when a host may be loaded again
-        if rest_end > now:
-            wanted = min(wanted, rest_end) if wanted > now else rest_end
-        if wanted > now:
-            due = wanted if due is None else min(due, wanted)
+            wanted.append(self._next_refill)
+        if self._hungry and self._buffer - self._size >= _LEAST_SHARE:
+            wanted.append(self._next_look)
+        for time_ in wanted:
+            if time_ > now:
+                due = time_ if due is None else min(due, time_)
         return due
 
     def __len__(self) -> int:

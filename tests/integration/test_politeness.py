@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from scraper import Request, Response
+from scraper.engine import CrawlResult
 from tests.conftest import rows
 from tests.integration.politeness_site import (
     LinkSpider,
@@ -124,31 +125,103 @@ async def test_a_host_whose_requests_were_spilled_is_crawled_beside_the_one_fill
     assert max(b_times) < a_times[-1]
 
 
+async def crawl_failing_host_then_another(
+    database: Path,
+    backend: str,
+    *,
+    a_links: int,
+    b_links: int,
+    failure: Callable[[], web.Response],
+    b_answers_after: float = 0.0,
+    **settings: Any,
+) -> tuple[CrawlResult, Site, Site]:
+    """A's page links ``a_links`` pages of A, which all answer ``failure()``, then B's page,
+    which links ``b_links`` pages of B; ``frontier.buffer`` 40 and one request at a time a
+    host. A rests, and B must be crawled meanwhile."""
+
+    async def b_page(_request: web.Request, _hit: int) -> web.Response:
+        await asyncio.sleep(b_answers_after)
+        return links(*(f"/b/{n}" for n in range(b_links)))
+
+    b = Site({"/": b_page})
+    async with b.serve() as b_base:
+        a = Site(
+            {"/": lambda _request, _hit: links(*(f"/a/{n}" for n in range(a_links)), f"{b_base}/")},
+            default=lambda _request, _hit: failure(),
+        )
+        async with a.serve("localhost") as a_base:
+            settings.setdefault("per_host", {"concurrency": 1, "delay": 0.01, "adaptive": False})
+            result = await crawl(
+                LinkSpider([f"{a_base}/"]), database, frontier={"backend": backend, "buffer": 40}, **settings
+            )
+    return result, a, b
+
+
+REST_FOR_30_S: dict[str, Any] = {"breaker": {"failures": 2, "pause": 30, "max_trips": 0}, "retry": {"times": 0}}
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "memory"])
 async def test_a_resting_host_does_not_hold_the_memory_another_host_needs(database: Path, backend: str) -> None:
     """A's page of 80 links filled the durable frontier's memory, then A's pages failed and
     its breaker rested it: its requests held the buffer for the whole rest, and B, spilled
     behind them, waited it out (five dead hosts with many links stalled a crawl for their
     rests, minutes). A resting host gives its room back. The memory frontier is the measure."""
-    b = Site({"/": lambda _request, _hit: links(*(f"/b/{n}" for n in range(30)))})
-    async with b.serve() as b_base:
-        a = Site(
-            {"/": lambda _request, _hit: links(*(f"/a/{n}" for n in range(80)), f"{b_base}/")},
-            default=lambda _request, _hit: html(status=503),
-        )
-        async with a.serve("localhost") as a_base:
-            result = await crawl(
-                LinkSpider([f"{a_base}/"]),
-                database,
-                frontier={"backend": backend, "buffer": 40},
-                per_host={"concurrency": 1, "delay": 0.01, "adaptive": False},
-                breaker={"failures": 2, "pause": 30, "max_trips": 0},
-                retry={"times": 0},
-                close={"max_duration": 4},
-            )
+    result, a, b = await crawl_failing_host_then_another(
+        database,
+        backend,
+        a_links=80,
+        b_links=30,
+        failure=lambda: html(status=503),
+        close={"max_duration": 4},
+        **REST_FOR_30_S,
+    )
     assert result.stats.get("hosts/breaker_trips") == 1
     assert len(a.times("/a/")) == 2  # A rested after its breaker's two failures
     assert len(b.times("/b/")) == 30  # B crawled while A rests
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+async def test_a_host_paused_by_retry_after_with_no_retry_left_gives_its_room_back(
+    database: Path, backend: str
+) -> None:
+    """A's pages answer 503 with Retry-After: 30 and no retry is left (``retry.times`` 0): the
+    pause was set after the page's outcome and only a retry told the frontier of a rest, so A's
+    requests held the buffer for the whole pause."""
+    result, a, b = await crawl_failing_host_then_another(
+        database,
+        backend,
+        a_links=80,
+        b_links=30,
+        failure=lambda: html(status=503, headers={"Retry-After": "30"}),
+        retry={"times": 0, "max_retry_after": 60},
+        close={"max_duration": 4},
+    )
+    assert result.stats.get("hosts/paused") == 1
+    assert len(a.times("/a/")) == 1  # A paused after its first page
+    assert len(b.times("/b/")) == 30  # B crawled while A pauses
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+async def test_a_host_resting_before_anything_spilled_gives_its_room_back_once_it_is_needed(
+    database: Path, backend: str
+) -> None:
+    """A's 30 links fit in memory, A's breaker trips, and only then does B's page (slow to
+    answer) spill 50 of its 60 links: a rest that began while nothing waited in the database
+    was forgotten, and B had 10 places in memory for the whole rest."""
+    result, a, b = await crawl_failing_host_then_another(
+        database,
+        backend,
+        a_links=30,
+        b_links=60,
+        failure=lambda: html(status=503),
+        b_answers_after=0.7,  # A trips (two failures, about 0.1 s) first
+        per_host={"concurrency": 1, "delay": 0.05, "adaptive": False},
+        close={"max_duration": 6},
+        **REST_FOR_30_S,
+    )
+    assert result.stats.get("hosts/breaker_trips") == 1
+    assert len(a.times("/a/")) == 2
+    assert len(b.times("/b/")) == 60  # B crawled while A rests
 
 
 async def test_host_delay_override_leaves_other_hosts_at_full_speed(database: Path) -> None:

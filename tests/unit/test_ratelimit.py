@@ -218,3 +218,21 @@ def test_a_new_host_s_first_request_goes_alone_while_robots_txt_is_obeyed(robots
         assert hosts.ready_at("a.test") <= now
         hosts.begin("a.test", now)
     assert hosts.ready_at("a.test") == math.inf
+
+
+def test_each_pause_is_told_to_the_frontier_and_a_rested_host_is_not_forgotten() -> None:
+    """The frontier hears of every pause (a Retry-After with no retry left was never told,
+    and its host's requests held memory for the whole pause); and a host whose rest is over,
+    its requests given back out of memory, keeps its trips (forgotten, it began again at trip 1
+    and a dead host was never given up)."""
+    hosts = limiter(breaker={"failures": 2, "pause": 0.01, "max_trips": 3}, per_host={"concurrency": 1})
+    told: list[tuple[str, float]] = []
+    hosts.on_pause = lambda host, until: told.append((host, until))
+    _fail(hosts, "a.test", 2)
+    hosts.pause("b.test", time.monotonic() + 30, "Retry-After")
+    hosts.pause("b.test", time.monotonic() + 10, "Retry-After")  # shorter: the pause stands, nothing to tell
+    assert [host for host, _ in told] == ["a.test", "b.test"]
+    assert told[1][1] > time.monotonic() + 29
+    assert hosts.evict_idle(time.monotonic() + 5, busy=lambda host: False) == 0  # a's rest is over, b's is not
+    assert hosts.evict_idle(time.monotonic() + 3600, busy=lambda host: False) == 1  # b, its pause over
+    assert hosts.state("a.test").trips == 1

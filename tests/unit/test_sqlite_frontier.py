@@ -44,13 +44,16 @@ def make_frontier(storage: Storage) -> SQLiteFrontier:
     return frontier
 
 
-async def admit(frontier: SQLiteFrontier, host: str, count: int, *, start: int = 0) -> list[Scheduled]:
+async def admit(
+    frontier: SQLiteFrontier, host: str, count: int, *, start: int = 0, spill: bool = False
+) -> list[Scheduled]:
     """``count`` requests of ``host``, each kept in memory while the buffer has room (as the
-    scheduler admits them), their rows not committed yet."""
+    scheduler admits them) unless ``spill``, their rows not committed yet."""
     entries = []
     for n in range(start, start + count):
         request = Request(f"http://{host}/{n}")
-        entry = Scheduled(request, f"{host}-{n}", host, encoded=encode(request), in_memory=frontier.has_room())
+        in_memory = frontier.has_room() and not spill
+        entry = Scheduled(request, f"{host}-{n}", host, encoded=encode(request), in_memory=in_memory)
         await frontier.push(entry)
         entries.append(entry)
     return entries
@@ -205,3 +208,52 @@ async def test_a_resting_host_gives_its_room_back_until_it_wakes(
                 break
         remaining += await look(frontier)
     assert remaining == Counter({"a.test": 58 - (BUFFER - 12)})  # 38 given back and 20 spilled, in all
+
+
+async def test_refills_that_find_only_resting_hosts_rows_ask_less_and_less_often(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every row left is a resting host's: each refill of the best rows found nothing and asked
+    again 20 ms later, a transaction each time (2.5 s of CPU in 10 s of a rest). The pause
+    doubles up to a second, and a new spilled row brings the next refill back in."""
+    monkeypatch.setattr(sqlite_frontier, "_REST_TO_GIVE_BACK", 0.1)
+    frontier = make_frontier(storage)
+    a = await admit(frontier, "a.test", BUFFER + 20)
+    await commit(storage, a)
+    frontier.resting("a.test", time.monotonic() + 60)
+    await frontier.refill()  # gives a's back; the refill after it finds none but a's
+    pauses = []
+    for _ in range(8):
+        frontier._next_refill = -1.0
+        assert await frontier.refill() == []
+        pauses.append(frontier._next_refill - time.monotonic())
+    assert pauses == pytest.approx([0.04, 0.08, 0.16, 0.32, 0.64, 1.0, 1.0, 1.0], abs=0.01)  # 0.02 went first
+    due = frontier.next_due()
+    assert due is not None and due - time.monotonic() > 0.5  # the feeder sleeps, not spins
+    b = await admit(frontier, "b.test", 1, spill=True)  # a row on its way
+    assert frontier._next_refill - time.monotonic() <= 0.02
+    await commit(storage, b)
+    frontier._next_look = float("inf")  # the refill of the best rows alone
+    await asyncio.sleep(0.03)
+    assert await frontier.refill() == ["b.test"]
+
+
+async def test_a_host_let_go_and_then_counted_again_stays_tracked_while_it_has_rows(storage: Storage) -> None:
+    """b.test was let go after its misses (its rows' commit was late), then one more of its
+    requests spilled: it was counted as having one row, and once that one was loaded it was
+    forgotten, its other rows waiting for the refill of the best rows (behind a's)."""
+    frontier = make_frontier(storage)
+    a = await admit(frontier, "a.test", BUFFER + 60)
+    await commit(storage, a)
+    b = await admit(frontier, "b.test", 40)
+    pop(frontier, "a.test", 17)
+    for _ in range(sqlite_frontier._MISSES + 1):
+        assert await look(frontier) == Counter()
+    assert "b.test" not in frontier._by_host  # let go
+    await commit(storage, b)
+    late = await admit(frontier, "b.test", 1, start=40, spill=True)
+    await commit(storage, late)
+    assert frontier._by_host["b.test"] == 1
+    assert await look(frontier) == Counter({"b.test": 17})  # a share, though it was counted as 1
+    pop(frontier, "b.test", 17)
+    assert await look(frontier) == Counter({"b.test": 17})  # still hungry: it has more
