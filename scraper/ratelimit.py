@@ -199,26 +199,28 @@ class HostLimiter:
                 self.on_pause(host, until)
 
     def set_crawl_delay(self, host: str, seconds: float) -> None:
-        """robots.txt's Crawl-delay: a floor for the host's delay."""
+        """robots.txt's Crawl-delay: a floor for the host's delay (told with each of the host's
+        requests: a host forgotten by ``evict_idle`` gets it back with its next one)."""
         state = self._hosts[host]
-        state.crawl_delay = seconds
-        state.delay = max(state.delay, seconds)
+        if state.crawl_delay != seconds:
+            state.crawl_delay = seconds
+            state.delay = max(state.delay, seconds)
 
     def evict_idle(self, now: float, *, busy: Callable[[str], bool]) -> int:
         """Forget hosts with nothing to remember: no request in flight or queued (``busy``),
-        no pause, no slow-down, no Crawl-delay, and their delay long past. Keeps memory flat
-        on crawls that touch many hosts; a forgotten host starts again from its policy."""
+        no pause, no slow-down, and their delay long past. Keeps memory flat on crawls that
+        touch many hosts; a forgotten host starts again from its policy (and its Crawl-delay,
+        which robots.txt tells again with its next request)."""
         idle = [
             host
             for host, state in self._hosts.items()
             if not state.active
-            and not state.crawl_delay
             and not state.failures
             and state.given_up is None
             and not state.trips  # its breaker's history: forgotten, a dead host was never given up
             and state.paused_until <= now
             and state.limit == state.policy.concurrency
-            and state.delay == state.policy.delay
+            and state.delay == state.floor_delay
             and max(state.next_start, state.last_start + state.delay) <= now
             and not busy(host)
         ]

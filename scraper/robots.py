@@ -57,6 +57,7 @@ class _Policy:
     failures: int = 0
     retry_at: float = 0.0  # when to fetch the file again: after its window while unavailable, else at MAX_AGE
     error: FetchError | None = None  # the last failure, while unavailable
+    crawl_delay: float = 0.0  # the rules' Crawl-delay for us, capped by robots.max_crawl_delay
 
     def stale(self, now: float) -> bool:
         """Due to be fetched again: an unavailable file after its window, until the origin is
@@ -92,8 +93,13 @@ class RobotsTxt:
     async def __call__(self, request: Request, handler: Handler) -> Response:
         if (request.meta or {}).get("robots_txt"):
             return await handler(request)
-        policy = await self._policy_for(URL(request.url), _through_same_proxy(request, handler))
+        url = URL(request.url)
+        policy = await self._policy_for(url, _through_same_proxy(request, handler))
         self._check(policy, request.url)
+        if policy.crawl_delay:
+            # told with each request, not once: the limiter forgets idle hosts (memory stays
+            # flat over many hosts), and a host it forgot would start again without the delay
+            self._limiter.set_crawl_delay(url.host or "", policy.crawl_delay)
         return await handler(request)
 
     async def _policy_for(self, url: URL, handler: Handler) -> _Policy:
@@ -109,7 +115,7 @@ class RobotsTxt:
             async with lock:
                 policy = self._policies.get(origin)
                 if policy is None or policy.stale(time.monotonic()):
-                    policy = await self._load(origin, url.host or "", handler, policy)
+                    policy = await self._load(origin, handler, policy)
                     self._keep(origin, policy)
                 return policy
         finally:
@@ -153,7 +159,7 @@ class RobotsTxt:
         context = f"robots.txt unavailable {policy.failures} times in a row, {origin}'s requests filtered: "
         return error_record("fetch", policy.error, policy.error.url, self._stats, context=context)
 
-    async def _load(self, origin: str, host: str, handler: Handler, previous: _Policy | None) -> _Policy:
+    async def _load(self, origin: str, handler: Handler, previous: _Policy | None) -> _Policy:
         """Fetch and judge the file by RFC 9309's status rules."""
         try:
             response = await self._fetch(origin + "/robots.txt", handler)
@@ -170,9 +176,8 @@ class RobotsTxt:
         rules = Protego.parse(self._decode(response.body))
         self._stats.increment("robots/fetched")
         delay = rules.crawl_delay(self._token)
-        if delay is not None:
-            self._limiter.set_crawl_delay(host, min(delay, self._settings.robots.max_crawl_delay))
-        return _Policy(rules, retry_at=time.monotonic() + MAX_AGE)
+        crawl_delay = min(delay, self._settings.robots.max_crawl_delay) if delay is not None else 0.0
+        return _Policy(rules, retry_at=time.monotonic() + MAX_AGE, crawl_delay=crawl_delay)
 
     async def _fetch(self, url: str, handler: Handler) -> Response | None:
         """The final response after up to ``MAX_REDIRECTS`` hops, each through ``handler``;

@@ -10,6 +10,7 @@ import pytest
 
 from scraper.errors import ConnectionFailed, FetchError, FetchTimeout, Filtered, TryLater
 from scraper.http import Request, Response
+from scraper.ratelimit import HostLimiter, Signal
 from scraper.records import ErrorRecord
 from scraper.robots import RobotsTxt
 from scraper.settings import Settings
@@ -282,14 +283,34 @@ async def test_line_cut_at_max_bytes_is_dropped() -> None:
 
 
 @pytest.mark.parametrize(("declared", "applied"), [("2.5", 2.5), ("500", 60.0)])
-async def test_crawl_delay_applied_once_and_capped(declared: str, applied: float) -> None:
+async def test_crawl_delay_capped_and_told_with_each_request(declared: str, applied: float) -> None:
     text = f"User-agent: testbot\nCrawl-delay: {declared}\nDisallow: /x\n\nUser-agent: *\nCrawl-delay: 9\n"
     site = FakeSite({"http://a.test:8080/robots.txt": robots(text)})
     settings = make_settings(user_agent="testbot/1.0", robots={"max_crawl_delay": 60})
     robots_txt, _, limiter = middleware(settings)
     for path in ("/a", "/b", "/c"):
         await get(robots_txt, site, "http://a.test:8080" + path)
-    assert limiter.delays == [("a.test", applied)]
+    assert limiter.delays == [("a.test", applied)] * 3
+    assert site.robots_fetches() == ["http://a.test:8080/robots.txt"]
+
+
+async def test_a_host_the_limiter_forgot_gets_its_crawl_delay_back_with_its_next_request() -> None:
+    """The limiter forgets idle hosts so that memory stays flat over many hosts, but it kept
+    every host with a Crawl-delay (told once, when robots.txt was read, it would have been
+    lost): on a broad crawl those hosts' states piled up for good."""
+    settings = make_settings(user_agent="testbot/1.0", robots_txt=True)
+    limiter = HostLimiter(settings=settings, stats=Stats())
+    robots_txt = RobotsTxt(settings=settings, stats=Stats(), limiter=limiter)
+    site = FakeSite({"http://a.test/robots.txt": robots("User-agent: *\nCrawl-delay: 2\n")})
+    await get(robots_txt, site, "http://a.test/1")
+    assert limiter.state("a.test").delay == 2.0
+    limiter.begin("a.test", time.monotonic())  # its page, fetched
+    limiter.end("a.test", Signal.OK)
+    assert limiter.evict_idle(time.monotonic() + 1, busy=lambda host: False) == 0  # its delay is not past
+    assert limiter.evict_idle(time.monotonic() + 3, busy=lambda host: False) == 1
+    await get(robots_txt, site, "http://a.test/2")
+    assert limiter.state("a.test").delay == 2.0  # from the cached file: not fetched again
+    assert site.robots_fetches() == ["http://a.test/robots.txt"]
 
 
 async def test_star_crawl_delay_and_none_without_one() -> None:
