@@ -257,3 +257,38 @@ async def test_a_host_let_go_and_then_counted_again_stays_tracked_while_it_has_r
     assert await look(frontier) == Counter({"b.test": 17})  # a share, though it was counted as 1
     pop(frontier, "b.test", 17)
     assert await look(frontier) == Counter({"b.test": 17})  # still hungry: it has more
+
+
+async def test_rows_whose_commit_is_late_are_asked_for_at_the_first_pace(storage: Storage) -> None:
+    """b's rows were spilled but their page's commit had not reached the writer: the refills
+    found nothing, and the back-off meant for resting hosts' rows made them wait up to a
+    second once it landed (0.77 s, against 0.01 s before the back-off)."""
+    frontier = make_frontier(storage)
+    a = await admit(frontier, "a.test", BUFFER)
+    await commit(storage, a)
+    b = await admit(frontier, "b.test", 30, spill=True)
+    pop(frontier, "a.test", 25)  # the buffer less than half full
+    frontier._next_look = float("inf")  # the refill of the best rows alone
+    for _ in range(6):
+        frontier._next_refill = -1.0
+        assert await frontier.refill() == []
+        assert frontier._next_refill - time.monotonic() <= sqlite_frontier._EMPTY_REFILL_PAUSE
+    await commit(storage, b)
+    await asyncio.sleep(sqlite_frontier._EMPTY_REFILL_PAUSE)
+    assert Counter(await frontier.refill()) == Counter({"b.test": 25})
+
+
+async def test_a_rest_that_ends_brings_the_next_refill_in(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_frontier, "_REST_TO_GIVE_BACK", 0.1)
+    frontier = make_frontier(storage)
+    a = await admit(frontier, "a.test", BUFFER + 20)
+    await commit(storage, a)
+    frontier.resting("a.test", time.monotonic() + 0.3)
+    frontier._next_look = float("inf")
+    await frontier.refill()  # a's given back
+    for _ in range(6):  # only a's rows wait: the pause grows
+        frontier._next_refill = -1.0
+        await frontier.refill()
+    assert frontier._next_refill - time.monotonic() > 0.5
+    await asyncio.sleep(0.3)  # a wakes
+    assert len(await frontier.refill()) == BUFFER  # at once, not at the next paced refill
