@@ -409,12 +409,9 @@ def _unknown_host_setting(error: Any) -> str | None:
     pattern, _, field = str(loc[1]).rpartition(".")
     if not pattern or error["type"] not in ("model_type", "dict_type"):
         return None
-    close = difflib.get_close_matches(field, list(HostOverride.model_fields), n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return (
-        f"{field!r} is not a host's setting ({hint}a host takes {', '.join(HostOverride.model_fields)}: "
-        f"hosts.{pattern}.delay=1)"
-    )
+    hint = _did_you_mean(field, HostOverride.model_fields)
+    takes = f"a host takes {', '.join(HostOverride.model_fields)}: hosts.{pattern}.delay=1"
+    return f"{field!r} is not a host's setting ({hint + ' ' if hint else ''}{takes})"
 
 
 def _in_settings_words(error: Any) -> str:
@@ -502,5 +499,11 @@ def _suggestion(loc: tuple[int | str, ...]) -> str:
         if not (isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel)):
             return ""
         model = annotation
-    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    hint = _did_you_mean(str(loc[-1]), model.model_fields)
+    return f" ({hint})" if hint else ""
+
+
+def _did_you_mean(name: str, names: Iterable[str]) -> str:
+    """ "did you mean 'delay'?" for the one of ``names`` closest to a misspelt ``name``, or ""."""
+    close = difflib.get_close_matches(name, list(names), n=1)
+    return f"did you mean {close[0]!r}?" if close else ""

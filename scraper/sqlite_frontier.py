@@ -97,12 +97,17 @@ class SQLiteFrontier(MemoryFrontier):
         if self._emptied is None:
             self._emptied = []  # pop notes emptied queues while rows wait in the database
         host = entry.host
+        if self._count_spilled(host) and host not in self._queues and host not in self._rests:
+            self._hungry[host] = 0
+
+    def _count_spilled(self, host: str) -> bool:
+        """One more row of ``host`` waits in the database; False when it is not counted
+        (``TRACKED_HOSTS`` others are: the refill of the best rows alone loads it)."""
         count = self._by_host.get(host)
         if count is None and len(self._by_host) >= TRACKED_HOSTS:
-            return
+            return False
         self._by_host[host] = (count or 0) + 1
-        if host not in self._queues and host not in self._rests:
-            self._hungry[host] = 0
+        return True
 
     def resting(self, host: str, until: float) -> None:
         """A host resting ``_REST_TO_GIVE_BACK`` or longer gives its requests' leases back at
@@ -209,9 +214,7 @@ class SQLiteFrontier(MemoryFrontier):
                 continue
             self._size -= 1
             self._spilled += 1
-            count = self._by_host.get(entry.host)
-            if count is not None or len(self._by_host) < TRACKED_HOSTS:
-                self._by_host[entry.host] = (count or 0) + 1
+            self._count_spilled(entry.host)
         self._stats.increment("frontier/given_back", len(given))
         return hosts
 

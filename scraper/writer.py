@@ -391,38 +391,32 @@ class Writer:
         db, crawl_id = self._db, self._crawl_id
         await db.execute("BEGIN IMMEDIATE")
         try:
-            if hosts:  # each host's query queued at once: one trip to the thread, not one a host
-                found = await asyncio.gather(
-                    *(db.execute_fetchall(schema.PENDING_OF_HOST_TO_LOAD, (crawl_id, host, limit)) for host in hosts),
-                    return_exceptions=True,
-                )
-                rows: list[Any] = []
-                for result in found:
-                    if isinstance(result, BaseException):
-                        raise result
-                    rows += result
+            queries: list[schema.Statement]
+            if hosts:  # each host's query in the same trip to the thread, not one a host
+                queries = [(schema.PENDING_OF_HOST_TO_LOAD, (crawl_id, host, limit)) for host in hosts]
             else:
-                sql = schema.pending_to_load(len(refill.excluding))
-                rows = list(await db.execute_fetchall(sql, (crawl_id, *refill.excluding, limit)))
+                queries = [(schema.pending_to_load(len(refill.excluding)), (crawl_id, *refill.excluding, limit))]
+            rows = await writes.fetch_all(db, queries)
             await writes.execute_all(db, writes.chunked(schema.lease, [(row["id"],) for row in rows], 1))
             await db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            await roll_back(db, self._path)
             raise
         return rows
 
     async def _give_back(self, fingerprints: Sequence[str]) -> set[str]:
-        db, given = self._db, set[str]()
+        statements: list[schema.Statement] = []
+        start = 0
+        for size in writes.statement_sizes(len(fingerprints), _GIVE_BACK_AT_ONCE):
+            statements.append((schema.give_back(size), [*fingerprints[start : start + size], self._crawl_id]))
+            start += size
+        db = self._db
         await db.execute("BEGIN IMMEDIATE")
         try:
-            start = 0
-            for size in writes.statement_sizes(len(fingerprints), _GIVE_BACK_AT_ONCE):
-                chunk = [*fingerprints[start : start + size], self._crawl_id]
-                given.update(row[0] for row in await db.execute_fetchall(schema.give_back(size), chunk))
-                start += size
+            given = {row[0] for row in await writes.fetch_all(db, statements)}
             await db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            await roll_back(db, self._path)
             raise
         return given
 

@@ -10,7 +10,7 @@ import itertools
 import logging
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import aiosqlite
@@ -257,12 +257,24 @@ async def execute_all(db: aiosqlite.Connection, statements: Sequence[Statement])
     tasks take their first step in the order they were created) and runs right after the one
     before. Raises the first failure once all have run; the caller's transaction is then
     rolled back whole."""
-    results = await asyncio.gather(
-        *(db.execute(sql, parameters) for sql, parameters in statements), return_exceptions=True
-    )
+    await _in_one_trip([db.execute(sql, parameters) for sql, parameters in statements])
+
+
+async def fetch_all(db: aiosqlite.Connection, statements: Sequence[Statement]) -> list[Any]:
+    """The rows of ``statements`` (queries, or statements ``RETURNING`` rows), in order, in one
+    list: one trip, as ``execute_all``."""
+    results = await _in_one_trip([db.execute_fetchall(sql, parameters) for sql, parameters in statements])
+    return [row for rows in results for row in rows]
+
+
+async def _in_one_trip(calls: list[Awaitable[Any]]) -> list[Any]:
+    """Await ``calls``, queued on the connection's thread together (in this order); raises the
+    first failure once all have run."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result
+    return results
 
 
 def statement_sizes(rows: int, largest: int) -> Iterator[int]:
