@@ -154,13 +154,23 @@ WHERE crawl_id = ? AND state = 'pending' AND leased = 0"""
 PENDING_TO_LOAD = f"{_TO_LOAD}\nORDER BY priority DESC, id\nLIMIT ?"
 
 
-@functools.lru_cache(maxsize=64)
-def pending_to_load(excluded_hosts: int) -> str:
-    """``PENDING_TO_LOAD`` without the rows of ``excluded_hosts`` hosts (named before the
-    limit): those of resting hosts, which would only hold memory."""
-    if not excluded_hosts:
-        return PENDING_TO_LOAD
-    return f"{_TO_LOAD} AND host NOT IN ({', '.join('?' * excluded_hosts)})\nORDER BY priority DESC, id\nLIMIT ?"
+_LEAST_EXCLUDED = 8  # hosts a statement of pending_to_load leaves out, at least
+
+
+def pending_to_load(crawl_id: int, excluding: Sequence[str], limit: int) -> Statement:
+    """``PENDING_TO_LOAD`` without the rows of the hosts ``excluding`` (resting hosts', which
+    would only hold memory). Their count is padded to a power of two (the last host named
+    again): a statement for each count was compiled anew as hosts rested and woke."""
+    if not excluding:
+        return PENDING_TO_LOAD, (crawl_id, limit)
+    size = max(_LEAST_EXCLUDED, 1 << (len(excluding) - 1).bit_length())
+    padding = [excluding[-1]] * (size - len(excluding))
+    return _pending_to_load_without(size), (crawl_id, *excluding, *padding, limit)
+
+
+@functools.lru_cache(maxsize=16)
+def _pending_to_load_without(hosts: int) -> str:
+    return f"{_TO_LOAD} AND host NOT IN ({', '.join('?' * hosts)})\nORDER BY priority DESC, id\nLIMIT ?"
 
 
 PENDING_OF_HOST_TO_LOAD = f"{_TO_LOAD} AND host = ?\nORDER BY priority DESC, id\nLIMIT ?"

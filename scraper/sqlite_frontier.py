@@ -39,7 +39,9 @@ _HOSTS_A_LOOK = 64  # hungry hosts loaded by one look, at most
 _LEAST_SHARE = 16  # rows loaded for a hungry host at once, at least: the room a look waits for
 _MISSES = 3  # loads that found nothing (its rows not committed yet) before a hungry host is let go
 _REST_TO_GIVE_BACK = 5.0  # seconds of rest after which a host's requests leave memory (while rows wait)
-_RESTING_EXCLUDED = 500  # resting hosts whose rows a refill of the best rows leaves, at most
+# resting hosts whose rows a refill of the best rows leaves, at most (each a bound parameter:
+# SQLite allows 32,766; 500 let a broad crawl's other dead hosts' rows fill the buffer)
+_RESTING_EXCLUDED = 16_384
 
 
 class SQLiteFrontier(MemoryFrontier):

@@ -395,7 +395,7 @@ class Writer:
             if hosts:  # each host's query in the same trip to the thread, not one a host
                 queries = [(schema.PENDING_OF_HOST_TO_LOAD, (crawl_id, host, limit)) for host in hosts]
             else:
-                queries = [(schema.pending_to_load(len(refill.excluding)), (crawl_id, *refill.excluding, limit))]
+                queries = [schema.pending_to_load(crawl_id, refill.excluding, limit)]
             rows = await writes.fetch_all(db, queries)
             await writes.execute_all(db, writes.chunked(schema.lease, [(row["id"],) for row in rows], 1))
             await db.execute("COMMIT")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scraper import sqlite_frontier
+from scraper import schema, sqlite_frontier
 from scraper.codec import encode
 from scraper.frontier import Scheduled
 from scraper.http import Request
@@ -292,3 +292,32 @@ async def test_a_rest_that_ends_brings_the_next_refill_in(storage: Storage, monk
     assert frontier._next_refill - time.monotonic() > 0.5
     await asyncio.sleep(0.3)  # a wakes
     assert len(await frontier.refill()) == BUFFER  # at once, not at the next paced refill
+
+
+async def test_a_refill_leaves_the_rows_of_every_resting_host_however_many(storage: Storage) -> None:
+    """A broad crawl with many dead hosts: past the first 500 resting hosts, a refill of the
+    best rows loaded the rest's rows, which held the buffer until their rests ended while the
+    other hosts' rows waited."""
+    frontier = make_frontier(storage)
+    resting = [f"dead{n}.test" for n in range(600)]
+    spilled = [entry for host in resting for entry in await admit(frontier, host, 1, spill=True)]
+    b = await admit(frontier, "b.test", 10, spill=True)  # behind every resting host's row
+    await commit(storage, spilled + b)
+    for host in resting:
+        frontier.resting(host, time.monotonic() + 60)
+    frontier._next_look = float("inf")  # the refill of the best rows alone
+    assert Counter(await frontier.refill()) == Counter({"b.test": 10})
+
+
+def test_the_refill_excluding_resting_hosts_is_a_few_statements_whatever_their_count() -> None:
+    """A statement a count of resting hosts had each refill compile anew as hosts rested and
+    woke; padded to a power of two, a crawl compiles a dozen at most."""
+    texts = set()
+    for count in range(1, 2_000):
+        hosts = [f"h{n}.test" for n in range(count)]
+        sql, parameters = schema.pending_to_load(7, hosts, 40)
+        assert parameters[0] == 7 and parameters[-1] == 40 and set(parameters[1:-1]) == set(hosts)
+        assert sql.count("?") == len(parameters)
+        texts.add(sql)
+    assert len(texts) <= 9  # 8 hosts at least, then 16, 32, ... 2,048
+    assert schema.pending_to_load(7, [], 40) == (schema.PENDING_TO_LOAD, (7, 40))
