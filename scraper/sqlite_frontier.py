@@ -23,7 +23,7 @@ import itertools
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from scraper.codec import RequestNotStorable, decode
 from scraper.crawls import TRACKED_HOSTS
@@ -66,6 +66,7 @@ class SQLiteFrontier(MemoryFrontier):
         self._stats = stats
         self._buffer = buffer
         self._spilled = spilled  # pending rows in the database that are not in memory
+        self._leasing = 0  # room held for the rows of a load on its way (see _lease)
         self._next_refill = 0.0
         self._empty_pause = _EMPTY_REFILL_PAUSE
         # Only what is loaded lowers _spilled, so a count below never ends the crawl early.
@@ -84,7 +85,7 @@ class SQLiteFrontier(MemoryFrontier):
             self._emptied = []
 
     def has_room(self) -> bool:
-        return self._size < self._buffer
+        return self._size + self._leasing < self._buffer
 
     async def push(self, entry: Scheduled, *, not_before: float = 0.0) -> None:
         if entry.in_memory:
@@ -136,7 +137,7 @@ class SQLiteFrontier(MemoryFrontier):
         if self._size > self._buffer // 2 or not self._spilled or now < self._next_refill:
             return hosts
         resting = list(itertools.islice(self._rests, _RESTING_EXCLUDED))  # their rows would only hold memory
-        rows = await self._storage.lease_pending(self._buffer - self._size, excluding=resting)
+        rows = await self._lease(self._buffer - self._size, excluding=resting)
         if not rows:
             # only resting hosts' rows wait: ask less and less often (every 20 ms, a transaction
             # each, took 2.5 s of CPU in 10 s of a rest); others wait too: their page's commit is
@@ -161,7 +162,7 @@ class SQLiteFrontier(MemoryFrontier):
         fair = self._buffer // (len(self._queues) + len(self._hungry))
         share = max(_LEAST_SHARE, min(fair, room // min(len(self._hungry), _HOSTS_A_LOOK)))
         hosts = list(itertools.islice(self._hungry, min(_HOSTS_A_LOOK, room // share)))
-        rows = await self._storage.lease_pending(share, hosts=hosts)
+        rows = await self._lease(share, hosts=hosts)
         found = Counter(row["host"] for row in rows)
         for host in hosts:
             if host not in found:
@@ -172,6 +173,18 @@ class SQLiteFrontier(MemoryFrontier):
                 if count >= share:
                     self._by_host.setdefault(host, 1)
         return loaded
+
+    async def _lease(
+        self, limit: int, *, hosts: Sequence[str] = (), excluding: Sequence[str] = ()
+    ) -> list[sqlite3.Row]:
+        """Lease up to ``limit`` rows (of each of ``hosts``), the room they need held meanwhile:
+        requests admitted while the load was on its way took it too (the buffer held 45 of 40)."""
+        held = limit * len(hosts) if hosts else limit
+        self._leasing += held
+        try:
+            return await self._storage.lease_pending(limit, hosts=hosts, excluding=excluding)
+        finally:
+            self._leasing -= held
 
     def _wake_rested(self, now: float) -> None:
         """Hosts whose rest is over may be loaded again: the hungry among them are."""

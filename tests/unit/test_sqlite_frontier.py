@@ -321,3 +321,28 @@ def test_the_refill_excluding_resting_hosts_is_a_few_statements_whatever_their_c
         texts.add(sql)
     assert len(texts) <= 9  # 8 hosts at least, then 16, 32, ... 2,048
     assert schema.pending_to_load(7, [], 40) == (schema.PENDING_TO_LOAD, (7, 40))
+
+
+@pytest.mark.parametrize("hungry", [False, True])
+async def test_requests_admitted_while_a_load_is_on_its_way_never_take_the_room_it_needs(
+    storage: Storage, hungry: bool
+) -> None:
+    """A load leased rows for the buffer's room; requests admitted meanwhile were kept in
+    memory too, and the buffer held 43 of its 40."""
+    frontier = make_frontier(storage)
+    a = await admit(frontier, "a.test", BUFFER)
+    b = await admit(frontier, "b.test", 50, spill=True)
+    await commit(storage, a + b)
+    pop(frontier, "a.test", 25)  # 15 in memory: room for 25
+    if not hungry:
+        frontier._next_look = float("inf")  # the refill of the best rows alone
+    else:
+        pop(frontier, "a.test", 15)  # a's queue emptied: b.test, whose rows wait, is hungry
+        frontier._next_look = -1.0
+    loading = asyncio.create_task(frontier.refill())
+    await asyncio.sleep(0)  # the load is on its way to the writer
+    during = await admit(frontier, "c.test", 5)
+    await loading
+    assert frontier._size == BUFFER
+    assert not any(entry.in_memory for entry in during)  # they wait in the database
+    assert len(frontier) == (0 if hungry else 15) + 50 + 5
