@@ -11,23 +11,32 @@ import codecs
 import functools
 import re
 
+import webencodings
+
 _BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"<meta[^>]+?charset\s*=\s*[\"']?\s*([\w.:-]+)", re.IGNORECASE)
 _DETECTION_BYTES = 64 * 1024
 _WESTERN_TIE = 0.8  # cp1252 is preferred when the detector is at least this sure of it, relative to its pick
+# below this, the detector is guessing (a few words: 0.007-0.013 for its pick, against 0.024-0.55
+# for a line of Turkish, Czech or Russian)
+_UNSURE = 0.02
 # where a sample may be cut: a byte below 0x40 is never the second byte of a two-byte character
 # (Shift_JIS, GBK, Big5 and EUC trail bytes are 0x40 and up)
 _SAFE_CUT = re.compile(rb"[\x00-\x3f][^\x00-\x3f]*\Z")
 
 
 def _known(name: str | None) -> str | None:
-    """The codec's canonical name, or None when Python does not know it."""
+    """The canonical name of the codec for the charset label ``name``, as browsers read it
+    (WHATWG's labels: ISO-8859-1, latin1 and US-ASCII mean windows-1252, Shift_JIS its Windows
+    superset), else as Python reads it; None when neither knows it."""
     if not name:
         return None
+    label = name.strip()
+    web = webencodings.lookup(label)
     try:
-        return codecs.lookup(name.strip()).name
-    except LookupError:
+        return codecs.lookup(web.codec_info.name if web is not None else label).name
+    except LookupError:  # x-user-defined: webencodings' own codec, not Python's
         return None
 
 
@@ -81,8 +90,9 @@ def _sample(body: bytes) -> bytes:
 
 def _detected(sample: bytes) -> str | None:
     """The detector's pick among the web's encodings (WHATWG's, not DOS's or Mac's), except
-    that cp1252 wins a near tie: for short Western European text the detector is nearly as
-    sure of cp1250, cp1251 or cp1253, turning "è" into "č"."""
+    that cp1252 wins a near tie, and wins when the detector is guessing, wherever it reads
+    the sample as words: for short Western European text the detector is nearly as sure of
+    cp1250, cp1251 or cp1253, turning "è" into "č", and on a few words picks about anything."""
     import chardet  # here: a slow import, needed only for pages that declare no charset
     from chardet.enums import EncodingEra
 
@@ -96,8 +106,9 @@ def _detected(sample: bytes) -> str | None:
     western = next((each for each in candidates if _known(each["encoding"]) == "cp1252"), None)
     if western is None or picked == "cp1252":
         return picked
-    if western["confidence"] >= best["confidence"] * _WESTERN_TIE:
-        return "cp1252"
+    near_tie = western["confidence"] >= best["confidence"] * _WESTERN_TIE
+    if (near_tie or best["confidence"] < _UNSURE) and _foreign_share(sample) < 0.5:
+        return "cp1252"  # the web's reading of a page that declares nothing, where it makes words
     # a short page leaves the detector unsure: a pick that puts Cyrillic or Greek letters inside
     # Latin words ("Maße" read as KOI8-U: "MaЪe") is wrong where cp1252 reads whole words. Half
     # of the words it reads so, not one: a Russian page may hold a typo (a Latin letter in a word)
@@ -115,6 +126,23 @@ def _mixed_share(sample: bytes, encoding: str) -> float:
     words = [word for word in _WORD.findall(sample.decode(encoding, errors="replace")) if not word.isascii()]
     mixed = sum(any(c.isascii() for c in word) and any(ord(c) >= 0x250 for c in word) for word in words)
     return mixed / len(words) if words else 0.0
+
+
+def _foreign_share(sample: bytes) -> float:
+    """Of the words of ``sample`` read in cp1252 that are not ASCII (runs of ASCII letters and
+    characters past ASCII, punctuation at their ends left out), the share that no Western
+    language writes: with no ASCII letter (Cyrillic or Greek read so: "Ïðèâåò") or with symbols
+    among the letters (Polish read so: "Za¿ó³æ")."""
+    words = [word.strip(_MARKS) for word in _LATIN_RUN.findall(sample.decode("cp1252", errors="replace"))]
+    words = [word for word in words if len(word) > 1 and not word.isascii()]
+    foreign = sum(
+        not any(c.isascii() for c in word) or not all(c.isalpha() for c in word if not c.isascii()) for word in words
+    )
+    return foreign / len(words) if words else 0.0
+
+
+_LATIN_RUN = re.compile(r"[A-Za-z\x80-\U0010ffff]+")
+_MARKS = "«»“”‘’„…–—¡¿·°§¶"  # noqa: RUF001  # punctuation past ASCII, around a word
 
 
 _BOM_CODECS = {"utf-8": "utf-8-sig", "utf-16-le": "utf-16", "utf-16-be": "utf-16"}  # drop the mark
