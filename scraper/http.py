@@ -353,12 +353,17 @@ class Response:
         """A request for ``link``, relative URLs resolved. Links the crawl will not fetch
         (``mailto:``, ``javascript:``, hrefs that cannot be parsed...) are filtered and
         counted by the scheduler, not raised here."""
-        href = link.attributes.get("href") if isinstance(link, LexborNode) else link
-        if not href:
-            if link is None:  # most often css_first() that matched nothing: the last page has no "next"
-                raise ValueError(f"cannot follow None on {self.url}: css_first() returns None when nothing matches")
-            what = "an element without href" if isinstance(link, LexborNode) else f"{link!r}"
-            raise ValueError(f"cannot follow {what} on {self.url}: select a[href], or follow_all() skips them")
+        if isinstance(link, LexborNode):
+            attributes = link.attributes
+            if "href" not in attributes:
+                raise ValueError(
+                    f"cannot follow an element without href on {self.url}: select a[href], or follow_all() skips them"
+                )
+            href = attributes["href"] or ""  # href="" or a bare href: the page itself, as browsers read it
+        elif link is None:  # most often css_first() that matched nothing: the last page has no "next"
+            raise ValueError(f"cannot follow None on {self.url}: css_first() returns None when nothing matches")
+        else:
+            href = link
         kwargs.setdefault("depth", self.request.depth + 1)  # what the scheduler would set
         try:
             url = self._resolve(href)

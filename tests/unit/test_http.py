@@ -413,8 +413,6 @@ def test_following_a_link_without_href_says_how_to_skip_such_links() -> None:
     assert anchor is not None
     with pytest.raises(ValueError, match=r"^cannot follow an element without href on https://shop\.example\.com/"):
         response.follow(anchor)
-    with pytest.raises(ValueError, match=r"^cannot follow '' on .*: select a\[href\], or follow_all\(\) skips them$"):
-        response.follow("")
     assert [request.url for request in response.follow_all(css="a")] == ["https://shop.example.com/b"]
 
 
@@ -489,9 +487,13 @@ def test_a_base_href_that_cannot_be_parsed_is_ignored() -> None:
     assert response.urljoin("item.html") == "https://shop.example.com/catalog/item.html"
 
 
-def test_follow_rejects_a_link_without_href() -> None:
-    with pytest.raises(ValueError):
-        make_response("<p>x</p>").follow("")
+def test_an_empty_href_is_the_page_itself_as_browsers_and_scrapy_read_it() -> None:
+    """``href=""`` raised "without href", and the page's other links were lost with it."""
+    page = "https://shop.example.com/catalog/page2.html"
+    response = make_response('<a href="">same</a><a href>bare</a><a href="/b">b</a>')
+    assert [request.url for request in response.follow_all(css="a")] == [page, page, "https://shop.example.com/b"]
+    assert [response.follow(node).url for node in response.css("a")[:2]] == [page, page]
+    assert response.follow("").url == page
 
 
 def test_follow_all_with_css_keeps_every_link_with_an_href() -> None:
