@@ -159,8 +159,8 @@ class Fetcher:
                 # decoded: refused for its size or its coding, a 503 lost its status, its retry
                 # and its Retry-After, and a redirect was not followed
                 limit, truncate, coding = min(limit, _UNUSED_BODY_LIMIT), True, None
-        elif request.method == "HEAD":  # no body, whatever Content-Length says
-            truncate = True
+        elif request.method == "HEAD":  # no body, whatever Content-Length or Content-Type says
+            truncate, content_types = True, ()
         length_cap = sys.maxsize if truncate else limit  # a truncated read never needs the whole body
         length = check_headers(headers, url=request.url, limit=length_cap, content_types=content_types)
         if readable_whole(headers, length) and (not truncate or (length is not None and length <= limit)):

@@ -137,6 +137,16 @@ async def test_a_large_body_never_used_is_cut_not_refused(declared: bool) -> Non
     assert (head.status, head.body) == (200, b"")
 
 
+async def test_a_head_request_is_never_refused_for_its_content_type() -> None:
+    """A HEAD reads no body: probing a PDF link with one (its usual use) failed as
+    ContentTypeRefused, where its size alone was let through."""
+    with aioresponses() as mock:
+        mock.head(URL, status=200, headers={"Content-Type": "application/pdf", "Content-Length": "5000"})
+        async with fetcher_for(make_settings()) as fetcher:
+            head = await fetcher.fetch(Request(URL, method="HEAD"))
+    assert (head.status, head.headers["Content-Type"], head.body) == (200, "application/pdf", b"")
+
+
 async def test_a_body_never_used_is_not_decoded() -> None:
     """A 503 whose body came in a coding we cannot decode failed as that coding's error: its
     status, retry and Retry-After were lost, and a redirect with such a body was not followed."""
