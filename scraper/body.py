@@ -15,7 +15,7 @@ from typing import Final, Protocol, cast
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from scraper.errors import ContentTypeRefused, IncompleteBody, ResponseTooLarge, UnsupportedEncoding
+from scraper.errors import ContentTypeRefused, IncompleteBody, ResponseTooLarge, UndecodableBody, UnsupportedEncoding
 
 try:
     import brotli  # type: ignore[import-untyped]
@@ -244,7 +244,7 @@ def _drained(decoder: Decoder, data: bytes, url: str) -> Iterator[bytes]:
         try:
             piece = decoder.feed(data, _STEP)
         except _DECODE_ERRORS as exc:
-            raise IncompleteBody(f"body could not be decoded ({decoder.coding}): {exc}", url=url) from exc
+            raise UndecodableBody(f"body could not be decoded ({decoder.coding}): {exc}", url=url) from exc
         if piece:
             yield piece
         if len(piece) < _STEP:

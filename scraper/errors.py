@@ -12,7 +12,8 @@ configuration errors stop the run before any request is made::
     ├── FetchError             one request failed; recorded with stage "fetch"
     │   ├── FetchTimeout       no complete response within the timeout
     │   ├── ConnectionFailed   DNS, refused, reset, TLS: the transport failed
-    │   │   └── IncompleteBody the body ended early or its encoding was corrupt
+    │   │   └── IncompleteBody the body ended early
+    │   ├── UndecodableBody    the body is not in the Content-Encoding it claims
     │   ├── HttpStatusError    a non-2xx status that retries did not cure
     │   ├── ResponseTooLarge   the (decompressed) body passed max_response_bytes
     │   ├── ContentTypeRefused the Content-Type is not in the content_types setting
@@ -111,8 +112,13 @@ class HttpStatusError(FetchError):
 
 
 class IncompleteBody(ConnectionFailed):
-    """The body was cut short (connection reset, truncated chunked encoding) or could not be
-    decompressed. Retried like other transport failures."""
+    """The body was cut short (connection reset, truncated chunked encoding, a compressed
+    stream that ended before its end). Retried like other transport failures."""
+
+
+class UndecodableBody(FetchError):
+    """The body is not in the Content-Encoding it claims (plain text said to be gzip): the
+    server sends it so every time, so it is not retried."""
 
 
 class UnsupportedEncoding(FetchError):

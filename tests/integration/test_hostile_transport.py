@@ -387,6 +387,28 @@ async def test_malformed_http_is_a_connection_failure(database: Path, reply: byt
     assert run.elapsed < 3
 
 
+# 9b. a body that is not in the coding it claims
+
+NOT_GZIP = b"<html><body><p>plain text, though the header says gzip</p></body></html>"
+GZIP_LIE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\nContent-Length: "
+    + str(len(NOT_GZIP)).encode()
+    + b"\r\n\r\n"
+    + NOT_GZIP
+)
+
+
+async def test_a_body_not_in_its_claimed_coding_fails_at_once(database: Path) -> None:
+    """The server sends it so every time: it was retried as if it had been cut short."""
+    async with raw_server(answer_with(GZIP_LIE)) as bad, good_site() as good:
+        run = await crawl([bad.url, f"{good}/good"], database)
+
+    assert_good_page_stored(run, database, f"{good}/good")
+    assert request_row(database, bad.url) == ("failed", 1, None)
+    assert len(bad.connections) == 1
+    assert error_types(database, bad.url) == ["UndecodableBody"]
+
+
 # all of the above in one crawl: every request settles, and the books balance
 
 

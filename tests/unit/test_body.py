@@ -14,7 +14,7 @@ import brotli  # type: ignore[import-untyped]
 import pytest
 
 from scraper.body import ACCEPT_ENCODING, check_headers, read_body
-from scraper.errors import ContentTypeRefused, IncompleteBody, ResponseTooLarge, UnsupportedEncoding
+from scraper.errors import ContentTypeRefused, IncompleteBody, ResponseTooLarge, UndecodableBody, UnsupportedEncoding
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -141,7 +141,7 @@ async def test_stacked_codings_apply_in_reverse_order() -> None:
     """ "gzip, br" means gzip first, then br: reading it as "br, gzip" must fail."""
     data = brotli.compress(gzip.compress(PAYLOAD))
     assert await read(data, "gzip, br") == PAYLOAD
-    with pytest.raises(IncompleteBody, match=r"could not be decoded \(gzip\)"):
+    with pytest.raises(UndecodableBody, match=r"could not be decoded \(gzip\)"):
         await read(data, "br, gzip")
 
 
@@ -224,7 +224,7 @@ GARBAGE = b"this is not compressed at all, just text " * 20
 
 @pytest.mark.parametrize("case", ["gzip", "x-gzip", "deflate", "br", "zstd"])
 async def test_garbage_is_refused_naming_the_coding(case: str) -> None:
-    with pytest.raises(IncompleteBody, match=rf"could not be decoded \({case}\): .+") as caught:
+    with pytest.raises(UndecodableBody, match=rf"could not be decoded \({case}\): .+") as caught:
         await read(GARBAGE, case)
     assert caught.value.url == URL
 
@@ -233,13 +233,13 @@ async def test_corrupt_gzip_in_the_middle_is_refused() -> None:
     data = bytearray(gzip.compress(PAYLOAD))
     middle = len(data) // 2
     data[middle : middle + 16] = bytes(16)
-    with pytest.raises(IncompleteBody, match=r"could not be decoded \(gzip\)"):
+    with pytest.raises(UndecodableBody, match=r"could not be decoded \(gzip\)"):
         await read(bytes(data), "gzip")
 
 
 async def test_corrupt_inner_layer_of_a_stack_names_that_layer() -> None:
     data = zstd.compress(GARBAGE)
-    with pytest.raises(IncompleteBody, match=r"could not be decoded \(gzip\)"):
+    with pytest.raises(UndecodableBody, match=r"could not be decoded \(gzip\)"):
         await read(data, "gzip, zstd")
 
 
