@@ -75,13 +75,14 @@ class Rate:
     window: float  # seconds: RATE_WINDOW, or less for a crawl shorter than that
     eta: float | None  # seconds until nothing is pending; only for a live crawl that moves
     ended: bool = False  # the window ends where the crawl stopped, not now
+    whole: bool = False  # the window is the whole crawl, however long
 
     @property
     def span(self) -> str:
         """What the window covers, in words: its last seconds until now, or of a stopped crawl."""
         if not self.ended:
             return f"last {self.window:.0f}s"
-        return f"its last {self.window:.0f}s" if self.window >= RATE_WINDOW else "whole crawl"
+        return "whole crawl" if self.whole or self.window < RATE_WINDOW else f"its last {self.window:.0f}s"
 
     @property
     def per_second(self) -> float:
@@ -184,7 +185,13 @@ async def recent_rate(
     it stopped otherwise (its ``finished_at``; for a killed crawl its last finished page), so
     that a stopped crawl shows the pace it ran at, not the nothing of the minute before ``status``
     was asked. A crawl shorter than a minute is measured over its length (at least a second
-    while live). ``updated_at`` is ISO text in UTC, so it compares as text."""
+    while live). A crawl a later one took over (whose rows now count for that one) is measured
+    over its whole length, from its own statistics. ``updated_at`` is ISO text in UTC, so it
+    compares as text."""
+    seconds = crawl.stats.get("elapsed_seconds")
+    if crawl.superseded and not live and isinstance(seconds, (int, float)) and seconds > 0:
+        # a later crawl took its rows over (they count for that one): its own statistics tell its pace
+        return Rate(crawl.counted("pages"), float(seconds), None, ended=True, whole=True)
     end = now if live else await _stopped_at(db, crawl)
     if end is None:  # stopped before any page finished
         return Rate(0, 0.0, None, ended=True)

@@ -182,13 +182,16 @@ async def test_an_earlier_crawl_says_a_later_one_took_over_its_rows_and_what_it_
     """It showed no pages, a rate of 0 and no keyed items, as if it had done nothing."""
     make_database(database, [], status="finished")
     with closing(sqlite3.connect(database)) as db, db:
-        db.execute("UPDATE scraper_crawls SET stats = ?", ('{"pages": 59, "items/stored": 43}',))
+        db.execute(
+            "UPDATE scraper_crawls SET stats = ?", ('{"pages": 59, "items/stored": 43, "elapsed_seconds": 2.0}',)
+        )
         db.execute("INSERT INTO scraper_crawls (spider, started_at, status) VALUES ('shop', ?, 'finished')", (iso(1),))
     earlier, latest = await read_status(database, crawl_id=1), await read_status(database)
     assert earlier is not None and latest is not None
     console = Console(file=io.StringIO(), width=80)
     console.print(render(earlier))
     said = " ".join(console.file.getvalue().split())  # type: ignore[attr-defined]
+    assert "rate 29.5 pages/s (whole crawl)" in said  # from its own statistics, its rows being the later one's
     assert (
         "note a later crawl of shop took over the requests and keyed items it met again, so below is what is "
         "left of this one; it counted 59 pages and 43 items stored"
