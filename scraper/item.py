@@ -362,7 +362,13 @@ def to_row(record: Item | Mapping[str, Any]) -> dict[str, Any]:
 
 def _json_values(record: Item) -> dict[str, Any]:
     """``model_dump(mode="json")``, but with its bytes fields as they are, in field order.
-    Raises what pydantic raises, with a note naming the field."""
+    Raises what pydantic raises, with a note naming the field. A dict key with a lone surrogate
+    is refused first: pydantic writes it as U+FFFD, silently (a value keeps it, and is refused
+    when it is bound)."""
+    for name, value in record.__dict__.items():
+        key = _surrogate_key(value)
+        if key is not None:
+            raise ValueError(f"field {name!r} has a key {key!r} with a lone surrogate, which SQLite cannot store")
     try:
         return _dumped(record)
     except Exception as exc:
@@ -370,9 +376,27 @@ def _json_values(record: Item) -> dict[str, Any]:
         raise
 
 
+def _surrogate_key(value: Any) -> str | None:
+    """A dict key, anywhere in ``value``'s dicts, lists and models, that holds a lone surrogate."""
+    inner: Iterable[Any]
+    if isinstance(value, dict):
+        bad = next((key for key in value if isinstance(key, str) and not is_unicode(key)), None)
+        if bad is not None:
+            return bad
+        inner = value.values()
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        inner = value
+    elif isinstance(value, pydantic.BaseModel):
+        inner = value.__dict__.values()
+    else:
+        return None
+    return next((key for key in map(_surrogate_key, inner) if key is not None), None)
+
+
 def _field_failing(record: Item) -> str:
-    """Which field ``model_dump`` fails on, found by dumping each alone (after it failed)."""
-    for name in record.__dict__:
+    """Which field ``model_dump`` fails on, found by dumping each alone (after it failed),
+    computed fields too."""
+    for name in (*record.__dict__, *type(record).model_computed_fields):
         try:
             record.model_dump(mode="json", include={name})
         except Exception as exc:

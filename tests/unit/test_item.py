@@ -420,6 +420,41 @@ def test_a_value_the_json_dump_fails_on_is_named_by_its_field() -> None:
     assert caught.value.__notes__ == ["field 'files': bytes that are not UTF-8 go only in a field of type bytes"]
 
 
+class Doubled(Item):
+    price: int
+    tags: list[str] = []  # not a plain item: dumped as JSON values
+
+    @pydantic.computed_field  # type: ignore[prop-decorator]
+    @property
+    def doubled(self) -> int:
+        if self.price < 0:
+            raise ValueError("negative")
+        return 2 * self.price
+
+
+def test_a_computed_field_that_raises_is_named() -> None:
+    """The error row said "(field unknown)": only the fields given were tried."""
+    with pytest.raises(ValueError, match="negative") as caught:
+        to_row(Doubled(price=-1))
+    assert caught.value.__notes__ == ["field 'doubled'"]
+
+
+class Counts(Item):
+    by_word: dict[str, int]
+    nested: list[dict[str, int]] = []
+
+
+@pytest.mark.parametrize(
+    "counts", [Counts(by_word={"caf\udce9": 1}), Counts(by_word={}, nested=[{"ok": 1}, {"caf\udce9": 2}])]
+)
+def test_a_lone_surrogate_in_a_dict_key_is_refused_naming_the_field(counts: Counts) -> None:
+    """pydantic's JSON dump wrote it as three U+FFFD, and the row was stored so, without a
+    word (in a value it is kept, and refused, naming the field)."""
+    field = "by_word" if counts.by_word else "nested"
+    with pytest.raises(ValueError, match=rf"^field '{field}' has a key 'caf\\udce9' with a lone surrogate"):
+        to_row(counts)
+
+
 class Readings(Item):
     values: list[float]
     extra: dict[str, Any] = {}
