@@ -12,7 +12,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from multidict import CIMultiDict, CIMultiDictProxy
 from selectolax import lexbor
@@ -27,6 +27,7 @@ Link = str | LexborNode
 _INT64 = 2**63
 _SHOWN_OF_NOT_JSON = 60  # characters of a page that response.json() could not read, in its error
 _ABSOLUTE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _Default = TypeVar("_Default")
 _GET_WITH_BODY_SAID = False  # once a process: copies (replace(), a resume's rows) would say it again
 
@@ -336,7 +337,22 @@ class Response:
             raise ValueError(f"cannot resolve {url!r} against {self.url}: {exc}") from None
 
     def _resolve(self, url: str) -> URL:
-        return self._base_url().join(URL(url.strip()))
+        url = url.strip()
+        if not url.isascii() and "?" in url:
+            url = self._query_in_page_charset(url)
+        return self._base_url().join(URL(url))
+
+    def _query_in_page_charset(self, url: str) -> str:
+        """``url`` with the non-ASCII characters of its query percent-encoded in this page's
+        charset, as browsers (and Scrapy) send a legacy page's links: a character the charset
+        lacks as ``&#NNNN;``. The path and fragment are left for yarl: UTF-8 on any page."""
+        charset = self.encoding
+        if charset.startswith("utf"):  # UTF-16 pages' links are UTF-8 too
+            return url
+        head, _, rest = url.partition("?")
+        query, hash_, fragment = rest.partition("#")
+        query = _NON_ASCII.sub(lambda run: quote(run[0], safe="", encoding=charset, errors="xmlcharrefreplace"), query)
+        return f"{head}?{query}{hash_}{fragment}"
 
     def _base_url(self) -> URL:
         if self._base is None:

@@ -544,3 +544,25 @@ def test_css_first_takes_a_default_as_selectolax_does() -> None:
     assert response.css_first("h1") is None
     found = response.css_first("p", default="")
     assert isinstance(found, LexborNode) and found.text() == "x"
+
+
+@pytest.mark.parametrize(
+    ("charset", "expected"),
+    [
+        ("iso-8859-1", "https://shop.example.com/recherche/caf%C3%A9?q=caf%E9&x=%80#%C3%A9"),  # read as cp1252
+        ("windows-1251", "https://shop.example.com/recherche/caf%C3%A9?q=caf%26%23233%3B&x=%88#%C3%A9"),
+        ("utf-8", "https://shop.example.com/recherche/caf%C3%A9?q=caf%C3%A9&x=%E2%82%AC#%C3%A9"),
+    ],
+)
+def test_a_link_query_is_encoded_in_the_page_charset_as_browsers_do(charset: str, expected: str) -> None:
+    """On a legacy page, search and filter links went out with their query in UTF-8, which
+    the site reads as other words (q=caf%C3%A9 where it wrote q=caf%E9). Browsers and Scrapy
+    encode the query in the page's charset (a character it lacks as &#NNNN;); the path and the
+    fragment are UTF-8 whatever the page."""
+    href = "/recherche/café?q=café&x=€#é"
+    body = f'<html><body><a href="{href}">x</a></body></html>'.encode(charset, errors="xmlcharrefreplace")
+    response = make_response(body, headers={"Content-Type": f"text/html; charset={charset}"})
+    node = response.css_first("a")
+    assert node is not None
+    assert response.follow(node).url == expected
+    assert response.urljoin(href) == expected
