@@ -19,6 +19,8 @@ def load_object(path: str, *, setting: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"{setting}: cannot import {module_name!r} for {path!r}: {exc}") from None
+    except Exception as exc:  # a SyntaxError, or what the module raises as it runs: one line, not a traceback
+        raise ConfigError(f"{setting}: importing {module_name!r} for {path!r} failed: {describe(exc)}") from None
     try:
         return getattr(module, attribute)
     except AttributeError:
