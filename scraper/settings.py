@@ -209,16 +209,23 @@ class Settings(_Strict):
     @pydantic.field_validator("hosts")
     @classmethod
     def _host_patterns(cls, value: dict[str, HostOverride]) -> dict[str, HostOverride]:
-        """A pattern with a port never matched (a host is matched without its port), silently."""
+        """A pattern is matched against a host alone: one with a port, a scheme, a path or spaces
+        never matched, silently, while the policy printed at the start said it applied."""
         for pattern in value:
-            if pattern.startswith("["):  # [::1] or [::1]:8080
-                bare = pattern[1:].partition("]")[0]
-            else:
-                host, colon, port = pattern.rpartition(":")
-                with_port = colon and port.isdigit() and ":" not in host  # an IPv6 address has more colons
-                bare = host if with_port else ""
-            if bare:
+            if not pattern.strip():
+                raise ValueError(
+                    f"{pattern!r}: an empty pattern matches no host; write a host or a glob ('*.example.com')"
+                )
+            host = pattern.strip().rpartition("://")[2].partition("/")[0]
+            if host != pattern:
+                raise ValueError(
+                    f"{pattern!r}: a pattern matches a host alone, without a scheme, path or spaces; write "
+                    f"{_without_port(host) or host!r}"
+                )
+            if bare := _without_port(pattern):
                 raise ValueError(f"{pattern!r}: a pattern matches a host without its port or brackets; write {bare!r}")
+            if not _HOST_GLOB.fullmatch(pattern) or pattern.count("[") != pattern.count("]"):
+                raise ValueError(f"{pattern!r}: not a host or a glob of hosts ('*.example.com', 'shop?.example.com')")
         return value
 
     @pydantic.field_validator("proxy")
@@ -252,7 +259,7 @@ class Settings(_Strict):
         return value
 
     def database_path(self, spider: str) -> Path:
-        return Path(self.database.format(spider=spider))
+        return Path(self.database.format(spider=spider)).expanduser()  # ~/crawls/x.db made a folder named ~
 
 
 def load_settings(
@@ -340,12 +347,21 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise SettingsError(f"-s {pair!r}: expected KEY=VALUE")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
-        _put(result, key.strip(), value)
+        _put(result, key.strip(), _command_line_value(raw))
     return result
+
+
+def _command_line_value(raw: str) -> Any:
+    """``raw`` read as YAML (numbers, booleans, lists, mappings), except that a ``#`` is text
+    here, not a comment: ``-s "user_agent=bot #1"`` was cut to ``bot``. Not YAML: the text."""
+    if not raw:
+        return ""
+    try:
+        value = yaml.safe_load(raw)
+        ends = [token.end_mark.index for token in yaml.scan(raw) if not isinstance(token, yaml.StreamEndToken)]
+    except yaml.YAMLError:
+        return raw
+    return raw if raw[max(ends, default=0) :].strip() else value  # text after the value: a "comment"
 
 
 def expand_dotted_keys(layer: Mapping[str, Any]) -> dict[str, Any]:
@@ -397,6 +413,19 @@ def describe_error(exc: pydantic.ValidationError) -> str:
     if (unknown := _unknown_host_setting(error)) is not None:
         return f"setting {key!r}: {unknown}"
     return f"setting {key!r}: {_in_settings_words(error)}, got {error['input']!r}"
+
+
+_HOST_GLOB = re.compile(r"[\w.*?\[\]!:-]+")  # a host's characters (an IPv6 address's colons too) and fnmatch's
+
+
+def _without_port(pattern: str) -> str:
+    """The host of a pattern that names a port (``127.0.0.1:8080``, ``[::1]:80``) or brackets
+    (``[::1]``); empty when it names neither."""
+    if pattern.startswith("["):  # [::1] or [::1]:8080
+        return pattern[1:].partition("]")[0]
+    host, colon, port = pattern.rpartition(":")
+    with_port = colon and port.isdigit() and ":" not in host  # an IPv6 address has more colons
+    return host if with_port else ""
 
 
 def _unknown_host_setting(error: Any) -> str | None:

@@ -77,6 +77,11 @@ def test_nested_keys_merge_deeply() -> None:
             ("user_agent",),
             "bot/1.0 (+https://x.org/?a=b)",
         ),
+        # '#' is text on the command line, not a YAML comment: the agent was cut to 'bot'
+        ("user_agent=bot #1", ("user_agent",), "bot #1"),
+        ("user_agent=#1 bot", ("user_agent",), "#1 bot"),
+        ('default_headers={"X-Tag": "a #b"}', ("default_headers",), {"X-Tag": "a #b"}),
+        ("retry.times=2 ", ("retry", "times"), 2),
     ],
 )
 def test_dotted_overrides_parse_values_as_yaml(override: str, path: tuple[str, ...], value: Any) -> None:
@@ -147,6 +152,18 @@ def test_an_ipv6_host_pattern_is_taken() -> None:
             "write '127.0.0.1'",
         ),
         ({"config": {"hosts": {"[::1]:80": {"delay": 1}}}}, "without its port or brackets; write '::1'"),
+        # a scheme, a path, spaces, an empty pattern: each matched nothing, while the policy line said it applied
+        (
+            {"config": {"hosts": {"http://127.0.0.1": {"delay": 2}}}},
+            "setting 'hosts': 'http://127.0.0.1': a pattern matches a host alone, without a scheme, path or "
+            "spaces; write '127.0.0.1'",
+        ),
+        ({"config": {"hosts": {"https://*.example.com:8443/shop": {"delay": 2}}}}, "spaces; write '*.example.com'"),
+        ({"config": {"hosts": {"127.0.0.*/shop": {"delay": 2}}}}, "spaces; write '127.0.0.*'"),
+        ({"config": {"hosts": {" 127.0.0.1": {"delay": 2}}}}, "spaces; write '127.0.0.1'"),
+        ({"config": {"hosts": {"": {"delay": 2}}}}, "setting 'hosts': '': an empty pattern matches no host"),
+        ({"config": {"hosts": {"*[": {"delay": 2}}}}, "setting 'hosts': '*[': not a host or a glob of hosts"),
+        ({"config": {"hosts": {"shop example.com": {"delay": 2}}}}, "'shop example.com': not a host or a glob"),
         # a typo, not a crawl: 20,000,000 workers took 8 GB in 24 s, 100,000 processes were forked
         ({"overrides": ["concurrency=20000000"]}, "setting 'concurrency': input should be less than or equal to 50000"),
         ({"config": {"parse_processes": 100_000}}, "setting 'parse_processes': input should be less than or equal"),
@@ -345,3 +362,10 @@ def test_a_spider_s_settings_take_dotted_keys_as_s_does() -> None:
     assert own["per_host"] == {"delay": 2}  # the class's own dict is left as it was
     hosts = load_settings(spider=expand_dotted_keys({"hosts.shop.example.com": {"delay": 3}, "hosts.a.b.max_pages": 4}))
     assert hosts.hosts["shop.example.com"].delay == 3 and hosts.hosts["a.b"].max_pages == 4
+
+
+def test_a_database_path_under_the_home_folder_is_there(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """database: ~/crawls/{spider}.db made a folder named '~' in the project."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    settings = load_settings(config={"database": "~/crawls/{spider}.db"})
+    assert settings.database_path("shop") == tmp_path / "crawls" / "shop.db"
