@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import shlex
 import signal
 import sys
@@ -158,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command("demo", help="serve the bundled demo shop offline and crawl it")
     _add_crawl_options(demo, fresh=False)  # each demo serves a new shop: always a new crawl
-    demo.add_argument("--products", type=whole_number, default=600, help="size of the demo shop (default 600)")
+    demo.add_argument("--products", type=demo_size, default=600, help="size of the demo shop (default 600)")
     demo.set_defaults(command=command_demo)
     return parser
 
@@ -184,6 +185,17 @@ def whole_number(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is below 0")
+    return value
+
+
+DEMO_MOST = 100_000  # products the demo shop holds at most: it is built in memory (~5 s and 60 MB at this size)
+
+
+def demo_size(text: str) -> int:
+    """``--products``: 100,000,000 grew the demo's memory ~50 MB a second before any word."""
+    value = whole_number(text)
+    if value > DEMO_MOST:
+        raise argparse.ArgumentTypeError(f"the demo shop holds at most {DEMO_MOST:,} products, not {value:,}")
     return value
 
 
@@ -365,11 +377,17 @@ def command_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_SPIDER_NAME = re.compile(r"[A-Za-z_][\w-]*")  # no SQL statement is one bare word
+
+
 def command_query(args: argparse.Namespace) -> int:
     if args.db is not None:
-        if len(args.target) > 1:
+        rest = args.target
+        if rest and _SPIDER_NAME.fullmatch(rest[0]):  # query SPIDER --db PATH, as status takes it: the file is --db's
+            rest = rest[1:]
+        if len(rest) > 1:
             raise ScraperError('query --db PATH takes one SQL argument: query --db PATH "SELECT ..."')
-        database, rest = args.db, args.target
+        database = args.db
     else:
         if len(args.target) not in (1, 2):
             raise ScraperError(

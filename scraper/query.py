@@ -36,6 +36,9 @@ async def read_only(path: Path) -> AsyncIterator[aiosqlite.Connection]:
         raise StorageError(f"cannot open database {path}: {exc}") from None
     try:
         yield db
+    except asyncio.CancelledError:  # Ctrl-C: SQLite's step runs on in its thread until told to stop
+        await db.interrupt()
+        raise
     finally:
         await db.close()
 

@@ -156,11 +156,19 @@ def test_demo_outside_the_repository_says_where_it_runs(tmp_path: Path) -> None:
     assert not (project / "data").exists()
 
 
-def test_demo_refuses_a_negative_size_before_it_starts(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("size", "said"),
+    [
+        ("-5", "argument --products: -5 is below 0"),
+        # built in memory: 100,000,000 grew ~50 MB a second, silently, deaf to a first Ctrl-C
+        ("100000000", "argument --products: the demo shop holds at most 100,000 products"),
+    ],
+)
+def test_demo_refuses_a_size_it_cannot_serve_before_it_starts(tmp_path: Path, size: str, said: str) -> None:
     database = tmp_path / "demo.db"
-    result = scraper("demo", "--products", "-5", "--db", str(database))
+    result = scraper("demo", "--products", size, "--db", str(database))
     assert result.returncode == 2
-    assert "argument --products: -5 is below 0" in result.stderr and "Traceback" not in result.stderr
+    assert said in result.stderr and "Traceback" not in result.stderr
     assert not database.exists()
 
 
@@ -186,6 +194,29 @@ def test_query_prints_a_table_and_is_read_only(tmp_path: Path) -> None:
     assert "the first 3 rows; more follow" in shown.stdout
     everything = scraper("query", "--db", str(database), "--rows", "0", "SELECT url FROM product")
     assert everything.stdout.count("/product/") == 20 and "20 rows" in everything.stdout
+    # a spider named as well, as status takes it: its name ran as SQL ('near "demo_shop": syntax error')
+    named = scraper("query", "demo_shop", "SELECT count(*) AS products FROM product", "--db", str(database))
+    assert named.returncode == 0 and "20" in named.stdout, named.stderr
+    tables = scraper("query", "demo_shop", "--db", str(database))
+    assert tables.returncode == 0 and "product" in tables.stdout, tables.stderr
+
+
+def test_ctrl_c_stops_a_long_query(tmp_path: Path) -> None:
+    """SQLite's step ran on in its thread: three Ctrl-Cs in 8 s, and the query ran on."""
+    database = tmp_path / "demo.db"
+    assert scraper("demo", "--products", "1", "--db", str(database)).returncode == 0
+    endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scraper", "query", "--db", str(database), endless],
+        cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)  # the query is running
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        process.kill()  # a query that Ctrl-C did not stop must not outlive the test
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
 
 
 def test_query_without_sql_lists_the_tables_with_their_rows_and_columns(tmp_path: Path) -> None:
