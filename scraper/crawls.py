@@ -171,8 +171,9 @@ async def _resume(db: aiosqlite.Connection, crawl_id: int, stats: dict[str, Any]
 async def count_items(db: aiosqlite.Connection, crawl_id: int) -> dict[str, int]:
     """Stored items of a crawl by table (tables with a ``_crawl_id`` column)."""
     async with db.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'scraper\\_%' ESCAPE '\\'"
-        " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        "SELECT m.name FROM sqlite_master AS m WHERE m.type = 'table'"
+        " AND m.name NOT LIKE 'scraper\\_%' ESCAPE '\\' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        " AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) AS c WHERE c.name = '_crawl_id')"  # not another program's
     ) as cursor:
         tables = [row[0] for row in await cursor.fetchall()]
     counts = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shlex
 import sqlite3
 from collections.abc import Awaitable, Mapping, Sequence
 from contextlib import ExitStack
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 _CACHED_STATEMENTS = 96  # compiled statements each connection keeps (see _connect)
 _BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another program's transaction to end
+_SPECIAL_NAMES = {":memory:": "an in-memory database"}  # what SQLite opens instead of a file of that name
 
 
 def _same(value: Any) -> Any:
@@ -100,6 +102,11 @@ class Storage:
             raise
 
     def _lock(self) -> None:
+        read_as = _SPECIAL_NAMES.get(str(self.path)) or ("a URI" if str(self.path).startswith("file:") else None)
+        if read_as is not None:  # the crawl had run, and kept nothing, or locked another name than it wrote
+            raise StorageError(
+                f"cannot open database {self.path}: SQLite reads that name as {read_as}; give a file's path"
+            )
         if self.path.is_dir():  # before a lock file is made beside it; SQLite says "unable to open database file"
             raise StorageError(f"cannot open database {self.path}: a folder; give a file's path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +166,8 @@ class Storage:
             crawl_id, owner = other
             raise StorageError(
                 f"{self.path} holds crawl {crawl_id} of spider {owner!r}, unfinished: finish it first "
-                f"(python -m scraper run {owner}) or give {spider!r} a database of its own (--db); "
+                f"(python -m scraper run {owner} --db {shlex.quote(str(self.path))}) or give {spider!r} a "
+                "database of its own (--db); "
                 "spiders sharing a file share its requests' rows"
             )
         # one transaction: a resume that cannot write (a disk still full) leaves the crawl's row

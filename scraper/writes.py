@@ -20,7 +20,7 @@ from scraper.codec import EncodedRequest, RequestNotStorable, encode
 from scraper.errors import StorageError
 from scraper.frontier import Refused, Scheduled
 from scraper.http import Request
-from scraper.item import FRAMEWORK_COLUMNS, MAX_COLUMNS, SQLITE_MAX_COLUMNS, folded
+from scraper.item import FRAMEWORK_COLUMNS, MAX_COLUMNS, META_COLUMNS, SQLITE_MAX_COLUMNS, folded
 from scraper.records import ErrorRecord, Outcome, StoredItem
 from scraper.schema import Statement
 
@@ -115,6 +115,13 @@ class ItemTables:
             await db.execute(schema.create_item_table(item.table, dict(item.columns)))
             async with db.execute(f"PRAGMA table_info({schema.quote(item.table)})") as cursor:
                 declared = {row[1]: row[2] for row in await cursor.fetchall()}
+            missing = [name for name in META_COLUMNS if name not in declared]
+            if missing:  # another program's table: its rows are not items, nor are columns added to it
+                raise StorageError(
+                    f"table {item.table!r} is not one of this framework's (it has no {', '.join(missing)} "
+                    f"column): give {item.table!r}'s item class a table of its own (table = '...'), or "
+                    "crawl into a new file (--db)"
+                )
             known = set(declared)
             _warn_of_changed_types(item, declared)
             await self._drop_other_keys(db, item)

@@ -314,8 +314,12 @@ async def test_another_spider_cannot_take_over_an_unfinished_crawl_s_rows_in_a_s
     async with serve(app) as base_url:
         stopped = await stopped_after(engine(base_url, database, concurrency=4), items=30)
         other = Engine(spider=OtherShopSpider(base_url=base_url), settings=make_settings(), database=database)
-        with pytest.raises(StorageError, match=r"holds crawl 1 of spider 'demo_shop', unfinished: finish it first"):
+        with pytest.raises(
+            StorageError, match=r"holds crawl 1 of spider 'demo_shop', unfinished: finish it first"
+        ) as said:
             await other.run()
+        # the file it names (the crawl may have been given it with --db, not by its spider's setting)
+        assert f"(python -m scraper run demo_shop --db {database})" in str(said.value)
         resumed = await engine(base_url, database).run()
         first = rows(database, "SELECT count(*), count(DISTINCT url) FROM product WHERE _crawl_id = 1")
         after = await Engine(

@@ -541,6 +541,20 @@ async def test_a_folder_given_as_the_database_is_named_as_one(tmp_path: Path) ->
     assert not tmp_path.with_name(tmp_path.name + ".lock").exists()  # no lock file left beside it
 
 
+@pytest.mark.parametrize(("name", "read_as"), [(":memory:", "an in-memory database"), ("file:crawl.db", "a URI")])
+async def test_a_name_sqlite_reads_as_no_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, read_as: str
+) -> None:
+    """--db :memory: crawled, exited 0 and kept nothing; --db file:crawl.db wrote crawl.db but
+    locked 'file:crawl.db', so a second crawl of crawl.db was not refused."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StorageError) as raised:
+        async with Storage(Path(name), stats=Stats()):
+            pass
+    assert str(raised.value) == f"cannot open database {name}: SQLite reads that name as {read_as}; give a file's path"
+    assert not (tmp_path / f"{name}.lock").exists() and not (tmp_path / "crawl.db").exists()  # nothing made
+
+
 @pytest.mark.parametrize(
     ("text", "rows_each"),
     [
@@ -884,6 +898,21 @@ async def test_an_item_a_unique_index_refuses_fails_alone_and_is_named(database:
         ("IntegrityError", "not stored in table 'item': UNIQUE constraint failed: item.sku (sku='a')"),
         ("IntegrityError", "not stored in table 'item': UNIQUE constraint failed: item.sku (sku='b')"),
     ]
+
+
+async def test_another_programs_table_of_an_items_name_is_refused_naming_it(database: Path) -> None:
+    """A file of another program's, with a table 'item' of its own: the crawl stopped on 'table item
+    has no column named _crawl_id', then every run and status failed on 'no such column:
+    _crawl_id', naming no table."""
+    with closing(sqlite3.connect(database)) as db, db:
+        db.execute("CREATE TABLE item (x TEXT)")
+        db.execute("INSERT INTO item VALUES ('theirs')")
+    with pytest.raises(StorageError, match=r"table 'item' is not one of this framework's \(it has no _crawl_id"):
+        await write(database, Commit(items=[stored_item({"sku": "a"}, "http://a.test/1")]))
+    assert rows(database, "SELECT * FROM item") == [("theirs",)]  # left as it was
+    async with Storage(database, stats=Stats()) as storage:  # the next run begins, and counts no items there
+        start = await storage.begin_crawl("books")
+    assert start.resumed and start.items == {}
 
 
 class Mixed(Item):
