@@ -44,6 +44,11 @@ def load_spider_class(name: str, modules: Iterable[str], *, project_dir: Path | 
         return spiders[name]
     if broken:  # the spider may be a broken module's: that is the error to fix
         raise ConfigError(_broken_for(name, broken))
+    if not modules:
+        raise SpiderNotFound(
+            f"no spider named {name!r}: setting 'spiders' lists no module (list those holding your spiders: "
+            "spiders: [spiders])"
+        )
     known = ", ".join(sorted(spiders)) or "none"
     raise SpiderNotFound(
         f"no spider named {name!r} in {', '.join(modules)} (known: {known}){_what_was_meant(name, spiders, nameless)}"

@@ -421,7 +421,7 @@ _HOST_GLOB = re.compile(r"[\w.*?\[\]!:-]+")  # a host's characters (an IPv6 addr
 def _without_port(pattern: str) -> str:
     """The host of a pattern that names a port (``127.0.0.1:8080``, ``[::1]:80``) or brackets
     (``[::1]``); empty when it names neither."""
-    if pattern.startswith("["):  # [::1] or [::1]:8080
+    if pattern.startswith("[") and "]" in pattern:  # [::1] or [::1]:8080
         return pattern[1:].partition("]")[0]
     host, colon, port = pattern.rpartition(":")
     with_port = colon and port.isdigit() and ":" not in host  # an IPv6 address has more colons
@@ -439,8 +439,10 @@ def _unknown_host_setting(error: Any) -> str | None:
     if not pattern or error["type"] not in ("model_type", "dict_type"):
         return None
     hint = _did_you_mean(field, HostOverride.model_fields)
-    takes = f"a host takes {', '.join(HostOverride.model_fields)}: hosts.{pattern}.delay=1"
-    return f"{field!r} is not a host's setting ({hint + ' ' if hint else ''}{takes})"
+    takes = f"a host takes {', '.join(HostOverride.model_fields)}"
+    if not hint:  # the pattern's own last part ('com' of '*.x.com'): the value is what is wrong
+        return f"{loc[1]!r} needs settings, not {error['input']!r} ({takes}: hosts.{loc[1]}.delay=1)"
+    return f"{field!r} is not a host's setting ({hint} {takes}: hosts.{pattern}.delay=1)"
 
 
 def _in_settings_words(error: Any) -> str:

@@ -100,3 +100,13 @@ def test_the_broken_module_named_is_the_one_that_names_the_spider(
     assert str(caught.value).startswith("no module that imports defines a spider named 'other', and 2 fail: ")
     assert f"'{name}.first' failed: ZeroDivisionError" in str(caught.value)
     assert f"'{name}.second' failed: No module named" in str(caught.value)
+
+
+def test_an_empty_spiders_setting_says_so() -> None:
+    """It said "no spider named 'shop' in  (known: none)", naming no module and no setting."""
+    with pytest.raises(SpiderNotFound) as raised:
+        load_spider_class("shop", [])
+    assert str(raised.value) == (
+        "no spider named 'shop': setting 'spiders' lists no module "
+        "(list those holding your spiders: spiders: [spiders])"
+    )

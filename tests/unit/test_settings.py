@@ -128,6 +128,13 @@ def test_an_ipv6_host_pattern_is_taken() -> None:
             "concurrency, delay, max_delay, adaptive, max_pages: hosts.a.test.delay=1)",
         ),
         ({"overrides": ["hosts.localhost=1"]}, "setting 'hosts.localhost': input should be a mapping of settings"),
+        # a pattern's last part read as a misspelt setting ("'com' is not a host's setting")
+        (
+            {"config": {"hosts": {"*.x.com": 5}}},
+            "setting 'hosts.*.x.com': '*.x.com' needs settings, not 5 (a host takes concurrency, delay, max_delay, "
+            "adaptive, max_pages: hosts.*.x.com.delay=1)",
+        ),
+        ({"config": {"hosts": {"[a-": {"delay": 1}}}}, "setting 'hosts': '[a-': not a host or a glob of hosts"),
         ({"spider": {"DOWNLOAD_DELAY": 1}}, "'DOWNLOAD_DELAY' (Scrapy's DOWNLOAD_DELAY is 'per_host.delay' here)"),
         ({"overrides": ["download_delay=1"]}, "(Scrapy's DOWNLOAD_DELAY is 'per_host.delay' here)"),
         ({"config": {"ITEM_PIPELINES": {}}}, "is 'pipelines' here (an ordered list of 'module:Class'))"),
