@@ -15,6 +15,7 @@ import pydantic
 from scraper.encoding import is_unicode
 from scraper.errors import ScraperError
 from scraper.http import Request
+from scraper.spider import Spider
 
 
 class RequestNotStorable(ScraperError):
@@ -75,10 +76,17 @@ def callback_name(request: Request) -> str:
     if callback is None:
         return "parse"
     name = getattr(callback, "__name__", None)
-    if getattr(callback, "__self__", None) is None or not name:
+    owner = getattr(callback, "__self__", None)
+    if owner is None or not name:
         raise RequestNotStorable(
             f"callback of {request.url} must be a method of the spider (stored by name), not {callback!r}"
             f"{_callback_hint(callback)}"
+        )
+    if not isinstance(owner, Spider) and not (isinstance(owner, type) and issubclass(owner, Spider)):
+        # looked up on the spider by its name, the spider's own method of that name ran
+        raise RequestNotStorable(
+            f"callback of {request.url} must be a method of the spider (stored by name): it is "
+            f"{type(owner).__name__}'s {name}; delegate from a method of the spider"
         )
     return str(name)
 

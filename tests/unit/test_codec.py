@@ -77,6 +77,19 @@ def test_a_callback_that_is_not_a_spider_method_is_refused() -> None:
     assert str(raised.value).endswith(f"not {loose!r}")  # no hint where none is clear
 
 
+def test_a_method_of_another_object_than_a_spider_is_refused() -> None:
+    """Stored by its name and looked up on the spider, callback=self.helper.parse_detail ran the
+    spider's own parse_detail once the request had waited in the database (9 pages of 10)."""
+
+    class Helper:
+        async def parse_detail(self, response: Any) -> None:
+            return None
+
+    with pytest.raises(RequestNotStorable, match=r"must be a method of the spider .*: it is Helper's") as raised:
+        encode(Request(URL, callback=Helper().parse_detail))
+    assert "delegate from a method of the spider" in str(raised.value)
+
+
 def test_a_callback_by_name_or_a_partial_is_refused_saying_what_to_pass() -> None:
     spider = ShopSpider()
     with pytest.raises(
