@@ -42,6 +42,7 @@ class Signal(enum.Enum):
 class HostState:
     __slots__ = (
         "active",
+        "before_trip",
         "crawl_delay",
         "delay",
         "exempt",
@@ -70,6 +71,7 @@ class HostState:
         self.paused_until = 0.0
         self.failures = 0  # consecutive
         self.exempt = 0  # outcomes still due of requests sent before the last slow-down
+        self.before_trip = 0  # outcomes still due of requests sent before the last breaker trip
         self.successes = 0  # since the last change of rate
         self.trips = 0  # consecutive breaker trips
         self.given_up: str | None = None  # why the host's requests fail unsent (breaker.max_trips)
@@ -176,12 +178,19 @@ class HostLimiter:
         exempt = state.exempt > 0
         if exempt:  # a request sent at the old rate, whatever its outcome
             state.exempt -= 1
+        sent_before_trip = state.before_trip > 0
+        if sent_before_trip:
+            state.before_trip -= 1
         if signal is Signal.SKIPPED:
             return
         if signal is Signal.OK:
             self._recover(state)
             return
-        if not retried or state.trips:  # once rested, every failure counts: the probe after a rest is often a retry
+        # a failure of a request sent before the last trip does not count toward the next one:
+        # that trip answered it (one burst of eight 500s in flight had tripped the breaker three
+        # times within half a second, and given the host up without a rest); once rested, every
+        # failure counts (the probe after a rest is often a retry)
+        if not sent_before_trip and (not retried or state.trips):
             state.failures += 1
         if signal is Signal.THROTTLED and state.policy.adaptive and not exempt:
             self._slow_down(host, state)
@@ -256,6 +265,7 @@ class HostLimiter:
         pause = breaker.pause * min(2**state.trips, _MAX_TRIP_FACTOR)
         state.trips += 1
         state.failures = 0
+        state.before_trip = state.active  # in flight: their failures were the host's state before this trip
         self._stats.increment("hosts/breaker_trips")
         if breaker.max_trips and state.trips >= breaker.max_trips:
             # a host down for good: its requests would wait ever longer (20 requests to a port
@@ -264,7 +274,9 @@ class HostLimiter:
             state.given_up = (
                 f"{host} given up after {state.trips} breaker trips in a row ({breaker.failures} failures each)"
             )
-            state.limit = state.policy.concurrency  # they fail unsent: no need to take turns
+            # they fail unsent: no need to take turns, nor to keep a delay between them (they
+            # went out one per delay: 30 in 30 s at delay 1, up to 30 s each at an adaptive one)
+            state.limit, state.delay, state.next_start = state.policy.concurrency, 0.0, 0.0
             self._stats.increment("hosts/given_up")
             logger.warning("%s: its requests fail from now on, unsent (breaker.max_trips)", state.given_up)
             return

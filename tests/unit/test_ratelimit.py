@@ -99,6 +99,39 @@ async def test_a_host_tripped_max_trips_times_in_a_row_is_given_up_and_its_reque
     ]
 
 
+def test_one_burst_of_failures_in_flight_trips_the_breaker_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Eight 500s that came back together tripped it three times and gave the host up within
+    0.5 s, with no rest between ("given up after 3 trips", then "after 4"): the failures of
+    requests sent before a trip answer that trip, not the next."""
+    hosts = limiter(breaker={"failures": 2, "pause": 2, "max_trips": 3}, per_host={"concurrency": 8})
+    now = time.monotonic()
+    for _ in range(8):
+        hosts.begin("a.test", now)
+    for _ in range(8):
+        hosts.end("a.test", Signal.FAILED)
+    state = hosts.state("a.test")
+    assert (state.trips, state.given_up) == (1, None)
+    assert [record.getMessage() for record in caplog.records if record.levelname == "WARNING"] == [
+        "resting a.test for 2s: 2 failures in a row (trip 1 in a row, given up at 3)"
+    ]
+    _fail(hosts, "a.test", 2)  # the probe after the rest, and the next: a trip of their own
+    assert state.trips == 2
+
+
+def test_a_given_up_hosts_requests_are_handed_out_at_once() -> None:
+    """They fail unsent, yet went out one per host delay (30 in 30 s at delay 1; at the delay
+    the adaptive rate had reached, up to 30 s each)."""
+    hosts = limiter(breaker={"failures": 1, "pause": 10, "max_trips": 1}, per_host={"concurrency": 1, "delay": 1})
+    now = time.monotonic()
+    hosts.begin("a.test", now)
+    hosts.end("a.test", Signal.THROTTLED)  # slowed down and tripped: given up
+    assert hosts.state("a.test").given_up is not None
+    for _ in range(30):
+        assert hosts.ready_at("a.test") <= now
+        hosts.begin("a.test", now)
+        hosts.end("a.test", Signal.SKIPPED)  # failed at wait_turn, unsent
+
+
 def test_a_success_between_trips_starts_the_count_again_and_0_never_gives_up(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
