@@ -35,6 +35,9 @@ MAX_UNAVAILABLE = 3  # consecutive 5xx/unreachable outcomes before an origin is 
 MAX_AGE = 24 * 3600.0  # RFC 9309 2.4: a cached file is not used for more than 24 hours...
 # ...unless it cannot be fetched again: then the rules kept are used, and asked again this much later
 MAX_ORIGINS = 10_000  # origins whose policy is cached; past it the one unused longest is forgotten
+# seconds a request waits in its worker for its origin's robots.txt being loaded by another;
+# then it is parked (at least this long, and as long again as the load has taken so far)
+_LATECOMER_WAIT = 0.5
 
 
 class CrawlDelaySink(Protocol):
@@ -80,6 +83,7 @@ class RobotsTxt:
         self._token = settings.user_agent.split("/", 1)[0].strip()
         self._policies: OrderedDict[str, _Policy] = OrderedDict()  # least recently used first
         self._locks: dict[str, asyncio.Lock] = {}
+        self._loading_since: dict[str, float] = {}  # origin -> when the load of its robots.txt began
         self._reported: set[str] = set()  # origins given up whose error row is written
         # every status is an answer (judged below); the body cap keeps a huge file cheap
         self._robots_meta = {
@@ -104,7 +108,10 @@ class RobotsTxt:
 
     async def _policy_for(self, url: URL, handler: Handler) -> _Policy:
         """The origin's policy, fetching robots.txt if unknown or due again. One fetch per origin
-        at a time: latecomers wait on the lock, then find the cache filled."""
+        at a time: latecomers wait on the lock, then find the cache filled. A latecomer for an
+        origin with no policy yet waits ``_LATECOMER_WAIT`` at most, then is parked (``TryLater``):
+        a host's first request loads its robots.txt alone, but not that of its other origins (a
+        port, https), whose requests had each held a worker for as long as a hung file took."""
         origin = str(url.origin())
         policy = self._policies.get(origin)
         if policy is not None and not policy.stale(time.monotonic()):
@@ -112,13 +119,26 @@ class RobotsTxt:
             return policy
         lock = self._locks.setdefault(origin, asyncio.Lock())
         try:
-            async with lock:
-                policy = self._policies.get(origin)
-                if policy is None or policy.stale(time.monotonic()):
+            async with asyncio.timeout(_LATECOMER_WAIT if policy is None and lock.locked() else None):
+                await lock.acquire()
+        except TimeoutError:
+            now = time.monotonic()
+            loading = now - self._loading_since.get(origin, now)
+            raise TryLater(
+                f"robots.txt of {origin} is still loading", until=now + max(_LATECOMER_WAIT, loading)
+            ) from None
+        try:
+            policy = self._policies.get(origin)
+            if policy is None or policy.stale(time.monotonic()):
+                self._loading_since[origin] = time.monotonic()
+                try:
                     policy = await self._load(origin, handler, policy)
-                    self._keep(origin, policy)
-                return policy
+                finally:
+                    del self._loading_since[origin]
+                self._keep(origin, policy)
+            return policy
         finally:
+            lock.release()
             if not lock.locked() and self._locks.get(origin) is lock:  # a waiter keeps its own reference
                 del self._locks[origin]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from scraper import robots as robots_module
 from scraper.errors import ConnectionFailed, FetchError, FetchTimeout, Filtered, TryLater
 from scraper.http import Request, Response
 from scraper.ratelimit import HostLimiter, Signal
@@ -334,6 +335,36 @@ async def test_one_fetch_for_many_concurrent_requests() -> None:
     assert site.robots_fetches() == ["http://a.test/robots.txt"]
     assert len(site.pages()) == 50
     assert stats.get("robots/fetched") == 1
+
+
+async def test_requests_that_find_robots_txt_still_loading_after_a_moment_are_parked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A host's first request loads its robots.txt alone, but another origin of the host (a port,
+    https) had none of that: its other requests waited on the load, each in a worker, and a hung
+    robots.txt there held all 8 workers for 8 s while other hosts' pages waited."""
+    monkeypatch.setattr(robots_module, "_LATECOMER_WAIT", 0.05)
+    loaded = asyncio.Event()
+
+    class Hanging(FakeSite):
+        async def __call__(self, request: Request) -> Response:
+            if (request.meta or {}).get("robots_txt"):
+                await loaded.wait()
+            return await super().__call__(request)
+
+    site = Hanging()
+    robots_txt, _, _ = middleware()
+    first = asyncio.create_task(get(robots_txt, site, "http://a.test:8080/p0"))
+    await asyncio.sleep(0)  # it loads robots.txt
+    asked = time.monotonic()
+    with pytest.raises(TryLater, match=r"^robots\.txt of http://a\.test:8080 is still loading$") as parked:
+        await get(robots_txt, site, "http://a.test:8080/p1")
+    assert time.monotonic() - asked < 0.5  # a moment in the worker, not the whole load
+    assert parked.value.until >= time.monotonic() + 0.04
+    loaded.set()
+    assert (await first).status == 200
+    assert (await get(robots_txt, site, "http://a.test:8080/p1")).status == 200  # at once, the file known
+    assert site.robots_fetches() == ["http://a.test:8080/robots.txt"]
 
 
 async def test_one_fetch_per_origin() -> None:
