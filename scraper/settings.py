@@ -174,11 +174,16 @@ class Settings(_Strict):
     parse_processes: Annotated[int, Field(ge=0, le=256)] = 0
 
     def policy_for(self, host: str) -> HostPolicy:
-        """``per_host`` with the first matching ``hosts`` glob applied."""
-        for pattern, override in self.hosts.items():
-            if fnmatch.fnmatchcase(host, pattern.lower()):
-                return self.per_host.model_copy(update=override.model_dump(exclude_none=True))
-        return self.per_host
+        """``per_host`` with every matching ``hosts`` pattern applied, the more specific winning a
+        field two set (an exact host over any glob, then the glob with more literal characters:
+        ``shop.example.com`` over ``*.example.com`` over ``*``), whichever layer each came from."""
+        matching = [pattern for pattern in self.hosts if fnmatch.fnmatchcase(host, pattern.lower())]
+        if not matching:
+            return self.per_host
+        update: dict[str, Any] = {}
+        for pattern in sorted(matching, key=_specificity):
+            update.update(self.hosts[pattern].model_dump(exclude_none=True))
+        return self.per_host.model_copy(update=update)
 
     @pydantic.field_validator("pipelines", "middlewares", mode="before")
     @classmethod
@@ -416,6 +421,12 @@ def describe_error(exc: pydantic.ValidationError) -> str:
 
 
 _HOST_GLOB = re.compile(r"[\w.*?\[\]!:-]+")  # a host's characters (an IPv6 address's colons too) and fnmatch's
+
+
+def _specificity(pattern: str) -> tuple[bool, int]:
+    """How specific a ``hosts`` pattern is: an exact host first, then by its literal characters."""
+    wildcards = sum(pattern.count(mark) for mark in "*?[")
+    return not wildcards, len(pattern) - wildcards
 
 
 def _without_port(pattern: str) -> str:

@@ -270,9 +270,17 @@ def test_policy_for_host_globs() -> None:
     assert settings.policy_for("example.org") is settings.per_host
 
 
-def test_policy_for_first_matching_glob_wins() -> None:
-    settings = load_settings(config={"hosts": {"*.example.com": {"delay": 1.0}, "shop.example.com": {"delay": 9.0}}})
-    assert settings.policy_for("shop.example.com").delay == 1.0
+def test_every_matching_pattern_applies_the_most_specific_winning_a_field_two_set() -> None:
+    """The first matching pattern alone applied: with -s 'hosts.127.0.0.*.delay=0' -s
+    'hosts.127.0.0.2.concurrency=1', 127.0.0.2 had 8 requests in flight, while the policy
+    printed at the start said 1; and config.yaml's entries came before -s's."""
+    settings = load_settings(
+        config={"hosts": {"*": {"delay": 2.0}, "*.example.com": {"delay": 1.0, "concurrency": 3}}},
+        overrides=["hosts.shop.example.com.delay=9", "hosts.*.com.max_pages=5"],
+    )
+    assert settings.policy_for("shop.example.com") == HostPolicy(concurrency=3, delay=9.0, max_pages=5)
+    assert settings.policy_for("www.example.com") == HostPolicy(concurrency=3, delay=1.0, max_pages=5)
+    assert settings.policy_for("example.org") == HostPolicy(delay=2.0)
 
 
 def test_host_glob_pattern_is_case_insensitive() -> None:
