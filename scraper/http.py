@@ -80,6 +80,12 @@ _SCRAPY_META = {
 }
 
 
+class NotALink(ValueError):
+    """What ``follow()`` raises for a link no request can be made of (an element without an
+    ``href``, ``None``, text that cannot be made absolute): ``follow_all()`` skips such links,
+    and raises anything else (arguments no request takes)."""
+
+
 def _bad_selector(selector: str) -> ValueError:
     """Lexbor says only "Can't parse CSS selector.": the error names the selector, and the
     CSS that a Scrapy user's selectors (parsel's) write differently."""
@@ -372,12 +378,12 @@ class Response:
         if isinstance(link, LexborNode):
             attributes = link.attributes
             if "href" not in attributes:
-                raise ValueError(
+                raise NotALink(
                     f"cannot follow an element without href on {self.url}: select a[href], or follow_all() skips them"
                 )
             href = attributes["href"] or ""  # href="" or a bare href: the page itself, as browsers read it
         elif link is None:  # most often css_first() that matched nothing: the last page has no "next"
-            raise ValueError(f"cannot follow None on {self.url}: css_first() returns None when nothing matches")
+            raise NotALink(f"cannot follow None on {self.url}: css_first() returns None when nothing matches")
         else:
             href = link
         kwargs.setdefault("depth", self.request.depth + 1)  # what the scheduler would set
@@ -399,7 +405,7 @@ class Response:
         if text.startswith("//"):
             return f"{self._base_url().scheme}:{text}"
         if not _ABSOLUTE.match(text):
-            raise ValueError(f"cannot resolve {href!r} against {self.url}")
+            raise NotALink(f"cannot resolve {href!r} against {self.url}")
         return text
 
     def follow_all(
@@ -410,11 +416,14 @@ class Response:
         css: str | None = None,
         **kwargs: Any,
     ) -> list[Request]:
-        """Requests for every link that has an ``href`` (resolved against this page)."""
+        """Requests for every link that has an ``href`` (resolved against this page); links no
+        request can be made of are skipped, arguments no request takes raise."""
         if links is None:
             if css is None:
                 raise TypeError("follow_all() needs links or css=")
             links = self.css(css)
+        elif css is not None:  # the css was ignored, without a word
+            raise TypeError("follow_all() takes links or css=, not both")
         return list(self._followable(links, callback, kwargs))
 
     def _followable(
@@ -423,5 +432,5 @@ class Response:
         for link in links:
             try:
                 yield self.follow(link, callback, **kwargs)
-            except ValueError:
+            except NotALink:
                 continue

@@ -566,3 +566,26 @@ def test_a_link_query_is_encoded_in_the_page_charset_as_browsers_do(charset: str
     assert node is not None
     assert response.follow(node).url == expected
     assert response.urljoin(href) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "said"),
+    [
+        ({"meta": {"dont_redirect": True}}, "meta key 'dont_redirect' is Scrapy's"),
+        ({"data": b"x", "json": {"a": 1}}, "takes data or json, not both"),
+        ({"priority": 2**70}, "priority .* is out of range"),
+    ],
+)
+def test_follow_all_raises_what_its_arguments_get_wrong_instead_of_dropping_every_link(
+    kwargs: dict[str, Any], said: str
+) -> None:
+    """It skipped each link whose request could not be made, and so returned [] for arguments no
+    request can take, with no error row: only links without an href are skipped."""
+    response = make_response(LINKS)
+    with pytest.raises(ValueError, match=said):
+        response.follow_all(css="a", **kwargs)
+
+
+def test_follow_all_takes_links_or_css_not_both() -> None:
+    with pytest.raises(TypeError, match=r"follow_all\(\) takes links or css=, not both"):
+        make_response(LINKS).follow_all(["/x"], css="a")
