@@ -36,9 +36,20 @@ an async generator, which cannot ``yield from``, hands on a list (it was a stray
 Exact types: a named tuple or another subclass is a value of its own, not a container. A
 yielded async generator (``yield self.parse_more(response)``) is read too, after the rest."""
 
-Callback = Callable[..., AsyncIterator[Output] | Awaitable[Iterable[Output] | None] | Iterable[Output] | None]
+CallbackReturn = AsyncIterator[Output] | Awaitable[Iterable[Output] | Output | None] | Iterable[Output] | Output | None
+"""What a callback may be written to return: an async generator, a list (returned, or from an
+``async def``), a plain generator, one request or item, or nothing."""
+
+Callback = Callable[..., CallbackReturn]
 """``async def parse(self, response, **cb_kwargs)``: an async generator, or a (async) function
 returning an iterable of requests and items."""
+
+StartRequests = AsyncIterator[Request] | Iterable[Request] | Awaitable[Iterable[Request]]
+"""What ``start_requests()`` may be written to return: ours (an async generator), or Scrapy's
+(a plain generator, a list), or a list from an ``async def``."""
+
+HookReturn = Awaitable[None] | None
+"""``opened()`` and ``closed(reason)`` are ``async def`` or, as Scrapy's, a plain ``def``."""
 
 
 # what the framework reads from a spider: an argument of the same name would replace it with
@@ -74,8 +85,8 @@ class Spider:
     """
 
     name: ClassVar[str] = ""
-    start_urls: ClassVar[Sequence[str]] = ()
-    allowed_domains: ClassVar[Sequence[str]] = ()  # empty: any host; else these and their subdomains
+    start_urls: Sequence[str] = ()  # on the class, or set in __init__() (not class variables: typed so)
+    allowed_domains: Sequence[str] = ()  # empty: any host; else these and their subdomains
     settings: ClassVar[Mapping[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -119,21 +130,30 @@ class Spider:
             setattr(self, key, value)
         self.logger = logging.getLogger(f"{SPIDER_LOGGERS}.{self.name}")
 
-    async def start_requests(self) -> AsyncIterator[Request]:
-        """The first requests of a crawl; by default one per ``start_urls`` entry."""
+    # The hooks are typed as what each may be written to return (``StartRequests``,
+    # ``CallbackReturn``, ``HookReturn``), so that every form the crawl takes type-checks in an
+    # override: an async generator, a plain generator, a list, a plain def.
+
+    def start_requests(self) -> StartRequests:
+        """The first requests of a crawl; by default one per ``start_urls`` entry (an async
+        generator, as an override's ``async for ... in super().start_requests()`` expects)."""
+        return self._start_urls_requests()
+
+    async def _start_urls_requests(self) -> AsyncIterator[Request]:
         for url in self.start_urls:
             yield Request(url)
 
-    async def parse(self, response: Response) -> AsyncIterator[Output]:
+    def parse(self, response: Response) -> CallbackReturn:
         """The default callback. Override it."""
         raise NotImplementedError(f"{type(self).__name__}.parse is not defined")
-        yield  # pragma: no cover - makes this an async generator like the overrides
 
-    async def opened(self) -> None:
-        """Called once before the first request (a plain ``def`` works too)."""
+    def opened(self) -> HookReturn:
+        """Called once before the first request (``async def`` or a plain ``def``)."""
+        return None
 
-    async def closed(self, reason: str) -> None:
-        """Called once after the last response, with the finish reason (a plain ``def`` works too)."""
+    def closed(self, reason: str) -> HookReturn:
+        """Called once after the last response, with the finish reason (``async def`` or a plain ``def``)."""
+        return None
 
 
 def _check_hook_takes(cls: type, hook: str, arguments: tuple[str, ...]) -> None:
