@@ -13,7 +13,7 @@ import re
 import reprlib
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import pydantic
 
@@ -302,11 +302,12 @@ def stray_output(type_name: str) -> TypeError:
 
 async def _returned(result: Any) -> Iterable[Any]:
     """What a callback or ``start_requests()`` that is not an async generator returned, as
-    outputs to iterate: awaited if awaitable, nothing for None, a lone request or item as one."""
+    outputs to iterate: awaited if awaitable, nothing for None, a lone request or item (or a
+    value that holds no outputs: a string, a number, a class) as one."""
     if inspect.isawaitable(result):
         result = await result
     if result is None:
         return ()
-    if isinstance(result, (Request, Item, dict)):
-        return (result,)
-    return cast(Iterable[Any], result)
+    if isinstance(result, (Request, Item, dict, str, bytes)) or not isinstance(result, Iterable):
+        return (result,)  # one output (a URL, a number, a class: one stray, not one a character)
+    return result

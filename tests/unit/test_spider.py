@@ -151,6 +151,25 @@ async def test_other_output_is_named_and_the_rest_kept() -> None:
     assert str(stray_output("set")) == "callback yielded set; expected Request, Item or dict"
 
 
+@pytest.mark.parametrize(
+    ("returned", "stray"),
+    [
+        ("http://x.test/", "str (a URL? yield response.follow(url))"),
+        (b"bytes", "bytes"),
+        (5, "int"),
+        (dict, "the class dict (not an instance of it)"),
+    ],
+)
+async def test_a_returned_value_that_holds_no_outputs_is_one_stray(returned: Any, stray: str) -> None:
+    """A returned URL was read character by character (nine stray rows for "http://x/"), and
+    a number or a class failed the page as "'int' object is not iterable", naming neither."""
+
+    async def callback(response: Response) -> Any:
+        return returned
+
+    assert (await run_callback(callback, make_response())).strays == [stray]
+
+
 async def test_a_slip_is_named_and_a_yielded_async_generator_is_read() -> None:
     async def more(response: Response) -> AsyncIterator[Any]:
         yield Quote(text="from more")
