@@ -90,6 +90,7 @@ class Engine:
         self._seed_waiting: asyncio.Task[Any] | None = None  # the start requests' task, while the generator waits
         self._seed_stopped = False  # stop() cancelled that wait
         self._resumed = False
+        self._ran = False  # its limiter, middlewares and statistics are one crawl's
 
     @property
     def pending(self) -> int:
@@ -113,6 +114,10 @@ class Engine:
             self._seed_waiting.cancel()
 
     async def run(self) -> CrawlResult:
+        """Crawl, once: run again, an engine carried its first crawl's statistics into the second."""
+        if self._ran:
+            raise RuntimeError("an Engine runs one crawl: make another Engine for the next")
+        self._ran = True
         keep_freed_heap()  # process-wide and idempotent: parsing stops faulting its memory back in
         allow_open_files()  # likewise: a socket kept alive per host, over thousands of hosts
         async with AsyncExitStack() as stack:

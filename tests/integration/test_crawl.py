@@ -37,6 +37,19 @@ async def shop_2000() -> AsyncIterator[tuple[str, int]]:
         yield base_url, len(catalog.products)
 
 
+async def test_an_engine_runs_one_crawl(database: Path) -> None:
+    """Run again, it carried the first crawl's statistics into the second (14 pages for 7 fetched),
+    and the first result's statistics changed with it."""
+    catalog = build_catalog(5)
+    async with serve(make_app(catalog)) as base_url:
+        engine = Engine(spider=DemoShopSpider(base_url=base_url), settings=make_settings(), database=database)
+        first = await engine.run()
+        pages = first.stats.get("pages")
+        with pytest.raises(RuntimeError, match=r"^an Engine runs one crawl: make another Engine for the next$"):
+            await engine.run()
+    assert first.status == "finished" and first.stats.get("pages") == pages
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("backend", ["sqlite", "memory"])
 async def test_2000_product_crawl_stores_every_item_once_with_types(
