@@ -76,10 +76,16 @@ class Item(pydantic.BaseModel):
             object.__setattr__(self, "__pydantic_extra__", None)
             object.__setattr__(self, "__pydantic_private__", None)
 
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> typing.Self:
-        """A copy; inside a callback, a copy of an item that failed validation fails with it
-        (pydantic does not validate a copy: it was stored as it was)."""
-        copy = super().model_copy(update=update, deep=deep)
+    # Inside a callback, a copy of an item that failed validation fails with it: pydantic does
+    # not validate a copy, which was stored as it was. model_copy() makes its copies with these.
+
+    def __copy__(self) -> typing.Self:
+        return self._failing_like_me(super().__copy__())
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> typing.Self:
+        return self._failing_like_me(super().__deepcopy__(memo))
+
+    def _failing_like_me(self, copy: typing.Self) -> typing.Self:
         invalid = _invalid_items.get()
         if invalid and id(self) in invalid:
             invalid[id(copy)] = invalid[id(self)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import re
 import warnings
@@ -449,6 +450,18 @@ async def test_an_item_holding_an_invalid_item_is_invalid_too() -> None:
         (("Author", "Author"), [("born",)]),
         (("dict", "dict item"), [("found", "by", 0, "born")]),
     ]
+
+
+@pytest.mark.parametrize("make_copy", [copy.copy, copy.deepcopy, lambda item: item.model_copy(deep=True)])
+async def test_a_copy_of_an_invalid_item_is_invalid_too(make_copy: Any) -> None:
+    """copy.copy() and copy.deepcopy() of an item that failed validation were stored, as it was
+    (model_copy() was caught)."""
+
+    async def callback(response: Response) -> AsyncIterator[Any]:
+        yield make_copy(Author(name="X"))  # born is missing
+
+    result = await run_callback(callback, make_response())
+    assert result.items == [] and [type(item).__name__ for item, _ in result.invalid] == ["Author"]
 
 
 def test_a_validation_error_is_said_on_one_line_with_the_values_given() -> None:
