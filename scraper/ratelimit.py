@@ -156,8 +156,19 @@ class HostLimiter:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(start - now):
                     await self._stopping.wait()
-            if self._stopped:
-                raise TryLater(_NOT_SENT, until=time.monotonic())
+            self._check_after_wait(state, host, url)
+
+    def _check_after_wait(self, state: HostState, host: str, url: str) -> None:
+        """What may have changed while a request waited for its turn: the crawl stopping, or
+        its host resting or given up (a breaker trip meanwhile had a request go 0.2 s into a
+        1 s rest)."""
+        now = time.monotonic()
+        if self._stopped:
+            raise TryLater(_NOT_SENT, until=now)
+        if state.given_up is not None:
+            raise HostGivenUp(state.given_up, url=url)
+        if state.paused_until > now:
+            raise TryLater(f"{host} is paused", until=state.paused_until)
 
     def end(self, host: str, signal: Signal, *, retried: bool = False) -> None:
         """Release the slot and adapt the host's rate to how the fetch went.

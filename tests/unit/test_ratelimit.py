@@ -269,3 +269,17 @@ def test_each_pause_is_told_to_the_frontier_and_a_rested_host_is_not_forgotten()
     assert hosts.evict_idle(time.monotonic() + 5, busy=lambda host: False) == 0  # a's rest is over, b's is not
     assert hosts.evict_idle(time.monotonic() + 3600, busy=lambda host: False) == 1  # b, its pause over
     assert hosts.state("a.test").trips == 1
+
+
+async def test_a_request_waiting_its_turn_when_its_host_rests_is_parked_not_sent() -> None:
+    """The pause was checked before the wait only: a breaker trip meanwhile had a request go
+    0.2 s into a 1 s rest."""
+    hosts = limiter(per_host={"concurrency": 2, "delay": 0.2})
+    await hosts.wait_turn("a.test", "http://a.test/1")
+    waiting = asyncio.create_task(hosts.wait_turn("a.test", "http://a.test/2"))
+    await asyncio.sleep(0.05)
+    rest_ends = time.monotonic() + 1
+    hosts.pause("a.test", rest_ends, "test")
+    with pytest.raises(TryLater, match=r"^a\.test is paused$") as parked:
+        await waiting
+    assert parked.value.until == rest_ends
