@@ -149,6 +149,9 @@ class HostLimiter:
         if self._stopped:
             raise TryLater(_NOT_SENT, until=now)
         if not state.delay:
+            # recorded all the same: a delay that begins now (a slow-down, a Crawl-delay just
+            # told) counts from this start (the next request went 4 ms after it)
+            state.last_start = now
             return
         start = max(now, state.last_start + state.delay)
         state.last_start = start  # reserved before sleeping, so turns keep their order

@@ -171,7 +171,7 @@ class Worker:
         pause = retry_after_delay(error, self._settings.retry)
         if pause is not None:
             self._limiter.pause(entry.host, time.monotonic() + pause, f"Retry-After on HTTP {error.status}")
-        attempt = entry.attempts + 1
+        attempt = entry.attempts + (0 if isinstance(error, HostGivenUp) else 1)  # that one failed unsent
         if is_retryable(error, self._settings.retry) and attempt <= self._settings.retry.times:
             delay = pause if pause is not None else backoff_delay(attempt, self._settings.retry)
             self._stats.increment(f"retries/{error.status or type(error).__name__}")

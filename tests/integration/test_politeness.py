@@ -394,6 +394,9 @@ async def test_a_host_that_is_down_for_good_is_given_up_and_the_crawl_ends(datab
     assert [reason for reason, _ in failed if reason.startswith("127.0.0.1 given up")] == list(given_up)
     assert sum(count for _, count in failed) == 20  # each dead request failed, none is left waiting
     assert rows(database, "SELECT url FROM scraper_requests WHERE state = 'done'") == [(f"{up_base}/fine",)]
+    # a request failed unsent counts no attempt: the attempts are the connections tried
+    [(attempts,)] = rows(database, "SELECT sum(attempts) FROM scraper_requests")
+    assert attempts == result.stats.get("requests/sent")
 
 
 # -- 5. redirect loops, hop limits, chains --------------------------------------------------

@@ -271,6 +271,19 @@ def test_each_pause_is_told_to_the_frontier_and_a_rested_host_is_not_forgotten()
     assert hosts.state("a.test").trips == 1
 
 
+async def test_the_first_request_after_a_slow_down_is_spaced_from_the_last_start() -> None:
+    """With no delay, a start was not recorded: the request right after the first slow-down
+    (0.25 s apart) went 4 ms after the last, and so did the first page after a robots.txt
+    whose Crawl-delay had just been told."""
+    hosts = limiter(per_host={"concurrency": 2, "delay": 0.0})
+    await hosts.wait_turn("a.test", "http://a.test/1")
+    began = time.monotonic()
+    hosts.begin("a.test", began)
+    hosts.end("a.test", Signal.THROTTLED)  # 0.25 s apart from now on
+    await hosts.wait_turn("a.test", "http://a.test/2")
+    assert time.monotonic() - began >= 0.2
+
+
 async def test_a_request_waiting_its_turn_when_its_host_rests_is_parked_not_sent() -> None:
     """The pause was checked before the wait only: a breaker trip meanwhile had a request go
     0.2 s into a 1 s rest."""
