@@ -422,6 +422,8 @@ def check_spider(spider: Spider) -> None:
     default ``start_requests()``, no start URL or no ``parse()`` made a crawl of 0 pages, or of
     one error per start URL, that exited 0."""
     name = type(spider).__name__
+    if not spider.name:  # the command line finds spiders by name; an embedded one was recorded as ''
+        raise ConfigError(f"{name} has no name: give it name = '...' (it names its crawls)")
     for attribute in ("start_urls", "allowed_domains"):
         if isinstance(getattr(spider, attribute), str):
             raise ConfigError(f"{name}.{attribute} must be a list of strings, not one string")

@@ -566,6 +566,21 @@ class OwnStartSpider(Spider):
         yield {"url": response.url}
 
 
+class UnnamedSpider(Spider):
+    start_urls = ["http://127.0.0.1:1/"]
+
+    async def parse(self, response: Response) -> AsyncIterator[Any]:
+        yield {"url": response.url}
+
+
+def test_a_spider_without_a_name_is_refused(database: Path) -> None:
+    """Embedded, it crawled, its crawls recorded under the spider ''."""
+    with pytest.raises(
+        ConfigError, match=r"^UnnamedSpider has no name: give it name = '\.\.\.' \(it names its crawls\)$"
+    ):
+        Engine(spider=UnnamedSpider(), settings=make_settings(), database=database)
+
+
 def test_a_spider_with_nothing_to_crawl_or_no_parse_for_its_start_urls_is_refused(database: Path) -> None:
     """Each crawled and exited 0: with 0 pages, or with one NotImplementedError per start URL."""
     with pytest.raises(ConfigError, match=r"^NoParseSpider has start_urls but no parse\(\), the callback of their"):
