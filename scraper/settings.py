@@ -273,9 +273,10 @@ def load_settings(
     spider: Mapping[str, Any] | None = None,
     overrides: Iterable[str] = (),
 ) -> Settings:
-    """Merge the layers and validate once; a bad key or type raises ``SettingsError``."""
+    """Merge the layers and validate once; a bad key or type raises ``SettingsError``. A
+    spider's layer takes dotted keys (``{"per_host.delay": 1}``), as ``-s`` does."""
     merged: dict[str, Any] = {}
-    for layer in (config or {}, spider or {}, parse_overrides(overrides)):
+    for layer in (config or {}, expand_dotted_keys(spider or {}), parse_overrides(overrides)):
         merged = deep_merge(merged, layer)
     try:
         return Settings.model_validate(merged)

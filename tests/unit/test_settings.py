@@ -384,3 +384,10 @@ def test_a_database_path_under_the_home_folder_is_there(monkeypatch: pytest.Monk
     monkeypatch.setenv("HOME", str(tmp_path))
     settings = load_settings(config={"database": "~/crawls/{spider}.db"})
     assert settings.database_path("shop") == tmp_path / "crawls" / "shop.db"
+
+
+def test_a_spider_layer_takes_dotted_keys_as_the_project_gives_it() -> None:
+    """A program embedding the engine built settings from a spider's {"per_host.delay": 1}:
+    the project's loader read it as per_host's delay, load_settings as an unknown key."""
+    settings = load_settings(spider={"per_host.delay": 1.5, "close": {"max_items": 3}})
+    assert (settings.per_host.delay, settings.close.max_items) == (1.5, 3)
