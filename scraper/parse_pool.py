@@ -391,7 +391,8 @@ class ParsePool:
             raise ConfigError(f"parse_processes: a parse process did not start: {exc or type(exc).__name__}") from None
         if status == "error":
             await child.stop()
-            raise ConfigError(f"parse_processes: a parse process could not load the spider: {payload[0]}")
+            hint = _where_to_define(type(self._spider)) if "Can't get attribute" in str(payload[0]) else ""
+            raise ConfigError(f"parse_processes: a parse process could not load the spider: {payload[0]}{hint}")
         child.ready = True
 
     def replace(self, child: _Child) -> None:
@@ -478,6 +479,18 @@ class _Forked:
 
 
 _FORK = multiprocessing.get_context("fork") if sys.platform == "linux" else None
+
+
+def _where_to_define(spider_class: type) -> str:
+    """A fresh interpreter imports the spider's class by its module: one defined in the script
+    that runs the crawl (``__main__``, which there is this module) is not found ("Can't get
+    attribute 'S' on <module 'scraper.parse_pool'>", naming neither the class's place nor the remedy)."""
+    if spider_class.__module__ != "__main__":
+        return ""
+    return (
+        f" (a fresh interpreter finds {spider_class.__name__} by its module, '__main__': define the spider in "
+        "a module it can import, not in the script that runs the crawl)"
+    )
 
 
 def _can_fork() -> bool:

@@ -330,6 +330,33 @@ async def test_a_spider_that_cannot_be_copied_is_a_clear_error(pages_site: str, 
         await crawl(UnpicklableSpider(base_url=pages_site), database, parse_processes=2)
 
 
+class ScriptSpider(TroubleSpider):
+    name = "script"
+
+
+async def test_a_spider_a_fresh_interpreter_cannot_import_says_where_to_define_it(
+    pages_site: str, database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spider defined in the script that embeds the crawl, with another thread running (its
+    parse processes are fresh interpreters): "Can't get attribute 'S' on <module
+    'scraper.parse_pool'>", which named the wrong module and not the remedy."""
+    monkeypatch.setattr(ScriptSpider, "__module__", "__main__")
+    monkeypatch.setattr(sys.modules["__main__"], "ScriptSpider", ScriptSpider, raising=False)
+    release = threading.Event()
+    bystander = threading.Thread(target=release.wait)  # no forks while another thread runs
+    bystander.start()
+    try:
+        with pytest.raises(ConfigError, match=r"could not load the spider: .*ScriptSpider") as caught:
+            await crawl(ScriptSpider(base_url=pages_site), database, parse_processes=2)
+    finally:
+        release.set()
+        bystander.join()
+    assert str(caught.value).endswith(
+        "(a fresh interpreter finds ScriptSpider by its module, '__main__': define the spider in a module "
+        "it can import, not in the script that runs the crawl)"
+    )
+
+
 async def _alone() -> None:
     """Wait (up to 5 s) until this process runs no other thread: an earlier test's (an
     executor's worker, a closed connection's) may still be ending, and the pool forks only a
