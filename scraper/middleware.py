@@ -26,7 +26,9 @@ def build_chain(handler: Handler, middlewares: Sequence[Middleware]) -> Handler:
 
 
 def _bind(middleware: Middleware, handler: Handler) -> Handler:
-    name = getattr(middleware, "__name__", type(middleware).__name__)
+    # a closure made by a factory is named by the factory too ('returns_none.<locals>.mw'): by
+    # its own name, every such middleware was 'mw'
+    name = getattr(middleware, "__qualname__", type(middleware).__name__)
 
     async def handle(request: Request) -> Response:
         response = await middleware(request, handler)

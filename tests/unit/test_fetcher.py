@@ -18,7 +18,7 @@ from scraper.errors import (
 )
 from scraper.fetcher import Fetcher
 from scraper.http import Request, Response
-from scraper.middleware import Handler, build_chain
+from scraper.middleware import Handler, Middleware, build_chain
 from scraper.ratelimit import HostLimiter
 from scraper.settings import Settings
 from scraper.stats import Stats
@@ -232,6 +232,27 @@ async def test_a_middleware_that_returns_no_response_is_named() -> None:
 
     with pytest.raises(TypeError, match=r"^middleware Forgetful returned NoneType, not a Response$"):
         await build_chain(send, [Forgetful()])(Request(URL))
+
+
+def returns_none() -> Middleware:
+    """A middleware factory, as config.yaml names them (module level)."""
+
+    async def mw(request: Request, handler: Handler) -> Response:
+        await handler(request)
+        return None  # type: ignore[return-value]
+
+    return mw
+
+
+async def test_a_middleware_made_by_a_factory_is_named_by_its_factory() -> None:
+    """A closure made by a factory (the usual way to give a middleware its settings) was named
+    by the closure alone: every such middleware was "mw"."""
+
+    async def send(request: Request) -> Response:
+        return Response(url=request.url, status=200, request=request)
+
+    with pytest.raises(TypeError, match=r"^middleware returns_none\.<locals>\.mw returned NoneType, not a Response$"):
+        await build_chain(send, [returns_none()])(Request(URL))
 
 
 def test_unknown_middleware_path_is_a_config_error() -> None:
