@@ -4,6 +4,7 @@ page has them. List it first: later stages (dedup, required fields) compare clea
 from __future__ import annotations
 
 import re
+from enum import Enum
 from typing import Any, TypeVar
 
 import pydantic
@@ -25,7 +26,8 @@ def clean_value(value: Any) -> Any:
     """Strings cleaned, wherever they are: in lists, tuples, sets, the values of dicts, the
     fields of nested models (a copy, when one changes); anything else as it is."""
     if isinstance(value, str):
-        return clean_text(value)
+        # a str Enum's member is a choice, not text: cleaned, it became a plain str, no member
+        return value if isinstance(value, Enum) else clean_text(value)
     if isinstance(value, (list, set, frozenset)):
         return type(value)(clean_value(element) for element in value)
     if isinstance(value, tuple):

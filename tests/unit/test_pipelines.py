@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 from typing import ClassVar
 
 import pytest
@@ -92,6 +93,24 @@ async def test_normalize_item_cleans_str_fields_and_lists_of_str() -> None:
 async def test_normalize_leaves_non_text_and_clean_items_alone() -> None:
     item = Page(url="https://example.com/a", title="Lamp", views=7, note=None)
     assert await Normalize().process(item, SPIDER) is item
+
+
+class Color(enum.StrEnum):
+    DARK_BLUE = "dark  blue"
+
+
+class Swatch(Item):
+    color: Color
+    note: str
+
+
+async def test_normalize_leaves_an_enum_of_text_a_member() -> None:
+    """A str Enum's value was cleaned into a plain str, no member any more ('dark blue'), and
+    pydantic warned as the item was stored."""
+    cleaned = await Normalize().process(Swatch(color=Color.DARK_BLUE, note=" a  b "), SPIDER)
+    assert isinstance(cleaned, Swatch)
+    assert (cleaned.color, cleaned.note) == (Color.DARK_BLUE, "a b")
+    assert await Normalize().process({"c": Color.DARK_BLUE}, SPIDER) == {"c": Color.DARK_BLUE}
 
 
 async def test_normalize_dict() -> None:
