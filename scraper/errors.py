@@ -28,6 +28,7 @@ configuration errors stop the run before any request is made::
 from __future__ import annotations
 
 import asyncio
+import shlex
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # records imports this module: the type only, for annotations
@@ -58,6 +59,17 @@ def notes_of(error: BaseException) -> str:
     as a message ends with them: `` (note; note)``, or nothing."""
     notes = getattr(error, "__notes__", None)
     return f" ({'; '.join(map(str, notes))})" if notes else ""
+
+
+def damaged(error: BaseException | None, path: object) -> str:
+    """What to do about a file SQLite finds damaged, as an error message ends with it (else nothing)."""
+    said = str(error)
+    if "malformed" not in said and "not a database" not in said:
+        return ""
+    return (
+        f" (the file is damaged: copy out what SQLite can still read with sqlite3 {shlex.quote(str(path))} "
+        "'.recover' | sqlite3 NEW.db, or crawl into a new file with --db)"
+    )
 
 
 class ScraperError(Exception):

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiosqlite
 
-from scraper.errors import StorageError
+from scraper.errors import StorageError, damaged
 from scraper.schema import quote
 
 _TABLE_NAMES = (  # the item tables first, then the framework's
@@ -33,7 +33,7 @@ async def read_only(path: Path) -> AsyncIterator[aiosqlite.Connection]:
     try:
         db = await _read_only_connection(uri)
     except sqlite3.Error as exc:
-        raise StorageError(f"cannot open database {path}: {exc}") from None
+        raise StorageError(f"cannot open database {path}: {exc}{damaged(exc, path)}") from None
     try:
         yield db
     except asyncio.CancelledError:  # Ctrl-C: SQLite's step runs on in its thread until told to stop
@@ -91,7 +91,7 @@ async def run_query(
                 rows = list(await (cursor.fetchmany(limit + 1) if limit else cursor.fetchall()))
                 columns = [description[0] for description in cursor.description or ()]
         except sqlite3.Error as exc:
-            raise StorageError(f"query failed: {exc}{await _what_helps(db, exc)}") from None
+            raise StorageError(f"query failed: {exc}{await _what_helps(db, exc)}{damaged(exc, path)}") from None
     more = bool(limit) and len(rows) > limit
     return columns, [tuple(row) for row in (rows[:limit] if more else rows)], more
 
@@ -129,5 +129,5 @@ async def tables_overview(path: Path) -> tuple[list[str], list[tuple[Any, ...]]]
                     columns = ", ".join(row[1] for row in await cursor.fetchall())
                 overview.append((name, count, columns))
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot read {path}: {exc}") from None
+            raise StorageError(f"cannot read {path}: {exc}{damaged(exc, path)}") from None
     return ["table", "rows", "columns"], overview

@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from scraper.crawls import RESUMABLE, count_items
-from scraper.errors import StorageError
+from scraper.errors import StorageError, damaged
 from scraper.lock import CrawlLock
 from scraper.progress import one_line
 from scraper.query import read_only
@@ -244,7 +244,7 @@ async def read_status(
         except sqlite3.Error as exc:
             if str(exc) == "no such table: scraper_crawls":  # an SQLite file, but not a crawl's
                 raise StorageError(f"{database} holds no crawl (it has no scraper_crawls table)") from None
-            raise StorageError(f"cannot read crawl status from {database}: {exc}") from None
+            raise StorageError(f"cannot read crawl status from {database}: {exc}{damaged(exc, database)}") from None
     return CrawlStatus(database, crawl, live, _elapsed(crawl, live, now), hosts, items, errors, rate)
 
 

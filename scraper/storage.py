@@ -20,7 +20,7 @@ import aiosqlite
 from scraper import crawls, schema, writes
 from scraper.cookies import CrawlCookieJar
 from scraper.crawls import CrawlStart
-from scraper.errors import StorageError, WriteFailed
+from scraper.errors import StorageError, WriteFailed, damaged
 from scraper.filewatch import FileWatch
 from scraper.lock import CrawlLock
 from scraper.records import Commit
@@ -96,7 +96,7 @@ class Storage:
             await self._watch.start()
         except (OSError, sqlite3.Error) as exc:
             await self.close()
-            raise StorageError(f"cannot open database {self.path}: {exc}") from None
+            raise StorageError(f"cannot open database {self.path}: {exc}{damaged(exc, self.path)}") from None
         except StorageError:
             await self.close()
             raise
@@ -161,7 +161,10 @@ class Storage:
         """Start a crawl, or resume the spider's unfinished one; then start the writer.
         Refused (``StorageError``) while another spider's crawl in this file is unfinished,
         and (``ConfigError``) when the unfinished one was started with other ``arguments``."""
-        other = await crawls.unfinished_of_another(self._connection, spider)
+        try:
+            other = await crawls.unfinished_of_another(self._connection, spider)
+        except sqlite3.Error as exc:  # a damaged file: it was a traceback
+            raise StorageError(f"cannot read crawls in {self.path}: {exc}{damaged(exc, self.path)}") from None
         if other is not None:
             crawl_id, owner = other
             raise StorageError(
@@ -182,7 +185,9 @@ class Storage:
             if isinstance(exc, sqlite3.Error):
                 culprits = await asyncio.to_thread(self._read_only_files)
                 hint = f" ({', '.join(map(str, culprits))} cannot be written)" if culprits else ""
-                raise WriteFailed(f"cannot begin the crawl in {self.path}: {exc}{hint}") from exc
+                raise WriteFailed(
+                    f"cannot begin the crawl in {self.path}: {exc}{hint}{damaged(exc, self.path)}"
+                ) from exc
             raise
         self.crawl_id = start.crawl_id
         self._writer = Writer(

@@ -28,7 +28,7 @@ import aiosqlite
 from scraper import crawls, schema, writes
 from scraper.cookies import CrawlCookieJar
 from scraper.crawls import utc_now
-from scraper.errors import StorageError, WriteFailed
+from scraper.errors import StorageError, WriteFailed, damaged
 from scraper.filewatch import FileGone, FileWatch
 from scraper.frontier import Refused, Scheduled
 from scraper.handoff import HandOff
@@ -201,7 +201,7 @@ class Writer:
     def _failed(self) -> WriteFailed:
         if isinstance(self._failure, FileGone):  # not a write that failed: the file went
             return WriteFailed(str(self._failure))
-        return WriteFailed(f"writing to {self._path} failed: {self._failure}")
+        return WriteFailed(f"writing to {self._path} failed: {self._failure}{damaged(self._failure, self._path)}")
 
     async def _discard_until_stopped(self) -> None:
         """After a failure, keep taking from the queue so that no submitter waits forever."""

@@ -915,6 +915,30 @@ async def test_another_programs_table_of_an_items_name_is_refused_naming_it(data
     assert start.resumed and start.items == {}
 
 
+def damage(path: Path) -> None:
+    """600 bytes overwritten every 16 KiB past the first page: SQLite opens the file, then
+    finds its pages malformed."""
+    data = bytearray(path.read_bytes())
+    for offset in range(4096, len(data), 16384):
+        data[offset : offset + 600] = b"\xff" * 600
+    path.write_bytes(bytes(data))
+
+
+async def test_a_damaged_file_is_one_error_that_says_how_to_recover_it(database: Path) -> None:
+    """A crawl of a damaged file ended in a traceback ('database disk image is malformed'),
+    each run leaving a crawl row 'running', with a resume hint that could not work."""
+    await write(database, *(Commit(items=[stored_item({"n": n, "text": "x" * 500}, f"u{n}")]) for n in range(300)))
+    await asyncio.to_thread(damage, database)
+    with pytest.raises(StorageError) as raised:
+        async with Storage(database, stats=Stats()) as storage:
+            await storage.begin_crawl("books")
+    assert "malformed" in str(raised.value)
+    assert str(raised.value).endswith(
+        f"(the file is damaged: copy out what SQLite can still read with sqlite3 {database} '.recover' | "
+        "sqlite3 NEW.db, or crawl into a new file with --db)"
+    )
+
+
 class Mixed(Item):
     table: ClassVar[str] = "Mixed"
     key: ClassVar[tuple[str, ...]] = ("a",)
