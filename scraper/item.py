@@ -370,11 +370,14 @@ def _json_values(record: Item) -> dict[str, Any]:
     """``model_dump(mode="json")``, but with its bytes fields as they are, in field order.
     Raises what pydantic raises, with a note naming the field. A dict key with a lone surrogate
     is refused first: pydantic writes it as U+FFFD, silently (a value keeps it, and is refused
-    when it is bound)."""
+    when it is bound); so is a Decimal past what a REAL column holds."""
     for name, value in record.__dict__.items():
         key = _surrogate_key(value)
         if key is not None:
             raise ValueError(f"field {name!r} has a key {key!r} with a lone surrogate, which SQLite cannot store")
+        if isinstance(value, Decimal) and value.is_finite() and not math.isfinite(float(value)):
+            # dumped as its text, which SQLite turned into infinity in the REAL column
+            raise ValueError(f"field {name!r}: {value} is past what a REAL column holds (about 1.8e308)")
     try:
         return _dumped(record)
     except Exception as exc:

@@ -455,6 +455,19 @@ def test_a_lone_surrogate_in_a_dict_key_is_refused_naming_the_field(counts: Coun
         to_row(counts)
 
 
+class Priced(Item):
+    price: Decimal
+    tags: list[str] = []  # not a plain item: dumped as JSON values
+
+
+def test_a_decimal_past_what_a_real_column_holds_is_refused_naming_the_field() -> None:
+    """Decimal("1e400") went to its REAL column as the text "1E+400", which SQLite stored as
+    infinity, without a word. Decimal("Infinity") stays infinity, as a float's does."""
+    with pytest.raises(ValueError, match=r"^field 'price': 1E\+400 is past what a REAL column holds"):
+        to_row(Priced(price=Decimal("1e400")))
+    assert to_row(Priced(price=Decimal("12.50")))["price"] == "12.50"
+
+
 class Readings(Item):
     values: list[float]
     extra: dict[str, Any] = {}
