@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -34,18 +36,54 @@ class CrawlView(Protocol):
     def in_flight(self) -> int: ...
 
 
-def status_line(crawl: CrawlView) -> Text:
+def status_line(crawl: CrawlView, *, rate: float | None = None) -> Text:
+    """One line for an 80-column terminal; ``rate``: pages a second lately (``RecentRate``),
+    else the crawl's average."""
     stats = crawl.stats
     elapsed = max(stats.elapsed, 1e-9)
     pages = stats.get("pages")
+    errors = stats.total("errors")
     return Text.assemble(
-        ("crawling ", "bold"),
-        f"{pages:,} pages ({pages / elapsed:,.0f}/s) · ",
-        (f"{stats.get('items/stored'):,} items stored", "green"),
+        f"{_counted(pages, 'page')} · {(pages / elapsed if rate is None else rate):,.0f}/s · ",
+        (_counted(stats.get("items/stored"), "item"), "green"),
         " · ",
-        (f"{stats.total('errors'):,} errors", "red" if stats.total("errors") else ""),
-        f" · {crawl.pending:,} pending · {crawl.in_flight:,} handed out · {elapsed:,.1f}s",
+        (_counted(errors, "error"), "red" if errors else ""),
+        f" · {crawl.pending:,} queued · {crawl.in_flight:,} fetching · {_clock(elapsed)}",
     )
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _clock(seconds: float) -> str:
+    """``42s``, ``4m27s``, ``2h05m``: the line's width stays put as a crawl goes on."""
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole // 60 % 60:02d}m"
+
+
+class RecentRate:
+    """Pages a second over the last ``window`` seconds: the whole crawl's average said 426/s
+    while a crawl held up by rests did 2."""
+
+    def __init__(self, window: float = 10.0) -> None:
+        self._window = window
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def add(self, now: float, pages: int) -> None:
+        self._samples.append((now, pages))
+        while len(self._samples) > 2 and self._samples[1][0] <= now - self._window:
+            self._samples.popleft()
+
+    def per_second(self) -> float | None:
+        if len(self._samples) < 2:
+            return None
+        (first, before), (last, after) = self._samples[0], self._samples[-1]
+        return (after - before) / (last - first) if last > first else None
 
 
 @asynccontextmanager
@@ -64,8 +102,10 @@ async def live_progress(crawl: CrawlView, console: Console) -> AsyncIterator[Non
 
 
 async def _refresh(live: Live, crawl: CrawlView) -> None:
+    rate = RecentRate()
     while True:
-        live.update(status_line(crawl), refresh=True)
+        rate.add(time.monotonic(), crawl.stats.get("pages"))
+        live.update(status_line(crawl, rate=rate.per_second()), refresh=True)
         await asyncio.sleep(_REFRESH_SECONDS)
 
 
