@@ -28,6 +28,7 @@ _FIRST_BACKOFF_DELAY = 0.25  # seconds: the first slow-down of a host that had n
 _RECOVERY = 0.8  # each good window shrinks the extra delay by this factor
 _MAX_TRIP_FACTOR = 16
 _NOT_SENT = "not sent: the crawl is stopping"  # the reason a pending row gives
+_SAY_FROM = 10.0  # seconds of a host's rest from which it is a warning, not an INFO line
 
 
 class Signal(enum.Enum):
@@ -211,13 +212,17 @@ class HostLimiter:
         if state.failures >= self._settings.breaker.failures:
             self._trip(host, state)
 
-    def pause(self, host: str, until: float, reason: str) -> None:
-        """Rest ``host`` until ``until`` (monotonic seconds); other hosts go on."""
+    def pause(self, host: str, until: float, reason: str, *, announced: bool = False) -> None:
+        """Rest ``host`` until ``until`` (monotonic seconds); other hosts go on. A rest of
+        ``_SAY_FROM`` seconds or more is a warning (unless ``announced`` already): said at INFO
+        only, a crawl waiting on a Retry-After of 40 s showed nothing but its status line."""
         state = self._hosts[host]
         if until > state.paused_until:
             state.paused_until = until
             self._stats.increment("hosts/paused")
-            logger.info("pausing %s for %.1fs: %s", host, until - time.monotonic(), reason)
+            seconds = until - time.monotonic()
+            level = logging.WARNING if seconds >= _SAY_FROM and not announced else logging.INFO
+            logger.log(level, "pausing %s for %.1fs: %s", host, seconds, reason)
             if self.on_pause is not None:
                 self.on_pause(host, until)
 
@@ -300,7 +305,7 @@ class HostLimiter:
         # ones looked hung (one a host: they double, so few)
         trip = f"trip {state.trips} in a row" + (f", given up at {breaker.max_trips}" if breaker.max_trips else "")
         logger.warning("resting %s for %gs: %s (%s)", host, pause, reason, trip)
-        self.pause(host, time.monotonic() + pause, reason)
+        self.pause(host, time.monotonic() + pause, reason, announced=True)
 
 
 def describe_policy(settings: Settings) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import re
 import time
 from typing import Any
 
@@ -296,3 +298,15 @@ async def test_a_request_waiting_its_turn_when_its_host_rests_is_parked_not_sent
     with pytest.raises(TryLater, match=r"^a\.test is paused$") as parked:
         await waiting
     assert parked.value.until == rest_ends
+
+
+def test_a_long_rest_is_a_warning_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
+    """Said at INFO only, a crawl waiting on a Retry-After of 40 s (or of 10 minutes) showed
+    nothing but its status line, and looked hung."""
+    caplog.set_level(logging.INFO, logger="scraper.ratelimit")
+    hosts = limiter()
+    hosts.pause("a.test", time.monotonic() + 40, "Retry-After on HTTP 429")
+    hosts.pause("b.test", time.monotonic() + 2, "Retry-After on HTTP 503")
+    said = [(record.levelname, record.getMessage()) for record in caplog.records]
+    assert [level for level, _ in said] == ["WARNING", "INFO"]
+    assert re.fullmatch(r"pausing a\.test for (40\.0|39\.9)s: Retry-After on HTTP 429", said[0][1])
