@@ -214,8 +214,14 @@ def _add_crawl_options(parser: argparse.ArgumentParser, *, fresh: bool = True) -
 def _configure_logging(level: str | None) -> None:
     """``level`` for every logger; none given, WARNING, but INFO for the spiders' own
     ``self.logger`` (a Scrapy user's ``self.logger.info(...)`` lines were silently dropped)."""
-    handler = RichHandler(console=err, show_path=False, show_time=False, markup=False)
-    logging.basicConfig(level=level or "WARNING", format="%(name)s: %(message)s", handlers=[handler], force=True)
+    handler: logging.Handler
+    if err.is_terminal:
+        handler = RichHandler(console=err, show_path=False, show_time=False, markup=False)
+        line = "%(name)s: %(message)s"
+    else:  # a file or a pipe (cron, CI): one line a record, as rich wrapped them at 80 columns
+        handler = logging.StreamHandler(sys.stderr)
+        line = "%(levelname)-8s %(name)s: %(message)s"
+    logging.basicConfig(level=level or "WARNING", format=line, handlers=[handler], force=True)
     logging.getLogger(SPIDER_LOGGERS).setLevel(logging.NOTSET if level else logging.INFO)
     for chatty in _CHATTY_LIBRARIES:  # at DEBUG they log every SQL statement, every lock taken
         logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLogger().level))

@@ -179,6 +179,19 @@ def test_debug_logging_shows_the_pages_not_every_sql_statement(tmp_path: Path) -
     assert "aiosqlite" not in result.stderr and "filelock" not in result.stderr  # thousands of lines a crawl
 
 
+def test_logs_written_to_a_file_are_one_line_a_record(tmp_path: Path) -> None:
+    """Piped or written to a file (cron, CI), each record was wrapped at 80 columns and padded
+    with spaces: 2,105 request lines took 6,311, the URL on a line of its own, so that grep
+    for a URL found nothing."""
+    result = scraper("demo", "--products", "3", "--db", str(tmp_path / "demo.db"), "--log-level", "DEBUG", columns=80)
+    assert result.returncode == 0, result.stderr
+    records = [line for line in result.stderr.splitlines() if "done (200)" in line]
+    assert len(records) >= 4 and all(re.search(r"<GET http://127\.0\.0\.1:\d+/\S*>", line) for line in records)
+    assert not [
+        line for line in result.stderr.splitlines() if line.startswith(("DEBUG", "INFO")) and line != line.rstrip()
+    ]
+
+
 def test_query_prints_a_table_and_is_read_only(tmp_path: Path) -> None:
     database = tmp_path / "demo.db"
     assert scraper("demo", "--products", "20", "--db", str(database)).returncode == 0
