@@ -63,8 +63,8 @@ class Frontier(Protocol):
         waiting entries out of memory meanwhile, to make room for hosts that can be."""
         ...
 
-    def has_room(self) -> bool:
-        """Whether a new entry may be kept in memory (else it waits in the store only)."""
+    def has_room(self, host: str) -> bool:
+        """Whether a new entry of ``host`` may be kept in memory (else it waits in the store only)."""
         ...
 
     async def refill(self) -> list[str]:
@@ -125,7 +125,7 @@ class MemoryFrontier:
     def resting(self, host: str, until: float) -> None:
         return None  # everything is in memory: there is no room to make
 
-    def has_room(self) -> bool:
+    def has_room(self, host: str) -> bool:
         return True
 
     async def refill(self) -> list[str]:

@@ -180,7 +180,7 @@ class Scheduler:
             admission.unstorable.append((request, exc))
             return
         request = request if request.depth == depth else request.replace(depth=depth)
-        in_memory = self._frontier.has_room()
+        in_memory = self._frontier.has_room(host)
         entry = Scheduled(request, key, host, encoded=encoded, in_memory=in_memory)
         await self._frontier.push(entry)
         if self._limiter.state(host).policy.max_pages:

@@ -10,10 +10,11 @@ that the few hosts whose requests filled memory first do not set the pace of the
 hosts with a per-host delay crawled at the rate of 5). A host that rests (its breaker tripped,
 a Retry-After) while rows wait gives its requests' leases back, so that it does not hold the
 room either (five dead hosts' links had kept every other host waiting for their rests,
-minutes). On resume the dead run's leases are
-released and everything pending is loaded these ways. A row the spider can no longer run
-(its callback was renamed or removed between the runs) fails with an error row instead of
-staying pending.
+minutes). Nor does a host that holds the room without resting (its pages hang, or come
+slowly): when hungry hosts have waited a while for room, every host is cut to a share. On
+resume the dead run's leases are released and everything pending is loaded these ways. A
+row the spider can no longer run (its callback was renamed or removed between the runs)
+fails with an error row instead of staying pending.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ _HOSTS_A_LOOK = 64  # hungry hosts loaded by one look, at most
 _LEAST_SHARE = 16  # rows loaded for a hungry host at once, at least: the room a look waits for
 _MISSES = 3  # loads that found nothing (its rows not committed yet) before a hungry host is let go
 _REST_TO_GIVE_BACK = 5.0  # seconds of rest after which a host's requests leave memory (while rows wait)
+# seconds hungry hosts wait with no room for a share before the hosts holding more than theirs
+# give the excess back (a hung host's 50 requests held a buffer of 50 for a minute)
+_STARVED_FOR = 1.0
 # resting hosts whose rows a refill of the best rows leaves, at most (each a bound parameter:
 # SQLite allows 32,766; 500 let a broad crawl's other dead hosts' rows fill the buffer)
 _RESTING_EXCLUDED = 16_384
@@ -81,11 +85,25 @@ class SQLiteFrontier(MemoryFrontier):
         self._rests: dict[str, float] = {}
         self._rest_ends: list[tuple[float, str]] = []
         self._to_give_back: set[str] = set()
+        self._starved_since: float | None = None  # since when hungry hosts find no room for a share
+        # hosts were cut to a share of the buffer (``_share_out``): requests a host may hold in
+        # memory since then, until everything is in memory again; 0: no cut
+        self._cap = 0
         if spilled:
             self._emptied = []
 
-    def has_room(self) -> bool:
-        return self._size + self._leasing < self._buffer
+    def has_room(self, host: str) -> bool:
+        """Room for one more of ``host``'s requests: in the buffer, and, once hosts were cut to
+        a share (``_share_out``), within it (else they took the room back at once with their
+        own new links)."""
+        if self._size + self._leasing >= self._buffer:
+            return False
+        return not self._cap or len(self._queues.get(host, ())) < self._cap
+
+    def _share(self) -> int:
+        """The requests a host may hold in memory while others have none: the buffer split
+        among them, but at least a load's worth."""
+        return max(_LEAST_SHARE, self._buffer // (len(self._queues) + len(self._hungry) or 1))
 
     async def push(self, entry: Scheduled, *, not_before: float = 0.0) -> None:
         if entry.in_memory:
@@ -133,10 +151,14 @@ class SQLiteFrontier(MemoryFrontier):
         if not self._spilled:
             return []
         hosts = await self._give_back(now) if self._to_give_back else []
+        if self._starved_since is not None and now - self._starved_since >= _STARVED_FOR:
+            hosts += await self._share_out(now)
         hosts += await self._feed_hungry(now)  # first: the best rows are often the same few hosts'
         if self._size > self._buffer // 2 or not self._spilled or now < self._next_refill:
             return hosts
         resting = list(itertools.islice(self._rests, _RESTING_EXCLUDED))  # their rows would only hold memory
+        if self._cap:  # nor those of hosts at their share: the best rows, they took it all back
+            resting += [host for host, queue in self._queues.items() if len(queue) >= self._cap]
         rows = await self._lease(self._buffer - self._size, excluding=resting)
         if not rows:
             # only resting hosts' rows wait: ask less and less often (every 20 ms, a transaction
@@ -156,11 +178,14 @@ class SQLiteFrontier(MemoryFrontier):
         than before). One look every ``_LOOK_EVERY`` at most."""
         self._note_emptied()
         room = self._buffer - self._size
+        if not self._hungry or room >= _LEAST_SHARE:
+            self._starved_since = None
+        elif self._starved_since is None:
+            self._starved_since = now
         if not self._hungry or now < self._next_look or room < _LEAST_SHARE:
             return []
         self._next_look = now + _LOOK_EVERY
-        fair = self._buffer // (len(self._queues) + len(self._hungry))
-        share = max(_LEAST_SHARE, min(fair, room // min(len(self._hungry), _HOSTS_A_LOOK)))
+        share = max(_LEAST_SHARE, min(self._share(), room // min(len(self._hungry), _HOSTS_A_LOOK)))
         hosts = list(itertools.islice(self._hungry, min(_HOSTS_A_LOOK, room // share)))
         rows = await self._lease(share, hosts=hosts)
         found = Counter(row["host"] for row in rows)
@@ -206,17 +231,48 @@ class SQLiteFrontier(MemoryFrontier):
         the hosts of the requests that stayed (queued again)."""
         aside: list[tuple[int, int, Scheduled]] = []
         for host in self._to_give_back:
-            queue = self._queues.get(host)
-            if not queue or self._rests.get(host, 0) <= now:
-                continue
-            stay = [queued for queued in queue if queued[2].parked]
-            aside += [queued for queued in queue if not queued[2].parked]
-            if stay:
-                heapq.heapify(stay)
-                self._queues[host] = stay
-            else:
-                del self._queues[host]
+            if self._rests.get(host, 0) > now:
+                aside += self._set_aside(host, keep=0)
         self._to_give_back.clear()
+        return await self._returned(aside)
+
+    async def _share_out(self, now: float) -> list[str]:
+        """Hungry hosts have waited ``_STARVED_FOR`` with no room for a share: each host holding
+        more than its share gives its worst requests back (a hung or slowed host had held the
+        whole buffer, a minute at a time, while other hosts' rows waited). From then on until
+        everything is in memory again, no host holds more than that share (``has_room``, the
+        refill of the best rows). Returns what ``_give_back`` does."""
+        self._starved_since = None  # the next one, if need be, after another wait
+        self._next_look = now  # the room goes to the hungry hosts at once
+        self._cap = share = self._share()
+        aside = [
+            queued
+            for host, queue in list(self._queues.items())
+            if len(queue) > share
+            for queued in self._set_aside(host, keep=share)
+        ]
+        self._stats.increment("frontier/shared_out", len(aside))
+        return await self._returned(aside)
+
+    def _set_aside(self, host: str, *, keep: int) -> list[tuple[int, int, Scheduled]]:
+        """Take ``host``'s queued requests out of its queue but its best ``keep`` and those a
+        retry parked (the commit of their outcome may still be on its way)."""
+        queue = self._queues.get(host)
+        if not queue or len(queue) <= keep:
+            return []
+        ordered = sorted(queue)
+        stay = ordered[:keep] + [queued for queued in ordered[keep:] if queued[2].parked]
+        aside = [queued for queued in ordered[keep:] if not queued[2].parked]
+        if stay:
+            heapq.heapify(stay)
+            self._queues[host] = stay
+        else:
+            del self._queues[host]
+        return aside
+
+    async def _returned(self, aside: list[tuple[int, int, Scheduled]]) -> list[str]:
+        """Give the leases of ``aside``'s requests back: they wait in the database again. One
+        whose page is not written yet (no row to give back) is queued again: its host is returned."""
         if not aside:
             return []
         given = await self._storage.give_back([queued[2].fingerprint for queued in aside])
@@ -279,6 +335,7 @@ class SQLiteFrontier(MemoryFrontier):
             by_host.clear()
             hungry.clear()
             self._emptied = None
+            self._cap = 0
         return hosts
 
     async def _entry(self, row: sqlite3.Row) -> Scheduled | None:
@@ -307,6 +364,8 @@ class SQLiteFrontier(MemoryFrontier):
             wanted.append(self._next_refill)
         if self._hungry and self._buffer - self._size >= _LEAST_SHARE:
             wanted.append(self._next_look)
+        if self._starved_since is not None:
+            wanted.append(self._starved_since + _STARVED_FOR)
         for time_ in wanted:
             if time_ > now:
                 due = time_ if due is None else min(due, time_)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import email.utils
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from scraper.engine import CrawlResult
 from tests.conftest import rows
 from tests.integration.politeness_site import (
     LinkSpider,
+    Page,
     Proxy,
     Site,
     crawl,
@@ -30,6 +32,7 @@ from tests.integration.politeness_site import (
     item_urls,
     links,
     not_found,
+    ok_page,
     redirect,
 )
 
@@ -131,8 +134,9 @@ async def crawl_failing_host_then_another(
     *,
     a_links: int,
     b_links: int,
-    failure: Callable[[], web.Response],
+    failure: Callable[[], web.Response | Awaitable[web.Response]],
     b_answers_after: float = 0.0,
+    b_pages: Page = ok_page,
     **settings: Any,
 ) -> tuple[CrawlResult, Site, Site]:
     """A's page links ``a_links`` pages of A, which all answer ``failure()``, then B's page,
@@ -143,7 +147,7 @@ async def crawl_failing_host_then_another(
         await asyncio.sleep(b_answers_after)
         return links(*(f"/b/{n}" for n in range(b_links)))
 
-    b = Site({"/": b_page})
+    b = Site({"/": b_page}, default=b_pages)
     async with b.serve() as b_base:
         a = Site(
             {"/": lambda _request, _hit: links(*(f"/a/{n}" for n in range(a_links)), f"{b_base}/")},
@@ -222,6 +226,47 @@ async def test_a_host_resting_before_anything_spilled_gives_its_room_back_once_i
     assert result.stats.get("hosts/breaker_trips") == 1
     assert len(a.times("/a/")) == 2
     assert len(b.times("/b/")) == 60  # B crawled while A rests
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+async def test_a_hung_host_does_not_hold_the_memory_another_host_needs(database: Path, backend: str) -> None:
+    """A's page of 80 links filled the durable frontier's memory, then A's pages hung, one in
+    flight at a time: A's queue never drained, and B, spilled behind it, waited as long as
+    A's pages took (a minute for a buffer of 50 and a hung host). Neither a rest nor a
+    failure tells of it; after hungry hosts have waited a second, A keeps its share of the
+    memory and gives the rest back. A's pages answer once B is crawled (or after 10 s, which
+    only the defect waits for). The memory frontier is the measure."""
+    b_done = asyncio.Event()
+
+    async def hung() -> web.Response:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await b_done.wait()
+        return html()
+
+    b_served = 0
+
+    def b_page(request: web.Request, hit: int) -> web.Response:
+        nonlocal b_served
+        b_served += 1
+        if b_served == 30:
+            b_done.set()
+        return ok_page(request, hit)
+
+    result, a, b = await crawl_failing_host_then_another(
+        database,
+        backend,
+        a_links=80,
+        b_links=30,
+        failure=hung,
+        b_pages=b_page,
+        per_host={"concurrency": 1, "adaptive": False},
+        close={"max_duration": 12},
+    )
+    assert b_done.is_set() and len(b.times("/b/")) == 30
+    assert sorted(a.times("/a/"))[1] > max(b.times("/b/"))  # B was crawled while A's first page hung
+    # once: A's 39 queued (one in flight) down to half the buffer (two hosts), for good
+    assert result.stats.get("frontier/shared_out") == (39 - 40 // 2 if backend == "sqlite" else 0)
 
 
 async def test_host_delay_override_leaves_other_hosts_at_full_speed(database: Path) -> None:

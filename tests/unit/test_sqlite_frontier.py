@@ -52,7 +52,7 @@ async def admit(
     entries = []
     for n in range(start, start + count):
         request = Request(f"http://{host}/{n}")
-        in_memory = frontier.has_room() and not spill
+        in_memory = frontier.has_room(host) and not spill
         entry = Scheduled(request, f"{host}-{n}", host, encoded=encode(request), in_memory=in_memory)
         await frontier.push(entry)
         entries.append(entry)
@@ -75,6 +75,20 @@ async def look(frontier: SQLiteFrontier) -> Counter[str]:
     return Counter(await frontier.refill())
 
 
+async def drain(frontier: SQLiteFrontier, hosts: tuple[str, ...]) -> Counter[str]:
+    """Pop one request at a time (the first of ``hosts`` that has one) and look after each,
+    until nothing is left; the hosts of the rows loaded meanwhile. The buffer never holds more
+    than it may."""
+    loaded: Counter[str] = Counter()
+    while len(frontier):
+        for host in hosts:
+            if frontier.pop(host) is not None:
+                break
+        loaded += await look(frontier)
+        assert frontier._size <= BUFFER
+    return loaded
+
+
 async def test_a_host_with_none_in_memory_gets_a_share_of_the_room_before_the_buffer_runs_low(
     storage: Storage,
 ) -> None:
@@ -95,13 +109,9 @@ async def test_a_host_with_none_in_memory_gets_a_share_of_the_room_before_the_bu
     assert await look(frontier) == Counter({"c.test": 16})
     assert frontier._size <= BUFFER
     # drained, every row is loaded once and the buffer never held more than it may
-    loaded: Counter[str] = Counter({"a.test": BUFFER, "b.test": 16, "c.test": 16})
-    while len(frontier):
-        for host in ("a.test", "b.test", "c.test"):
-            if frontier.pop(host) is not None:
-                break
-        loaded += await look(frontier)
-        assert frontier._size <= BUFFER
+    loaded = Counter({"a.test": BUFFER, "b.test": 16, "c.test": 16}) + await drain(
+        frontier, ("a.test", "b.test", "c.test")
+    )
     assert loaded == Counter({"a.test": BUFFER + 20, "b.test": 30, "c.test": 30})
 
 
@@ -201,12 +211,7 @@ async def test_a_resting_host_gives_its_room_back_until_it_wakes(
     await commit(storage, unwritten)
     await asyncio.sleep(0.35)  # a.test wakes: hungry again
     assert await look(frontier) == Counter({"a.test": BUFFER - 12})
-    remaining: Counter[str] = Counter()
-    while len(frontier):
-        for host in ("a.test", "b.test"):
-            if frontier.pop(host) is not None:
-                break
-        remaining += await look(frontier)
+    remaining = await drain(frontier, ("a.test", "b.test"))
     assert remaining == Counter({"a.test": 58 - (BUFFER - 12)})  # 38 given back and 20 spilled, in all
 
 
@@ -346,3 +351,39 @@ async def test_requests_admitted_while_a_load_is_on_its_way_never_take_the_room_
     assert frontier._size == BUFFER
     assert not any(entry.in_memory for entry in during)  # they wait in the database
     assert len(frontier) == (0 if hungry else 15) + 50 + 5
+
+
+async def test_hosts_holding_the_room_while_hungry_hosts_wait_give_back_all_but_their_share(
+    storage: Storage, database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """a.test's requests filled the buffer and none of them left it (a hung host: its few in
+    flight wait out their timeouts); b's and c's rows waited the whole time (a minute with a
+    buffer of 50). After hungry hosts have waited ``_STARVED_FOR``, a keeps its share, its
+    best requests, and gives the rest back; its new links wait in the database meanwhile."""
+    monkeypatch.setattr(sqlite_frontier, "_STARVED_FOR", 0.05)
+    frontier = make_frontier(storage)
+    urgent = Request("http://a.test/urgent", priority=5)
+    a = [Scheduled(urgent, "a-urgent", "a.test", encoded=encode(urgent)), *await admit(frontier, "a.test", BUFFER - 1)]
+    await frontier.push(a[0])
+    b = await admit(frontier, "b.test", 30, spill=True)
+    c = await admit(frontier, "c.test", 30, spill=True)
+    await commit(storage, a + b + c)
+    assert await look(frontier) == Counter()  # no room: b and c start waiting
+    assert await look(frontier) == Counter()  # not yet long enough
+    await asyncio.sleep(0.06)
+    share = sqlite_frontier._LEAST_SHARE  # 40 // 3 hosts is less than a load's worth
+    assert await look(frontier) == Counter({"b.test": share})  # a's excess went to the first hungry host
+    assert len(frontier._queues["a.test"]) == share and frontier._size == 2 * share
+    assert frontier.pop("a.test") is a[0]  # its best stayed
+    leased = rows(database, "SELECT count(*) FROM scraper_requests WHERE host = 'a.test' AND leased = 1")
+    assert leased == [(share,)]  # the one popped (in flight) and 15 queued; 24 given back
+    more = await admit(frontier, "a.test", 2, start=100)
+    assert [entry.in_memory for entry in more] == [True, False]  # back to its share, then in the database
+    assert (await admit(frontier, "c.test", 1, start=100))[0].in_memory  # c holds nothing: it may
+    # drained, every row is loaded once
+    await commit(storage, more)
+    frontier.pop("c.test")
+    loaded = Counter({"a.test": BUFFER + 1, "b.test": share, "c.test": 1}) + await drain(
+        frontier, ("a.test", "b.test", "c.test")
+    )
+    assert loaded == Counter({"a.test": BUFFER + 2 + 24, "b.test": 30, "c.test": 30 + 1})
