@@ -212,6 +212,7 @@ class Worker:
             # or a library's BaseException subclass the crawl, marked failed: not resumable
             stop_if_cancelled(exc)
             return self._callback_failed(entry, response, exc)
+        response._forget_tree()  # the callback is done with it: not kept through the awaits below
         items, errors = await self._process_items(result, response)
         outcome = Outcome(entry.fingerprint, "done", attempts, status=response.status)
         if not result.requests:  # most pages (leaves): nothing for the scheduler

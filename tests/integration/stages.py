@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+from typing import ClassVar
+
+from selectolax.lexbor import LexborHTMLParser
+
 from scraper import DropItem, Spider
 from scraper.pipeline import BaseStage, Record
 
@@ -23,3 +28,14 @@ class FailsToClose(BaseStage):
 
     async def close(self, spider: Spider) -> None:
         raise OSError("cannot flush the export file")
+
+
+class CountsLiveDocuments(BaseStage):
+    """Passes every item, noting how many parsed documents are alive meanwhile (after the
+    callback of the item's page, while its worker awaits the pipeline)."""
+
+    seen: ClassVar[list[int]] = []
+
+    async def process(self, item: Record, spider: Spider) -> Record:
+        self.seen.append(sum(isinstance(each, LexborHTMLParser) for each in gc.get_objects()))
+        return item
