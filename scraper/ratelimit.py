@@ -57,6 +57,7 @@ class HostState:
         "probing",
         "successes",
         "trips",
+        "waiting",
     )
 
     def __init__(self, policy: HostPolicy, *, probe_first: bool = False) -> None:
@@ -66,7 +67,8 @@ class HostState:
         self.limit = 1 if probe_first else policy.concurrency  # live concurrency, moved by AIMD
         self.delay = policy.delay  # live delay between starts, moved by AIMD
         self.crawl_delay = 0.0  # from robots.txt
-        self.active = 0
+        self.active = 0  # handed out and not ended: sent, or waiting for their turn
+        self.waiting = 0  # of those, sleeping in wait_turn: not sent yet
         self.next_start = 0.0  # reservation time of the next hand-out
         self.last_start = -math.inf  # when the last request really started
         self.paused_until = 0.0
@@ -157,9 +159,13 @@ class HostLimiter:
         start = max(now, state.last_start + state.delay)
         state.last_start = start  # reserved before sleeping, so turns keep their order
         if start > now:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(start - now):
-                    await self._stopping.wait()
+            state.waiting += 1
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(start - now):
+                        await self._stopping.wait()
+            finally:
+                state.waiting -= 1
             self._check_after_wait(state, host, url)
 
     def _check_after_wait(self, state: HostState, host: str, url: str) -> None:
@@ -260,7 +266,10 @@ class HostLimiter:
         return len(self._hosts)
 
     def _slow_down(self, host: str, state: HostState) -> None:
-        state.exempt = state.active  # in flight, sent at the old rate
+        # the requests on the wire were sent at the old rate; those waiting for their turn go
+        # at the new one, and their answers tell of it (they were exempt: a retry's second 503
+        # did not slow the host again)
+        state.exempt = state.active - state.waiting  # in flight, sent at the old rate
         state.limit = max(1, state.limit // 2)
         slower = min(state.policy.max_delay, max(state.delay * 2, _FIRST_BACKOFF_DELAY))
         state.delay = max(state.floor_delay, slower)  # never faster than configured or Crawl-delay
@@ -284,7 +293,7 @@ class HostLimiter:
         pause = breaker.pause * min(2**state.trips, _MAX_TRIP_FACTOR)
         state.trips += 1
         state.failures = 0
-        state.before_trip = state.active  # in flight: their failures were the host's state before this trip
+        state.before_trip = state.active - state.waiting  # on the wire: their failures tell of before this trip
         self._stats.increment("hosts/breaker_trips")
         if breaker.max_trips and state.trips >= breaker.max_trips:
             # a host down for good: its requests would wait ever longer (20 requests to a port

@@ -169,6 +169,28 @@ def test_a_burst_of_throttled_answers_slows_a_host_once() -> None:
     assert (state.limit, state.delay) == (2, 0.5)
 
 
+async def test_requests_waiting_their_turn_at_a_slow_down_are_not_exempt_from_the_next() -> None:
+    """A slow-down exempts the answers of the requests sent at the old rate; it exempted those
+    handed out and still waiting for their turn too, which go at the new rate: after a burst
+    of 503s, the retries' 503s slowed the host once in two."""
+    hosts = limiter(per_host={"concurrency": 8, "delay": 0.0}, breaker={"failures": 100})
+    state = hosts.state("a.test")
+    hosts.begin("a.test", time.monotonic())
+    await hosts.wait_turn("a.test", "http://a.test/1")
+    hosts.end("a.test", Signal.THROTTLED)  # 0.25 s apart from now on
+    hosts.begin("a.test", time.monotonic())  # 2 and 3 handed out
+    hosts.begin("a.test", time.monotonic())
+    sent = asyncio.create_task(hosts.wait_turn("a.test", "http://a.test/2"))
+    later = asyncio.create_task(hosts.wait_turn("a.test", "http://a.test/3"))
+    await sent
+    hosts.end("a.test", Signal.THROTTLED)  # 2's 503, while 3 waits for its turn
+    assert (state.limit, state.delay, state.exempt) == (2, 0.5, 0)
+    await later
+    hosts.end("a.test", Signal.THROTTLED)  # sent at the new rate: it slows the host again
+    assert (state.limit, state.delay) == (1, 1.0)
+    assert hosts._stats.get("hosts/slowed_down") == 3
+
+
 def test_a_retried_request_failing_again_does_not_count_toward_the_breaker() -> None:
     """One broken URL retried (its retries alone left at the end of a crawl) rested a healthy
     host again and again, the rests doubling: 480 s for a crawl whose pages took 1 s."""
