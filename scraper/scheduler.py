@@ -78,7 +78,8 @@ class Scheduler:
         self._in_flight = 0
         self._producers = 0
         self._changed = asyncio.Event()
-        self._wake: asyncio.TimerHandle | None = None  # armed by wait_for_change
+        self._wake: asyncio.Handle | None = None  # armed by wait_for_change...
+        self._wake_at = 0.0  # ...for this time (uvloop's handle of a time past has no when())
         self._closed = False
         self.limit_reached: str | None = None
         if settings.close.max_pages and handed_out >= settings.close.max_pages:
@@ -345,9 +346,10 @@ class Scheduler:
         """One timer serves every wait: a wake-up armed for no later than ``until`` is kept,
         so the wait after each finished request (thousands a second) arms none of its own."""
         if self._wake is not None:
-            if self._wake.when() <= until:
+            if self._wake_at <= until:
                 return
             self._wake.cancel()
+        self._wake_at = until
         self._wake = asyncio.get_running_loop().call_at(until, self._woken)
 
     def disarm(self) -> None:

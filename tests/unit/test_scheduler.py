@@ -279,6 +279,26 @@ async def test_a_change_made_after_the_last_look_ends_the_wait_at_once() -> None
     await asyncio.wait_for(sched.wait_for_change(until=time.monotonic() + 60), timeout=2)
 
 
+async def test_a_wake_up_armed_for_a_time_past_is_kept_as_any_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvloop's call_at() returns a plain Handle, without when(), for a time already past: the
+    next wait asked it when it was due, and the crawl ended failed (AttributeError)."""
+    sched, _ = scheduler()
+    loop = asyncio.get_running_loop()
+    original = loop.call_at
+
+    def call_at(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.Handle:
+        if when <= loop.time():  # as uvloop does
+            return loop.call_soon(callback, *args)
+        return original(when, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", call_at)
+    sched.look()
+    waiting = asyncio.create_task(sched.wait_for_change(until=time.monotonic() - 1))
+    sched.look()
+    again = asyncio.create_task(sched.wait_for_change(until=time.monotonic() + 60))  # asks the armed one's time
+    await asyncio.wait_for(asyncio.gather(waiting, again), timeout=2)
+
+
 async def test_one_wake_up_serves_successive_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     sched, _ = scheduler()
     loop = asyncio.get_running_loop()
