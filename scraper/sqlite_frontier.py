@@ -11,10 +11,10 @@ hosts with a per-host delay crawled at the rate of 5). A host that rests (its br
 a Retry-After) while rows wait gives its requests' leases back, so that it does not hold the
 room either (five dead hosts' links had kept every other host waiting for their rests,
 minutes). Nor does a host that holds the room without resting (its pages hang, or come
-slowly): when hungry hosts have waited a while for room, every host is cut to a share. On
-resume the dead run's leases are released and everything pending is loaded these ways. A
-row the spider can no longer run (its callback was renamed or removed between the runs)
-fails with an error row instead of staying pending.
+slowly): when hungry hosts have waited a while as a host held more than its part, every
+host is cut to a share. On resume the dead run's leases are released and everything pending
+is loaded these ways. A row the spider can no longer run (its callback was renamed or
+removed between the runs) fails with an error row instead of staying pending.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ _HOSTS_A_LOOK = 64  # hungry hosts loaded by one look, at most
 _LEAST_SHARE = 16  # rows loaded for a hungry host at once, at least: the room a look waits for
 _MISSES = 3  # loads that found nothing (its rows not committed yet) before a hungry host is let go
 _REST_TO_GIVE_BACK = 5.0  # seconds of rest after which a host's requests leave memory (while rows wait)
-# seconds hungry hosts wait with no room for a share before the hosts holding more than theirs
-# give the excess back (a hung host's 50 requests held a buffer of 50 for a minute)
+# seconds hungry hosts may wait while a host holds more than its fair part of the buffer; then
+# every host gives back what it holds past that (a hung host's 50 requests held a buffer of 50
+# for a minute)
 _STARVED_FOR = 1.0
 # resting hosts whose rows a refill of the best rows leaves, at most (each a bound parameter:
 # SQLite allows 32,766; 500 let a broad crawl's other dead hosts' rows fill the buffer)
@@ -85,7 +86,7 @@ class SQLiteFrontier(MemoryFrontier):
         self._rests: dict[str, float] = {}
         self._rest_ends: list[tuple[float, str]] = []
         self._to_give_back: set[str] = set()
-        self._starved_since: float | None = None  # since when hungry hosts find no room for a share
+        self._starved_since: float | None = None  # since when hungry hosts wait while a host holds more than its part
         # hosts were cut to a share of the buffer (``_share_out``): requests a host may hold in
         # memory since then, until everything is in memory again; 0: no cut
         self._cap = 0
@@ -101,9 +102,15 @@ class SQLiteFrontier(MemoryFrontier):
         return not self._cap or len(self._queues.get(host, ())) < self._cap
 
     def _share(self) -> int:
-        """The requests a host may hold in memory while others have none: the buffer split
-        among them, but at least a load's worth."""
-        return max(_LEAST_SHARE, self._buffer // (len(self._queues) + len(self._hungry) or 1))
+        """A host's fair part of the buffer: split among the hosts with requests in memory and
+        those waiting for some (at least one request)."""
+        return max(1, self._buffer // (len(self._queues) + len(self._hungry) or 1))
+
+    def _least(self) -> int:
+        """The rows a look loads for a hungry host at least, and the room it waits for: a load's
+        worth, or the share hosts were cut to when that is less (a buffer of 50 among 20 hosts:
+        three hung hosts holding 16 each left no room for one load)."""
+        return min(_LEAST_SHARE, self._cap) if self._cap else _LEAST_SHARE
 
     async def push(self, entry: Scheduled, *, not_before: float = 0.0) -> None:
         if entry.in_memory:
@@ -160,6 +167,8 @@ class SQLiteFrontier(MemoryFrontier):
         if self._cap:  # nor those of hosts at their share: the best rows, they took it all back
             resting += [host for host, queue in self._queues.items() if len(queue) >= self._cap]
         rows = await self._lease(self._buffer - self._size, excluding=resting)
+        if rows and self._cap:
+            rows = await self._within_cap(rows)
         if not rows:
             # only resting hosts' rows wait: ask less and less often (every 20 ms, a transaction
             # each, took 2.5 s of CPU in 10 s of a rest); others wait too: their page's commit is
@@ -177,15 +186,17 @@ class SQLiteFrontier(MemoryFrontier):
         room goes (never past it: hosts that cannot fetch, resting ones, hold no more memory
         than before). One look every ``_LOOK_EVERY`` at most."""
         self._note_emptied()
-        room = self._buffer - self._size
-        if not self._hungry or room >= _LEAST_SHARE:
+        if not self._hungry:
             self._starved_since = None
-        elif self._starved_since is None:
-            self._starved_since = now
-        if not self._hungry or now < self._next_look or room < _LEAST_SHARE:
+            return []
+        if now < self._next_look:
             return []
         self._next_look = now + _LOOK_EVERY
-        share = max(_LEAST_SHARE, min(self._share(), room // min(len(self._hungry), _HOSTS_A_LOOK)))
+        self._watch_fairness(now)
+        room, least = self._buffer - self._size, self._least()
+        if room < least:
+            return []
+        share = max(least, min(self._share(), room // min(len(self._hungry), _HOSTS_A_LOOK)))
         hosts = list(itertools.islice(self._hungry, min(_HOSTS_A_LOOK, room // share)))
         rows = await self._lease(share, hosts=hosts)
         found = Counter(row["host"] for row in rows)
@@ -198,6 +209,38 @@ class SQLiteFrontier(MemoryFrontier):
                 if count >= share:
                     self._by_host.setdefault(host, 1)
         return loaded
+
+    def _watch_fairness(self, now: float) -> None:
+        """Note since when hungry hosts wait while a host holds more than its fair part (the
+        wait for room alone missed a hung host holding 111 of 200: the room reached a load's
+        worth now and then, and admissions took it). While all is fair, hosts that were cut
+        to a share follow it as it changes."""
+        share = self._share()
+        if any(len(queue) > share for queue in self._queues.values()):
+            if self._starved_since is None:
+                self._starved_since = now
+            return
+        self._starved_since = None
+        if self._cap:  # fair now: the cap follows the share as hosts come and go
+            self._cap = share
+
+    async def _within_cap(self, rows: list[sqlite3.Row]) -> list[sqlite3.Row]:
+        """The leased ``rows`` that keep each host within the share hosts were cut to; the
+        others' leases are given back at once (a hung host whose queue had gone in flight took
+        100 of a buffer of 200 again, its cap 16)."""
+        left: dict[str, int] = {}
+        kept: list[sqlite3.Row] = []
+        over: list[sqlite3.Row] = []
+        for row in rows:
+            host = row["host"]
+            room = left.get(host)
+            if room is None:
+                room = self._cap - len(self._queues.get(host, ()))
+            left[host] = room - 1
+            (kept if room > 0 else over).append(row)
+        if over:
+            await self._storage.give_back([row["fingerprint"] for row in over])
+        return kept
 
     async def _lease(
         self, limit: int, *, hosts: Sequence[str] = (), excluding: Sequence[str] = ()
@@ -237,11 +280,12 @@ class SQLiteFrontier(MemoryFrontier):
         return await self._returned(aside)
 
     async def _share_out(self, now: float) -> list[str]:
-        """Hungry hosts have waited ``_STARVED_FOR`` with no room for a share: each host holding
-        more than its share gives its worst requests back (a hung or slowed host had held the
-        whole buffer, a minute at a time, while other hosts' rows waited). From then on until
-        everything is in memory again, no host holds more than that share (``has_room``, the
-        refill of the best rows). Returns what ``_give_back`` does."""
+        """Hungry hosts have waited ``_STARVED_FOR`` while a host held more than its fair part:
+        each host holding more gives its worst requests back (a hung or slowed host had held
+        the whole buffer, a minute at a time, while other hosts' rows waited). From then on
+        until everything is in memory again, no host holds more than that share (``has_room``,
+        the refill of the best rows; hungry hosts' loads are of at most the share). Returns
+        what ``_give_back`` does."""
         self._starved_since = None  # the next one, if need be, after another wait
         self._next_look = now  # the room goes to the hungry hosts at once
         self._cap = share = self._share()
@@ -353,7 +397,10 @@ class SQLiteFrontier(MemoryFrontier):
     def next_due(self) -> float | None:
         """The earliest parked entry; or, while rows wait, the earliest of: the next refill of
         the best rows (the buffer at most half full), the next look for hungry hosts (room for
-        a share), a rest's end. Never a time past: the feeder would spin."""
+        a share), a rest's end, the end of hungry hosts' wait for room. One of these passed
+        already is due now: a refill just before the next look had the look dropped, and the
+        feeder slept until a hung page answered (40 s). (``refill`` moves each of them on, so
+        the feeder does not spin.)"""
         due = super().next_due()
         if not self._spilled:
             return due
@@ -362,13 +409,13 @@ class SQLiteFrontier(MemoryFrontier):
         wanted = [self._rest_ends[0][0]] if self._rest_ends else []
         if self._size <= self._buffer // 2:
             wanted.append(self._next_refill)
-        if self._hungry and self._buffer - self._size >= _LEAST_SHARE:
+        if self._hungry and self._buffer - self._size >= self._least():
             wanted.append(self._next_look)
         if self._starved_since is not None:
             wanted.append(self._starved_since + _STARVED_FOR)
-        for time_ in wanted:
-            if time_ > now:
-                due = time_ if due is None else min(due, time_)
+        if wanted:
+            soonest = max(now, min(wanted))
+            due = soonest if due is None else min(due, soonest)
         return due
 
     def __len__(self) -> int:

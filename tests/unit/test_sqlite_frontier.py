@@ -358,8 +358,9 @@ async def test_hosts_holding_the_room_while_hungry_hosts_wait_give_back_all_but_
 ) -> None:
     """a.test's requests filled the buffer and none of them left it (a hung host: its few in
     flight wait out their timeouts); b's and c's rows waited the whole time (a minute with a
-    buffer of 50). After hungry hosts have waited ``_STARVED_FOR``, a keeps its share, its
-    best requests, and gives the rest back; its new links wait in the database meanwhile."""
+    buffer of 50). After hungry hosts have waited ``_STARVED_FOR`` while a held more than its
+    part, a keeps its part, its best requests, and gives the rest back, which goes to b and c;
+    from then on, its new links wait in the database once it holds its part."""
     monkeypatch.setattr(sqlite_frontier, "_STARVED_FOR", 0.05)
     frontier = make_frontier(storage)
     urgent = Request("http://a.test/urgent", priority=5)
@@ -371,19 +372,53 @@ async def test_hosts_holding_the_room_while_hungry_hosts_wait_give_back_all_but_
     assert await look(frontier) == Counter()  # no room: b and c start waiting
     assert await look(frontier) == Counter()  # not yet long enough
     await asyncio.sleep(0.06)
-    share = sqlite_frontier._LEAST_SHARE  # 40 // 3 hosts is less than a load's worth
-    assert await look(frontier) == Counter({"b.test": share})  # a's excess went to the first hungry host
-    assert len(frontier._queues["a.test"]) == share and frontier._size == 2 * share
+    part = BUFFER // 3  # 13: less than a load's worth, so a look loads that much
+    assert await look(frontier) == Counter({"b.test": part, "c.test": part})  # a's excess went to them
+    assert len(frontier._queues["a.test"]) == part and frontier._size == 3 * part
     assert frontier.pop("a.test") is a[0]  # its best stayed
     leased = rows(database, "SELECT count(*) FROM scraper_requests WHERE host = 'a.test' AND leased = 1")
-    assert leased == [(share,)]  # the one popped (in flight) and 15 queued; 24 given back
+    assert leased == [(part,)]  # the one popped (in flight) and 12 queued; 27 given back
     more = await admit(frontier, "a.test", 2, start=100)
-    assert [entry.in_memory for entry in more] == [True, False]  # back to its share, then in the database
-    assert (await admit(frontier, "c.test", 1, start=100))[0].in_memory  # c holds nothing: it may
+    assert [entry.in_memory for entry in more] == [True, False]  # back to its part, then in the database
+    c_more = await admit(frontier, "c.test", 1, start=100)
+    assert not c_more[0].in_memory  # c holds its part
+    assert (await admit(frontier, "d.test", 1))[0].in_memory  # d holds nothing: it may
     # drained, every row is loaded once
-    await commit(storage, more)
-    frontier.pop("c.test")
-    loaded = Counter({"a.test": BUFFER + 1, "b.test": share, "c.test": 1}) + await drain(
+    await commit(storage, more + c_more)
+    frontier.pop("d.test")
+    loaded = Counter({"a.test": BUFFER + 1, "b.test": part, "c.test": part}) + await drain(
         frontier, ("a.test", "b.test", "c.test")
     )
-    assert loaded == Counter({"a.test": BUFFER + 2 + 24, "b.test": 30, "c.test": 30 + 1})
+    assert loaded == Counter({"a.test": BUFFER + 2 + 27, "b.test": 30, "c.test": 30 + 1})
+
+
+async def test_a_refill_of_the_best_rows_keeps_each_host_within_the_share_it_was_cut_to(
+    storage: Storage, database: Path
+) -> None:
+    """A hung host cut to its share had its queue go in flight; the next refill of the best
+    rows, which were its own, loaded 100 of them into a buffer of 200 (its cap 16)."""
+    frontier = make_frontier(storage)
+    a = await admit(frontier, "a.test", 30, spill=True)
+    b = await admit(frontier, "b.test", 5, spill=True)
+    await commit(storage, a + b)
+    frontier._cap = 4  # as a share-out leaves it
+    frontier._next_look = float("inf")  # the refill of the best rows alone
+    assert Counter(await frontier.refill()) == Counter({"a.test": 4, "b.test": 4})
+    leased = rows(database, "SELECT host, count(*) FROM scraper_requests WHERE leased = 1 GROUP BY host")
+    assert leased == [("a.test", 4), ("b.test", 4)]  # the others' leases given back at once
+    assert len(frontier) == 35
+
+
+async def test_a_look_whose_time_passed_is_due_now(storage: Storage) -> None:
+    """The feeder's refill came just before the next look for hungry hosts; by the time it
+    asked when to come back, the look's time had passed, and a time past was dropped: it slept
+    until some request ended (a hung page's answer, 40 s later)."""
+    frontier = make_frontier(storage)
+    a = await admit(frontier, "a.test", BUFFER)
+    b = await admit(frontier, "b.test", 20, spill=True)
+    await commit(storage, a + b)
+    pop(frontier, "a.test", BUFFER)  # in flight, hung: b is hungry, the buffer empty
+    frontier._next_refill = frontier._next_look = time.monotonic() - 0.001
+    due = frontier.next_due()
+    assert due is not None and due <= time.monotonic()
+    assert Counter(await frontier.refill()) == Counter({"b.test": 20})
