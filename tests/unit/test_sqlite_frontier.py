@@ -402,7 +402,7 @@ async def test_a_refill_of_the_best_rows_keeps_each_host_within_the_share_it_was
     b = await admit(frontier, "b.test", 5, spill=True)
     await commit(storage, a + b)
     frontier._cap = 4  # as a share-out leaves it
-    frontier._next_look = float("inf")  # the refill of the best rows alone
+    frontier._next_look = frontier._next_watch = float("inf")  # the refill of the best rows alone
     assert Counter(await frontier.refill()) == Counter({"a.test": 4, "b.test": 4})
     leased = rows(database, "SELECT host, count(*) FROM scraper_requests WHERE leased = 1 GROUP BY host")
     assert leased == [("a.test", 4), ("b.test", 4)]  # the others' leases given back at once
