@@ -269,7 +269,7 @@ class HostLimiter:
         # the requests on the wire were sent at the old rate; those waiting for their turn go
         # at the new one, and their answers tell of it (they were exempt: a retry's second 503
         # did not slow the host again)
-        state.exempt = state.active - state.waiting  # in flight, sent at the old rate
+        state.exempt = state.active - state.waiting
         state.limit = max(1, state.limit // 2)
         slower = min(state.policy.max_delay, max(state.delay * 2, _FIRST_BACKOFF_DELAY))
         state.delay = max(state.floor_delay, slower)  # never faster than configured or Crawl-delay

@@ -112,8 +112,8 @@ class SQLiteFrontier(MemoryFrontier):
 
     def _least(self) -> int:
         """The rows a look loads for a hungry host at least, and the room it waits for: a load's
-        worth, or the share hosts were cut to when that is less (a buffer of 50 among 20 hosts:
-        three hung hosts holding 16 each left no room for one load)."""
+        worth, or the share hosts were cut to when that is less (in a buffer of 50, three hung
+        hosts cut to 12 each leave room for a load of 12, not of 16)."""
         return min(_LEAST_SHARE, self._cap) if self._cap else _LEAST_SHARE
 
     async def push(self, entry: Scheduled, *, not_before: float = 0.0) -> None:
@@ -292,13 +292,10 @@ class SQLiteFrontier(MemoryFrontier):
         what ``_give_back`` does."""
         self._starved_since = None  # the next one, if need be, after another wait
         self._next_look = now  # the room goes to the hungry hosts at once
-        self._cap = share = self._share()
-        aside = [
-            queued
-            for host, queue in list(self._queues.items())
-            if len(queue) > share
-            for queued in self._set_aside(host, keep=share)
-        ]
+        self._cap = self._share()
+        aside: list[tuple[int, int, Scheduled]] = []
+        for host in list(self._queues):  # _set_aside may remove a host's queue
+            aside += self._set_aside(host, keep=self._cap)
         self._stats.increment("frontier/shared_out", len(aside))
         return await self._returned(aside)
 
@@ -401,10 +398,10 @@ class SQLiteFrontier(MemoryFrontier):
     def next_due(self) -> float | None:
         """The earliest parked entry; or, while rows wait, the earliest of: the next refill of
         the best rows (the buffer at most half full), the next look for hungry hosts (room for
-        a share), a rest's end, the end of hungry hosts' wait for room. One of these passed
-        already is due now: a refill just before the next look had the look dropped, and the
-        feeder slept until a hung page answered (40 s). (``refill`` moves each of them on, so
-        the feeder does not spin.)"""
+        a share), a rest's end, the share-out due while a host holds more than its part. One
+        of these passed already is due now: a refill just before the next look had the look
+        dropped, and the feeder slept until a hung page answered (40 s). (``refill`` moves
+        each of them on, so the feeder does not spin.)"""
         due = super().next_due()
         if not self._spilled:
             return due
