@@ -1,10 +1,11 @@
 """Every performance benchmark in one command, and the table for the README.
 
-``python bench/run.py`` (from the repository root, after ``pip install -e '.[fast]'``) runs,
-in this order, each part printing its own per-run table:
+``python bench/run.py`` (from the repository root, after ``pip install -e .``; with ``'.[fast]'``
+our crawls and one row of the reference run on uvloop) runs, in this order, each part
+printing its own per-run table:
 
 1. the static site's ceiling: a fetch-only aiohttp client, no parsing (``bench/site.py``);
-2. throughput, A/B/A/B: the hand-written reference loop (on asyncio's loop and on uvloop),
+2. throughput, A/B/A/B: the hand-written reference loop (on asyncio's loop, and on uvloop when installed),
    our framework with the SQLite and the in-memory frontier, Scrapy and Crawlee, all storing
    every product of the same static shop (``bench/throughput.py``; Scrapy and Crawlee are
    installed into ``bench/competitors/.venv`` on first use);
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rounds = "1" if args.quick else str(args.rounds)
     products = "300" if args.quick else "2000"
-    kinds = [kind for kind in throughput.DEFAULT_KINDS if not (args.no_competitors and kind in throughput.COMPETITORS)]
+    skipped = throughput.COMPETITORS if args.no_competitors else ()
+    kinds = [kind for kind in throughput.default_kinds() if kind not in skipped]
     common = ["--server", args.server, "--products", products]
     failures = 0
 
@@ -129,8 +131,9 @@ def render_summary(
     products: int,
 ) -> str:
     lines = [
-        f"Measured by `python bench/run.py` on {machine()}; the shop ({products:,} products, ~20 KB pages) "
-        f"served by {server}; medians of {rounds} A/B rounds (the x columns: medians of the per-round ratios).",
+        f"Measured by `python bench/run.py` on {machine()}, our crawls on {_event_loop()}; the shop "
+        f"({products:,} products, ~20 KB pages) served by {server}; medians of {rounds} A/B rounds (the x columns: "
+        "medians of the per-round ratios).",
         "",
         "| crawler | pages/s | CPU ms/page | peak RSS MB | x reference | x Scrapy |",
         "|---|---:|---:|---:|---:|---:|",
@@ -203,6 +206,14 @@ def render_summary(
     if spreads:
         lines += ["", "Round by round: " + "; ".join(spreads) + "."]
     return "\n".join(lines)
+
+
+def _event_loop() -> str:
+    """The loop our crawls ran on (``event_loop: auto``): where uvloop is missing, the table
+    says so, as it has no uvloop row then."""
+    if throughput.uvloop_installed():
+        return "uvloop"
+    return "asyncio's loop (uvloop is not installed: pip install -e '.[fast]')"
 
 
 def _figure(value: float, limit: float, template: str) -> str:

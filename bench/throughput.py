@@ -69,6 +69,7 @@ REFERENCES = ("reference", "reference+uvloop", "reference-nowrite")
 COMPETITORS = ("scrapy", "crawlee")
 KINDS = (*REFERENCES, *OURS, *COMPETITORS)
 DEFAULT_KINDS = ("reference", "reference+uvloop", "sqlite", "memory", "scrapy", "crawlee")
+UVLOOP_KINDS = frozenset({"reference+uvloop"})  # kinds that need uvloop installed (the ``fast`` extra)
 TARGETS = {"sqlite": 0.85, "memory": 0.95}  # pages/s as a fraction of the reference's
 CPU_MARGIN_MS = 0.15  # CPU ms per page may exceed the reference's by at most this much
 ASYNCIO_LOOP = frozenset({"reference", "reference-nowrite"})  # kinds on asyncio's own loop
@@ -383,9 +384,22 @@ def report(args: argparse.Namespace, results: list[RunResult]) -> int:
     return 1 if failures else 0
 
 
+def uvloop_installed() -> bool:
+    from scraper import runtime
+
+    return runtime.uvloop_available()
+
+
+def default_kinds() -> tuple[str, ...]:
+    """``DEFAULT_KINDS``, less those that need uvloop when it is not installed: in a clone set
+    up by the README's quick start (no ``fast`` extra) every round of the uvloop comparison
+    failed, and so did the whole command."""
+    return DEFAULT_KINDS if uvloop_installed() else tuple(kind for kind in DEFAULT_KINDS if kind not in UVLOOP_KINDS)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_shop_arguments(parser, padding=20000)
-    parser.add_argument("--kinds", default=",".join(DEFAULT_KINDS),
+    parser.add_argument("--kinds", default=",".join(default_kinds()),
                         help=f"comma-separated, of {', '.join(KINDS)} (default: %(default)s)")  # fmt: skip
     parser.add_argument("--spider", choices=("bench", "heavy"), default="bench", help="our kinds' spider")
     parser.add_argument("--parse-processes", type=int, default=2, help="parse processes of the pool kind (default 2)")
@@ -410,6 +424,8 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     args.kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
     if unknown := [kind for kind in args.kinds if kind not in KINDS]:
         parser.error(f"--kinds: unknown {', '.join(unknown)} (choose from {', '.join(KINDS)})")
+    if (wanting := [kind for kind in args.kinds if kind in UVLOOP_KINDS]) and not uvloop_installed():
+        parser.error(f"--kinds: {', '.join(wanting)} needs uvloop, which is not installed (pip install -e '.[fast]')")
     if getattr(args, "one", None) and not (args.base_url and args.database):
         parser.error("--one needs --base-url and --database")
     if args.rounds < 1 or args.warmup < 0 or args.products < 1:
