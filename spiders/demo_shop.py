@@ -22,7 +22,9 @@ CURRENCIES = {"£": "GBP", "€": "EUR", "$": "USD"}
 
 
 class Product(Item):
-    key: ClassVar[tuple[str, ...]] = ("url",)
+    # the SKU, not the URL: the shop gets a new port each run, so keyed by URL every run of the
+    # demo added its products again
+    key: ClassVar[tuple[str, ...]] = ("sku",)
 
     url: str
     title: str

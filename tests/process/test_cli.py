@@ -104,6 +104,17 @@ def test_demo_crawls_the_bundled_shop_and_prints_a_summary(tmp_path: Path) -> No
     assert rows(database, "SELECT status FROM scraper_crawls") == [("finished",)]
 
 
+def test_running_the_demo_again_replaces_its_products_instead_of_adding_them(tmp_path: Path) -> None:
+    """The shop gets a new port each run and the products were keyed by URL: every run of the
+    quick start's command added 600 rows more."""
+    database = tmp_path / "demo.db"
+    for _ in range(2):
+        result = scraper("demo", "--products", "20", "--db", str(database))
+        assert result.returncode == 0, result.stderr
+    assert rows(database, "SELECT count(*), count(DISTINCT sku) FROM product") == [(20, 20)]
+    assert rows(database, "SELECT count(*) FROM scraper_crawls WHERE status = 'finished'") == [(2,)]
+
+
 def test_the_summarys_commands_stay_on_one_line_in_a_narrow_terminal(tmp_path: Path) -> None:
     """A table cell wrapped the 'look' command over two lines, which did not paste."""
     database = tmp_path / "a-directory-name-long-enough-to-wrap" / "demo.db"
