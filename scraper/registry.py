@@ -1,10 +1,13 @@
 """Finds spiders by ``name`` in the modules that ``settings.spiders`` lists (and their
-submodules). Two spiders with one name is an error, not a silent pick.
+submodules). Two spiders with one name is an error when that name is asked for, not a silent
+pick.
 
 A submodule that fails to import (a spider being written, with a syntax error) does not hide
 the spiders of the others: they are listed and run, and the failure is a warning. Only when
 the spider asked for is not found among them is the failure the error, as that spider may be
-the broken module's."""
+the broken module's. Two spiders sharing a name are the same: a warning, unless that name is
+the one asked for (a copy of the tutorial's spider beside the repository's stopped every
+command, ``demo`` and ``list`` included)."""
 
 from __future__ import annotations
 
@@ -32,16 +35,24 @@ def find_spiders(modules: Iterable[str], *, project_dir: Path | None = None) -> 
     spiders, broken, _ = _scan(modules, project_dir)
     for _, failure in broken:
         logger.warning("%s (its spiders are left out)", failure)
-    return spiders
+    for name, classes in _clashes(spiders).items():
+        logger.warning("%s (left out until one is renamed)", _clash(name, classes))
+        del spiders[name]
+    return {name: classes[0] for name, classes in spiders.items()}
 
 
 def load_spider_class(name: str, modules: Iterable[str], *, project_dir: Path | None = None) -> type[Spider]:
     modules = list(modules)
-    spiders, broken, nameless = _scan(modules, project_dir)
-    if name in spiders:
+    found, broken, nameless = _scan(modules, project_dir)
+    if len(found.get(name, ())) > 1:
+        raise ConfigError(f"{_clash(name, found[name])}: rename one")
+    if name in found:
         for _, failure in broken:
             logger.warning("%s (not the module of spider %r, which runs)", failure, name)
-        return spiders[name]
+        for other, classes in _clashes(found).items():
+            logger.warning("%s (not spider %r, which runs)", _clash(other, classes), name)
+        return found[name][0]
+    spiders = {name: classes[0] for name, classes in found.items()}
     if broken:  # the spider may be a broken module's: that is the error to fix
         raise ConfigError(_broken_for(name, broken))
     if not modules:
@@ -53,6 +64,15 @@ def load_spider_class(name: str, modules: Iterable[str], *, project_dir: Path | 
     raise SpiderNotFound(
         f"no spider named {name!r} in {', '.join(modules)} (known: {known}){_what_was_meant(name, spiders, nameless)}"
     )
+
+
+def _clashes(found: dict[str, list[type[Spider]]]) -> dict[str, list[type[Spider]]]:
+    return {name: classes for name, classes in found.items() if len(classes) > 1}
+
+
+def _clash(name: str, classes: list[type[Spider]]) -> str:
+    where = [_where(spider_class) for spider_class in classes]
+    return f"spiders {', '.join(where[:-1])} and {where[-1]} are {'both' if len(where) == 2 else 'all'} named {name!r}"
 
 
 def _broken_for(name: str, broken: list[tuple[str, str]]) -> str:
@@ -87,12 +107,12 @@ def _what_was_meant(name: str, spiders: dict[str, type[Spider]], nameless: list[
 
 def _scan(
     modules: Iterable[str], project_dir: Path | None
-) -> tuple[dict[str, type[Spider]], list[tuple[str, str]], list[type[Spider]]]:
-    """The spiders of ``modules`` by name, what failed in the submodules that could not be
-    imported, and the ``Spider`` subclasses with no name there. A listed module that cannot
-    be imported is an error: nothing can be found."""
+) -> tuple[dict[str, list[type[Spider]]], list[tuple[str, str]], list[type[Spider]]]:
+    """The spiders of ``modules`` by name (more than one where names clash), what failed in
+    the submodules that could not be imported, and the ``Spider`` subclasses with no name
+    there. A listed module that cannot be imported is an error: nothing can be found."""
     _ensure_importable(project_dir or Path.cwd())
-    found: dict[str, type[Spider]] = {}
+    found: dict[str, list[type[Spider]]] = {}
     broken: list[tuple[str, str]] = []  # (module, why it failed to import)
     nameless: list[type[Spider]] = []
     for module in _walk(modules, broken):
@@ -100,11 +120,9 @@ def _scan(
             if not spider_class.name:
                 nameless.append(spider_class)
                 continue
-            other = found.setdefault(spider_class.name, spider_class)
-            if other is not spider_class:
-                raise ConfigError(
-                    f"two spiders are named {spider_class.name!r}: {_where(other)} and {_where(spider_class)}"
-                )
+            named = found.setdefault(spider_class.name, [])
+            if spider_class not in named:  # a module walked twice finds its classes again
+                named.append(spider_class)
     return found, broken, nameless
 
 

@@ -509,10 +509,26 @@ def test_a_module_that_fails_to_import_hides_no_other_spider(tmp_path: Path) -> 
     assert not (tmp_path / "never.db").exists()
 
 
-def test_two_spiders_with_one_name_is_an_error(tmp_path: Path) -> None:
-    project = make_project(tmp_path, SPIDER + SPIDER.replace("class SiteSpider", "class Other"))
-    result = scraper("list", cwd=project)
-    assert result.returncode == 2 and "two spiders are named 'site'" in result.stderr
+LONE_SPIDER = """
+    class Lone(Spider):
+        name = "lone"
+        start_urls = ["http://127.0.0.1:1/"]
+"""
+
+
+def test_two_spiders_with_one_name_are_an_error_only_when_that_name_is_asked_for(tmp_path: Path) -> None:
+    """A copy of the tutorial's spider beside the repository's stopped every command, those
+    for other spiders (``list``, ``demo``) too."""
+    project = make_project(tmp_path, SPIDER + SPIDER.replace("class SiteSpider", "class Other") + LONE_SPIDER)
+    clash = "spiders myspiders.site.SiteSpider and myspiders.site.Other are both named 'site'"
+    listed = scraper("list", cwd=project)
+    assert listed.returncode == 0, listed.stderr
+    assert "│ lone " in listed.stdout and "│ site " not in listed.stdout
+    assert f"{clash} (left out until one is renamed)" in " ".join(listed.stderr.split())
+    asked = scraper("run", "site", "--db", str(tmp_path / "never.db"), cwd=project)
+    assert asked.returncode == 2
+    assert asked.stderr.strip() == f"error: {clash}: rename one"
+    assert not (tmp_path / "never.db").exists()
 
 
 async def test_run_records_failures_and_exits_zero(tmp_path: Path) -> None:

@@ -110,3 +110,31 @@ def test_an_empty_spiders_setting_says_so() -> None:
         "no spider named 'shop': setting 'spiders' lists no module "
         "(list those holding your spiders: spiders: [spiders])"
     )
+
+
+def test_a_name_two_spiders_share_fails_only_when_asked_for(
+    package: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / package / "twin.py").write_text(
+        textwrap.dedent("""
+            from scraper import Spider
+
+            class Twin(Spider):
+                name = "walk"
+                start_urls = ["http://127.0.0.1:1/"]
+
+            class Other(Spider):
+                name = "other"
+                start_urls = ["http://127.0.0.1:1/"]
+        """)
+    )
+    try:
+        with pytest.raises(ConfigError) as caught:
+            load_spider_class("walk", [package])
+        assert str(caught.value) == (
+            f"spiders {package}.Walk and {package}.twin.Twin are both named 'walk': rename one"
+        )
+        assert load_spider_class("other", [package]).__name__ == "Other"
+        assert "are both named 'walk' (not spider 'other', which runs)" in caplog.text
+    finally:
+        sys.modules.pop(f"{package}.twin", None)
