@@ -83,10 +83,13 @@ _SCRAPY_COMMANDS = {
     "runspider": "put the spider in spiders/ and run it by name: python -m scraper run NAME",
     "startproject": f"a project is a folder with spiders/ and config.yaml (the README's tutorial); {_NOT_BUILT}",
     "genspider": f"a spider is a module in spiders/ (the README's tutorial); {_NOT_BUILT}",
-    "shell": _NOT_BUILT,
-    "fetch": _NOT_BUILT,
-    "parse": _NOT_BUILT,
-    "view": _NOT_BUILT,
+    # what to use meanwhile: a page saved to a file and a Response made of it (the tutorial's
+    # check_quotes.py) tries selectors and callbacks with nothing stored
+    "shell": "try selectors on a saved page: Response(url=..., body=...).css(...) (the README's tutorial); "
+    + _NOT_BUILT,
+    "fetch": f"save the page (curl -o page.html URL) and try selectors on it (the README's tutorial); {_NOT_BUILT}",
+    "parse": f"run_callback runs one callback on a saved page, storing nothing (the README's tutorial); {_NOT_BUILT}",
+    "view": f"save the page (curl -o page.html URL) and open the file in a browser; {_NOT_BUILT}",
     "version": "python -m scraper --version",
     # this project's own, planned: the README lists them as not built yet
     "export": f'the items are in the crawl\'s SQLite file: python -m scraper query SPIDER "SELECT ..."; {_NOT_BUILT}',
@@ -419,7 +422,9 @@ def _show_tables(database: Path, args: argparse.Namespace) -> int:
     columns, rows = asyncio.run(tables_overview(database))
     _print_rows(columns, rows)
     target = shlex.join(["--db", str(args.db)] if args.db is not None else args.target[:1])
-    first = rows[0][0] if rows else "scraper_crawls"
+    # the first table with rows, items first: the first by name alone was scraper_cookies for a
+    # crawl that stored no item, a table that a finished crawl leaves empty
+    first = next((name for name, count, _ in rows if count), "scraper_crawls")
     out.print(f"python -m scraper query {target} {shlex.quote(f'SELECT * FROM {first} LIMIT 5')}", style="dim")
     return EXIT_OK
 

@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -265,6 +266,20 @@ def test_query_without_sql_lists_the_tables_with_their_rows_and_columns(tmp_path
     assert too_many.returncode == 2 and "takes one SQL argument" in too_many.stderr
 
 
+def test_query_without_sql_suggests_a_table_that_has_rows(tmp_path: Path) -> None:
+    """With no item stored, it suggested the first table by name: scraper_cookies, always empty
+    once a crawl is over."""
+    database = tmp_path / "demo.db"
+    assert scraper("demo", "--products", "2", "--db", str(database)).returncode == 0
+    with sqlite3.connect(database) as db:
+        db.execute("DELETE FROM product")
+    shown = scraper("query", "--db", str(database))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[-1] == (
+        f"python -m scraper query --db {database} 'SELECT * FROM scraper_crawls LIMIT 5'"
+    )
+
+
 def test_query_shows_values_as_they_are(tmp_path: Path) -> None:
     """Scraped text is shown as text (a '[/b]' in it once made rich raise; '[red]x' vanished
     into a colour), NULL apart from the text 'NULL', a BLOB by its size and first bytes."""
@@ -433,7 +448,16 @@ def test_outside_any_project_no_spiders_module_says_where_commands_run(tmp_path:
     [
         ("crawl", "Scrapy's 'crawl' is 'run' here: python -m scraper run NAME"),
         ("runspider", "put the spider in spiders/ and run it by name: python -m scraper run NAME"),
-        ("shell", "not built yet"),
+        # not built yet, and what to use meanwhile: they said only "not built yet"
+        (
+            "shell",
+            "try selectors on a saved page: Response(url=..., body=...).css(...) (the README's tutorial); "
+            "not built yet",
+        ),
+        (
+            "parse",
+            "run_callback runs one callback on a saved page, storing nothing (the README's tutorial); not built yet",
+        ),
         # this project's own, not built yet: they were a bare "invalid choice"
         (
             "export",
