@@ -25,6 +25,7 @@ from scraper.crawls import RESUMABLE
 from scraper.demo_site import build_catalog, make_app, serve
 from scraper.engine import CrawlResult, Engine
 from scraper.errors import ConfigError, OpenFailed, ScraperError, SpiderNotFound, WriteFailed
+from scraper.invocation import command_prefix
 from scraper.output import Output
 from scraper.progress import live_progress, summary
 from scraper.project import Project
@@ -275,7 +276,7 @@ def command_run(args: argparse.Namespace) -> int:
 
 def _resume_command(args: argparse.Namespace) -> str:
     """The ``run`` command as it was given, less ``--fresh``: what resumes the crawl."""
-    words = ["python", "-m", "scraper"]
+    words = []
     if args.config is not None:
         words += ["--config", str(args.config)]
     words += ["run", args.spider]
@@ -283,7 +284,7 @@ def _resume_command(args: argparse.Namespace) -> str:
     words += [word for pair in args.settings for word in ("-s", pair)]
     if args.db:
         words += ["--db", str(args.db)]
-    return shlex.join(words)
+    return f"{command_prefix()} {shlex.join(words)}"
 
 
 def command_demo(args: argparse.Namespace) -> int:
@@ -425,7 +426,7 @@ def _show_tables(database: Path, args: argparse.Namespace) -> int:
     # the first table with rows, items first: the first by name alone was scraper_cookies for a
     # crawl that stored no item, a table that a finished crawl leaves empty
     first = next((name for name, count, _ in rows if count), "scraper_crawls")
-    out.print(f"python -m scraper query {target} {shlex.quote(f'SELECT * FROM {first} LIMIT 5')}", style="dim")
+    out.print(f"{command_prefix()} query {target} {shlex.quote(f'SELECT * FROM {first} LIMIT 5')}", style="dim")
     return EXIT_OK
 
 

@@ -22,6 +22,7 @@ from scraper.cookies import CrawlCookieJar
 from scraper.crawls import CrawlStart
 from scraper.errors import StorageError, WriteFailed, damaged
 from scraper.filewatch import FileWatch
+from scraper.invocation import command_prefix
 from scraper.lock import CrawlLock
 from scraper.records import Commit
 from scraper.stats import Stats
@@ -169,7 +170,7 @@ class Storage:
             crawl_id, owner = other
             raise StorageError(
                 f"{self.path} holds crawl {crawl_id} of spider {owner!r}, unfinished: finish it first "
-                f"(python -m scraper run {owner} --db {shlex.quote(str(self.path))}) or give {spider!r} a "
+                f"({command_prefix()} run {owner} --db {shlex.quote(str(self.path))}) or give {spider!r} a "
                 "database of its own (--db); "
                 "spiders sharing a file share its requests' rows"
             )

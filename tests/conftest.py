@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,11 @@ from typing import Any
 import pytest
 
 from scraper.settings import Settings, load_settings
+
+# The suite runs as in an activated venv (CI runs .venv/bin/python -m pytest without activating
+# it), so that the commands the framework prints for pasting start "python -m scraper";
+# tests/unit/test_invocation.py covers an interpreter that is not the PATH's python.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 
 def make_settings(**overrides: Any) -> Settings:
