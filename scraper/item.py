@@ -10,8 +10,10 @@ import datetime as dt
 import functools
 import json
 import math
+import os
 import re
 import string
+import sys
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -26,6 +28,8 @@ from selectolax.lexbor import LexborNode
 from scraper.encoding import is_unicode
 
 DICT_TABLE = "item"
+_FRAMEWORK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")  # this package's folder
+_CALLERS_KEPT = 8  # frames of the code that made an invalid item, at most, put in its traceback
 RESERVED_PREFIX = "scraper_"
 # SQLite refuses to create a table named sqlite_...: found at the first write, it stopped the crawl
 _RESERVED_PREFIXES = {RESERVED_PREFIX: "the framework's tables", "sqlite_": "SQLite's own"}
@@ -70,7 +74,7 @@ class Item(pydantic.BaseModel):
             if invalid is None:
                 raise
             # Inside a callback: keep the page going, report this item instead (see deferred_validation).
-            invalid[id(self)] = exc
+            invalid[id(self)] = _from_caller(exc)
             object.__setattr__(self, "__dict__", dict(data))
             object.__setattr__(self, "__pydantic_fields_set__", set(data))
             object.__setattr__(self, "__pydantic_extra__", None)
@@ -120,6 +124,20 @@ def _table_name(item_class: type[Item]) -> str:
                 f"(give the class another name, or set table: ClassVar[str])"
             )
     return table
+
+
+def _from_caller(error: pydantic.ValidationError) -> pydantic.ValidationError:
+    """``error`` with the frames of the code that made the item (up to the framework's own)
+    put before its traceback. Caught in ``Item.__init__``, its traceback began there: the
+    error row and the warning pointed at scraper/item.py, never at the spider's line."""
+    traceback = error.__traceback__
+    frame: types.FrameType | None = sys._getframe(2)  # 0: here, 1: Item.__init__, 2: what called it
+    for _ in range(_CALLERS_KEPT):
+        if frame is None or frame.f_code.co_filename.startswith(_FRAMEWORK):
+            break
+        traceback = types.TracebackType(traceback, frame, frame.f_lasti, frame.f_lineno)
+        frame = frame.f_back
+    return error.with_traceback(traceback)
 
 
 class deferred_validation:  # lower case, like contextlib.suppress: it reads as a function

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import gc
 import re
+import traceback
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, NamedTuple
@@ -12,6 +13,7 @@ from typing import Any, NamedTuple
 import pydantic
 import pytest
 
+from scraper import records
 from scraper.errors import ConfigError
 from scraper.http import Request, Response
 from scraper.item import Item
@@ -124,6 +126,24 @@ async def test_invalid_items_are_kept_apart() -> None:
     assert isinstance(error, pydantic.ValidationError)
     assert error.errors()[0]["loc"] == ("likes",)
     assert item.text == "bad"
+
+
+async def test_an_invalid_items_error_points_at_the_line_that_made_it() -> None:
+    """Caught in Item.__init__, its traceback began there: the warning and the error row named
+    scraper/item.py, never the spider's line."""
+
+    def quote_of(likes: str) -> Quote:  # a helper of the spider's, as spiders/quotes.py has
+        return Quote(text="bad", likes=likes)
+
+    async def callback(response: Response) -> AsyncIterator[Any]:
+        yield quote_of("many")
+
+    result = await run_callback(callback, make_response())
+    [(_, error)] = result.invalid
+    line = quote_of.__code__.co_firstlineno + 1
+    assert records._where(error).endswith(f"test_spider.py:{line}, in quote_of")
+    trace = "".join(traceback.format_exception(error))
+    assert "in callback" in trace and "in quote_of" in trace and "validate_python" in trace
 
 
 async def test_items_built_outside_the_callback_are_still_validated() -> None:
