@@ -10,16 +10,17 @@ import contextlib
 import multiprocessing
 import os
 import resource
+import signal
 import sqlite3
 import statistics
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
@@ -99,6 +100,9 @@ def site_in_process(factory: AppFactory, *args: Any) -> Iterator[SiteProcess]:
 
 
 def _serve_main(conn: Connection, factory: AppFactory, args: tuple[Any, ...]) -> None:
+    # Ctrl-C reaches the whole process group: the parent stops this process on its way out
+    # (or it sees the pipe close), so no traceback of its own here
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         asyncio.run(_serve(conn, factory, args))
     except BaseException as exc:  # tell the parent instead of leaving it waiting
@@ -219,8 +223,17 @@ def machine() -> str:
     return f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {sys.platform}"
 
 
+def plural(count: int, word: str) -> str:
+    """``count word`` with an s when it is not 1: "1 round", "5 rounds"."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
 def add_shop_arguments(parser: argparse.ArgumentParser, *, padding: int) -> None:
-    """The options every A/B benchmark on the demo shop shares."""
+    """The options every A/B benchmark on the demo shop shares (``check_shop_arguments``
+    checks them)."""
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds, one run per kind each (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds first (default 1)")
     parser.add_argument("--products", type=int, default=2000, help="products in the demo shop (default 2000)")
@@ -229,3 +242,94 @@ def add_shop_arguments(parser: argparse.ArgumentParser, *, padding: int) -> None
     )
     parser.add_argument("--concurrency", type=int, default=32, help="concurrency / workers (default 32)")
     parser.add_argument("--per-host", type=int, default=32, help="per_host.concurrency (default 32)")
+
+
+SHOP_MINIMUMS: dict[str, float] = {
+    "--rounds": 1,
+    "--warmup": 0,
+    "--products": 1,
+    "--padding": 0,
+    "--concurrency": 1,
+    "--per-host": 1,
+}
+"""The least value of each option ``add_shop_arguments`` adds."""
+
+
+def check_shop_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject the shared options' bad values before a site is written or a crawl started:
+    a concurrency of 0 hung the reference until ``--timeout``, a negative padding was a
+    traceback."""
+    check_minimums(parser, args, at_least=SHOP_MINIMUMS)
+
+
+def check_minimums(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    *,
+    at_least: Mapping[str, float] | None = None,
+    above: Mapping[str, float] | None = None,
+) -> None:
+    """``parser.error`` (exit 2, one line naming the option) for the first option whose value
+    is below its ``at_least`` minimum or not above its ``above`` bound."""
+    for option, minimum in (at_least or {}).items():
+        if (value := _option_value(args, option)) < minimum:
+            parser.error(f"{option} must be at least {minimum:g}, not {value:g}")
+    for option, bound in (above or {}).items():
+        if (value := _option_value(args, option)) <= bound:
+            parser.error(f"{option} must be more than {bound:g}, not {value:g}")
+
+
+def _option_value(args: argparse.Namespace, option: str) -> float:
+    value: float = getattr(args, option.removeprefix("--").replace("-", "_"))
+    return value
+
+
+def parse_kinds(parser: argparse.ArgumentParser, text: str, known: Sequence[str], option: str = "--kinds") -> list[str]:
+    """The comma-separated kinds of ``text``, each one of ``known``; ``parser.error`` for an
+    unknown one or none at all (an empty list ran nothing and printed empty tables)."""
+    kinds = [kind.strip() for kind in text.split(",") if kind.strip()]
+    if not kinds:
+        parser.error(f"{option}: name at least one kind, of {', '.join(known)}")
+    if unknown := [kind for kind in kinds if kind not in known]:
+        parser.error(f"{option}: unknown {', '.join(unknown)} (choose from {', '.join(known)})")
+    return kinds
+
+
+# -- ending ----------------------------------------------------------------------------------
+
+
+class Terminated(SystemExit):
+    """Raised by the SIGTERM handler: it unwinds like Ctrl-C does, through every ``finally``
+    and context manager, so servers are stopped and temporary directories removed."""
+
+
+TERMINATED_EXIT = 128 + signal.SIGTERM  # 143, as a shell reports a process ended by SIGTERM
+INTERRUPTED_EXIT = 128 + signal.SIGINT  # 130
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # a second SIGTERM while the first one's cleanup runs would cut it short (an nginx left
+    # running, a directory left behind): ignore it; SIGKILL still ends the process
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated(TERMINATED_EXIT)
+
+
+def run_main(main: Callable[[], int]) -> NoReturn:
+    """Run a script's ``main`` and exit with its code. By default SIGTERM ends Python at once,
+    with no cleanup: nginx was left running (reparented to pid 1) and the temporary sites on
+    disk. Here SIGTERM exits 143 after the cleanup, and Ctrl-C exits 130 with one line
+    instead of a traceback."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        code = main()
+    except Terminated:
+        print(f"{_script()}: terminated (SIGTERM), cleaned up", file=sys.stderr)
+        code = TERMINATED_EXIT
+    except KeyboardInterrupt:
+        print(f"{_script()}: interrupted, cleaned up", file=sys.stderr)
+        code = INTERRUPTED_EXIT
+    raise SystemExit(code)
+
+
+def _script() -> str:
+    return Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "bench"

@@ -36,19 +36,21 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: scraper/, spiders/, bench/
 
-from bench._common import table
+from bench._common import check_minimums, parse_kinds, run_main, table
 
 THIS = Path(__file__).resolve()
 ROOT = THIS.parent.parent
 
 
 def module_of(filename: str) -> str:
-    """A short name for the module a code object comes from: a path in this repository, a
-    package in site-packages, or a module of the standard library."""
-    if filename.startswith(str(ROOT)):
-        return filename[len(str(ROOT)) + 1 :]
+    """A short name for the module a code object comes from: a package in site-packages, a
+    path in this repository, or a module of the standard library. site-packages first: the
+    venv is often inside the repository (``.venv/``), and its packages are one row each, not
+    one row per file."""
     if "site-packages/" in filename:
         return filename.split("site-packages/", 1)[1].split("/", 1)[0]
+    if filename.startswith(str(ROOT) + "/"):
+        return filename[len(str(ROOT)) + 1 :]
     if filename.startswith("<"):
         return filename  # generated code: dataclass __init__s are "<string>"
     return "stdlib " + Path(filename).stem
@@ -161,11 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from bench.site import serve_static, write_site
-    from bench.throughput import KINDS
+    from bench.throughput import COMPETITORS, KINDS
 
-    kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
-    if unknown := [kind for kind in kinds if kind not in KINDS or kind in ("scrapy", "crawlee")]:
-        parser.error(f"--kinds: cannot count {', '.join(unknown)} (ours and the reference's only)")
+    # ours and the reference's only: the competitors run in a venv of their own
+    kinds = parse_kinds(parser, args.kinds, [kind for kind in KINDS if kind not in COMPETITORS])
+    check_minimums(parser, args, at_least={"--products": 1, "--padding": 0, "--top": 1})
     with tempfile.TemporaryDirectory(prefix="bench-calls-") as directory:
         workdir = Path(directory)
         site = write_site(workdir / "site", products=args.products, padding=args.padding)
@@ -176,4 +178,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

@@ -46,12 +46,14 @@ from aiohttp import web
 
 from bench._common import (
     ServerReport,
+    check_minimums,
     cpu_seconds,
     current_rss_mb,
     database_mb,
     machine,
     peak_rss_mb,
     query,
+    run_main,
     site_in_process,
     table,
 )
@@ -262,8 +264,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tracemalloc", action="store_true", help="print the top allocation sites at the end (slow)")
     parser.add_argument("--profile", action="store_true", help="print where the crawler's CPU time goes (cProfile)")
     args = parser.parse_args(argv)
-    if args.fanout < 2 or args.pending < 1:
-        parser.error("--fanout must be at least 2 and --pending at least 1")
+    at_least = {"--pending": 1, "--fanout": 2, "--buffer": 1, "--concurrency": 1, "--per-host": 1}
+    check_minimums(parser, args, at_least=at_least, above={"--interval": 0, "--max-seconds": 0})
     return args
 
 
@@ -319,4 +321,4 @@ def print_allocations() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: scraper/, bench/
 
-from bench._common import table
+from bench._common import check_minimums, parse_kinds, run_main, table
 from bench.latency import KINDS, RunResult, slow_site_in_process
 
 LATENCY = Path(__file__).resolve().parent / "latency.py"
@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay", type=float, default=1.0, help="seconds the site waits before answering")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed for one run")
     args = parser.parse_args(argv)
-    kinds = [kind for kind in args.kinds.split(",") if kind]
-    if unknown := [kind for kind in kinds if kind not in KINDS]:
-        parser.error(f"unknown kinds: {', '.join(unknown)}")
+    kinds = parse_kinds(parser, args.kinds, KINDS)
+    at_least = {"--pages": 1, "--concurrency": 1, "--delay": 0}
+    check_minimums(parser, args, at_least=at_least, above={"--timeout": 0})
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
@@ -96,4 +96,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

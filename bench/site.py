@@ -719,6 +719,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_python_server(args.serve, args.port))
         return 0
     if args.fetch:
+        # measure_ceiling ends this client with SIGTERM once it has its figures: its normal
+        # end, not an interruption to report (run_main's handler would print a line)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         result = asyncio.run(_fetch_only(json.loads(sys.stdin.readline())))
         print(json.dumps(result), flush=True)
         return 0
@@ -758,5 +761,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(_THIS.parent.parent))  # the repository root, for scraper.demo_site
-    raise SystemExit(main())
+    sys.path.insert(0, str(_THIS.parent.parent))  # the repository root, for scraper.demo_site and bench
+    from bench._common import run_main
+
+    run_main(main)
