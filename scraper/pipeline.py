@@ -56,6 +56,7 @@ _SCRAPY_HOOKS = {
     "close_spider": "write 'async def close(self, spider)'",
     "from_crawler": "the stage is made with no arguments; set it up in 'async def open(self, spider)'",
 }
+_SCRAPY_NAMES = {"process_item": "write 'async def process(self, item, spider)'", **_SCRAPY_HOOKS}
 
 
 class Pipeline:
@@ -68,9 +69,11 @@ class Pipeline:
         stages = []
         for path in paths:
             stage = build_object(path, setting="pipelines")
-            if not isinstance(stage, Stage):
-                scrapy_s = " (process_item is Scrapy's name)" if hasattr(stage, "process_item") else ""
-                raise ConfigError(f"pipelines: {path} is not a Stage (needs async open, process, close){scrapy_s}")
+            if not isinstance(stage, Stage):  # each Scrapy name it has, said: a BaseStage's were, this one's not
+                said = "".join(
+                    f"; {name} is Scrapy's name: {ours}" for name, ours in _SCRAPY_NAMES.items() if hasattr(stage, name)
+                )
+                raise ConfigError(f"pipelines: {path} is not a Stage (needs async open, process, close){said}")
             for method in ("open", "process", "close"):  # a plain def fails every item, or at the end
                 if not inspect.iscoroutinefunction(getattr(stage, method)):
                     raise ConfigError(f"pipelines: {path}: {method} must be an 'async def'")

@@ -243,6 +243,16 @@ class ScrapyStyle:
         return item
 
 
+class ScrapyHooksAlone:
+    """Scrapy's hook names on a class of its own, with our process()."""
+
+    async def open_spider(self, spider: Spider) -> None:
+        return None
+
+    async def process(self, item: Record, spider: Spider) -> Record:
+        return item
+
+
 class ScrapyHooks(BaseStage):
     """A stage with Scrapy's hook names: open_spider() was never called, so nothing it set up
     was there when process() ran."""
@@ -278,8 +288,13 @@ class ScrapyFactory(BaseStage):
         ("pipelines.clean:Nope", "pipelines: module 'pipelines.clean' has no 'Nope'"),
         (
             "tests.unit.test_pipelines:ScrapyStyle",
-            "pipelines: tests.unit.test_pipelines:ScrapyStyle is not a Stage (needs async open, process, close) "
-            "(process_item is Scrapy's name)",
+            "pipelines: tests.unit.test_pipelines:ScrapyStyle is not a Stage (needs async open, process, close); "
+            "process_item is Scrapy's name: write 'async def process(self, item, spider)'",
+        ),
+        (  # not a BaseStage: its open_spider went unsaid
+            "tests.unit.test_pipelines:ScrapyHooksAlone",
+            "pipelines: tests.unit.test_pipelines:ScrapyHooksAlone is not a Stage (needs async open, process, close); "
+            "open_spider is Scrapy's name: write 'async def open(self, spider)'",
         ),
         (
             "pipelines.clean.Normalize",  # Scrapy's ITEM_PIPELINES form
