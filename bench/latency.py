@@ -45,7 +45,7 @@ worst max lag of the measured runs). Compare figures from one run of this script
 Run from the repository root: ``python bench/latency.py [--pages 10000] [--concurrency 5000]
 [--delay 1.0] [--rounds 3]``. ``--one KIND --base-url URL --database PATH`` runs a single
 crawl and prints one JSON line (that is how runs are started; it needs a site serving);
-``--spikes K`` with it also prints the K longest stalls, with when they happened, to stderr.
+``--spikes K`` prints each run's K longest stalls, with when they happened, to stderr.
 The CPU s column is the crawler's user + system time during the crawl: when it nears the
 seconds column, the crawler is CPU-bound and no scheduling change can make it faster.
 """
@@ -580,6 +580,8 @@ class RunResult:
 def run_in_subprocess(args: argparse.Namespace, site: SlowSite, kind: str, label: str, database: Path) -> RunResult:
     command = [sys.executable, str(Path(__file__).resolve()), "--one", kind, "--base-url", site.base_url]
     command += ["--database", str(database), "--pages", str(args.pages), "--concurrency", str(args.concurrency)]
+    if args.spikes:  # each run prints its own to stderr, which is passed on below
+        command += ["--spikes", str(args.spikes)]
     site.figures()  # reset the site's counters: what follows is this run's
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, check=False)
@@ -681,7 +683,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--one", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--database", help=argparse.SUPPRESS)
-    parser.add_argument("--spikes", type=int, default=0, help="with --one: print the K longest stalls to stderr")
+    parser.add_argument("--spikes", type=int, default=0, help="print each run's K longest stalls to stderr")
     args = parser.parse_args(argv)
     if args.one and not (args.base_url and args.database):
         parser.error("--one needs --base-url and --database")
