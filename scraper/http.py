@@ -240,6 +240,7 @@ class Response:
     _encoding: str | None = None
     _parser: LexborHTMLParser | None = None
     _base: URL | None = None
+    _meta: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -266,7 +267,15 @@ class Response:
 
     @property
     def meta(self) -> Mapping[str, Any]:
-        return self.request.meta or {}
+        """The request's ``meta``; for a request made without one, a dict of this response's
+        own, kept: a new empty one at each read lost what a callback wrote there (Scrapy's
+        ``response.meta`` is a dict that keeps it)."""
+        meta = self.request.meta
+        if meta is not None:
+            return meta
+        if self._meta is None:
+            self._meta = {}
+        return self._meta
 
     @property
     def text(self) -> str:

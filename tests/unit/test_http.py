@@ -531,6 +531,15 @@ def test_meta_comes_from_the_request() -> None:
     assert make_response().meta == {}
 
 
+@pytest.mark.parametrize("meta", [None, {}])
+def test_what_a_callback_writes_in_response_meta_is_kept(meta: dict[str, Any] | None) -> None:
+    """For a request made without meta (or with an empty one), each read was a new empty dict:
+    a callback's write was gone at its next read, where Scrapy keeps it."""
+    response = make_response(request=Request(PAGE_URL, meta=meta))
+    response.meta["page_kind"] = "product"  # type: ignore[index]  # a dict at run time, as in Scrapy
+    assert response.meta == {"page_kind": "product"}
+
+
 def test_response_is_immutable() -> None:
     response = make_response("<p>x</p>")
     with pytest.raises(AttributeError):
