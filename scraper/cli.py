@@ -31,6 +31,7 @@ from scraper.progress import live_progress, summary
 from scraper.project import Project
 from scraper.query import run_query, tables_overview
 from scraper.ratelimit import describe_policy
+from scraper.schema import as_typed
 from scraper.settings import Settings
 from scraper.spider import SPIDER_LOGGERS, Spider
 from scraper.stats import SEEDING_CUT_SHORT
@@ -426,7 +427,9 @@ def _show_tables(database: Path, args: argparse.Namespace) -> int:
     # the first table with rows, items first: the first by name alone was scraper_cookies for a
     # crawl that stored no item, a table that a finished crawl leaves empty
     first = next((name for name, count, _ in rows if count), "scraper_crawls")
-    out.print(f"{command_prefix()} query {target} {shlex.quote(f'SELECT * FROM {first} LIMIT 5')}", style="dim")
+    out.print(
+        f"{command_prefix()} query {target} {shlex.quote(f'SELECT * FROM {as_typed(first)} LIMIT 5')}", style="dim"
+    )
     return EXIT_OK
 
 

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from scraper.invocation import command_prefix
+from scraper.schema import as_typed
 from scraper.stats import SEEDING_CUT_SHORT, SEEDING_CUT_SHORT_SAYS, Stats
 
 _REFRESH_SECONDS = 0.25
@@ -149,7 +150,7 @@ def summary(
         times = "once" if stalls == 1 else f"{stalls:,} times"
         table.add_row("loop", f"held {times}, the worst {worst:,.1f}s: blocking code in a callback or stage")
     table.add_row("database", str(database))
-    query = f"SELECT * FROM {next(iter(tables), 'scraper_errors')} LIMIT 5"
+    query = f"SELECT * FROM {as_typed(next(iter(tables), 'scraper_errors'))} LIMIT 5"
     commands = {"look": f"{command_prefix()} query --db {shlex.quote(str(database))} {shlex.quote(query)}"}
     if resume:
         commands["resume"] = resume

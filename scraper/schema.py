@@ -4,7 +4,10 @@ extend and fill one table per item class."""
 from __future__ import annotations
 
 import functools
+import re
+import sqlite3
 from collections.abc import Sequence
+from contextlib import closing
 from typing import Any
 
 from scraper.item import META_COLUMNS
@@ -217,6 +220,27 @@ def insert_errors(rows: int) -> str:
 def quote(name: str) -> str:
     """An SQLite identifier, quoted so that any field name is safe."""
     return '"' + name.replace('"', '""') + '"'
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def as_typed(name: str) -> str:
+    """A table's name as a query shown for pasting writes it: bare when SQLite reads it so
+    (``product``), else quoted (``"order"``, ``"my-products"``): the summary's query of an
+    ``Order`` item's table, pasted, failed with 'near "order": syntax error'."""
+    return name if _PLAIN_NAME.match(name) and _reads_bare(name) else quote(name)
+
+
+@functools.lru_cache(maxsize=64)
+def _reads_bare(name: str) -> bool:
+    """Whether SQLite's parser takes ``name`` as a table's name unquoted (not a keyword)."""
+    with closing(sqlite3.connect(":memory:")) as db:
+        try:
+            db.execute(f"SELECT * FROM {name}")
+        except sqlite3.OperationalError as exc:  # "no such table" when it read a name
+            return "syntax error" not in str(exc)
+    return True
 
 
 def create_item_table(table: str, columns: dict[str, str]) -> str:

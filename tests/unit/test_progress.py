@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import shlex
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from scraper.progress import RecentRate, status_line
+import pytest
+from rich.console import Console
+
+from scraper import schema
+from scraper.progress import RecentRate, status_line, summary
 from scraper.stats import Stats
 
 
@@ -36,3 +44,23 @@ def test_the_rate_is_the_last_seconds_not_the_whole_crawl() -> None:
     rate.add(110.0, 40_020)  # ...then 2 pages a second
     assert rate.per_second() == 2.0
     assert RecentRate(window=10.0).per_second() is None  # nothing yet: the line shows the average
+
+
+@pytest.mark.parametrize(
+    ("table", "written"), [("product", "product"), ("order", '"order"'), ("my-products", '"my-products"')]
+)
+def test_the_summarys_query_names_its_table_as_sqlite_reads_it(tmp_path: Path, table: str, written: str) -> None:
+    """An ``Order`` item's table is ``order``, a keyword: pasted bare, the summary's query
+    failed with 'near "order": syntax error' (and so did a table named with a hyphen)."""
+    database = tmp_path / "crawl.db"
+    with closing(sqlite3.connect(database)) as db:
+        db.execute(f"CREATE TABLE {schema.quote(table)} (x)")
+    stats = Stats()
+    stats.set_items_by_table({table: 1})
+    console = Console(record=True, width=300)
+    console.print(summary(spider="s", status="finished", reason="finished", stats=stats, database=database))
+    look = next(line for line in console.export_text().splitlines() if line.lstrip().startswith("look"))
+    sql = f"SELECT * FROM {written} LIMIT 5"
+    assert look.rstrip().endswith(shlex.quote(sql))
+    with closing(sqlite3.connect(database)) as db:
+        assert db.execute(sql).fetchall() == []
