@@ -24,6 +24,7 @@ from scraper.fetcher import Fetcher
 from scraper.frontier import Frontier, MemoryFrontier, Scheduled
 from scraper.handoff import HandOff
 from scraper.http import Request, check_url
+from scraper.links import unfollowable_reason
 from scraper.loading import build_object
 from scraper.loop_watch import LoopWatch
 from scraper.middleware import Middleware
@@ -343,6 +344,13 @@ class Engine:
         # row resumes it (admitted again, each resume fetched it again and duplicated its items)
         admission = await scheduler.add(batch, copies=not self._resumed)
         errors = [error_record("start", error, request.url, self.stats) for request, error in admission.unstorable]
+        # a start URL with a typo in its scheme, or the port 0 of a forgotten -a port=, was only
+        # counted as filtered: the crawl ended with 0 pages and "errors none"
+        errors += [
+            error_record("start", ValueError(f"{request.url!r} is not fetched: {unfollowable_reason(reason)}"),
+                         request.url, self.stats)
+            for request, reason in admission.unfollowable
+        ]  # fmt: skip
         await storage.submit(Commit(requests=admission.admitted, refused=admission.refused, errors=errors))
         await asyncio.sleep(0)  # a long start_requests must not hold the loop: fetches go on meanwhile
 

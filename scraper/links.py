@@ -36,6 +36,21 @@ def filter_reason(url: str, policy: LinkPolicy, *, today: datetime.date | None =
     return inspect_link(url, policy, today=today)[0]
 
 
+_UNFOLLOWABLE = {
+    "scheme": "its scheme is not http or https",
+    "url_too_long": "it is longer than links.max_url_length",
+    "malformed": "it has no host, or its host or port cannot be parsed (a port of 0 or past 65535)",
+    "too_many_segments": "its path has more segments than links.max_path_segments",
+    "repeated_segments": "a segment of its path repeats more than links.max_repeated_segments times",
+    "date_out_of_window": "it names a year further than links.date_window_years from now",
+}
+
+
+def unfollowable_reason(reason: str) -> str:
+    """``inspect_link``'s reason, said for a person (a start request's error row)."""
+    return f"{_UNFOLLOWABLE.get(reason, reason)} (filtered as {reason!r})"
+
+
 def inspect_link(
     url: str,
     policy: LinkPolicy,

@@ -43,6 +43,9 @@ class Admission:
     admitted: list[Scheduled] = dataclasses.field(default_factory=list)
     refused: list[Refused] = dataclasses.field(default_factory=list)
     unstorable: list[tuple[Request, RequestNotStorable]] = dataclasses.field(default_factory=list)
+    # links no crawl fetches (``inspect_link``'s reason): only counted for a page's links, but
+    # a start request among them is the spider's mistake, an error row of its own (see Engine)
+    unfollowable: list[tuple[Request, str]] = dataclasses.field(default_factory=list)
 
 
 class Scheduler:
@@ -159,6 +162,7 @@ class Scheduler:
             reason, parsed = inspect_link(request.url, self._settings.links, parse=request.parsed_url)
             if reason is not None or parsed is None:
                 self._stats.increment(f"requests/filtered/{reason}")
+                admission.unfollowable.append((request, reason or "malformed"))
                 continue
             try:
                 key = fingerprint(request, self._settings.links.session_parameters, parsed=parsed)

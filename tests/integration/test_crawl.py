@@ -455,6 +455,32 @@ async def test_a_start_output_that_is_not_a_request_is_an_error_row_and_seeding_
     assert result.stats.get("errors/start/TypeError") == 2
 
 
+class UnfetchableStartSpider(FaultySpider):
+    async def start_requests(self) -> AsyncIterator[Any]:
+        yield Request("htp://127.0.0.1/catalog")  # a typo in the scheme
+        yield Request("http://127.0.0.1:0/catalog")  # the port of a forgotten -a port=
+        yield Request(f"{self.base_url}/good", callback=self.parse_page)
+
+
+async def test_a_start_request_no_crawl_fetches_is_an_error_row_naming_it(database: Path) -> None:
+    """Only counted as filtered, as a page's mailto: link is, it ended the crawl with 0 pages,
+    "errors none" and no row anywhere naming the URL."""
+    app, _ = faulty_site()
+    async with serve(app) as base_url:
+        result = await crawl(UnfetchableStartSpider(base_url), database)
+
+    assert result.status == "finished"
+    assert rows(database, "SELECT stage, url, error_type, message FROM scraper_errors ORDER BY id") == [
+        ("start", "htp://127.0.0.1/catalog", "ValueError",
+         "'htp://127.0.0.1/catalog' is not fetched: its scheme is not http or https (filtered as 'scheme')"),
+        ("start", "http://127.0.0.1:0/catalog", "ValueError",
+         "'http://127.0.0.1:0/catalog' is not fetched: it has no host, or its host or port cannot be parsed "
+         "(a port of 0 or past 65535) (filtered as 'malformed')"),
+    ]  # fmt: skip
+    assert rows(database, "SELECT name FROM thing ORDER BY name") == [("alpha",), ("beta",)]
+    assert result.stats.get("errors/start/ValueError") == 2
+
+
 class SlowSeedSpider(Spider):
     """A start generator that waits between its requests, as one reading a slow seed API does."""
 
