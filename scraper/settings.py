@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
-from pydantic import Field
+from pydantic import Field, model_validator
 from yarl import URL
 
 from scraper import __version__
@@ -74,6 +74,13 @@ class RetryPolicy(_Strict):
     max_backoff: NonNegativeFloat = 60.0
     statuses: frozenset[Annotated[int, Field(ge=100, le=599)]] = frozenset({408, 429, 500, 502, 503, 504, 522, 524})
     max_retry_after: NonNegativeFloat = 600.0  # longer Retry-After values are capped to this
+
+    @model_validator(mode="after")
+    def _backoff_within_its_cap(self) -> RetryPolicy:
+        # accepted, 5 s capped at 1 s read as "back-off 5s..1s" and waited 1 s
+        if self.backoff > self.max_backoff:
+            raise ValueError(f"backoff {self.backoff:g} is above max_backoff {self.max_backoff:g}: raise max_backoff")
+        return self
 
 
 class BreakerPolicy(_Strict):

@@ -182,6 +182,11 @@ def test_an_ipv6_host_pattern_is_taken() -> None:
         # every request failed with a ValueError that did not name the setting
         ({"config": {"user_agent": "a\r\nX-Evil: 1"}}, "setting 'user_agent': a header value cannot hold a line break"),
         ({"spider": {"default_headers": {"X-A": "b\nc"}}}, "setting 'default_headers': header 'X-A': a header cannot"),
+        # accepted, it read "back-off 5s..1s" and waited 1 s
+        (
+            {"overrides": ["retry.backoff=5", "retry.max_backoff=1"]},
+            "setting 'retry': backoff 5 is above max_backoff 1: raise max_backoff",
+        ),
     ],
 )
 def test_settings_errors_name_the_key(kwargs: dict[str, Any], message: str) -> None:
