@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import logging
 import math
 import os
 import re
@@ -26,6 +27,8 @@ import pydantic
 from selectolax.lexbor import LexborNode
 
 from scraper.encoding import is_unicode
+
+logger = logging.getLogger(__name__)
 
 DICT_TABLE = "item"
 _FRAMEWORK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")  # this package's folder
@@ -280,7 +283,29 @@ def columns_of(item_class: type[Item]) -> dict[str, str]:
     columns = {name: sql_type(field.annotation) for name, field in item_class.model_fields.items()}
     for name, computed in item_class.model_computed_fields.items():
         columns[name] = sql_type(computed.return_type)
+    _warn_of_other_types(item_class, columns)
     return columns
+
+
+# the type each class sharing a table gave each of its columns, by table and column as SQLite
+# compares names: (type, class name), the first class's
+_TYPED_BY: dict[str, dict[str, tuple[str, str]]] = {}
+
+
+def _warn_of_other_types(item_class: type[Item], columns: Mapping[str, str]) -> None:
+    """Say when two item classes of one table type a field differently (once per class): the
+    column keeps the type it was made with, and SQLite converts the other class's values to
+    it, silently (text '00123' into an INTEGER column is 123)."""
+    typed = _TYPED_BY.setdefault(folded(item_class.table), {})
+    for name, kind in columns.items():
+        earlier = typed.setdefault(folded(name), (kind, item_class.__name__))
+        if kind and earlier[0] and kind != earlier[0]:
+            logger.warning(
+                "table %r: field %r is %s in %s but %s in %s; one column holds both, with one type, and SQLite "
+                "converts values to it (text '00123' to 123): give the fields one type, or the classes tables "
+                "of their own",
+                item_class.table, name, earlier[0], earlier[1], kind, item_class.__name__,
+            )  # fmt: skip
 
 
 def columns_of_row(item_class: type[Item], row: Mapping[str, Any]) -> dict[str, str]:

@@ -645,3 +645,32 @@ def test_a_dict_item_holding_a_selectolax_node_is_refused_naming_the_key() -> No
         "ids": f'["{token}"]',  # what JSON has no type for is still its text
         "title": "Title",
     }
+
+
+def test_two_classes_of_one_table_typing_a_field_differently_are_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    """One column holds both classes' values with the type it was made with: the second class's
+    '00123' became 123 in an INTEGER column, and nothing said so."""
+
+    class ShelfBook(Item):
+        table: ClassVar[str] = "shelf_shared"
+        code: int
+        title: str
+
+    class ShelfRecord(Item):
+        table: ClassVar[str] = "Shelf_Shared"  # the same table, as SQLite compares names
+        code: str
+        title: str
+
+    class ShelfMap(Item):
+        table: ClassVar[str] = "shelf_shared"
+        title: str  # the same type: nothing to say
+
+    for item in (ShelfBook(code=1, title="a"), ShelfRecord(code="00123", title="b"), ShelfMap(title="c")):
+        stored_item(item, "http://127.0.0.1/")
+    stored_item(ShelfRecord(code="7", title="d"), "http://127.0.0.1/")  # once per class, not per item
+    said = [record.getMessage() for record in caplog.records if "shelf" in record.getMessage().lower()]
+    assert said == [
+        "table 'Shelf_Shared': field 'code' is INTEGER in ShelfBook but TEXT in ShelfRecord; one column holds "
+        "both, with one type, and SQLite converts values to it (text '00123' to 123): give the fields one type, "
+        "or the classes tables of their own"
+    ]
