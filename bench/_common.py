@@ -223,6 +223,15 @@ def machine() -> str:
     return f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {sys.platform}"
 
 
+def ab_rounds(kinds: Sequence[str], rounds: int, warmup: int) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """Each round's label and its kinds in running order: the warm-ups first ("warm-up 1"...),
+    then the measured rounds ("1"...), A/B/C then C/B/A, so that no kind always runs right
+    after the same other one, on a site or a machine it has just warmed."""
+    for number in range(1 - warmup, rounds + 1):
+        label = f"warm-up {number + warmup}" if number <= 0 else str(number)
+        yield label, tuple(kinds) if number <= 0 or number % 2 else tuple(reversed(kinds))
+
+
 def plural(count: int, word: str) -> str:
     """``count word`` with an s when it is not 1: "1 round", "5 rounds"."""
     return f"{count:,} {word}{'' if count == 1 else 's'}"

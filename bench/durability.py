@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 from aiohttp import web
 
 from bench._common import (
+    ab_rounds,
     add_shop_arguments,
     check_shop_arguments,
     cpu_seconds,
@@ -151,12 +152,6 @@ def per_round_ratios(results: list[RunResult], expected: int) -> list[float]:
     return [runs["sqlite"].rate / runs["memory"].rate for runs in by_round.values() if len(runs) == len(BACKENDS)]
 
 
-def round_order(number: int) -> tuple[str, ...]:
-    """The backends' order in round ``number`` (warm-ups are 0 and below): A/B then B/A, so
-    neither backend always runs first, on a site the other has just warmed."""
-    return BACKENDS if number <= 0 or number % 2 else BACKENDS[::-1]
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Pages/s of the SQLite frontier against the in-memory one on the demo shop (A/B/A/B).",
@@ -180,9 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[RunResult] = []
     try:
         with site_in_process(shop_site, args.products, args.padding) as site:
-            for number in range(1 - args.warmup, args.rounds + 1):
-                label = f"warm-up {number + args.warmup}" if number <= 0 else str(number)
-                for backend in round_order(number):
+            for label, backends in ab_rounds(BACKENDS, args.rounds, args.warmup):
+                for backend in backends:
                     run = run_once(args, site.base_url, backend, label, workdir)
                     print(f"  … round {label} {backend:<6} {run.pages:,} pages in {run.seconds:.2f} s",
                           file=sys.stderr, flush=True)  # fmt: skip

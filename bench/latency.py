@@ -82,6 +82,7 @@ from aiohttp import web
 from selectolax.lexbor import LexborHTMLParser
 
 from bench._common import (
+    ab_rounds,
     check_minimums,
     cpu_seconds,
     machine,
@@ -602,9 +603,7 @@ def run_in_subprocess(args: argparse.Namespace, site: SlowSite, kind: str, label
 
 def run_rounds(args: argparse.Namespace, site: SlowSite, workdir: Path) -> list[RunResult]:
     results: list[RunResult] = []
-    for number in range(1 - args.warmup, args.rounds + 1):
-        label = f"warm-up {number + args.warmup}" if number <= 0 else str(number)
-        kinds = KINDS if number <= 0 or number % 2 else KINDS[::-1]  # A/B/C then C/B/A
+    for label, kinds in ab_rounds(KINDS, args.rounds, args.warmup):
         for kind in kinds:
             run = run_in_subprocess(args, site, kind, label, workdir / f"{kind}.db")
             print(f"  … round {label} {kind:<9} {run.pages:,} pages in {run.seconds:.2f} s, "

@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: scraper/, spiders/, bench/
 
 from bench._common import (
+    ab_rounds,
     add_shop_arguments,
     check_minimums,
     check_shop_arguments,
@@ -308,9 +309,7 @@ def run_rounds(
     args: argparse.Namespace, base_url: str, workdir: Path, site_cpu: Callable[[], float | None]
 ) -> list[RunResult]:
     results: list[RunResult] = []
-    for number in range(1 - args.warmup, args.rounds + 1):
-        label = f"warm-up {number + args.warmup}" if number <= 0 else str(number)
-        kinds = args.kinds if number <= 0 or number % 2 else args.kinds[::-1]  # A/B/C then C/B/A
+    for label, kinds in ab_rounds(args.kinds, args.rounds, args.warmup):
         for kind in kinds:
             run = run_in_subprocess(args, kind, label, base_url, workdir / f"{kind}.db", site_cpu)
             print(f"  … round {label} {kind:<16} {run.pages:,} pages in {run.seconds:.2f} s",

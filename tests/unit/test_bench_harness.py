@@ -17,7 +17,7 @@ from typing import NoReturn
 import pytest
 
 from bench import calls, durability, instructions, latency, run, site, throughput
-from bench._common import plural
+from bench._common import ab_rounds, plural
 from scraper import runtime
 
 
@@ -328,10 +328,11 @@ def _backend_run(round_: str, backend: str, seconds: float, products: int = 100)
 
 
 def test_durability_alternates_the_order_of_its_measured_rounds() -> None:
-    assert durability.round_order(0) == ("sqlite", "memory")  # warm-up
-    assert durability.round_order(1) == ("sqlite", "memory")
-    assert durability.round_order(2) == ("memory", "sqlite")
-    assert durability.round_order(3) == ("sqlite", "memory")
+    rounds = dict(ab_rounds(durability.BACKENDS, rounds=3, warmup=1))  # what durability.py runs
+    assert rounds["warm-up 1"] == ("sqlite", "memory")
+    assert rounds["1"] == ("sqlite", "memory")
+    assert rounds["2"] == ("memory", "sqlite")
+    assert rounds["3"] == ("sqlite", "memory")
 
 
 def test_durability_judges_the_median_of_the_per_round_ratios() -> None:
